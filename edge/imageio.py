@@ -1,0 +1,74 @@
+"""Frame validation and decoding: the only gate between untrusted bytes/arrays and a model runtime.
+
+The runtimes' own image decoders can kill the process (garbage, BMP) or spin forever (a truncated
+JPEG), and silently accept CHW or 1-channel arrays as garbage. So every image is decoded here by
+OpenCV and checked to be a contiguous uint8 HxWx3 array of sane size before anything else sees it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge.errors import FrameError
+
+MIN_EDGE = 16
+MAX_EDGE = 8192
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_EOI = b"\xff\xd9"
+
+
+def validate_array(image: object) -> np.ndarray:
+    """Return `image` as a contiguous uint8 HxWx3 array or raise FrameError saying what is wrong."""
+    if not isinstance(image, np.ndarray):
+        raise FrameError(f"frame is {type(image).__name__}, not a numpy array")
+    if image.dtype != np.uint8:
+        raise FrameError(f"frame dtype is {image.dtype}, expected uint8")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise FrameError(f"frame shape is {tuple(image.shape)}, expected HxWx3 (BGR, channels last)")
+    h, w = int(image.shape[0]), int(image.shape[1])
+    if not (MIN_EDGE <= h <= MAX_EDGE and MIN_EDGE <= w <= MAX_EDGE):
+        raise FrameError(f"frame size {w}x{h} is outside {MIN_EDGE}..{MAX_EDGE} pixels per edge")
+    return np.ascontiguousarray(image)
+
+
+def decode_image_bytes(data: bytes) -> np.ndarray:
+    """Decode JPEG/PNG/... bytes with OpenCV and validate; truncated JPEGs are refused, not guessed.
+
+    OpenCV fills a truncated JPEG with grey and only warns, so the end-of-image marker is checked.
+    """
+    if not data:
+        raise FrameError("image is empty")
+    if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
+        raise FrameError("JPEG is truncated (no end-of-image marker)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if image is None:
+        raise FrameError(f"image could not be decoded ({len(data)} bytes, not a supported image format)")
+    return validate_array(image)
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """Read and validate an image file (never via the runtime's decoder)."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as err:
+        raise FrameError(f"cannot read image {path}: {err.strerror}") from None
+    try:
+        return decode_image_bytes(data)
+    except FrameError as err:
+        raise FrameError(f"{path}: {err}") from None
+
+
+def encode_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes:
+    """JPEG for {task}/image, lowering quality then size until it fits `max_bytes`."""
+    img = image
+    while True:
+        for q in (quality, 70, 55, 40):
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
+            if ok and len(buf) <= max_bytes:
+                return buf.tobytes()
+        if min(img.shape[:2]) <= MIN_EDGE * 2:
+            raise FrameError(f"frame does not fit in {max_bytes} bytes as JPEG")
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)

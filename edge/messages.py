@@ -1,0 +1,246 @@
+"""Data shared by every stage of the pipeline, and the MQTT payloads of contract v1.
+
+This module imports nothing of edge, so every other module can depend on it. Frames and jobs are
+frozen dataclasses (they carry numpy arrays and never leave the process except to the worker);
+payloads are pydantic models because they cross the wire and consumers validate them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+PAYLOAD_VERSION = 1
+
+StopReason = Literal["eos", "max_tokens", "deadline", "cancelled"]
+TaskKind = Literal["caption", "structured", "ask", "summarize"]
+TriggerKind = Literal["interval", "motion", "command", "serial"]
+DaemonState = Literal["starting", "running", "paused", "degraded", "stopping"]
+
+
+def utc_iso(ts: float) -> str:
+    """Epoch seconds -> RFC 3339 UTC with milliseconds and a Z, the form every payload uses."""
+    return (
+        datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+# --------------------------------------------------------------------------- in-process data
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One validated camera frame: contiguous uint8 HxWx3 BGR, as OpenCV delivers it.
+
+    `captured_at` is wall-clock (goes into results); `monotonic` is for ages and deadlines.
+    """
+
+    image: np.ndarray
+    captured_at: float
+    monotonic: float
+    seq: int
+    camera: str = "main"
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What a backend is asked to do. Images are validated uint8 HxWx3 BGR arrays, never bytes."""
+
+    prompt: str
+    images: tuple[np.ndarray, ...] = ()
+    system: str | None = None
+    max_new_tokens: int = 64
+    temperature: float = 0.0
+    deadline_s: float | None = None  # soft: generation stops itself and returns the partial text
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    prompt_tokens: int
+    image_tokens: int
+    new_tokens: int
+    ttft_ms: float
+    decode_tok_s: float
+    total_ms: float
+    stop_reason: StopReason
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A backend's answer: text, stats, and for schema tasks the parsed data or why it failed."""
+
+    text: str
+    stats: GenerationStats
+    data: dict[str, Any] | list[Any] | None = None
+    schema_error: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model produced a result, as the contract reports it."""
+
+    name: str
+    backend: str
+    provider: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work for the generator worker: one task on one frame (or none, for text tasks)."""
+
+    id: str
+    task: str
+    kind: TaskKind
+    trigger: TriggerKind
+    request: GenerationRequest
+    frame: Frame | None = None
+    gate_score: float | None = None
+    created: float = 0.0  # monotonic
+    context: dict[str, Any] = field(default_factory=dict)  # e.g. serial trigger line, correlation
+
+
+# --------------------------------------------------------------------------- MQTT payloads (v1)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StatsPayload(_Payload):
+    prompt_tokens: int
+    image_tokens: int
+    new_tokens: int
+    ttft_ms: float
+    decode_tok_s: float
+    total_ms: float
+    stop_reason: StopReason
+
+
+class ModelPayload(_Payload):
+    name: str
+    backend: str
+    provider: str
+
+
+class PositionPayload(_Payload):
+    lat: float
+    lon: float
+    fix: int
+    alt_m: float | None = None
+    sats: int | None = None
+    hdop: float | None = None
+    age_s: float | None = None
+
+
+class ResultPayload(_Payload):
+    """`{prefix}/{device}/{task}/result`. `id` is stable across redelivery: consumers de-duplicate on it."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    id: str
+    device: str
+    camera: str
+    task: str
+    seq: int
+    captured_at: str | None
+    published_at: str
+    trigger: TriggerKind
+    text: str
+    data: dict[str, Any] | list[Any] | None = None
+    schema_error: str | None = None
+    gate_score: float | None = None
+    model: ModelPayload
+    stats: StatsPayload
+    position: PositionPayload | None = None
+    context: dict[str, Any] | None = None  # e.g. {"serial_line": "..."} or {"summarized": [ids]}
+
+
+class EventPayload(_Payload):
+    """`event`: faults and notable transitions; `id` makes them de-duplicable like results."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    id: str
+    device: str
+    at: str
+    event: Literal[
+        "worker_restart",
+        "worker_recycled",
+        "camera_lost",
+        "camera_back",
+        "degraded",
+        "recovered",
+        "outbox_dropped",
+        "job_failed",
+        "config_rejected",
+        "config_reloaded",
+        "provider_fallback",
+    ]
+    reason: str = ""
+    job_id: str | None = None
+    task: str | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class StatePayload(_Payload):
+    """`state` (retained)."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    state: DaemonState
+    version: str
+    device: str
+    model: str | None
+    backend: str | None
+    provider: str | None
+    tasks: list[str]
+    since: str
+
+
+class Percentiles(_Payload):
+    p50: float | None
+    p95: float | None
+
+
+class HealthPayload(_Payload):
+    """`health`, every health.interval_s."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    device: str
+    at: str
+    state: DaemonState
+    uptime_s: float
+    frames: int
+    frames_dropped: int
+    gated: int
+    jobs: int
+    failures: int
+    restarts: int
+    ttft_ms: Percentiles
+    decode_tok_s: Percentiles
+    outbox_depth: int
+    dropped: int
+    rss_mb: float
+    worker_rss_mb: float | None = None
+    cpu_temp_c: float | None = None
+    throttled: bool | None = None
+    camera: Literal["ok", "lost", "starting"] = "starting"
+
+
+class CommandReply(_Payload):
+    """Reply to `cmd/{verb}`: to the MQTT 5 response topic with correlation data, else cmd/{verb}/reply."""
+
+    v: Literal[1] = PAYLOAD_VERSION
+    ok: bool
+    error: str | None = None
+    result: dict[str, Any] | None = None

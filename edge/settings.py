@@ -1,0 +1,276 @@
+"""Settings models: every section of the design's contract, strict (`extra="forbid"`).
+
+Validation here has no side effects: nothing is opened, created or connected. Loading the layered
+sources (profile < file < env < CLI) and remembering where each value came from is in
+`edge.config_sources`; these models only say what is valid.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TOPIC_SAFE_HINT = "letters, digits, '-' and '_' only (it becomes an MQTT topic level)"
+
+
+def _topic_safe(value: str) -> str:
+    if not TOPIC_SAFE.match(value):
+        raise ValueError(f"{value!r} is not topic-safe: use {TOPIC_SAFE_HINT}")
+    return value
+
+
+def default_device_id() -> str:
+    """The hostname, made topic-safe (dots and other characters become '-')."""
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
+    return name[:64] or "edge"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CameraSettings(Section):
+    name: str = Field("main", description="Camera name; results carry it so more cameras fit later.")
+    source: int | str = Field(
+        "testsrc",
+        description="Index, /dev/videoN, rtsp://, http(s):// MJPEG, video file, image dir or glob, "
+        "'gst:<pipeline>', 'picamera2' or 'testsrc'.",
+    )
+    width: int | None = Field(640, ge=16, le=8192, description="Requested width (None: the device's).")
+    height: int | None = Field(480, ge=16, le=8192, description="Requested height (None: the device's).")
+    fps: float = Field(15.0, gt=0, le=240, description="Requested frame rate; files are paced to theirs.")
+    reconnect_s: float = Field(30.0, gt=0, description="Cap of the exponential reconnect backoff.")
+    stall_s: float = Field(10.0, gt=0, description="No frame for this long: the camera counts as lost.")
+    max_edge: int | None = Field(None, ge=64, description="Downscale frames whose longer edge exceeds this.")
+    pace: Literal["realtime", "asap"] = Field(
+        "realtime", description="Video files: play at their own frame rate, or as fast as consumed."
+    )
+    loop: bool = Field(True, description="Video files and image dirs: start again at the end.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_safe(v)))
+
+
+class GateSettings(Section):
+    motion_threshold: float = Field(
+        0.02, ge=0, le=1, description="Share of changed pixels (0..1) that counts as motion."
+    )
+    min_interval_s: float = Field(2.0, ge=0, description="Never run a motion task more often.")
+    max_interval_s: float = Field(300.0, gt=0, description="Run at least this often, even without motion.")
+    cooldown_s: float = Field(0.0, ge=0, description="Quiet time after a triggered job.")
+
+    @model_validator(mode="after")
+    def _order(self) -> GateSettings:
+        if self.max_interval_s < self.min_interval_s:
+            raise ValueError("gate.max_interval_s must be >= gate.min_interval_s")
+        return self
+
+
+class ModelSettings(Section):
+    path: Path | None = Field(None, description="Model folder (ORT GenAI or OpenVINO IR).")
+    backend: Literal["ort-genai", "openvino"] = Field("ort-genai", description="Runtime to use.")
+    providers: list[str] = Field(
+        default_factory=lambda: ["cpu"],
+        min_length=1,
+        description="Ordered fallback list: ORT cpu|cuda|OpenVINO|QNN|dml, OpenVINO CPU|GPU|NPU|AUTO.",
+    )
+    provider_options: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Options per provider, e.g. {QNN = {backend_path = '...'}}."
+    )
+    num_crops: int = Field(4, ge=1, le=16, description="Phi-3.5-vision HD crops (image token budget).")
+    max_new_tokens: int = Field(64, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
+    system_prompt: str | None = Field(None, description="Optional system message for every prompt.")
+    cache_dir: Path | None = Field(None, description="Compiled-model cache (OpenVINO CACHE_DIR).")
+
+
+class TaskSettings(Section):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    name: str
+    kind: Literal["caption", "structured", "ask", "summarize"] = "caption"
+    prompt: str = "Describe what you see in one sentence."
+    json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON schema (structured).")
+    trigger: Literal["interval", "motion", "command", "serial"] = "motion"
+    interval_s: float | None = Field(None, gt=0, description="Interval trigger period.")
+    publish_image: bool = False
+    topic: str | None = Field(None, description="Topic override (relative to the device's root).")
+    source_task: str | None = Field(None, description="Summarize: the task whose results to digest.")
+    window_s: float = Field(3600.0, gt=0, description="Summarize: how far back to look.")
+    max_items: int = Field(20, ge=1, le=200, description="Summarize: at most this many results.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_safe(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TaskSettings:
+        if self.kind == "structured" and not self.json_schema:
+            raise ValueError(f"task {self.name!r}: kind 'structured' needs a schema")
+        if self.json_schema is not None and self.kind != "structured":
+            raise ValueError(f"task {self.name!r}: schema is only for kind 'structured'")
+        if self.trigger == "interval" and self.interval_s is None:
+            raise ValueError(f"task {self.name!r}: trigger 'interval' needs interval_s")
+        if self.kind == "summarize" and not self.source_task:
+            raise ValueError(f"task {self.name!r}: kind 'summarize' needs source_task")
+        if self.topic is not None:
+            parts = self.topic.split("/")
+            if not all(TOPIC_SAFE.match(p) for p in parts):
+                raise ValueError(f"task {self.name!r}: topic {self.topic!r}: each level {TOPIC_SAFE_HINT}")
+        return self
+
+
+def _default_tasks() -> list[TaskSettings]:
+    return [TaskSettings(name="caption")]
+
+
+class WatchdogSettings(Section):
+    first_token_s: float = Field(120.0, gt=0, description="Prefill (incl. image) hard limit.")
+    token_s: float = Field(10.0, gt=0, description="Hard limit between two tokens.")
+    generation_s: float = Field(
+        240.0, gt=0, description="Soft limit: the worker stops and returns a partial result."
+    )
+    total_s: float = Field(300.0, gt=0, description="Hard limit for a whole job (above generation_s).")
+    max_restarts: int = Field(5, ge=1, description="Restarts within restart_window_s before 'degraded'.")
+    restart_window_s: float = Field(600.0, gt=0)
+    backoff_initial_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    recycle_after_jobs: int = Field(1000, ge=0, description="Recycle the worker after N jobs (0: never).")
+    max_rss_mb: float = Field(0, ge=0, description="Recycle the worker above this RSS (0: never).")
+    load_timeout_s: float = Field(600.0, gt=0, description="Model load limit (minutes from an SD card).")
+
+    @model_validator(mode="after")
+    def _order(self) -> WatchdogSettings:
+        if self.total_s <= self.generation_s:
+            raise ValueError("watchdog.total_s must be greater than watchdog.generation_s")
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError("watchdog.backoff_max_s must be >= watchdog.backoff_initial_s")
+        return self
+
+
+class TLSSettings(Section):
+    ca: Path | None = Field(None, description="CA bundle (None: the system store).")
+    cert: Path | None = Field(None, description="Client certificate.")
+    key: Path | None = Field(None, description="Client key.")
+    key_password: SecretStr | None = Field(None, description="Client key passphrase.")
+    insecure: bool = Field(False, description="Skip hostname and chain checks (logs a warning).")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSSettings:
+        if self.key is not None and self.cert is None:
+            raise ValueError("mqtt.tls.key is set but mqtt.tls.cert is not")
+        if self.cert is not None and self.key is None:
+            raise ValueError("mqtt.tls.cert is set but mqtt.tls.key is not")
+        return self
+
+
+class MqttSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    transport: Literal["tcp", "websockets"] = "tcp"
+    ws_path: str = "/mqtt"
+    tls: TLSSettings | None = None
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="Or $CREDENTIALS_DIRECTORY/mqtt_password.")
+    client_id: str | None = Field(None, description="Default: edge-{device_id}.")
+    prefix: str = "edge"
+    qos: Literal[0, 1] = 1
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    message_expiry_s: int = Field(86400, ge=0, description="0: results never expire.")
+    outbox_path: Path | None = Field(None, description="Default: $STATE_DIRECTORY or ~/.local/state.")
+    outbox_max_mb: float = Field(64.0, gt=0)
+    max_command_bytes: int = Field(65536, ge=256, description="Larger commands are refused.")
+    image_max_kb: int = Field(256, ge=8, description="JPEGs on {task}/image are capped at this.")
+    discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+
+    _prefix = field_validator("prefix")(classmethod(lambda cls, v: _topic_safe(v)))
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, (int, float)) else v
+
+    @model_validator(mode="after")
+    def _auth(self) -> MqttSettings:
+        if self.password is not None and not self.username:
+            raise ValueError("mqtt.password is set but mqtt.username is not")
+        return self
+
+
+class SerialSettings(Section):
+    gnss_port: str | None = None
+    gnss_baud: int = 9600
+    gnss_stale_s: float = Field(10.0, gt=0, description="A fix older than this is not reported.")
+    trigger_port: str | None = None
+    trigger_baud: int = 9600
+    trigger_pattern: str = Field("^MOTION", description="Regex a line must match to fire.")
+    trigger_task: str | None = Field(None, description="Task to fire (default: tasks with trigger 'serial').")
+    sink_port: str | None = None
+    sink_baud: int = 9600
+    sink_max_bytes: int = Field(64, ge=8, le=1024, description="Text is cut to this many bytes.")
+    sink_min_interval_s: float = Field(10.0, ge=0, description="Radio duty-cycle limit.")
+
+    @field_validator("trigger_pattern")
+    @classmethod
+    def _regex(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as err:
+            raise ValueError(f"not a valid regular expression: {err}") from None
+        return v
+
+
+class HealthSettings(Section):
+    interval_s: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Built by `edge.config_sources.load_settings`, which merges the layers."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+
+    device_id: str = Field(default_factory=default_device_id)
+    profile: str | None = None
+    camera: CameraSettings = Field(default_factory=CameraSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    text_model: ModelSettings | None = None
+    tasks: list[TaskSettings] = Field(default_factory=_default_tasks)
+    watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    serial: SerialSettings = Field(default_factory=SerialSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+
+    _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_safe(v)))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The layered loader already merged profile, file, env and CLI with provenance; reading the
+        # environment again here would double-apply it and lose track of where a value came from.
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _tasks(self) -> Settings:
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate task names: {', '.join(dupes)}")
+        for t in self.tasks:
+            if t.kind == "summarize" and t.source_task not in names:
+                raise ValueError(f"task {t.name!r}: source_task {t.source_task!r} is not a task")
+        return self
+
+    def task(self, name: str) -> TaskSettings | None:
+        return next((t for t in self.tasks if t.name == name), None)

@@ -1,0 +1,9 @@
+"""Shared test harness: real brokers, thread-failure detection, fixture model paths."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.plugins.threads",
+    "tests.plugins.mosquitto",
+    "tests.plugins.models",
+]

@@ -1,0 +1,1 @@
+"""Placeholder until the mosquitto fixture plugin lands."""
