@@ -49,7 +49,9 @@ def phi3_config_kwargs(ids: TokenIds) -> dict:
     }
 
 
-def write_checkpoint(out: Path, ids: TokenIds, tokenizer_dir: Path, *, architecture: str = "Phi3ForCausalLM") -> Path:
+def write_checkpoint(
+    out: Path, ids: TokenIds, tokenizer_dir: Path, *, architecture: str = "Phi3ForCausalLM"
+) -> Path:
     """Save the tiny checkpoint (seeded, so every run gives the same weights) with the tokenizer.
 
     architecture "Phi3VForCausalLM" keeps model_type phi3 (loads without remote code) but makes the
@@ -75,5 +77,10 @@ def write_checkpoint(out: Path, ids: TokenIds, tokenizer_dir: Path, *, architect
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         cfg["architectures"] = [architecture]
         cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    log.info("hf checkpoint dir=%s arch=%s params=%s", out, architecture, sum(p.numel() for p in model.parameters()))
+    log.info(
+        "hf checkpoint dir=%s arch=%s params=%s",
+        out,
+        architecture,
+        sum(p.numel() for p in model.parameters()),
+    )
     return out

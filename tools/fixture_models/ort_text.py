@@ -63,6 +63,8 @@ def add_logits_bias(model_dir: Path, token_id: int, bias: float = spec.EOS_BIAS)
     bias_values = np.zeros(gc["model"]["vocab_size"], np.float32)
     bias_values[token_id] = bias
     model.graph.initializer.append(numpy_helper.from_array(bias_values, "fixture_logits_bias"))
-    model.graph.node.append(helper.make_node("Add", [raw, "fixture_logits_bias"], [logits], name="fixture_logits_bias_add"))
+    model.graph.node.append(
+        helper.make_node("Add", [raw, "fixture_logits_bias"], [logits], name="fixture_logits_bias_add")
+    )
     onnx.save(model, str(path))
     log.info("logits bias model=%s token=%s bias=%s", path, token_id, bias)

@@ -16,9 +16,10 @@ HEADS = 4
 INTERMEDIATE = 128
 HEAD_DIM = HIDDEN // HEADS
 # LongRoPE like Phi-3.5-mini (128K over 4K), scaled down: the ORT builder bakes cos/sin caches of
-# max_position_embeddings rows into the model, so 131072 would cost megabytes.
-MAX_POSITIONS = 8192
-ORIGINAL_MAX_POSITIONS = 4096
+# max_position_embeddings rows into the model, so 131072 would cost megabytes; prompts over 2048
+# tokens (big images with the runtime processor) still take the long-factor path.
+MAX_POSITIONS = 4096
+ORIGINAL_MAX_POSITIONS = 2048
 ROPE_THETA = 10000.0
 
 # Phi-3 HD image transform constants (Phi-3.5-vision): 336 px crops, 144 tokens per crop.

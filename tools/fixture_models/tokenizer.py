@@ -13,7 +13,16 @@ import logging
 import re
 from pathlib import Path
 
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from .spec import TokenIds
 
@@ -99,7 +108,9 @@ def _train() -> Tokenizer:
 def _to_phi35_layout(raw: dict) -> dict:
     """Byte tokens are plain vocab entries in Phi-3.5 (listed as special, ORT GenAI's decode drops
     them), </s> is not special, and merges are "a b" strings."""
-    raw["added_tokens"] = [t for t in raw["added_tokens"] if not re.fullmatch(r"<0x[0-9A-F]{2}>", t["content"])]
+    raw["added_tokens"] = [
+        t for t in raw["added_tokens"] if not re.fullmatch(r"<0x[0-9A-F]{2}>", t["content"])
+    ]
     for t in raw["added_tokens"]:
         if t["content"] == "</s>":
             t["special"] = False
@@ -146,7 +157,12 @@ def write_tokenizer(out: Path) -> TokenIds:
         "use_default_system_prompt": False,
     }
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    special_map = {"bos_token": "<s>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>", "unk_token": "<unk>"}
+    special_map = {
+        "bos_token": "<s>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<unk>",
+    }
     (out / "special_tokens_map.json").write_text(json.dumps(special_map, indent=2) + "\n", encoding="utf-8")
 
     ids = TokenIds(
