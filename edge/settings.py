@@ -32,7 +32,7 @@ def default_device_id() -> str:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
 
 class CameraSettings(Section):
@@ -54,6 +54,12 @@ class CameraSettings(Section):
     loop: bool = Field(True, description="Video files and image dirs: start again at the end.")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_safe(v)))
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _index(cls, v: Any) -> Any:
+        # From the environment or --set every value is a string: "0" means camera index 0.
+        return int(v) if isinstance(v, str) and v.strip().isdigit() else v
 
 
 class GateSettings(Section):
@@ -90,7 +96,9 @@ class ModelSettings(Section):
 
 
 class TaskSettings(Section):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, validate_assignment=True, coerce_numbers_to_str=True
+    )
 
     name: str
     kind: Literal["caption", "structured", "ask", "summarize"] = "caption"
@@ -177,7 +185,7 @@ class MqttSettings(Section):
     password: SecretStr | None = Field(None, description="Or $CREDENTIALS_DIRECTORY/mqtt_password.")
     client_id: str | None = Field(None, description="Default: edge-{device_id}.")
     prefix: str = "edge"
-    qos: Literal[0, 1] = 1
+    qos: int = Field(1, ge=0, le=1, description="0 or 1; results and events are always sent with 1.")
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(30, ge=5, le=3600)
     message_expiry_s: int = Field(86400, ge=0, description="0: results never expire.")
@@ -232,7 +240,7 @@ class HealthSettings(Section):
 class Settings(BaseSettings):
     """The whole configuration. Built by `edge.config_sources.load_settings`, which merges the layers."""
 
-    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True)
+    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
     device_id: str = Field(default_factory=default_device_id)
     profile: str | None = None

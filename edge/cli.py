@@ -1,0 +1,183 @@
+"""The `edge` command. Only the CLI and the runtime see the whole settings; components get a section.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. Errors are one line; `--debug`
+adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge import __version__
+from edge.config_sources import LoadedSettings, load_settings
+from edge.errors import ConfigError, EdgeError
+from edge.logsetup import setup_logging
+
+log = logging.getLogger("edge")
+
+
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config", type=Path, help="TOML config file (default: $EDGE_CONFIG or /etc/edge/edge.toml)"
+    )
+    p.add_argument("--profile", help="device profile: devices/NAME.toml (e.g. rpi5, demo)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set mqtt.host=broker.lan (repeatable; values are TOML)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge",
+        description="On-device vision-language agent: camera -> Phi-3.5 -> MQTT, under a watchdog.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge {__version__}")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING, ERROR")
+    parser.add_argument("--log-format", choices=["auto", "console", "journal", "json"], default=None)
+    parser.add_argument("--debug", action="store_true", help="debug logging and tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the daemon in the foreground (systemd runs this)")
+    _settings_args(p)
+
+    p = sub.add_parser("caption", help="one frame through the model; print the result")
+    _settings_args(p)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("image", nargs="?", type=Path, help="image file")
+    src.add_argument("--camera", action="store_true", help="grab one frame from the configured camera")
+    p.add_argument("--prompt", help="override the prompt")
+    p.add_argument("--json", action="store_true", help="print the MQTT result payload as one JSON line")
+
+    p = sub.add_parser("ask", help="one-shot text or image question")
+    _settings_args(p)
+    p.add_argument("question")
+    p.add_argument("--image", type=Path, help="image file to ask about")
+    p.add_argument("--json", action="store_true", help="print the MQTT result payload as one JSON line")
+
+    p = sub.add_parser("config", help="show or check the effective settings")
+    csub = p.add_subparsers(dest="config_command", metavar="show|check", required=True)
+    for name, text in (
+        ("show", "effective settings with their sources, secrets redacted"),
+        ("check", "validate; exit 2 with one line per problem"),
+    ):
+        _settings_args(csub.add_parser(name, help=text))
+
+    p = sub.add_parser("devices", help="board, accelerators, backends and providers found; suggested profile")
+    _settings_args(p)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("doctor", help="check camera, broker, model, provider, permissions; exit 1 on failure")
+    _settings_args(p)
+
+    p = sub.add_parser("bench", help="measure load, ttft, decode speed, latency and overhead on this board")
+    _settings_args(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--jobs", type=int, default=20, help="jobs for the latency part (default 20)")
+
+    p = sub.add_parser("mqtt", help="MQTT maintenance")
+    msub = p.add_subparsers(dest="mqtt_command", metavar="forget", required=True)
+    _settings_args(msub.add_parser("forget", help="remove this device's Home Assistant discovery config"))
+    return parser
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    return load_settings(config=args.config, profile=args.profile, overrides=args.overrides)
+
+
+def _call(module: str, func: str) -> Callable[..., int]:
+    return getattr(importlib.import_module(module), func)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "config":
+        loaded = _load(args)
+        if args.config_command == "show":
+            from edge.config_show import render
+
+            sys.stdout.write(render(loaded))
+        else:
+            print(
+                f"ok: {loaded.config_file or 'no config file'}; profile {loaded.settings.profile or '(none)'}"
+            )
+        return 0
+    if cmd == "run":
+        return _call("edge.runtime", "run")(_load(args))
+    if cmd == "caption":
+        settings = _load(args).settings
+        if args.camera:
+            return _call("edge.oneshot", "caption_camera")(settings, args.prompt, args.json)
+        return _call("edge.oneshot", "caption")(settings, args.image, args.prompt, args.json)
+    if cmd == "ask":
+        return _call("edge.oneshot", "ask")(_load(args).settings, args.question, args.image, args.json)
+    if cmd == "devices":
+        return _call("edge.devices", "devices_command")(_load_optional(args), args.json)
+    if cmd == "doctor":
+        return _call("edge.doctor", "doctor_command")(args)
+    if cmd == "bench":
+        return _call("edge.bench", "bench_command")(_load(args), args.json, args.jobs)
+    if cmd == "mqtt":
+        return _call("edge.mqtt.discovery", "forget_command")(_load(args).settings)
+    raise AssertionError(cmd)
+
+
+def _load_optional(args: argparse.Namespace) -> Any:
+    """`edge devices` must work on a fresh board before any config exists."""
+    try:
+        return _load(args).settings
+    except ConfigError as err:
+        log.warning("settings not usable, detecting without them: %s", err)
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    import os
+
+    setup_logging(
+        level=args.log_level or os.environ.get("EDGE_LOG_LEVEL", "INFO"),
+        fmt=args.log_format or os.environ.get("EDGE_LOG_FORMAT", "auto"),
+        debug=args.debug,
+    )
+    try:
+        return _dispatch(args)
+    except ConfigError as err:
+        for line in err.problems:
+            print(f"edge: config error: {line}", file=sys.stderr)
+        if args.debug:
+            raise
+        return 2
+    except EdgeError as err:
+        print(f"edge: error: {err}", file=sys.stderr)
+        if args.debug:
+            raise
+        return err.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # a bug: one line unless --debug
+        if args.debug:
+            raise
+        print(
+            f"edge: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

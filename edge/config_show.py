@@ -1,0 +1,59 @@
+"""`edge config show`: the effective settings as TOML, each value annotated with where it came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+
+from edge.config_sources import LoadedSettings
+
+REDACTED = "**********"
+SECRET_KEYS = {("mqtt", "password"), ("mqtt", "tls", "key_password")}
+
+
+def _value(v: Any) -> str:
+    """One-line TOML for a value (inline arrays and tables, so the source comment fits after it)."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return tomli_w.dumps({"v": v}).strip()[len("v = ") :]
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else tomli_w.dumps({k: 0}).split(" = ")[0]
+
+
+def _emit_table(out: list[str], loaded: LoadedSettings, path: tuple[str, ...], table: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) or k == "provider_options"}
+    for k, v in scalars.items():
+        key = (*path, k)
+        origin = loaded.origin(key)
+        if key in SECRET_KEYS and v is not None:
+            v = REDACTED
+        if v is None:
+            out.append(f"# {k} = (unset)  # {origin}")
+        else:
+            out.append(f"{k} = {_value(v)}  # {origin}")
+    for k, v in table.items():
+        if isinstance(v, dict) and k != "provider_options":
+            out.append("")
+            out.append(f"[{'.'.join((*path, k))}]")
+            _emit_table(out, loaded, (*path, k), v)
+
+
+def render(loaded: LoadedSettings) -> str:
+    data = loaded.settings.model_dump(mode="json", by_alias=True)
+    tasks = data.pop("tasks")
+    out = [f"# effective settings; config file: {loaded.config_file or '(none)'}"]
+    _emit_table(out, loaded, (), data)
+    origin = loaded.origin(("tasks",))
+    for task in tasks:
+        out.append("")
+        out.append(f"[[tasks]]  # {origin}")
+        for k, v in task.items():
+            if v is None:
+                continue
+            out.append(f"{k} = {_value(v)}")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,281 @@
+"""Layered settings loading with provenance: defaults < profile < file < credentials < env < CLI.
+
+Every leaf value remembers the layer it came from, so `edge config show` can print it and every
+validation error can name the key and the file or variable that set it. Reading files and the
+environment happens here, explicitly, never at import or inside validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge.errors import ConfigError
+from edge.settings import Settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 (JetPack 6)
+    import tomli as tomllib
+
+ENV_PREFIX = "EDGE_"
+# Variables that steer loading or logging, not settings keys.
+ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT", "EDGE_DEBUG"}
+DEFAULT_CONFIG = Path("/etc/edge/edge.toml")
+# Paths given in a TOML file are relative to that file, so a profile or config can ship beside its model.
+PATH_KEYS = {
+    ("model", "path"),
+    ("model", "cache_dir"),
+    ("text_model", "path"),
+    ("text_model", "cache_dir"),
+    ("mqtt", "tls", "ca"),
+    ("mqtt", "tls", "cert"),
+    ("mqtt", "tls", "key"),
+    ("mqtt", "outbox_path"),
+}
+CREDENTIALS = {
+    "mqtt_password": ("mqtt", "password"),
+    "mqtt_tls_key_password": ("mqtt", "tls", "key_password"),
+}
+
+
+def profile_dirs() -> list[Path]:
+    """Where `profile = NAME` is looked up: /etc/edge/devices first (the admin's), then the shipped ones."""
+    shipped = Path(__file__).resolve().parent.parent / "devices"
+    return [Path("/etc/edge/devices"), shipped]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source's values as a nested dict, and the label each of its values is reported under."""
+
+    label: str
+    values: dict[str, Any]
+    origins: dict[tuple[str, ...], str] = field(default_factory=dict)  # per-key label override
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    origins: dict[tuple[str, ...], str]  # key path -> where its value came from
+    config_file: Path | None
+
+    def origin(self, path: tuple[str, ...]) -> str:
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.origins:
+                return self.origins[path[:n]]
+        return "default"
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError([f"{what} {path}: invalid TOML: {err}"]) from None
+    except OSError as err:
+        raise ConfigError([f"{what} {path}: cannot read: {err.strerror}"]) from None
+    _resolve_paths(data, path.parent)
+    return data
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for keys in PATH_KEYS:
+        node: Any = data
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            p = Path(node[keys[-1]]).expanduser()
+            if not p.is_absolute():
+                node[keys[-1]] = str((base / p).resolve())
+
+
+def _parse_scalar(raw: str) -> Any:
+    """`--set` values are TOML (numbers, booleans, quoted strings, arrays, inline tables); else a bare string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _put(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    node = tree
+    for k in path[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            nxt = node[k] = {}
+        node = nxt
+    node[path[-1]] = value
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer:
+    values: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_RESERVED:
+            continue
+        path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(path):
+            raise ConfigError([f"{name}: malformed variable name (use EDGE_SECTION__KEY)"])
+        raw = environ[name]
+        value: Any = raw
+        if raw.lstrip().startswith(("[", "{")):
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise ConfigError([f"{'.'.join(path)}: invalid JSON in env {name}: {err.msg}"]) from None
+        _put(values, path, value)
+        origins[path] = f"env {name}"
+    return Layer("env", values, origins)
+
+
+def cli_layer(assignments: list[str]) -> Layer:
+    values: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        path = tuple(key.strip().split("."))
+        if not sep or not all(path):
+            raise ConfigError([f"--set {item!r}: expected key=value, e.g. --set mqtt.host=broker.lan"])
+        _put(values, path, _parse_scalar(raw.strip()))
+        origins[path] = f"--set {key.strip()}"
+    return Layer("cli", values, origins)
+
+
+def credentials_layer(environ: Mapping[str, str]) -> Layer:
+    directory = environ.get("CREDENTIALS_DIRECTORY")
+    values: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    if not directory:
+        return Layer("credentials", values, origins)
+    for filename, path in CREDENTIALS.items():
+        f = Path(directory) / filename
+        if f.is_file():
+            try:
+                secret = f.read_text().rstrip("\r\n")
+            except OSError as err:
+                raise ConfigError([f"{'.'.join(path)}: cannot read credential {f}: {err.strerror}"]) from None
+            _put(values, path, secret)
+            origins[path] = f"credential {f}"
+    return Layer("credentials", values, origins)
+
+
+def _leaf_paths(tree: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(tree, dict) and (tree or not prefix):
+        out: list[tuple[str, ...]] = []
+        for k, v in tree.items():
+            out.extend(_leaf_paths(v, (*prefix, str(k))))
+        return out
+    return [prefix]
+
+
+def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict) and k != "provider_options":
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _lookup(tree: dict[str, Any], key: str) -> Any:
+    return tree.get(key) if isinstance(tree, dict) else None
+
+
+def load_settings(
+    config: Path | None = None,
+    profile: str | None = None,
+    overrides: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the effective Settings. Raises ConfigError with one line per problem."""
+    environ = os.environ if environ is None else environ
+    cli = cli_layer(list(overrides or []))
+    if profile is not None:
+        _put(cli.values, ("profile",), profile)
+        cli.origins[("profile",)] = "--profile"
+    env = env_layer(environ)
+    creds = credentials_layer(environ)
+
+    config_file: Path | None
+    if config is not None:
+        config_file = config
+    elif environ.get("EDGE_CONFIG"):
+        config_file = Path(environ["EDGE_CONFIG"])
+    else:
+        config_file = DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+    layers: list[Layer] = []
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError([f"config file {config_file}: not found"])
+        layers.append(Layer(f"{config_file}", _read_toml(config_file, "config file")))
+    layers += [creds, env, cli]
+
+    profile_name = next(
+        (v for layer in reversed(layers) if (v := _lookup(layer.values, "profile")) is not None), None
+    )
+    if profile_name is not None:
+        layers.insert(0, _profile_layer(str(profile_name)))
+
+    merged: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], str] = {}
+    for layer in layers:
+        _merge(merged, layer.values)
+        for path in _leaf_paths(layer.values):
+            # A whole list (tasks, providers) is replaced by the higher layer, so it has one origin.
+            key = path[:1] if path and path[0] == "tasks" else path
+            origins = {p: o for p, o in origins.items() if p[: len(key)] != key}
+            origins[key] = layer.origins.get(key, layer.origins.get(path, layer.label))
+    try:
+        settings = Settings(**merged)
+    except ValidationError as err:
+        raise ConfigError(_explain(err, origins)) from None
+    except TypeError as err:  # e.g. a section given as a plain value: [mqtt] replaced by mqtt = 3
+        raise ConfigError([f"settings: {err}"]) from None
+    return LoadedSettings(settings=settings, origins=origins, config_file=config_file)
+
+
+def _profile_layer(name: str) -> Layer:
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError([f"profile: invalid profile name {name!r}"])
+    for d in profile_dirs():
+        path = d / f"{name}.toml"
+        if path.is_file():
+            data = _read_toml(path, "profile")
+            data.pop("profile", None)
+            return Layer(f"profile {path}", data)
+    known = sorted({p.stem for d in profile_dirs() if d.is_dir() for p in d.glob("*.toml")})
+    raise ConfigError(
+        [f"profile: no profile {name!r} in {', '.join(map(str, profile_dirs()))} (known: {', '.join(known)})"]
+    )
+
+
+def _explain(err: ValidationError, origins: dict[tuple[str, ...], str]) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        key = ".".join(loc) or "settings"
+        sources = _sources_for(loc, origins)
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):
+                shown = "**********" if "password" in key else repr(e["input"])
+                msg += f" (got {shown})"
+        lines.append(f"{key}: {msg} (from {sources})")
+    return lines
+
+
+def _sources_for(loc: tuple[str, ...], origins: dict[tuple[str, ...], str]) -> str:
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in origins:
+            return origins[loc[:n]]
+    below = sorted({o for p, o in origins.items() if p[: len(loc)] == loc})
+    return ", ".join(below) if below else "defaults"
