@@ -7,8 +7,9 @@ process; `cancel` may be set from another thread and is honoured at the next tok
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from edge.messages import Generation, GenerationRequest
 

@@ -6,7 +6,7 @@ No backend disappears silently: if its SDK is missing, loading names the extra t
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 from edge.errors import BackendUnavailable, ConfigError
 from edge.inference.base import Backend
@@ -23,7 +23,9 @@ def loader_for(name: str) -> Callable[[ModelSettings], Backend]:
     try:
         module_name, func, _extra = BACKENDS[name]
     except KeyError:
-        raise ConfigError([f"model.backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})"]) from None
+        raise ConfigError(
+            [f"model.backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})"]
+        ) from None
     module = importlib.import_module(module_name)
     return getattr(module, func)
 

@@ -1,0 +1,211 @@
+"""Tasks and triggers -> jobs: which task is due when, and the bounded queue jobs wait in.
+
+Pure logic (no threads, no I/O) so every policy here is tested without a camera or a model: the
+runtime feeds it frames, clock ticks, commands and serial lines, and executes what comes out.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from edge.messages import Frame, GenerationRequest, TriggerKind
+from edge.settings import ModelSettings, TaskSettings
+
+if TYPE_CHECKING:
+    from edge.gate import Gate
+
+FRAME_KINDS = {"caption", "structured"}
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A task that is due. The frame is taken when the job starts, not when it was triggered, so a
+    job that waited in the queue still describes the newest frame."""
+
+    task: TaskSettings
+    trigger: TriggerKind
+    gate_score: float | None = None
+    prompt: str | None = None  # command override (ask)
+    with_image: bool = True
+    context: dict[str, Any] = field(default_factory=dict)
+    reply: Any = None  # callable(CommandReply) for command jobs; never dropped silently
+    created: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_command(self) -> bool:
+        return self.reply is not None
+
+    @property
+    def needs_frame(self) -> bool:
+        return self.task.kind in FRAME_KINDS or (self.task.kind == "ask" and self.with_image)
+
+
+class Scheduler:
+    """Decides which interval and motion tasks are due for each new frame."""
+
+    def __init__(self, tasks: Iterable[TaskSettings], gate: Gate) -> None:
+        self._tasks = list(tasks)
+        self._gate = gate
+        self._last_run: dict[str, float] = {}
+        self.paused = False
+
+    def replace_tasks(self, tasks: Iterable[TaskSettings]) -> None:
+        self._tasks = list(tasks)
+
+    def on_frame(self, frame: Frame, now: float) -> list[JobSpec]:
+        """Due jobs for this frame: interval tasks by their clock, motion tasks by the gate."""
+        if self.paused:
+            return []
+        due: list[JobSpec] = []
+        for t in self._tasks:
+            if t.trigger == "interval" and t.interval_s is not None:
+                last = self._last_run.get(t.name)
+                if last is None or now - last >= t.interval_s:
+                    self._last_run[t.name] = now
+                    due.append(JobSpec(task=t, trigger="interval"))
+        motion = [t for t in self._tasks if t.trigger == "motion"]
+        if motion:
+            decision = self._gate.decide(frame, now)
+            if decision.run:
+                self._gate.mark_triggered(now)
+                due.extend(
+                    JobSpec(
+                        task=t, trigger="motion", gate_score=decision.score, context={"gate": decision.reason}
+                    )
+                    for t in motion
+                )
+        return due
+
+    def for_serial(self, line: str, task_name: str | None) -> list[JobSpec]:
+        """A serial trigger line fires the named task, or every task with trigger 'serial'."""
+        if self.paused:
+            return []
+        chosen = [t for t in self._tasks if (t.name == task_name if task_name else t.trigger == "serial")]
+        return [JobSpec(task=t, trigger="serial", context={"serial_line": line}) for t in chosen]
+
+
+@dataclass
+class QueueStats:
+    queued: int = 0
+    replaced: int = 0  # older frame job of the same task superseded by a newer one
+    rejected: int = 0  # command refused because the queue was full (the caller got an error reply)
+
+
+class JobQueue:
+    """Bounded queue with explicit policies.
+
+    Frame-driven jobs: newest wins per task (a pending older job of the same task is replaced and
+    counted). Command jobs are never dropped silently: when the queue is full they are refused, so
+    the command gets an error reply at once instead of waiting forever.
+    """
+
+    def __init__(self, maxsize: int = 8) -> None:
+        self._items: deque[JobSpec] = deque()
+        self._max = maxsize
+        self._cond = threading.Condition()
+        self.stats = QueueStats()
+        self._closed = False
+
+    def put(self, spec: JobSpec) -> Literal["queued", "replaced", "rejected", "closed"]:
+        with self._cond:
+            if self._closed:
+                return "closed"
+            if not spec.is_command:
+                for i, old in enumerate(self._items):
+                    if not old.is_command and old.task.name == spec.task.name:
+                        self._items[i] = spec
+                        self.stats.replaced += 1
+                        self._cond.notify()
+                        return "replaced"
+            if len(self._items) >= self._max:
+                victim = next((j for j in self._items if not j.is_command), None)
+                if spec.is_command and victim is None:
+                    self.stats.rejected += 1
+                    return "rejected"
+                if victim is None:  # full of commands: the frame job is the one that waits out
+                    self.stats.replaced += 1
+                    return "replaced"
+                self._items.remove(victim)
+                self.stats.replaced += 1
+            self._items.append(spec)
+            self.stats.queued += 1
+            self._cond.notify()
+            return "queued"
+
+    def get(self, timeout: float) -> JobSpec | None:
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+            return self._items.popleft() if self._items else None
+
+    def drain(self) -> list[JobSpec]:
+        """Close the queue and hand back what was still waiting (shutdown accounts for each)."""
+        with self._cond:
+            self._closed = True
+            items = list(self._items)
+            self._items.clear()
+            self._cond.notify_all()
+            return items
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+@dataclass(frozen=True)
+class Recent:
+    id: str
+    task: str
+    text: str
+    captured_at: float
+
+
+class RecentResults:
+    """The last results per task, for summarize tasks (bounded; nothing here is durable)."""
+
+    def __init__(self, per_task: int = 200) -> None:
+        self._by_task: dict[str, deque[Recent]] = {}
+        self._per_task = per_task
+        self._lock = threading.Lock()
+
+    def add(self, item: Recent) -> None:
+        with self._lock:
+            self._by_task.setdefault(item.task, deque(maxlen=self._per_task)).append(item)
+
+    def window(self, task: str, since: float, limit: int) -> list[Recent]:
+        with self._lock:
+            items = [r for r in self._by_task.get(task, ()) if r.captured_at >= since]
+        return items[-limit:]
+
+
+def summarize_prompt(task: TaskSettings, items: list[Recent]) -> str:
+    lines = [time.strftime("%H:%M:%S", time.gmtime(r.captured_at)) + " " + r.text.strip() for r in items]
+    return f"{task.prompt}\n\nObservations (UTC time, text):\n" + "\n".join(lines)
+
+
+def build_request(
+    spec: JobSpec, model: ModelSettings, deadline_s: float, image: Any | None
+) -> GenerationRequest:
+    return GenerationRequest(
+        prompt=spec.prompt or spec.task.prompt,
+        images=(image,) if image is not None else (),
+        system=model.system_prompt,
+        max_new_tokens=model.max_new_tokens,
+        temperature=model.temperature,
+        deadline_s=deadline_s,
+        json_schema=spec.task.json_schema,
+    )
+
+
+_ids = itertools.count(1)
+
+
+def job_id(device: str, boot: str) -> str:
+    """Job ids (for events and replies) are per boot; result ids are the outbox's seq-based ones."""
+    return f"{device}-{boot}-j{next(_ids)}"
