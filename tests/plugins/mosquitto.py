@@ -1,1 +1,622 @@
-"""Placeholder until the mosquitto fixture plugin lands."""
+"""A real mosquitto per test, on a free loopback port, with a generated config.
+
+Variants: plain (anonymous), TLS (CA, server and client certificates generated here with
+`cryptography`; optionally mutual TLS) and password file + ACL. The broker can be stopped (SIGTERM,
+it saves its persistence file), killed (SIGKILL) and started again on the same port, for fault tests.
+
+`Collector` is a subscriber that records every message with its MQTT 5 properties, so tests can
+assert delivery, order, retain flags and correlation data against a real broker.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import getpass
+import hashlib
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+HOST = "127.0.0.1"
+
+# Users of the password + ACL broker. `edge` may write everything under edge/ except the
+# edge/+/denied/# subtree (to test ACL denial); `reader` may only read.
+USERS = {"edge": "edge-secret", "reader": "reader-secret"}
+ACL = """\
+user edge
+topic deny edge/+/denied/#
+topic readwrite edge/#
+topic readwrite homeassistant/#
+
+user reader
+topic read #
+"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
+    """mosquitto 2.0's `$7$` format: PBKDF2-SHA512, 101 iterations, base64 salt and hash.
+
+    Generated here so the harness does not depend on mosquitto_passwd being installed.
+    """
+    salt = salt or os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+# --------------------------------------------------------------------------- TLS material
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path  # a CA that signed nothing the broker uses: handshakes against it must fail
+
+
+def _key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(cn: str) -> Any:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _write_key(path: Path, key: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def _write_cert(path: Path, cert: Any) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _ca(cn: str) -> tuple[Any, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    key = _key()
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(ca_key: Any, ca_cert: Any, cn: str, *, server: bool) -> tuple[Any, Any]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    key = _key()
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
+            ),
+            critical=False,
+        )
+    return key, builder.sign(ca_key, hashes.SHA256())
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = _ca("edge-test-ca")
+    server_key, server_cert = _leaf(ca_key, ca_cert, "localhost", server=True)
+    client_key, client_cert = _leaf(ca_key, ca_cert, "edge-client", server=False)
+    _, other_cert = _ca("some-other-ca")
+    files = TlsFiles(
+        ca=directory / "ca.pem",
+        server_cert=directory / "server.pem",
+        server_key=directory / "server.key",
+        client_cert=directory / "client.pem",
+        client_key=directory / "client.key",
+        other_ca=directory / "other-ca.pem",
+    )
+    _write_cert(files.ca, ca_cert)
+    _write_cert(files.server_cert, server_cert)
+    _write_key(files.server_key, server_key)
+    _write_cert(files.client_cert, client_cert)
+    _write_key(files.client_key, client_key)
+    _write_cert(files.other_ca, other_cert)
+    return files
+
+
+# --------------------------------------------------------------------------- the broker
+
+
+@dataclass
+class Broker:
+    """One mosquitto process. `stop()` then `start()` keeps the port (and persisted sessions)."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    host: str = HOST
+    tls: TlsFiles | None = None
+    require_client_cert: bool = False
+    users: dict[str, str] | None = None
+    acl: str | None = None
+    persistence: bool = True
+    _proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf_path(self) -> Path:
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self.directory / "mosquitto.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "per_listener_settings false",
+            f"allow_anonymous {'false' if self.users else 'true'}",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "log_timestamp_format %H:%M:%S",
+            "max_queued_messages 20000",
+            "max_inflight_messages 0",
+        ]
+        if os.geteuid() == 0:
+            lines.append(f"user {getpass.getuser()}")  # stay root: tmp dirs are not readable otherwise
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.directory}/", "autosave_interval 3600"]
+        if self.users:
+            pw = self.directory / "passwd"
+            pw.write_text("".join(f"{u}:{mosquitto_password_hash(p)}\n" for u, p in self.users.items()))
+            lines.append(f"password_file {pw}")
+        if self.acl is not None:
+            acl = self.directory / "acl"
+            acl.write_text(self.acl)
+            lines.append(f"acl_file {acl}")
+        lines.append(f"listener {self.port} {self.host}")
+        if self.tls:
+            lines += [
+                f"cafile {self.tls.ca}",
+                f"certfile {self.tls.server_cert}",
+                f"keyfile {self.tls.server_key}",
+                f"require_certificate {'true' if self.require_client_cert else 'false'}",
+            ]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.running:
+            return
+        self.write_config()
+        self._proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {err}{self.log_text()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.kill()
+        raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}: {self.log_text()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM: a clean broker shutdown (sessions and retained messages are saved)."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._close()
+
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without saving anything."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._close()
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        if down_s:
+            time.sleep(down_s)
+        self.start()
+
+    def _close(self) -> None:
+        if self._proc is not None and self._proc.stderr:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    # ---- convenience for tests
+
+    def mqtt_settings(self, **overrides: Any) -> Any:
+        """An `edge.settings.MqttSettings` pointing at this broker (TLS files, first user)."""
+        from edge.settings import MqttSettings, TLSSettings
+
+        values: dict[str, Any] = {"host": self.host, "port": self.port}
+        if self.tls:
+            tls: dict[str, Any] = {"ca": self.tls.ca}
+            if self.require_client_cert:
+                tls |= {"cert": self.tls.client_cert, "key": self.tls.client_key}
+            values["tls"] = TLSSettings(**tls)
+        if self.users:
+            values["username"] = "edge"
+            values["password"] = self.users["edge"]
+        values.update(overrides)
+        return MqttSettings(**values)
+
+    def paho_client(
+        self,
+        *,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        protocol: int = mqtt.MQTTv5,
+        client_cert: bool | None = None,
+        cafile: Path | None = None,
+    ) -> mqtt.Client:
+        """An unconnected paho client set up for this broker (TLS and credentials)."""
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
+            protocol=protocol,
+        )
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=str(cafile or self.tls.ca))
+            if client_cert if client_cert is not None else self.require_client_cert:
+                ctx.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+            client.tls_set_context(ctx)
+        if username is not None:
+            client.username_pw_set(username, password)
+        return client
+
+
+# --------------------------------------------------------------------------- collector
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    content_type: str | None = None
+    correlation_data: bytes | None = None
+    response_topic: str | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
+    message_expiry: int | None = None
+    at: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return self.payload.decode()
+
+    def json(self) -> Any:
+        import json
+
+        return json.loads(self.payload)
+
+    @property
+    def user(self) -> dict[str, str]:
+        return dict(self.user_properties)
+
+
+class Collector:
+    """A subscriber that records everything it receives, with the MQTT 5 properties.
+
+    `persistent=True` keeps the session on the broker (clean_start off, long session expiry,
+    QoS 1), so messages published while this collector is disconnected, e.g. during a broker
+    restart, are queued for it instead of lost.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        topics: str | list[str] = "#",
+        *,
+        persistent: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        qos: int = 1,
+    ) -> None:
+        self.broker = broker
+        self.topics = [topics] if isinstance(topics, str) else list(topics)
+        self.qos = qos
+        self._messages: list[Received] = []
+        self._cond = threading.Condition()
+        self._subscribed = threading.Event()
+        self._connected = threading.Event()
+        if username is None and broker.users:
+            username, password = "reader", broker.users["reader"]
+        self.client = broker.paho_client(username=username, password=password)
+        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
+        self._persistent = persistent
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+
+    def start(self, timeout: float = 10.0) -> Collector:
+        props = None
+        if self._persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect_async(
+            self.broker.host,
+            self.broker.port,
+            keepalive=10,
+            clean_start=not self._persistent,
+            properties=props,
+        )
+        self.client.loop_start()
+        if not self._subscribed.wait(timeout):
+            raise AssertionError(f"collector did not subscribe within {timeout}s")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        if rc.is_failure:
+            return
+        self._connected.set()
+        client.subscribe([(t, self.qos) for t in self.topics])
+
+    def _on_disconnect(self, *args: Any) -> None:
+        self._connected.clear()
+
+    def _on_subscribe(self, *args: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        p = msg.properties
+        rec = Received(
+            topic=msg.topic,
+            payload=bytes(msg.payload),
+            retain=bool(msg.retain),
+            qos=msg.qos,
+            content_type=getattr(p, "ContentType", None),
+            correlation_data=getattr(p, "CorrelationData", None),
+            response_topic=getattr(p, "ResponseTopic", None),
+            user_properties=tuple(tuple(kv) for kv in getattr(p, "UserProperty", []) or []),
+            message_expiry=getattr(p, "MessageExpiryInterval", None),
+            at=time.monotonic(),
+        )
+        with self._cond:
+            self._messages.append(rec)
+            self._cond.notify_all()
+
+    # ---- queries
+
+    @property
+    def messages(self) -> list[Received]:
+        with self._cond:
+            return list(self._messages)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if mqtt.topic_matches_sub(topic, m.topic)]
+
+    def clear(self) -> None:
+        with self._cond:
+            self._messages.clear()
+
+    def wait_for(
+        self,
+        predicate: Callable[[list[Received]], bool],
+        timeout: float = 10.0,
+        what: str = "condition",
+    ) -> list[Received]:
+        """Wait until `predicate(all messages so far)` is true; return the messages."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate(list(self._messages)):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    tail = [(m.topic, m.payload[:80]) for m in self._messages[-5:]]
+                    raise AssertionError(
+                        f"timed out after {timeout}s waiting for {what}; "
+                        f"{len(self._messages)} messages, last: {tail}"
+                    )
+                self._cond.wait(min(left, 0.2))
+            return list(self._messages)
+
+    def wait_topic(self, topic: str, count: int = 1, timeout: float = 10.0) -> list[Received]:
+        """Wait for at least `count` messages matching the topic filter; return those."""
+        self.wait_for(
+            lambda ms: sum(mqtt.topic_matches_sub(topic, m.topic) for m in ms) >= count,
+            timeout,
+            what=f"{count} message(s) on {topic}",
+        )
+        return self.on(topic)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str | None,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        props = None
+        if response_topic is not None or correlation_data is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            if response_topic is not None:
+                props.ResponseTopic = response_topic
+            if correlation_data is not None:
+                props.CorrelationData = correlation_data
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        info.wait_for_publish(5)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+BrokerFactory = Callable[..., Broker]
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[BrokerFactory]:
+    """Start brokers with any combination of options; all are stopped at teardown."""
+    started: list[Broker] = []
+
+    def make(**kwargs: Any) -> Broker:
+        broker = Broker(directory=tmp_path / f"broker{len(started)}", **kwargs)
+        started.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in started:
+        broker.kill()
+
+
+@pytest.fixture
+def mosquitto(broker_factory: BrokerFactory) -> Broker:
+    """Plain broker, anonymous access."""
+    return broker_factory()
+
+
+@pytest.fixture
+def mosquitto_tls(broker_factory: BrokerFactory, tls_files: TlsFiles) -> Broker:
+    """TLS broker (server certificate signed by the generated CA), anonymous access."""
+    return broker_factory(tls=tls_files)
+
+
+@pytest.fixture
+def mosquitto_mtls(broker_factory: BrokerFactory, tls_files: TlsFiles) -> Broker:
+    """Mutual TLS: the broker requires a client certificate signed by the generated CA."""
+    return broker_factory(tls=tls_files, require_client_cert=True)
+
+
+@pytest.fixture
+def mosquitto_auth(broker_factory: BrokerFactory) -> Broker:
+    """Password file + ACL (see USERS and ACL); anonymous clients are refused."""
+    return broker_factory(users=dict(USERS), acl=ACL)
+
+
+@pytest.fixture
+def collector_factory() -> Iterator[Callable[..., Collector]]:
+    made: list[Collector] = []
+
+    def make(broker: Broker, topics: str | list[str] = "#", **kwargs: Any) -> Collector:
+        c = Collector(broker, topics, **kwargs)
+        made.append(c)
+        return c.start()
+
+    yield make
+    for c in made:
+        c.stop()
