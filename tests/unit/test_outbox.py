@@ -1,0 +1,208 @@
+"""The durable outbox on a real SQLite file: order, sequences, bounds, expiry, restart, SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from edge.mqtt.outbox import DropReport, Outbox, OutboxError, OutboxMessage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def msg(i: int, size: int = 10, **kw: object) -> OutboxMessage:
+    return OutboxMessage(topic="edge/d/t/result", payload=b"x" * size, msg_id=f"m{i}", **kw)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_fifo_order_and_delete_on_ack(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", 1 << 20) as ob:
+        rows = [ob.enqueue(msg(i)) for i in range(5)]
+        batch = ob.next_batch(0, 3)
+        assert [s.message.msg_id for s in batch] == ["m0", "m1", "m2"]
+        assert [s.row for s in batch] == rows[:3]
+        # The cursor (last row handed to the client) skips in-flight rows.
+        assert [s.message.msg_id for s in ob.next_batch(batch[-1].row, 10)] == ["m3", "m4"]
+        assert ob.delete([rows[1], rows[0]]) == 2
+        assert ob.delete([rows[0]]) == 0  # a second PUBACK (redelivery) is harmless
+        assert [s.message.msg_id for s in ob.next_batch(0, 10)] == ["m2", "m3", "m4"]
+        assert ob.stats().depth == 3
+
+
+def test_properties_round_trip(tmp_path: Path) -> None:
+    m = OutboxMessage(
+        topic="a/b",
+        payload=b"{}",
+        msg_id="x",
+        kind="event",
+        qos=0,
+        retain=True,
+        content_type="application/json",
+        user_properties=(("device", "d1"), ("model", "phi")),
+        expires_at=2e9,
+    )
+    with Outbox(tmp_path / "o.db", 1 << 20) as ob:
+        ob.enqueue(m)
+        (stored,) = ob.next_batch(0, 1)
+    assert stored.message == m
+
+
+def test_seq_allocated_in_the_enqueue_transaction_without_gaps(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", 1 << 20) as ob:
+        ob.begin_boot()
+
+        def build(seq: int) -> OutboxMessage:
+            return msg(seq)
+
+        def failing(seq: int) -> OutboxMessage:
+            raise ValueError("payload could not be built")
+
+        assert ob.enqueue_numbered(build)[0] == 1
+        with pytest.raises(ValueError):
+            ob.enqueue_numbered(failing)
+        assert ob.enqueue_numbered(build)[0] == 2  # the failed build did not use a number
+        assert [s.message.msg_id for s in ob.next_batch(0, 10)] == ["m1", "m2"]
+
+
+def test_boot_counter_is_durable_and_resets_seq(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, 1 << 20) as ob:
+        assert ob.begin_boot() == 1
+        ob.enqueue_numbered(msg)
+        ob.enqueue_numbered(msg)
+    with Outbox(path, 1 << 20) as ob:
+        assert ob.boot == 1
+        assert ob.begin_boot() == 2
+        assert ob.enqueue_numbered(msg)[0] == 1
+        assert ob.stats().depth == 3  # the first boot's rows are still there to replay
+
+
+def test_bound_drops_oldest_and_reports_once(tmp_path: Path) -> None:
+    one = msg(0, size=100).size
+    with Outbox(tmp_path / "o.db", one * 10) as ob:
+        for i in range(15):
+            ob.enqueue(msg(i, size=100))
+        st = ob.stats()
+        assert st.depth == 10 and st.bytes <= st.max_bytes
+        assert st.dropped_total == 5 and st.drop_pending == 5
+        assert [s.message.msg_id for s in ob.next_batch(0, 1)] == ["m5"]
+
+        reports: list[DropReport] = []
+
+        def event(report: DropReport) -> OutboxMessage:
+            reports.append(report)
+            return OutboxMessage(topic="edge/d/event", payload=b"e" * 20, msg_id="ev1", kind="event")
+
+        got = ob.report_drops(event)
+        assert got == reports[0]
+        assert (got.count, got.first_id, got.last_id) == (5, "m0", "m4")
+        assert got.bytes == 5 * one
+        # The event itself needed room: that drop is the next report's business, not lost.
+        st = ob.stats()
+        assert st.drop_pending == 1 and st.dropped_total == 6
+        assert ob.next_batch(0, 100)[-1].message.msg_id == "ev1"
+        second = ob.report_drops(event)
+        assert second is not None and second.count == 1
+        ob.delete(s.row for s in ob.next_batch(0, 100))  # the broker took everything
+        assert ob.report_drops(event) is not None  # the second event's own eviction
+        assert ob.report_drops(event) is None  # room now: nothing more to report
+
+
+def test_message_larger_than_outbox_is_dropped_not_stored(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", 500) as ob:
+        assert ob.enqueue(msg(0, size=1000)) is None
+        assert ob.stats().depth == 0 and ob.stats().dropped_total == 1
+
+
+def test_expired_rows_are_purged_and_never_returned(tmp_path: Path) -> None:
+    clock = Clock()
+    with Outbox(tmp_path / "o.db", 1 << 20, clock=clock) as ob:
+        ob.enqueue(msg(0, expires_at=clock.now + 5))  # handed out before it expires
+        first = ob.next_batch(0, 1)[0]
+        ob.enqueue(msg(1, expires_at=clock.now + 5))
+        ob.enqueue(msg(2, expires_at=None))
+        ob.enqueue(msg(3, expires_at=clock.now + 100))
+        clock.now += 10
+        assert [s.message.msg_id for s in ob.next_batch(first.row, 10)] == ["m2", "m3"]
+        st = ob.stats()
+        assert st.expired_total == 1
+        # The in-flight row (already given to the client) is not counted as expired.
+        assert st.depth == 3
+
+
+def test_reject_counts_and_deletes(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", 1 << 20) as ob:
+        row = ob.enqueue(msg(0))
+        assert row is not None
+        assert ob.reject([row]) == 1
+        st = ob.stats()
+        assert (st.depth, st.rejected_total, st.bytes) == (0, 1, 0)
+
+
+def test_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "o.db", 1 << 20), pytest.raises(OutboxError, match="in use"):
+        Outbox(tmp_path / "o.db", 1 << 20)
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutboxError, match="cannot create outbox"):
+        Outbox(blocker / "sub" / "o.db", 1 << 20)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from edge.mqtt.outbox import Outbox, OutboxMessage
+    ob = Outbox(Path(sys.argv[1]), 1 << 30)
+    ob.begin_boot()
+    i = 0
+    while True:
+        seq, _ = ob.enqueue_numbered(
+            lambda s: OutboxMessage(topic="t", payload=b"p" * 200, msg_id=f"id-{s}"))
+        if seq % 50 == 0:
+            print(seq, flush=True)   # committed before it is printed
+    """
+)
+
+
+def test_sigkill_during_writes_loses_no_committed_row(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(path)],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdout is not None
+    last = 0
+    deadline = time.monotonic() + 30
+    while last < 300 and time.monotonic() < deadline:
+        last = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert last >= 300
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    with Outbox(path, 1 << 30) as ob:  # the lock died with the process
+        ids = [s.message.msg_id for s in ob.next_batch(0, 100_000)]
+    assert ids[:last] == [f"id-{i}" for i in range(1, last + 1)]
+    assert ids == [f"id-{i}" for i in range(1, len(ids) + 1)]  # in order, no gaps
