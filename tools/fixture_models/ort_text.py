@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,10 @@ def run_builder(hf_dir: Path, out: Path, cache: Path, precision: str, extra_opti
     cmd += ["-p", precision, "-e", "cpu", "-c", str(cache)]
     if extra_options:
         cmd += ["--extra_options", *extra_options]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # The builder stamps `git rev-parse HEAD` of whatever repo holds its venv into producer_version;
+    # hide git so it uses the wheel's own commit and reruns give the same bytes.
+    env = {**os.environ, "GIT_DIR": os.devnull}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
         raise BuildError(f"model builder failed for {out.name} (exit {proc.returncode}):\n{tail}")
