@@ -1,0 +1,68 @@
+"""Every shipped device profile is a valid, complete starting point."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge.cli import main
+from edge.config_sources import load_settings
+from edge.settings import Settings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEVICES = Path(__file__).resolve().parents[2] / "devices"
+BOARDS = ["rpi5", "jetson-orin", "intel-core-ultra-npu", "qualcomm-qcs", "x86-cpu"]
+PROFILES = [*BOARDS, "demo"]
+
+
+def test_the_profile_set_is_complete() -> None:
+    assert sorted(p.stem for p in DEVICES.glob("*.toml")) == sorted(PROFILES)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_profile_validates_as_settings(name: str) -> None:
+    data = tomllib.loads((DEVICES / f"{name}.toml").read_text(encoding="utf-8"))
+    settings = Settings.model_validate(data)
+    assert settings.model.path is not None, "a profile names its model folder"
+    assert settings.tasks, "a profile has at least one task"
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_config_check_passes_for_profile(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for var in [v for v in os.environ if v.startswith("EDGE_")]:
+        monkeypatch.delenv(var)
+    assert main(["config", "check", "--profile", name]) == 0
+    assert load_settings(profile=name, environ={}).settings.profile == name
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_profile_says_what_to_install_and_expect(name: str) -> None:
+    """The header is the profile's documentation: install extra, model download, expected speed."""
+    text = (DEVICES / f"{name}.toml").read_text(encoding="utf-8")
+    header = text.split("\n[", 1)[0]
+    for needle in ("Install:", "Model:", "edge-agent[", "Speed:", "ORDER OF MAGNITUDE"):
+        assert needle in header, f"{name}.toml header lacks {needle!r}"
+    data = tomllib.loads(text)
+    assert Path(data["model"]["path"]).is_absolute()
+
+
+def test_demo_runs_on_the_committed_fixture_model() -> None:
+    settings = load_settings(profile="demo", environ={}).settings
+    assert settings.model.path is not None and settings.model.path.is_dir()
+    assert (settings.model.path / "genai_config.json").is_file()
+    assert settings.camera.source == "testsrc"
+    assert (settings.model.backend, settings.model.providers, settings.model.num_crops) == (
+        "ort-genai",
+        ["cpu"],
+        1,
+    )
+    assert [(t.trigger, t.interval_s) for t in settings.tasks] == [("interval", 5)]
