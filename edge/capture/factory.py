@@ -1,0 +1,154 @@
+"""Choosing the source for `camera.source`: the one place that knows every source family.
+
+Constructing a source does no I/O beyond import checks, so a configuration that can never work
+(no GStreamer in this OpenCV, no picamera2, a missing directory) fails at startup as one clear line,
+while a camera that is merely unreachable is left to the grabber to retry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+
+import cv2
+
+from edge.capture.base import Camera, CameraConfigError, CameraError
+from edge.capture.frames import prepare_image
+from edge.capture.gst import PREFIX as GST_PREFIX
+from edge.capture.gst import gst_source
+from edge.capture.http_mjpeg import MjpegHttpSource
+from edge.capture.images_dir import ImagesDirSource, is_glob
+from edge.capture.opencv_source import OpenCVSource, stream_timeout_params, v4l2_api
+from edge.capture.picamera2_source import Picamera2Source
+from edge.capture.redact import redact_source
+from edge.capture.testsrc import TestSource
+from edge.errors import FrameError
+from edge.messages import Frame
+from edge.settings import CameraSettings
+
+log = logging.getLogger(__name__)
+
+OPEN_TIMEOUT_FLOOR_S = 5.0  # RTSP DESCRIBE/SETUP plus FFmpeg's stream probing takes ~2 s even on loopback
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_PICAMERA2 = re.compile(r"^picamera2(?::(\d+))?$")
+
+
+def open_timeout_s(settings: CameraSettings) -> float:
+    """How long connecting may take before it counts as a failure (then: backoff and retry)."""
+    return max(settings.stall_s, OPEN_TIMEOUT_FLOOR_S)
+
+
+def source_kind(source: int | str) -> str:
+    """The source family: v4l2, testsrc, picamera2, gst, rtsp, stream, http-mjpeg, images or file."""
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return "v4l2"
+    text = source.strip()
+    if text.startswith("/dev/"):
+        return "v4l2"
+    if text == "testsrc":
+        return "testsrc"
+    if _PICAMERA2.match(text):
+        return "picamera2"
+    if text.startswith(GST_PREFIX):
+        return "gst"
+    scheme = _SCHEME.match(text)
+    if scheme:
+        name = scheme.group(1).lower()
+        if name in ("http", "https"):
+            return "http-mjpeg"
+        if name == "file":
+            return "images" if Path(text[7:]).is_dir() else "file"
+        return "rtsp" if name in ("rtsp", "rtsps") else "stream"
+    if is_glob(text) or Path(text).expanduser().is_dir():
+        return "images"
+    return "file"
+
+
+def build_camera(settings: CameraSettings, cancel: threading.Event | None = None) -> Camera:
+    """A new, unopened source for `settings.source`; raises CameraConfigError if it can never work.
+
+    `cancel` interrupts a paced source's sleep when the grabber abandons or stops it.
+    """
+    source = settings.source
+    kind = source_kind(source)
+    realtime = settings.pace == "realtime"
+    fps = settings.fps
+    if kind == "v4l2":
+        target: int | str = int(source) if not str(source).startswith("/dev/") else str(source).strip()
+        return OpenCVSource(
+            target,
+            kind="v4l2",
+            description=str(target) if isinstance(target, str) else f"/dev/video{target}",
+            api=v4l2_api(),
+            request=(settings.width, settings.height, fps),
+        )
+    text = str(source).strip()
+    if kind == "testsrc":
+        return TestSource(
+            settings.width or 640, settings.height or 480, fps, realtime=realtime, cancel=cancel
+        )
+    if kind == "picamera2":
+        match = _PICAMERA2.match(text)
+        num = int(match.group(1)) if match and match.group(1) else 0
+        return Picamera2Source(settings.width, settings.height, fps, camera_num=num)
+    if kind == "gst":
+        return gst_source(text, cancel=cancel)
+    if kind == "http-mjpeg":
+        return MjpegHttpSource(text, timeout_s=settings.stall_s, snapshot_fps=fps, cancel=cancel)
+    if kind in ("rtsp", "stream"):
+        return OpenCVSource(
+            text,
+            kind=kind,
+            description=redact_source(text),
+            api=cv2.CAP_FFMPEG,
+            params=stream_timeout_params(open_timeout_s(settings), settings.stall_s),
+        )
+    path = text[7:] if text.startswith("file://") else text
+    if kind == "images":
+        return ImagesDirSource(path, fps=fps, realtime=realtime, loop=settings.loop, cancel=cancel)
+    if not Path(path).expanduser().is_file():
+        raise CameraConfigError(
+            f"camera source {redact_source(text)!r}: not a file, directory, device, URL, "
+            "'gst:<pipeline>', 'picamera2' or 'testsrc'"
+        )
+    return OpenCVSource(
+        str(Path(path).expanduser()),
+        kind="file",
+        description=redact_source(path),
+        api=cv2.CAP_FFMPEG,
+        realtime=realtime,
+        loop=settings.loop,
+        fallback_fps=fps,
+        cancel=cancel,
+    )
+
+
+def open_camera(settings: CameraSettings) -> Camera:
+    """Build and open the configured source (for one-shot use; the daemon uses a Grabber)."""
+    camera = build_camera(settings)
+    camera.open()
+    return camera
+
+
+def grab_frame(settings: CameraSettings, timeout_s: float | None = None) -> Frame:
+    """One validated frame from the configured camera, for `edge caption --camera` and `edge doctor`.
+
+    Skips invalid frames until `timeout_s` (default stall_s) runs out; raises CameraError then.
+    """
+    deadline = time.monotonic() + (settings.stall_s if timeout_s is None else timeout_s)
+    camera = open_camera(settings)
+    try:
+        last_error = "no frame"
+        while time.monotonic() < deadline:
+            try:
+                image = prepare_image(camera.read(), settings.max_edge)
+            except FrameError as err:
+                last_error = str(err)
+                continue
+            return Frame(image, time.time(), time.monotonic(), 0, settings.name)
+        raise CameraError(f"camera {camera.description}: no valid frame in time ({last_error})")
+    finally:
+        camera.close()

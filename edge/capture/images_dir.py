@@ -1,0 +1,88 @@
+"""A directory (or glob) of still images played as a camera.
+
+Files are decoded by OpenCV through edge.imageio, never by a model runtime: a corrupt or truncated
+file becomes one counted invalid frame, not a crash. The listing is refreshed at every wrap-around,
+so images dropped into the folder while the daemon runs are picked up.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edge.capture.base import CameraConfigError, CameraError, CameraInfo, Pacer, StreamEnded
+from edge.imageio import read_image_file
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(source: str) -> bool:
+    return any(c in source for c in _GLOB_CHARS)
+
+
+def list_images(source: str) -> list[str]:
+    """Image files of a directory or glob pattern, in name order."""
+    if is_glob(source):
+        paths = glob.glob(os.path.expanduser(source))
+    else:
+        root = Path(source).expanduser()
+        paths = [str(p) for p in root.iterdir()] if root.is_dir() else []
+    return sorted(p for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(p))
+
+
+class ImagesDirSource:
+    kind = "images"
+
+    def __init__(
+        self,
+        source: str,
+        fps: float = 1.0,
+        realtime: bool = True,
+        loop: bool = True,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.description = source
+        self.loop = loop
+        self.paced_by_consumer = not realtime
+        self._pacer = Pacer(fps, cancel) if realtime else None
+        self._fps = fps
+        self._files: list[str] = []
+        self._index = 0
+        if not is_glob(source) and not Path(source).expanduser().is_dir():
+            raise CameraConfigError(f"camera source {source!r}: no such directory")
+
+    def open(self) -> CameraInfo:
+        self._files = list_images(self.source)
+        self._index = 0
+        if not self._files:
+            raise CameraError(
+                f"camera source {self.source!r}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        log.info("images source=%s files=%d", self.description, len(self._files))
+        return CameraInfo(self.kind, self.description, fps=self._fps, backend="imageio")
+
+    def read(self) -> np.ndarray:
+        if self._index >= len(self._files):
+            if not self.loop:
+                raise StreamEnded(f"{self.description}: all {len(self._files)} images played")
+            self._files = list_images(self.source)
+            self._index = 0
+            if not self._files:
+                raise CameraError(f"camera source {self.source!r}: no image files left")
+        if self._pacer is not None:
+            self._pacer.wait()
+        path = self._files[self._index]
+        self._index += 1
+        return read_image_file(path)  # FrameError for a bad file: counted, and the next one is read
+
+    def close(self) -> None:
+        self._files = []

@@ -1,0 +1,128 @@
+"""Motion / scene-change gating: whether a motion-triggered task should look at this frame.
+
+A model call costs seconds of CPU on a Pi, so most frames must be turned away cheaply. The score is
+the share of pixels of a small blurred grayscale copy that differ clearly from a slowly adapting
+background: sensor noise and JPEG artefacts stay under the per-pixel delta, a person walking in or
+a cut to another scene does not. The background adapts with a time constant in seconds (not per
+frame), so the behaviour does not depend on the camera's frame rate, and something that stays
+(a parked car) stops counting as motion after a few time constants.
+
+Every decision carries its score and the reason, so a result can say why it was produced.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge.messages import Frame
+from edge.settings import GateSettings
+
+GateReason = Literal["motion", "max_interval", "min_interval", "cooldown", "below_threshold", "first_frame"]
+
+GATE_WIDTH = 160  # pixels of the scoring image; 640x480 -> 160x120 (an integer, fast INTER_AREA scale)
+PIXEL_DELTA = 20  # grey levels a blurred pixel must differ from the background to count as changed
+BACKGROUND_TAU_S = 3.0  # time constant of the background's adaptation
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    run: bool
+    score: float  # share of changed pixels, 0..1
+    reason: GateReason
+
+
+class MotionScorer:
+    """Share of changed pixels against a running-average background (stateful, one camera)."""
+
+    def __init__(
+        self, width: int = GATE_WIDTH, pixel_delta: float = PIXEL_DELTA, tau_s: float = BACKGROUND_TAU_S
+    ) -> None:
+        self.width = width
+        self.pixel_delta = float(pixel_delta)
+        self.tau_s = tau_s
+        self._background: np.ndarray | None = None
+        self._last_t: float | None = None
+
+    def reset(self) -> None:
+        self._background = None
+        self._last_t = None
+
+    def _small_gray(self, image: np.ndarray) -> np.ndarray:
+        h, w = image.shape[:2]
+        width = min(self.width, w)
+        height = max(1, round(h * width / w))
+        small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return cv2.GaussianBlur(gray, (5, 5), 0).astype(np.float32)
+
+    def score(self, image: np.ndarray, t: float) -> float:
+        """Score `image` taken at time `t` (seconds), then let the background adapt towards it."""
+        gray = self._small_gray(image)
+        background = self._background
+        if background is None or background.shape != gray.shape:
+            # First frame, or the camera came back at another size: everything is new.
+            score = 0.0 if background is None else 1.0
+            self._background = gray
+            self._last_t = t
+            return score
+        diff = cv2.absdiff(gray, background)
+        changed = int(np.count_nonzero(diff > self.pixel_delta))
+        score = changed / diff.size
+        dt = max(0.0, t - (self._last_t if self._last_t is not None else t))
+        alpha = 1.0 - math.exp(-dt / self.tau_s) if self.tau_s > 0 else 1.0
+        if alpha > 0:
+            cv2.accumulateWeighted(gray, background, alpha)
+        self._last_t = t
+        return score
+
+
+class Gate:
+    """Decides per frame: run the motion task now, or not, and why.
+
+    Order of the rules (the first that applies wins):
+    first frame -> run; `max_interval_s` since the last run -> run (even without motion);
+    score below threshold -> no; within `cooldown_s` of `mark_triggered` -> no;
+    within `min_interval_s` of the last run -> no; otherwise motion -> run.
+    So "min_interval" and "cooldown" mean: there was motion, but it was held back.
+    """
+
+    def __init__(self, gate_settings: GateSettings, scorer: MotionScorer | None = None) -> None:
+        self.settings = gate_settings
+        self.scorer = scorer or MotionScorer()
+        self._last_run: float | None = None
+        self._cooldown_until = -math.inf
+
+    def decide(self, frame: Frame, now: float) -> GateDecision:
+        """Score `frame` and decide at time `now` (monotonic seconds; any clock, used consistently)."""
+        score = round(self.scorer.score(frame.image, now), 5)
+        s = self.settings
+        if self._last_run is None:
+            decision = GateDecision(True, score, "first_frame")
+        elif now - self._last_run >= s.max_interval_s:
+            decision = GateDecision(True, score, "max_interval")
+        elif score < s.motion_threshold:
+            decision = GateDecision(False, score, "below_threshold")
+        elif now < self._cooldown_until:
+            decision = GateDecision(False, score, "cooldown")
+        elif now - self._last_run < s.min_interval_s:
+            decision = GateDecision(False, score, "min_interval")
+        else:
+            decision = GateDecision(True, score, "motion")
+        if decision.run:
+            self._last_run = now
+        return decision
+
+    def mark_triggered(self, now: float) -> None:
+        """A job was triggered (by this gate or anything else) at `now`: hold motion runs for cooldown_s."""
+        self._cooldown_until = now + self.settings.cooldown_s
+
+    def reset(self) -> None:
+        """Forget the background and the intervals (e.g. after a camera reconnect or a settings reload)."""
+        self.scorer.reset()
+        self._last_run = None
+        self._cooldown_until = -math.inf
