@@ -204,6 +204,10 @@ def _check_ir(folder: Path, stem: str, checked: list[str]) -> None:
             break
     except ElementTree.ParseError as err:
         raise _fail(folder, f"{stem}.xml is not valid XML ({err})") from None
+    with open(xml, "rb") as fh:  # a cut-off copy parses fine up to here: check that it ends
+        fh.seek(max(0, xml.stat().st_size - 64))
+        if not fh.read().rstrip().endswith(b"</net>"):
+            raise _fail(folder, f"{stem}.xml is not valid XML (truncated: no closing </net>)")
     _check_file(folder, f"{stem}.bin")
     checked += [f"{stem}.xml", f"{stem}.bin"]
 
