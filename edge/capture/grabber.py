@@ -186,14 +186,17 @@ class Grabber:
                 else 0.0
             )
             info = self._info
+            slot = self._slot
+            width = info.width if info and info.width else (slot.width if slot is not None else None)
+            height = info.height if info and info.height else (slot.height if slot is not None else None)
             return CaptureStats(
                 camera=self.settings.name,
                 source=self._source,
                 kind=self._kind,
                 state=self._state,
                 fps=round(fps, 2),
-                width=info.width if info else None,
-                height=info.height if info else None,
+                width=width,
+                height=height,
                 device_fps=info.fps if info else None,
                 last_frame_age_s=round(now - self._slot.monotonic, 3) if self._slot is not None else None,
                 last_error=self._last_error,
@@ -279,6 +282,7 @@ class Grabber:
                 self._lost_since = time.monotonic()
                 self._attempts_while_lost = 0
                 self._counts["losses"] += 1
+                self._recent.clear()  # the measured rate restarts when the camera comes back
             self._attempts_while_lost += 1
             frames = self._counts["frames"]
             self._cond.notify_all()

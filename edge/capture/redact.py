@@ -12,7 +12,8 @@ import re
 MASK = "***"
 
 # scheme://userinfo@  -- userinfo may be "user", "user:password" or a bare token
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/@\s?#]*)@")
+# greedy up to the last '@' before the path: an unencoded '@' inside a password is still masked
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s?#]*)@")
 # key=value pairs in query strings and in pipeline properties whose value is a secret
 _SECRET_KEYS = (
     r"password|passwd|pass|pwd|user-pw|user_pw|token|access_token|auth|authorization|apikey|api_key|"

@@ -1,0 +1,126 @@
+"""Source selection, the synthetic scene, frame preparation, and the one-line errors for sources
+that can never work here (no GStreamer in PyPI's OpenCV, no picamera2)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.capture import CameraConfigError, Grabber, build_camera, source_kind
+from edge.capture.frames import prepare_image
+from edge.capture.gst import APPSINK_TAIL, has_gstreamer, pipeline_of
+from edge.capture.testsrc import TestSource, render_frame
+from edge.errors import EdgeError, FrameError
+from edge.settings import CameraSettings
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        (0, "v4l2"),
+        ("2", "v4l2"),
+        ("/dev/video0", "v4l2"),
+        ("testsrc", "testsrc"),
+        ("picamera2", "picamera2"),
+        ("picamera2:1", "picamera2"),
+        ("gst:videotestsrc ! appsink", "gst"),
+        ("rtsp://u:p@cam/1", "rtsp"),
+        ("RTSP://cam/1", "rtsp"),
+        ("rtmp://cam/live", "stream"),
+        ("http://cam/mjpg", "http-mjpeg"),
+        ("https://cam/mjpg", "http-mjpeg"),
+        ("/srv/clip.mp4", "file"),
+        ("/srv/frames/*.jpg", "images"),
+    ],
+)
+def test_source_kind(source: int | str, kind: str) -> None:
+    assert source_kind(source) == kind
+
+
+def test_directory_is_an_image_source(tmp_path: Path) -> None:
+    assert source_kind(str(tmp_path)) == "images"
+    assert source_kind(f"file://{tmp_path}") == "images"
+
+
+def test_testsrc_is_deterministic_and_moves() -> None:
+    a, b, c = render_frame(7, 320, 240, 15), render_frame(7, 320, 240, 15), render_frame(8, 320, 240, 15)
+    assert a.shape == (240, 320, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert np.count_nonzero(cv2.absdiff(a, c)) > 100
+
+
+@pytest.mark.parametrize(("w", "h"), [(64, 48), (640, 480), (1920, 1080), (480, 640)])
+def test_testsrc_sizes(w: int, h: int) -> None:
+    src = TestSource(w, h, 30.0, realtime=False)
+    info = src.open()
+    frames = [src.read() for _ in range(3)]
+    src.close()
+    assert (info.width, info.height, info.fps) == (w, h, 30.0)
+    assert all(f.shape == (h, w, 3) and f.flags["C_CONTIGUOUS"] for f in frames)
+    assert src.paced_by_consumer
+
+
+def test_prepare_image_downscales_to_max_edge() -> None:
+    img = np.zeros((1080, 1920, 3), np.uint8)
+    out = prepare_image(img, 640)
+    assert out.shape == (360, 640, 3)
+    assert prepare_image(img, None) is not None and prepare_image(img, None).shape == img.shape
+    small = np.zeros((100, 200, 3), np.uint8)
+    assert prepare_image(small, 640).shape == (100, 200, 3)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((240, 320), np.uint8),  # grey
+        np.zeros((3, 240, 320), np.uint8),  # CHW
+        np.zeros((240, 320, 3), np.float32),
+        np.zeros((240, 320, 4), np.uint8),
+        np.zeros((8, 8, 3), np.uint8),
+        None,
+    ],
+)
+def test_prepare_image_refuses_invalid_frames(bad: object) -> None:
+    with pytest.raises(FrameError):
+        prepare_image(bad, None)
+
+
+def test_gst_pipeline_gets_an_appsink() -> None:
+    assert pipeline_of("gst:videotestsrc") == "videotestsrc" + APPSINK_TAIL
+    assert pipeline_of("gst: v4l2src ! videoconvert ! appsink") == "v4l2src ! videoconvert ! appsink"
+    with pytest.raises(CameraConfigError):
+        pipeline_of("gst:")
+
+
+@pytest.mark.skipif(has_gstreamer(), reason="this OpenCV has GStreamer")
+def test_gst_without_gstreamer_says_what_to_install() -> None:
+    settings = CameraSettings(source="gst:nvarguscamerasrc ! nvvidconv ! appsink")
+    with pytest.raises(CameraConfigError) as err:
+        Grabber(settings)
+    text = str(err.value)
+    assert "\n" not in text
+    for needle in (
+        "GStreamer",
+        "python3-opencv",
+        "JetPack",
+        "--system-site-packages",
+        "opencv-python-headless",
+    ):
+        assert needle in text
+    assert isinstance(err.value, EdgeError) and err.value.exit_code == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("picamera2") is not None, reason="picamera2 is installed")
+def test_picamera2_missing_says_what_to_install() -> None:
+    with pytest.raises(CameraConfigError) as err:
+        build_camera(CameraSettings(source="picamera2"))
+    assert "python3-picamera2" in str(err.value) and "--system-site-packages" in str(err.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(CameraConfigError, match="not a file"):
+        Grabber(CameraSettings(source=str(tmp_path / "nope.mp4")))
