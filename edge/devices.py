@@ -125,7 +125,7 @@ def _glob(root: Path, pattern: str) -> list[Path]:
     def natural(p: Path) -> list[object]:
         return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
-    return sorted((Path(p) for p in glob.glob(str(root / pattern))), key=natural)
+    return sorted((Path(p) for p in glob.glob(os.path.join(glob.escape(str(root)), pattern))), key=natural)
 
 
 def _driver(device_dir: Path) -> str:
