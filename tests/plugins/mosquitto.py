@@ -39,8 +39,9 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 
 # Users of the password + ACL broker. `edge` may write everything under edge/ except the
-# edge/+/denied/# subtree (to test ACL denial); `reader` may only read.
-USERS = {"edge": "edge-secret", "reader": "reader-secret"}
+# edge/+/denied/# subtree (to test ACL denial); `reader` may only read; `admin` (what a Collector
+# uses by default) may read and write everything, e.g. to send commands.
+USERS = {"edge": "edge-secret", "reader": "reader-secret", "admin": "admin-secret"}
 ACL = """\
 user edge
 topic deny edge/+/denied/#
@@ -49,6 +50,9 @@ topic readwrite homeassistant/#
 
 user reader
 topic read #
+
+user admin
+topic readwrite #
 """
 
 
@@ -300,6 +304,7 @@ class Broker:
             return
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGTERM)
+            self._proc.send_signal(signal.SIGCONT)  # in case it was paused
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -315,6 +320,15 @@ class Broker:
             self._proc.kill()
             self._proc.wait()
         self._close()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing is read or acknowledged (messages in flight)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
 
     def restart(self, down_s: float = 0.0) -> None:
         self.stop()
@@ -433,7 +447,7 @@ class Collector:
         self._subscribed = threading.Event()
         self._connected = threading.Event()
         if username is None and broker.users:
-            username, password = "reader", broker.users["reader"]
+            username, password = "admin", broker.users["admin"]
         self.client = broker.paho_client(username=username, password=password)
         self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         self._persistent = persistent

@@ -1,0 +1,388 @@
+"""MQTT connection lifecycle on paho-mqtt 2.x: TLS, auth, last will, birth, reconnect.
+
+paho's network thread runs every callback here. A callback that raises would kill that thread (paho
+re-raises unless told otherwise), so each one is wrapped, and nothing here blocks: on_connect only
+queues the subscriptions and the retained `state` + `online` publishes, then notifies listeners
+(the publisher wakes its own thread; discovery publishes its config).
+
+Birth and death: the will is `offline` (retained, QoS 1; MQTT 5 with a short will delay, so a quick
+reconnect does not flap Home Assistant). On every connect the retained `state` goes out first, then
+`online`. A clean `stop()` publishes `offline` itself before disconnecting, since a normal
+DISCONNECT discards the will.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge.errors import ConfigError
+from edge.messages import StatePayload
+from edge.mqtt.topics import Topics
+from edge.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+AckCallback = Callable[[int, int, str], None]  # (mid, reason code value, reason in words)
+MessageHandler = Callable[[paho.MQTTMessage], None]
+
+# MQTT 3.1.1 CONNACK return codes in words (MQTT 5 reason codes carry their own names).
+_V311_CONNACK = {
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+@dataclass(frozen=True)
+class ConnectRefusal:
+    """Why the broker said no, for `edge doctor` and health: code and the reason in words."""
+
+    code: int
+    reason: str
+    at: float
+
+
+def read_credential(name: str) -> str | None:
+    """A systemd credential ($CREDENTIALS_DIRECTORY/name), without its trailing newline."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / name
+    try:
+        return path.read_text().rstrip("\r\n")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError([f"mqtt.password: cannot read credential {path}: {err.strerror}"]) from None
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS with hostname checks on; `insecure` turns verification off and says so in the log."""
+    tls = settings.tls
+    if tls is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError([f"mqtt.tls.ca: cannot load {tls.ca}: {err}"]) from None
+    if tls.cert is not None:
+        password = tls.key_password.get_secret_value() if tls.key_password else None
+        try:
+            ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None, password=password)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError([f"mqtt.tls.cert/key: cannot load {tls.cert}: {err}"]) from None
+    if tls.insecure:
+        log.warning(
+            "mqtt.tls.insecure is on: the broker's certificate and host name are NOT verified; "
+            "anyone on the path can read and forge messages"
+        )
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class MqttClient:
+    """One broker connection for the daemon. Thread-safe; `start()` never blocks."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        *,
+        client_id: str | None = None,
+        will_delay_s: int = 5,
+        reconnect_min_s: float = 1.0,
+        reconnect_max_s: float = 60.0,
+        birth: bool = True,
+    ) -> None:
+        """`birth=False` makes a tool connection (e.g. `edge mqtt forget`): no will, no `online`,
+        no command subscription, nothing published on stop."""
+        self.settings = settings
+        self.birth = birth
+        self.topics = topics
+        self.v5 = settings.protocol == "5"
+        self.client_id = client_id or settings.client_id or f"edge-{topics.device_id}"
+        self.will_delay_s = will_delay_s
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stopping = False
+        self._state_payload: bytes | None = None
+        self._subscriptions: dict[str, int] = {}
+        self._connect_listeners: list[Callable[[], None]] = []
+        self._disconnect_listeners: list[Callable[[], None]] = []
+        self._ack_listeners: list[AckCallback] = []
+        self.connects = 0
+        self.refusals = 0
+        self.connect_failures = 0
+        self.last_refusal: ConnectRefusal | None = None
+
+        c = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
+            transport=settings.transport,
+            clean_session=None if self.v5 else True,
+        )
+        c.suppress_exceptions = True  # a backstop: every callback below also catches its own errors
+        c.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        if settings.transport == "websockets":
+            c.ws_set_options(path=settings.ws_path)
+        ctx = build_tls_context(settings)
+        if ctx is not None:
+            c.tls_set_context(ctx)
+        elif not is_loopback(settings.host):
+            log.warning(
+                "MQTT to %s:%d is plain TCP: messages%s travel unencrypted; configure [mqtt.tls]",
+                settings.host,
+                settings.port,
+                " and the password" if settings.username else "",
+            )
+        if settings.username:
+            password = settings.password.get_secret_value() if settings.password else None
+            if password is None:
+                password = read_credential("mqtt_password")
+            c.username_pw_set(settings.username, password)
+        will_props = None
+        if self.v5 and birth and will_delay_s > 0:
+            will_props = Properties(PacketTypes.WILLMESSAGE)
+            will_props.WillDelayInterval = will_delay_s
+        if birth:
+            c.will_set(topics.status, b"offline", qos=1, retain=True, properties=will_props)
+        c.reconnect_delay_set(reconnect_min_s, reconnect_max_s)  # type: ignore[arg-type]
+        # Our own publisher bounds what is in flight; paho's limit only has to stay out of its way.
+        c.max_inflight_messages_set(1000)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_publish = self._on_publish
+        c.on_message = self._on_unhandled_message
+        self._client = c
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with exponential backoff until stop()."""
+        props = None
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            # The will delay only applies while the session lives: keep it at least that long.
+            props.SessionExpiryInterval = max(self.will_delay_s, 0) if self.birth else 0
+        log.info(
+            "MQTT connecting to %s:%d (%s, MQTT %s, client id %s)",
+            self.settings.host,
+            self.settings.port,
+            "TLS" if self.settings.tls else "plain",
+            self.settings.protocol,
+            self.client_id,
+        )
+        self._client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s, properties=props
+        )
+        self._client.loop_start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish `offline` ourselves (a clean DISCONNECT discards the will), then disconnect."""
+        self._stopping = True
+        if self.birth and self._connected.is_set():
+            info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as err:
+                log.warning("could not publish offline before disconnecting: %s", err)
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected.clear()
+        log.info("MQTT disconnected")
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    # ------------------------------------------------------------------ wiring for other components
+
+    def add_connect_listener(self, callback: Callable[[], None]) -> None:
+        """Called in paho's thread after each successful connect (after state and online)."""
+        self._connect_listeners.append(callback)
+
+    def add_disconnect_listener(self, callback: Callable[[], None]) -> None:
+        self._disconnect_listeners.append(callback)
+
+    def add_ack_listener(self, callback: AckCallback) -> None:
+        """Called in paho's thread with (mid, reason code, reason) for every completed publish."""
+        self._ack_listeners.append(callback)
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
+        """Route messages on `topic_filter` to `handler` (in paho's thread; it must not block)."""
+
+        def safe(_client: paho.Client, _userdata: Any, msg: paho.MQTTMessage) -> None:
+            try:
+                handler(msg)
+            except Exception:
+                log.exception("handler for %s failed on a message on %s", topic_filter, msg.topic)
+
+        self._client.message_callback_add(topic_filter, safe)
+        with self._lock:
+            self._subscriptions[topic_filter] = qos
+        if self._connected.is_set():
+            self._client.subscribe(topic_filter, qos)
+
+    # ------------------------------------------------------------------ publishing
+
+    def set_state(self, state: StatePayload) -> None:
+        """Remember the retained `state`; publish it now if connected, and on every connect."""
+        payload = state.model_dump_json().encode()
+        with self._lock:
+            self._state_payload = payload
+        if self._connected.is_set():
+            self.publish(self.topics.state, payload, qos=1, retain=True, properties=self.json_properties())
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str | None,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> paho.MQTTMessageInfo:
+        """Thread-safe, non-blocking. While disconnected paho holds QoS 1 messages in memory and
+        sends them on reconnect; anything that must survive a restart goes through the outbox."""
+        return self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    def properties(
+        self,
+        *,
+        content_type: str | None = None,
+        user: tuple[tuple[str, str], ...] = (),
+        expiry_s: int | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> Properties | None:
+        """MQTT 5 PUBLISH properties; None under 3.1.1 (which has none)."""
+        if not self.v5:
+            return None
+        props = Properties(PacketTypes.PUBLISH)
+        if content_type:
+            props.ContentType = content_type
+        if user:
+            props.UserProperty = list(user)
+        if expiry_s is not None:
+            props.MessageExpiryInterval = max(1, int(expiry_s))
+        if response_topic:
+            props.ResponseTopic = response_topic
+        if correlation_data is not None:
+            props.CorrelationData = correlation_data
+        return props
+
+    def json_properties(self) -> Properties | None:
+        return self.properties(content_type="application/json")
+
+    # ------------------------------------------------------------------ paho callbacks
+
+    def _on_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        try:
+            if rc.is_failure:
+                code = int(rc.value)
+                words = str(rc) if self.v5 else _V311_CONNACK.get(code, str(rc))
+                self.refusals += 1
+                self.last_refusal = ConnectRefusal(code, words, time.time())
+                log.error(
+                    "MQTT broker %s:%d refused the connection: %s (code %d); retrying with backoff",
+                    self.settings.host,
+                    self.settings.port,
+                    words,
+                    code,
+                )
+                return
+            self.connects += 1
+            self.last_refusal = None
+            log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
+            with self._lock:
+                subs = list(self._subscriptions.items())
+                state = self._state_payload
+            if subs:
+                client.subscribe(subs)
+            if state is not None:
+                client.publish(
+                    self.topics.state, state, qos=1, retain=True, properties=self.json_properties()
+                )
+            client.publish(self.topics.status, b"online", qos=1, retain=True)
+            self._connected.set()
+            for listener in list(self._connect_listeners):
+                self._call(listener)
+        except Exception:
+            log.exception("MQTT on_connect failed")
+
+    def _on_disconnect(self, _c: Any, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
+        try:
+            was = self._connected.is_set()
+            self._connected.clear()
+            if was and not self._stopping:
+                log.warning("MQTT connection lost (%s); reconnecting with backoff", rc)
+            if was:
+                for listener in list(self._disconnect_listeners):
+                    self._call(listener)
+        except Exception:
+            log.exception("MQTT on_disconnect failed")
+
+    def _on_connect_fail(self, _c: Any, _ud: Any) -> None:
+        self.connect_failures += 1
+        n = self.connect_failures
+        if n == 1 or n % 10 == 0:
+            log.warning(
+                "MQTT broker %s:%d unreachable (attempt %d); retrying with backoff",
+                self.settings.host,
+                self.settings.port,
+                n,
+            )
+
+    def _on_publish(self, _c: Any, _ud: Any, mid: int, rc: ReasonCode, _props: Any) -> None:
+        for listener in self._ack_listeners:
+            try:
+                listener(mid, int(rc.value), str(rc))
+            except Exception:
+                log.exception("MQTT ack listener failed")
+
+    def _on_unhandled_message(self, _c: Any, _ud: Any, msg: paho.MQTTMessage) -> None:
+        log.debug("MQTT message on %s with no handler", msg.topic)
+
+    @staticmethod
+    def _call(listener: Callable[[], None]) -> None:
+        try:
+            listener()
+        except Exception:
+            log.exception("MQTT connection listener failed")
+
+
+def publish_ok(info: paho.MQTTMessageInfo) -> bool:
+    """paho queued the message (sent now, or held for the reconnect)."""
+    return info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
