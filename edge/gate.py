@@ -5,7 +5,9 @@ the share of pixels of a small blurred grayscale copy that differ clearly from a
 background: sensor noise and JPEG artefacts stay under the per-pixel delta, a person walking in or
 a cut to another scene does not. The background adapts with a time constant in seconds (not per
 frame), so the behaviour does not depend on the camera's frame rate, and something that stays
-(a parked car) stops counting as motion after a few time constants.
+(a parked car) stops counting as motion after a few time constants. A change of most of the picture
+(a cut, the lights going on) is scored once and then taken as the new background at once, so it
+triggers one run instead of a run every min_interval_s until the slow average catches up.
 
 Every decision carries its score and the reason, so a result can say why it was produced.
 """
@@ -27,6 +29,7 @@ GateReason = Literal["motion", "max_interval", "min_interval", "cooldown", "belo
 GATE_WIDTH = 160  # pixels of the scoring image; 640x480 -> 160x120 (an integer, fast INTER_AREA scale)
 PIXEL_DELTA = 20  # grey levels a blurred pixel must differ from the background to count as changed
 BACKGROUND_TAU_S = 3.0  # time constant of the background's adaptation
+SCENE_CUT = 0.5  # this share of changed pixels is a new scene (cut, lights on): it becomes the background
 
 
 @dataclass(frozen=True)
@@ -40,11 +43,16 @@ class MotionScorer:
     """Share of changed pixels against a running-average background (stateful, one camera)."""
 
     def __init__(
-        self, width: int = GATE_WIDTH, pixel_delta: float = PIXEL_DELTA, tau_s: float = BACKGROUND_TAU_S
+        self,
+        width: int = GATE_WIDTH,
+        pixel_delta: float = PIXEL_DELTA,
+        tau_s: float = BACKGROUND_TAU_S,
+        scene_cut: float = SCENE_CUT,
     ) -> None:
         self.width = width
         self.pixel_delta = float(pixel_delta)
         self.tau_s = tau_s
+        self.scene_cut = scene_cut
         self._background: np.ndarray | None = None
         self._last_t: float | None = None
 
@@ -73,6 +81,10 @@ class MotionScorer:
         diff = cv2.absdiff(gray, background)
         changed = int(np.count_nonzero(diff > self.pixel_delta))
         score = changed / diff.size
+        if score >= self.scene_cut:
+            self._background = gray
+            self._last_t = t
+            return score
         dt = max(0.0, t - (self._last_t if self._last_t is not None else t))
         alpha = 1.0 - math.exp(-dt / self.tau_s) if self.tau_s > 0 else 1.0
         if alpha > 0:

@@ -67,6 +67,13 @@ def source_kind(source: int | str) -> str:
     return "file"
 
 
+def describe_source(source: int | str) -> str:
+    """The source as logs and payloads show it: redacted, and a device index as its /dev path."""
+    if source_kind(source) == "v4l2" and str(source).strip().isdigit():
+        return f"/dev/video{int(source)}"
+    return redact_source(source)
+
+
 def build_camera(settings: CameraSettings, cancel: threading.Event | None = None) -> Camera:
     """A new, unopened source for `settings.source`; raises CameraConfigError if it can never work.
 
@@ -81,7 +88,7 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
         return OpenCVSource(
             target,
             kind="v4l2",
-            description=str(target) if isinstance(target, str) else f"/dev/video{target}",
+            description=describe_source(source),
             api=v4l2_api(),
             request=(settings.width, settings.height, fps),
         )

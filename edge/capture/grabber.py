@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from edge.capture.base import Camera, CameraError, CameraInfo, StreamEnded
-from edge.capture.factory import build_camera, open_timeout_s, source_kind
+from edge.capture.factory import build_camera, describe_source, open_timeout_s, source_kind
 from edge.capture.frames import prepare_image
 from edge.capture.redact import redact_source
 from edge.errors import FrameError
@@ -91,7 +91,7 @@ class Grabber:
     ) -> None:
         self.settings = camera_settings
         self._on_event = on_event
-        self._source = redact_source(camera_settings.source)
+        self._source = describe_source(camera_settings.source)
         self._kind = source_kind(camera_settings.source)
         build_camera(camera_settings)  # a source that can never work fails here, as one line
         self._backoff_initial = min(backoff_initial_s, camera_settings.reconnect_s)

@@ -94,7 +94,7 @@ class Videos:
 def _scene(width: int, height: int, variant: int) -> np.ndarray:
     rng = np.random.default_rng(100 + variant)
     img = np.zeros((height, width, 3), np.uint8)
-    img[:] = (60, 90, 120) if variant == 0 else (150, 120, 70)
+    img[:] = (60, 90, 120) if variant == 0 else (200, 210, 190)
     for _ in range(12):
         x, y = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))
         color = tuple(int(c) for c in rng.integers(0, 255, 3))

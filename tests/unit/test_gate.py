@@ -102,17 +102,29 @@ def test_max_interval_wins_over_cooldown() -> None:
 
 def test_background_absorbs_a_change_that_stays() -> None:
     scorer = MotionScorer(tau_s=1.0)
-    before, after = scene(1), scene(2)
+    before = scene(1)
+    after = with_box(before, 100, size=100)  # ~13% of the picture changes and stays
     assert scorer.score(before, 0.0) == 0.0
     first = scorer.score(after, 0.1)
     later = [scorer.score(after, 0.1 + k * 0.2) for k in range(1, 40)]
-    assert first > 0.2
-    assert later[-1] < 0.01  # after ~8 time constants the new scene is the background
+    assert 0.08 < first < 0.5
+    assert later[5] > 0.02  # still motion a second later: the background adapts slowly
+    assert later[-1] < 0.005  # after ~8 time constants the change is the background
     assert all(a >= b for a, b in zip(later, later[1:], strict=False))
 
 
+def test_scene_cut_scores_once_then_is_the_background() -> None:
+    scorer = MotionScorer(tau_s=3.0)
+    dark = scene(1)
+    bright = np.clip(dark.astype(np.int16) + 120, 0, 255).astype(np.uint8)  # the lights went on
+    scorer.score(dark, 0.0)
+    assert scorer.score(bright, 0.1) > 0.5
+    assert scorer.score(bright, 0.2) == 0.0
+
+
 def test_adaptation_depends_on_time_not_frame_rate() -> None:
-    before, after = scene(1), scene(2)
+    before = scene(1)
+    after = with_box(before, 100, size=100)
     results = []
     for fps in (5, 30):
         scorer = MotionScorer(tau_s=2.0)
