@@ -184,6 +184,8 @@ class OrtGenAIBackend:
         except RuntimeError as err:
             raise GenerationError(f"ORT GenAI generation failed: {first_line(err)}") from None
         text = self._tokenizer.decode(out) if len(out) else ""
+        if text.startswith(" "):  # SentencePiece's word marker on the first piece, as HF strips it
+            text = text[1:]
         return self._result(text, clock, prompt_len, image_tokens, len(out), request, max_new)
 
     def _result(
