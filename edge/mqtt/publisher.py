@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -262,9 +263,11 @@ class Publisher:
         m = stored.message
         expiry = None
         if m.expires_at is not None:
-            expiry = int(m.expires_at - self._clock())
-            if expiry <= 0:
-                return True  # next_batch purges it on the next round
+            left = m.expires_at - self._clock()
+            if left <= 0:
+                self._wake.set()  # next_batch purges it on the next round
+                return False
+            expiry = math.ceil(left)
         props = self.client.properties(content_type=m.content_type, user=m.user_properties, expiry_s=expiry)
         try:
             info = self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, properties=props)

@@ -93,13 +93,14 @@ def make_stack(
     will_delay_s: int = 1,
     drop_report_interval_s: float = 0.0,
     with_state: bool = True,
+    clock: Callable[[], float] = time.time,
     **publisher_kw: Any,
 ) -> Stack:
     topics = Topics.from_settings(settings, device_id)
     client = MqttClient(settings, topics, will_delay_s=will_delay_s, reconnect_min_s=0.2, reconnect_max_s=1.0)
     if with_state:
         client.set_state(state(device=device_id))
-    outbox = Outbox(outbox_path, max_bytes)
+    outbox = Outbox(outbox_path, max_bytes, clock=clock)
     publisher = Publisher(
         client,
         outbox,
@@ -108,6 +109,7 @@ def make_stack(
         message_expiry_s=settings.message_expiry_s,
         window=window,
         drop_report_interval_s=drop_report_interval_s,
+        clock=clock,
         **publisher_kw,
     )
     return Stack(settings, topics, client, outbox, publisher)
