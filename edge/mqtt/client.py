@@ -50,6 +50,20 @@ _V311_CONNACK = {
 }
 
 
+class _PahoNoise(logging.Filter):
+    """paho 2.2 logs "Client is not connected" at ERROR whenever its loop runs without a socket,
+    which is every disconnect; our own on_disconnect already says that, once, at the right level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith("Client is not connected"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+_PAHO_LOG = logging.getLogger("edge.mqtt.paho")
+
+
 @dataclass(frozen=True)
 class ConnectRefusal:
     """Why the broker said no, for `edge doctor` and health: code and the reason in words."""
@@ -150,7 +164,9 @@ class MqttClient:
             clean_session=None if self.v5 else True,
         )
         c.suppress_exceptions = True  # a backstop: every callback below also catches its own errors
-        c.enable_logger(logging.getLogger("edge.mqtt.paho"))
+        if not any(isinstance(f, _PahoNoise) for f in _PAHO_LOG.filters):
+            _PAHO_LOG.addFilter(_PahoNoise())
+        c.enable_logger(_PAHO_LOG)
         if settings.transport == "websockets":
             c.ws_set_options(path=settings.ws_path)
         ctx = build_tls_context(settings)

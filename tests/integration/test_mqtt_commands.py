@@ -1,0 +1,161 @@
+"""Commands over a real broker: every malformed command gets its error reply; ask/capture answer
+with a result on the task's topic and a reply carrying the request's correlation data."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.mqtt.commands import AskCommand, CaptureCommand, CommandRouter, Reply, SetCommand
+from edge.mqtt.publisher import Publisher
+from tests.integration.mqtt_stack import DEVICE, Stack, make_stack, result_builder
+from tests.plugins.mosquitto import Broker, Collector
+
+ROOT = f"edge/{DEVICE}"
+TASKS = {"caption", "ask"}
+
+
+class FakeRuntime:
+    """The seam: records calls and, like the runtime, answers ask/capture later from its own thread."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+        self.calls: list[tuple[str, Any]] = []
+
+    def _later(self, task: str, text: str, reply: Reply) -> None:
+        def job() -> None:
+            result = self.publisher.publish_result(result_builder(task=task, text=text))
+            reply.ok({"id": result.id, "task": result.task, "text": result.text})
+
+        threading.Thread(target=job, name="fake-job").start()
+
+    def on_ask(self, cmd: AskCommand, reply: Reply) -> None:
+        self.calls.append(("ask", cmd))
+        self._later(cmd.task or "ask", cmd.prompt, reply)
+
+    def on_capture(self, cmd: CaptureCommand, reply: Reply) -> None:
+        self.calls.append(("capture", cmd))
+        self._later(cmd.task or "caption", "captured", reply)
+
+    def on_pause(self, reply: Reply) -> None:
+        self.calls.append(("pause", None))
+        reply.ok({"state": "paused"})
+
+    def on_resume(self, reply: Reply) -> None:
+        self.calls.append(("resume", None))
+        reply.ok({"state": "running"})
+
+    def on_set(self, cmd: SetCommand, reply: Reply) -> None:
+        self.calls.append(("set", cmd.values))
+        reply.ok({"applied": sorted(cmd.values)})
+
+    def on_reload(self, reply: Reply) -> None:
+        self.calls.append(("reload", None))
+        reply.ok()
+
+
+@pytest.fixture
+def wired(mosquitto: Broker, collector_factory: Any, tmp_path: Path) -> Any:
+    stack: Stack = make_stack(mosquitto.mqtt_settings(max_command_bytes=512), tmp_path / "o.db")
+    runtime = FakeRuntime(stack.publisher)
+    CommandRouter(stack.client, stack.topics, runtime, max_bytes=512, task_names=lambda: TASKS)
+    stack.start()
+    assert stack.client.wait_connected(10)
+    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/#", "replies/#"])
+    yield stack, runtime, sub
+    stack.stop()
+
+
+MALFORMED = [
+    ("ask", b"{not json", "malformed JSON"),
+    ("ask", b"[1, 2]", "JSON object"),
+    ("ask", b"\xff\xfe", "UTF-8"),
+    ("ask", b"{}", "prompt"),  # missing prompt
+    ("ask", b'{"prompt": 42}', "prompt"),  # wrong type
+    ("ask", b'{"prompt": ""}', "prompt"),  # empty
+    ("ask", b'{"prompt": "hi", "colour": "red"}', "colour"),  # unknown key
+    ("ask", b'{"prompt": "hi", "image": "yes"}', "image"),  # wrong type
+    ("ask", b'{"prompt": "hi", "task": "nope"}', "nope"),  # unknown task
+    ("ask", json.dumps({"prompt": "x" * 600}).encode(), "too large"),  # over max_command_bytes
+    ("capture", b'{"task": 7}', "task"),
+    ("pause", b'{"now": true}', "now"),
+    ("set", b"{}", "at least one"),
+    ("set", b'{"mqtt.host": "evil"}', "mqtt.host"),  # not settable: the broker is off limits
+    ("set", b'{"model.path": "/tmp/x"}', "model.path"),  # nor files
+    ("set", b'{"gate.cooldown_s": "5"}', "gate.cooldown_s"),  # a string is not a number
+    ("set", b'{"gate.motion_threshold": 3}', "gate.motion_threshold"),  # out of range
+    ("set", b'{"tasks.nope.prompt": "hi"}', "nope"),
+    ("set", b'{"paused": true, "gate.cooldown_s": 1}', "paused"),
+    ("explode", b"{}", "unknown command"),
+]
+
+
+@pytest.mark.parametrize(
+    ("verb", "payload", "mentions"), MALFORMED, ids=[f"{v}-{i}" for i, (v, _, _) in enumerate(MALFORMED)]
+)
+def test_malformed_command_gets_an_error_reply(wired: Any, verb: str, payload: bytes, mentions: str) -> None:
+    stack, runtime, sub = wired
+    sub.publish(f"{ROOT}/cmd/{verb}", payload)
+    (reply,) = sub.wait_topic(f"{ROOT}/cmd/{verb}/reply")
+    body = reply.json()
+    assert body["ok"] is False and mentions in body["error"]
+    assert runtime.calls == []
+    # With a response topic and correlation data (MQTT 5), the error goes there instead.
+    sub.publish(f"{ROOT}/cmd/{verb}", payload, response_topic="replies/me", correlation_data=b"c-1")
+    (direct,) = sub.wait_topic("replies/me")
+    assert direct.correlation_data == b"c-1" and direct.json()["ok"] is False
+    assert stack.client.is_connected  # nothing in paho's thread broke
+
+
+def test_retained_command_is_refused_not_replayed(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path
+) -> None:
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/cmd/#")
+    sub.publish(f"{ROOT}/cmd/pause", b"{}", retain=True)  # would pause the device on every reconnect
+    stack: Stack = make_stack(mosquitto.mqtt_settings(), tmp_path / "o.db")
+    runtime = FakeRuntime(stack.publisher)
+    CommandRouter(stack.client, stack.topics, runtime)
+    stack.start()
+    try:
+        (reply,) = sub.wait_topic(f"{ROOT}/cmd/pause/reply")
+    finally:
+        stack.stop()
+    assert reply.json()["ok"] is False and "retained" in reply.json()["error"]
+    assert runtime.calls == []
+
+
+@pytest.mark.parametrize(
+    ("verb", "body", "task"), [("ask", {"prompt": "Is the door open?"}, "ask"), ("capture", {}, "caption")]
+)
+def test_ask_and_capture_publish_a_result_and_echo_correlation(
+    wired: Any, verb: str, body: dict[str, Any], task: str
+) -> None:
+    stack, runtime, sub = wired
+    sub.publish(
+        f"{ROOT}/cmd/{verb}", json.dumps(body), response_topic="replies/app", correlation_data=b"\x00req-7"
+    )
+    (reply,) = sub.wait_topic("replies/app")
+    (result,) = sub.wait_topic(f"{ROOT}/{task}/result")
+    assert reply.correlation_data == b"\x00req-7"
+    assert reply.content_type == "application/json"
+    answer = reply.json()
+    assert answer["ok"] is True and answer["result"]["id"] == result.json()["id"]
+    assert result.json()["task"] == task
+    assert [c[0] for c in runtime.calls] == [verb]
+
+
+def test_valid_control_commands_reach_the_handler(wired: Any) -> None:
+    stack, runtime, sub = wired
+    sub.publish(f"{ROOT}/cmd/pause", b"")
+    sub.publish(f"{ROOT}/cmd/resume", b"{}")
+    sub.publish(f"{ROOT}/cmd/set", b'{"gate.cooldown_s": 2.5, "tasks.caption.prompt": "Describe."}')
+    sub.publish(f"{ROOT}/cmd/set", b'{"paused": true}')  # what the Home Assistant switch sends
+    sub.publish(f"{ROOT}/cmd/reload", b"")
+    for verb, count in (("pause", 1), ("resume", 1), ("set", 2), ("reload", 1)):
+        assert all(r.json()["ok"] for r in sub.wait_topic(f"{ROOT}/cmd/{verb}/reply", count))
+    assert [c[0] for c in runtime.calls] == ["pause", "resume", "set", "pause", "reload"]
+    assert runtime.calls[2][1] == {"gate.cooldown_s": 2.5, "tasks.caption.prompt": "Describe."}

@@ -1,0 +1,183 @@
+"""Command parsing and routing as pure logic, with a recording client at the publish seam."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge.mqtt.commands import (
+    SETTABLE_KEYS,
+    AskCommand,
+    CaptureCommand,
+    CommandError,
+    CommandRouter,
+    Reply,
+    SetCommand,
+    parse_json_object,
+    parse_set,
+)
+from edge.mqtt.topics import Topics
+
+TOPICS = Topics(prefix="edge", device_id="d1")
+
+
+class RecordingClient:
+    """Stands in for MqttClient at the seam the router uses: subscribe, properties, publish."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, Any, Any]] = []
+        self.subscribed: list[str] = []
+
+    def subscribe(self, topic_filter: str, handler: Any, qos: int = 1) -> None:
+        self.subscribed.append(topic_filter)
+
+    def properties(self, **kw: Any) -> dict[str, Any]:
+        return kw
+
+    def publish(
+        self, topic: str, payload: Any, *, qos: int = 1, retain: bool = False, properties: Any = None
+    ) -> None:
+        if "#" in topic or "+" in topic:
+            raise ValueError("Publish topic cannot contain wildcards.")
+        self.published.append((topic, json.loads(payload), properties))
+
+
+class Handler:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.fail = fail
+        self.replies: list[Reply] = []
+
+    def _record(self, name: str, arg: Any, reply: Reply) -> None:
+        if self.fail:
+            raise RuntimeError("boom")
+        self.calls.append((name, arg))
+        self.replies.append(reply)
+
+    def on_ask(self, cmd: AskCommand, reply: Reply) -> None:
+        self._record("ask", cmd, reply)
+
+    def on_capture(self, cmd: CaptureCommand, reply: Reply) -> None:
+        self._record("capture", cmd, reply)
+
+    def on_pause(self, reply: Reply) -> None:
+        self._record("pause", None, reply)
+
+    def on_resume(self, reply: Reply) -> None:
+        self._record("resume", None, reply)
+
+    def on_set(self, cmd: SetCommand, reply: Reply) -> None:
+        self._record("set", cmd.values, reply)
+
+    def on_reload(self, reply: Reply) -> None:
+        self._record("reload", None, reply)
+
+
+def message(
+    topic: str, payload: bytes, *, response: str | None = None, corr: bytes | None = None
+) -> paho.MQTTMessage:
+    msg = paho.MQTTMessage(topic=topic.encode())
+    msg.payload = payload
+    props = Properties(PacketTypes.PUBLISH)
+    if response:
+        props.ResponseTopic = response
+    if corr is not None:
+        props.CorrelationData = corr
+    msg.properties = props
+    return msg
+
+
+def router(handler: Handler | None = None) -> tuple[CommandRouter, RecordingClient, Handler]:
+    client = RecordingClient()
+    h = handler or Handler()
+    r = CommandRouter(client, TOPICS, h, max_bytes=1024, task_names=lambda: {"caption", "ask"})  # type: ignore[arg-type]
+    return r, client, h
+
+
+def test_router_subscribes_to_command_filter() -> None:
+    _, client, _ = router()
+    assert client.subscribed == ["edge/d1/cmd/#"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [(b"", {}), (b"  ", {}), (b"{}", {}), (b'{"a": 1}', {"a": 1})],
+)
+def test_parse_json_object_accepts(payload: bytes, expected: dict[str, Any]) -> None:
+    assert parse_json_object(payload) == expected
+
+
+@pytest.mark.parametrize("payload", [b"{", b"null", b"[]", b'"x"', b"1", b"\xff"])
+def test_parse_json_object_refuses(payload: bytes) -> None:
+    with pytest.raises(CommandError):
+        parse_json_object(payload)
+
+
+def test_parse_set_coerces_ints_to_floats_and_checks_tasks() -> None:
+    cmd = parse_set({"gate.min_interval_s": 1, "tasks.ask.interval_s": 2.5}, {"ask"})
+    assert cmd.values == {"gate.min_interval_s": 1.0, "tasks.ask.interval_s": 2.5}
+    assert isinstance(cmd.values["gate.min_interval_s"], float)
+    with pytest.raises(CommandError, match="unknown task"):
+        parse_set({"tasks.other.prompt": "x"}, {"ask"})
+    with pytest.raises(CommandError, match="unknown key"):
+        parse_set({"tasks.ask.schema": {}}, {"ask"})
+
+
+def test_settable_keys_never_touch_files_credentials_or_broker() -> None:
+    assert not any(
+        k.startswith(("mqtt.", "model.", "camera.", "serial.", "watchdog.")) for k in SETTABLE_KEYS
+    )
+
+
+def test_valid_ask_dispatches_and_reply_goes_to_response_topic_with_correlation() -> None:
+    r, client, h = router()
+    r.handle(
+        message("edge/d1/cmd/ask", b'{"prompt": "what?", "image": false}', response="app/r", corr=b"\x01")
+    )
+    assert h.calls == [("ask", AskCommand(prompt="what?", image=False))]
+    assert client.published == []  # the handler answers later
+    h.replies[0].ok({"id": "x"})
+    h.replies[0].ok({"id": "again"})  # a second answer is ignored
+    assert client.published == [
+        (
+            "app/r",
+            {"v": 1, "ok": True, "result": {"id": "x"}},
+            {"content_type": "application/json", "correlation_data": b"\x01"},
+        )
+    ]
+
+
+def test_handler_exception_becomes_an_error_reply() -> None:
+    r, client, _ = router(Handler(fail=True))
+    r.handle(message("edge/d1/cmd/pause", b""))
+    ((topic, body, _),) = client.published
+    assert topic == "edge/d1/cmd/pause/reply"
+    assert body["ok"] is False and "internal error" in body["error"]
+    assert r.rejected == 1
+
+
+def test_replies_and_foreign_topics_are_ignored() -> None:
+    r, client, h = router()
+    r.handle(message("edge/d1/cmd/ask/reply", b'{"ok": true}'))
+    r.handle(message("edge/d1/cmd/ask/x/y", b"{}"))
+    assert h.calls == [] and client.published == [] and r.received == 0
+
+
+def test_bad_response_topic_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    r, client, h = router()
+    r.handle(message("edge/d1/cmd/reload", b"", response="bad/#"))
+    h.replies[0].ok()
+    assert client.published == []
+    assert any("cannot reply" in rec.getMessage() for rec in caplog.records)
+
+
+def test_set_paused_maps_to_pause_and_resume() -> None:
+    r, _, h = router()
+    r.handle(message("edge/d1/cmd/set", b'{"paused": true}'))
+    r.handle(message("edge/d1/cmd/set", b'{"paused": false}'))
+    assert [c[0] for c in h.calls] == ["pause", "resume"]
