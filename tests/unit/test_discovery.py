@@ -1,0 +1,153 @@
+"""The Home Assistant discovery document, checked key by key against HA's own schemas."""
+
+from __future__ import annotations
+
+import json
+
+from edge.mqtt.discovery import HA_STATE_MAX, default_expire_after, discovery_payload
+from edge.mqtt.topics import Topics
+from edge.settings import TaskSettings
+
+# Allowed keys, transcribed from Home Assistant core (homeassistant/components/mqtt/):
+#   schemas.py   DEVICE_DISCOVERY_SCHEMA (= MQTT_AVAILABILITY_SCHEMA + device, components, origin,
+#                state_topic, command_topic, qos, encoding), MQTT_ENTITY_DEVICE_INFO_SCHEMA,
+#                MQTT_ORIGIN_INFO_SCHEMA, MQTT_ENTITY_COMMON_SCHEMA, COMPONENT_CONFIG_SCHEMA (platform)
+#   config.py    SCHEMA_BASE (qos, encoding), MQTT_RO_SCHEMA (state_topic, value_template),
+#                MQTT_RW_SCHEMA (command_topic, optimistic, retain, state_topic)
+#   sensor.py, switch.py, button.py, image.py   PLATFORM_SCHEMA(_MODERN) of each platform
+# Voluptuous schemas reject unknown keys in the device document; entity schemas drop them
+# silently, which is worse (a typo just does nothing), so both are checked here.
+AVAILABILITY = {
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "payload_available",
+    "payload_not_available",
+}
+DEVICE_DOC = AVAILABILITY | {
+    "device",
+    "components",
+    "origin",
+    "state_topic",
+    "command_topic",
+    "qos",
+    "encoding",
+}
+DEVICE_INFO = {
+    "identifiers",
+    "connections",
+    "manufacturer",
+    "model",
+    "model_id",
+    "name",
+    "hw_version",
+    "serial_number",
+    "sw_version",
+    "via_device",
+    "suggested_area",
+    "configuration_url",
+}
+ORIGIN = {"name", "sw_version", "support_url"}
+ENTITY_COMMON = AVAILABILITY | {
+    "platform",
+    "device",
+    "origin",
+    "enabled_by_default",
+    "entity_category",
+    "icon",
+    "json_attributes_topic",
+    "json_attributes_template",
+    "object_id",
+    "unique_id",
+    "name",
+    "qos",
+    "encoding",
+}
+PLATFORM = {
+    "sensor": {
+        "state_topic",
+        "value_template",
+        "device_class",
+        "expire_after",
+        "force_update",
+        "last_reset_value_template",
+        "state_class",
+        "unit_of_measurement",
+        "suggested_display_precision",
+        "options",
+    },
+    "switch": {
+        "command_topic",
+        "command_template",
+        "optimistic",
+        "retain",
+        "state_topic",
+        "value_template",
+        "payload_on",
+        "payload_off",
+        "state_on",
+        "state_off",
+        "device_class",
+    },
+    "button": {"command_topic", "command_template", "device_class", "payload_press", "retain"},
+    "image": {"content_type", "image_topic", "image_encoding", "url_topic", "url_template"},
+}
+REQUIRED = {"sensor": {"state_topic"}, "switch": {"command_topic"}, "button": {"command_topic"}}
+
+TASKS = [
+    TaskSettings(name="caption", publish_image=True),
+    TaskSettings(name="people", kind="ask", prompt="How many people?", trigger="interval", interval_s=30),
+]
+
+
+def doc() -> dict:
+    return discovery_payload(Topics("edge", "cam-01"), TASKS, model="rpi5", expire_after_s=900)
+
+
+def test_document_keys_are_home_assistant_keys() -> None:
+    d = doc()
+    assert set(d) <= DEVICE_DOC
+    assert set(d["device"]) <= DEVICE_INFO and d["device"]["identifiers"]
+    assert set(d["origin"]) <= ORIGIN and d["origin"]["name"]
+    for cid, comp in d["components"].items():
+        platform = comp["platform"]
+        assert platform in PLATFORM, cid
+        extra = set(comp) - ENTITY_COMMON - PLATFORM[platform]
+        assert not extra, f"{cid}: keys HA does not know: {extra}"
+        assert REQUIRED.get(platform, set()) <= set(comp), cid
+        if platform == "image":
+            assert ("image_topic" in comp) != ("url_topic" in comp)
+        if "entity_category" in comp:
+            assert comp["entity_category"] in {"config", "diagnostic"}
+        if "expire_after" in comp:
+            assert isinstance(comp["expire_after"], int) and comp["expire_after"] > 0
+    assert json.loads(json.dumps(d)) == d  # plain JSON
+
+
+def test_entities_and_topics() -> None:
+    d = doc()
+    comps = d["components"]
+    assert d["availability_topic"] == "edge/cam-01/status"
+    assert (d["payload_available"], d["payload_not_available"]) == ("online", "offline")
+    text = comps["caption_text"]
+    assert text["state_topic"] == text["json_attributes_topic"] == "edge/cam-01/caption/result"
+    assert f"[:{HA_STATE_MAX}]" in text["value_template"] and HA_STATE_MAX == 255
+    assert text["expire_after"] == 900
+    assert comps["caption_latency"]["unit_of_measurement"] == "ms"
+    assert comps["caption_image"]["image_topic"] == "edge/cam-01/caption/image"
+    assert "people_image" not in comps  # that task publishes no image
+    assert comps["people_text"]["state_topic"] == "edge/cam-01/people/result"
+    switch = comps["captioning"]
+    assert switch["command_topic"] == "edge/cam-01/cmd/set"
+    assert json.loads(switch["payload_off"]) == {"paused": True}
+    assert json.loads(switch["payload_on"]) == {"paused": False}
+    assert comps["describe_now"]["command_topic"] == "edge/cam-01/cmd/capture"
+    ids = [c["unique_id"] for c in comps.values()]
+    assert len(ids) == len(set(ids)) and all(i.startswith("cam-01_") for i in ids)
+
+
+def test_default_expire_after_covers_three_missed_results() -> None:
+    assert default_expire_after(300.0, TASKS) == 900
+    assert default_expire_after(5.0, [TaskSettings(name="t", trigger="interval", interval_s=100)]) == 300
+    assert default_expire_after(1.0, []) == 60  # never shorter than a minute
