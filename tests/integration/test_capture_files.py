@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from edge.capture import Grabber
+from edge.capture import CameraError, Grabber, grab_frame
 from edge.messages import Frame
 from edge.settings import CameraSettings
 from tests.plugins.streams import CameraEvents, ImageDir, Videos
@@ -168,3 +168,12 @@ def test_failing_event_handler_does_not_stop_capture(
         assert grabber.stop(2.0)
     assert len(frames) == stream_videos.cut_frames
     assert "on_event handler failed" in caplog.text
+
+
+def test_grab_frame_one_shot(stream_videos: Videos, image_dir: ImageDir) -> None:
+    frame = grab_frame(CameraSettings(source=str(stream_videos.moving), max_edge=160))
+    assert frame.image.shape == (120, 160, 3) and frame.camera == "main"
+    # The folder's first file in name order is valid; a folder of only broken files is not.
+    assert grab_frame(CameraSettings(source=str(image_dir.path), pace="asap")).image.shape == (120, 160, 3)
+    with pytest.raises(CameraError, match="no valid frame"):
+        grab_frame(CameraSettings(source=str(image_dir.path / "*b_*"), pace="asap"), timeout_s=0.5)

@@ -82,7 +82,7 @@ def test_testsrc_scene_has_motion() -> None:
     grabber = Grabber(CameraSettings(source="testsrc", width=320, height=240, fps=10, pace="asap"))
     gate = Gate(GateSettings(motion_threshold=0.01, min_interval_s=0.0, max_interval_s=60.0))
     grabber.start()
-    scores = []
+    scores: list[float] = []
     last = -1
     while len(scores) < 30:
         frame = grabber.wait_frame(last, timeout=3.0)

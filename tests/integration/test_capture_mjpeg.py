@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ RECONNECT_S = 1.0
 MARGIN_S = 2.0
 
 
-def settings(url: str, **kw: object) -> CameraSettings:
+def settings(url: str, **kw: Any) -> CameraSettings:
     return CameraSettings(source=url, stall_s=STALL_S, reconnect_s=RECONNECT_S, **kw)
 
 

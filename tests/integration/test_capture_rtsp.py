@@ -4,7 +4,10 @@ are missing (tests.plugins.streams.RTSP_PACKAGES)."""
 
 from __future__ import annotations
 
+import logging
 import time
+
+import pytest
 
 from edge.capture import Grabber
 from edge.settings import CameraSettings
@@ -52,11 +55,22 @@ def test_rtsp_frames_then_kill_and_restart(rtsp_server: RtspServer, camera_event
     assert final.state == "ok" and final.losses == 1 and final.reconnects >= 1 and final.abandoned == 0
 
 
-def test_rtsp_wrong_path_is_lost_and_retried(rtsp_server: RtspServer, camera_events: CameraEvents) -> None:
-    url = rtsp_server.url.replace("/cam", "/nope")
-    grabber = Grabber(CameraSettings(source=url, stall_s=STALL_S, reconnect_s=RECONNECT_S), camera_events)
-    grabber.start()
-    _, lost = camera_events.wait_for("camera_lost", timeout=OPEN_S + MARGIN_S)
-    assert grabber.stop(3.0)
+def test_rtsp_wrong_path_is_lost_without_leaking_credentials(
+    rtsp_server: RtspServer,
+    camera_events: CameraEvents,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    url = rtsp_server.url.replace("rtsp://", "rtsp://viewer:Pa55-w0rd@").replace("/cam", "/nope")
+    settings = CameraSettings(source=url, stall_s=STALL_S, reconnect_s=RECONNECT_S)
+    with caplog.at_level(logging.DEBUG, logger="edge"):
+        grabber = Grabber(settings, camera_events)
+        grabber.start()
+        _, lost = camera_events.wait_for("camera_lost", timeout=OPEN_S + MARGIN_S)
+        stats = grabber.stats()
+        assert grabber.stop(3.0)
+    native = capfd.readouterr()  # OpenCV / FFmpeg print straight to the file descriptors
     assert "could not open" in lost["reason"]
-    assert grabber.stats().frames == 0
+    assert stats.frames == 0 and stats.source == url.replace("Pa55-w0rd", "***")
+    everything = caplog.text + native.out + native.err + repr(camera_events.events) + repr(stats)
+    assert "Pa55-w0rd" not in everything

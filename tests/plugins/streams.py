@@ -109,7 +109,7 @@ def _noisy(img: np.ndarray, n: int) -> np.ndarray:
 
 
 def write_video(path: Path, frames: Iterator[np.ndarray], fps: float, size: tuple[int, int]) -> int:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, size)
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write MJPG/AVI to {path}")
     count = 0

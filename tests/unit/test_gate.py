@@ -95,9 +95,8 @@ def test_max_interval_wins_over_cooldown() -> None:
     gate.decide(frame(base, 0), 0.0)
     gate.mark_triggered(0.0)
     assert gate.decide(frame(with_box(base, 10), 1), 1.0).reason == "cooldown"
-    assert gate.decide(frame(with_box(base, 10), 2), 3.0) == GateDecision(
-        True, pytest.approx(0.0, abs=1), "max_interval"
-    )
+    d = gate.decide(frame(with_box(base, 10), 2), 3.0)
+    assert (d.run, d.reason) == (True, "max_interval") and d.score >= 0.02
 
 
 def test_background_absorbs_a_change_that_stays() -> None:
