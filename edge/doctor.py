@@ -1,0 +1,149 @@
+"""`edge doctor`: check a board's setup the way the daemon will use it, one line per check.
+
+Output, one line per check, in a fixed order, printed as each check finishes (a model load can take
+minutes on a Pi):
+
+    ok|warn|fail|skip  <check>: <detail>[ — fix: <what to do>]
+
+A check that does not apply where doctor runs (no systemd, no serial port configured) is a warn or
+a skip, never a fail; when the settings themselves are invalid, every check that needs them is
+skipped. Exit 1 on any fail, else 0 — so it can gate a provisioning script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.config_sources import LoadedSettings, load_settings
+from edge.doctor_checks import (
+    CheckResult,
+    check_broker,
+    check_camera,
+    check_model_access,
+    check_model_folder,
+    check_model_load,
+    check_outbox,
+    check_serial,
+    check_unit,
+)
+from edge.errors import ConfigError
+from edge.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where doctor looks for the things outside the settings (tests point these at a temp dir)."""
+
+    unit_dirs: tuple[Path, ...] = UNIT_DIRS
+    systemd_marker: Path = Path("/run/systemd/system")  # exists only when booted with systemd
+    camera_timeout_s: float | None = None  # default: camera.stall_s, at least 5 s
+    broker_timeout_s: float = 10.0
+    load_timeout_s: float | None = None  # default: watchdog.load_timeout_s
+
+    @property
+    def systemd_here(self) -> bool:
+        return self.systemd_marker.is_dir()
+
+
+def run_doctor(
+    config: Path | None,
+    profile: str | None,
+    overrides: list[str],
+    *,
+    host: Host | None = None,
+    emit: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
+    """Run every check in order; `emit` sees each result as soon as it is known."""
+    host = host or Host()
+    results: list[CheckResult] = []
+
+    def add(result: CheckResult) -> None:
+        results.append(result)
+        if emit is not None:
+            emit(result)
+
+    loaded: LoadedSettings | None = None
+    try:
+        loaded = load_settings(config=config, profile=profile, overrides=overrides)
+    except ConfigError as err:
+        add(
+            CheckResult(
+                "config",
+                "fail",
+                "; ".join(err.problems),
+                "fix the settings named above (`edge config check`)",
+            )
+        )
+    else:
+        source = loaded.config_file or "no config file"
+        add(CheckResult("config", "ok", f"{source} (profile {loaded.settings.profile or 'none'})"))
+
+    unit = _find_unit(host)
+    unit_error = None
+    if unit is not None:
+        try:
+            service_identity(unit)
+        except UnitError as err:
+            unit_error = str(err)
+
+    if loaded is None:
+        for name in (
+            "model folder",
+            "model permissions",
+            "model load",
+            "camera",
+            "broker",
+            "outbox",
+            "serial",
+        ):
+            add(CheckResult(name, "skip", "settings invalid"))
+    else:
+        s = loaded.settings
+        models = [("model", s.model, "model")]
+        if s.text_model is not None:
+            models.append(("text model", s.text_model, "text_model"))
+        load_timeout = host.load_timeout_s or s.watchdog.load_timeout_s
+        for label, section, key in models:
+            origin = loaded.origins.get((key, "path"), "defaults")
+            result, folder = check_model_folder(f"{label} folder", section, origin)
+            add(result)
+            if folder is None:
+                add(CheckResult(f"{label} permissions", "skip", "model folder invalid"))
+                add(CheckResult(f"{label} load", "skip", "model folder invalid"))
+                continue
+            add(check_model_access(f"{label} permissions", folder, unit, host.systemd_here))
+            add(check_model_load(f"{label} load", section, folder, load_timeout))
+        add(check_camera(s.camera, host.camera_timeout_s))
+        add(check_broker(s.mqtt, s.device_id, host.broker_timeout_s))
+        add(check_outbox(s.mqtt, unit))
+        add(check_serial(s.serial))
+    add(check_unit(unit, unit_error, host.systemd_here, host.unit_dirs[0]))
+    return results
+
+
+def _find_unit(host: Host) -> ServiceUnit | None:
+    try:
+        return find_unit(host.unit_dirs)
+    except OSError as err:  # an unreadable unit file must not stop the other checks
+        log.warning("cannot read the systemd unit: %s", err)
+        return None
+
+
+def doctor_command(args: argparse.Namespace) -> int:
+    """The CLI entry: print each line as it is known; 1 if any check failed."""
+
+    def emit(result: CheckResult) -> None:
+        print(result.line(), flush=True)
+
+    results = run_doctor(args.config, args.profile, list(args.overrides or []), emit=emit)
+    failed = sum(r.status == "fail" for r in results)
+    if failed:
+        print(f"{failed} check{'s' if failed != 1 else ''} failed", file=sys.stderr)
+    return 1 if failed else 0
