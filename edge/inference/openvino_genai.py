@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from edge.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
-BACKEND = "openvino"
+BACKEND: Final = "openvino"
 INSTALL_HINT = "pip install 'edge-agent[openvino]'"
 DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
 # NPU compiles the language model for static shapes: the prompt and answer budgets it must fit.
@@ -127,14 +127,23 @@ def _streamer_type(ovg: Any) -> type:
     running, stop = ovg.StreamingStatus.RUNNING, ovg.StreamingStatus.STOP
 
     class _ClockStreamer(ovg.StreamerBase):  # type: ignore[misc, name-defined]
-        """write() runs once per token on the generating thread: heartbeat, cancel, deadline."""
+        """write() runs once per token on OpenVINO's streaming thread: heartbeat, cancel, deadline.
+
+        An exception escaping write() into the runtime aborts the whole process (std::terminate),
+        so it is caught here, generation is stopped, and generate() re-raises it afterwards.
+        """
 
         def __init__(self, clock: TokenClock) -> None:
             super().__init__()
             self._tick = clock.tick
+            self.error: BaseException | None = None
 
         def write(self, token: Any) -> Any:
-            return running if self._tick() is None else stop
+            try:
+                return running if self._tick() is None else stop
+            except BaseException as err:
+                self.error = err
+                return stop
 
         def end(self) -> None:
             return None
@@ -216,6 +225,8 @@ class OpenVINOBackend:
                 res = self._pipe.generate([prompt], cfg, streamer)
         except RuntimeError as err:
             raise GenerationError(f"OpenVINO GenAI generation failed: {first_line(err)}") from None
+        if streamer.error is not None:
+            raise streamer.error
         metrics = res.perf_metrics
         new_tokens = int(metrics.get_num_generated_tokens())
         return self._result(

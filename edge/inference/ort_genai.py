@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -30,7 +30,7 @@ from edge.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
-BACKEND = "ort-genai"
+BACKEND: Final = "ort-genai"
 INSTALL_HINT = "pip install 'edge-agent[ort]'"
 # configured name (lower case) -> ORT GenAI's spelling; "cpu" means no execution provider appended
 PROVIDERS = {"cpu": "cpu", "cuda": "cuda", "openvino": "OpenVINO", "qnn": "QNN", "dml": "dml"}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -275,3 +277,38 @@ def test_wrong_format_and_corrupt_weights(tmp_path: Path) -> None:
     (bad / "openvino_model.bin").write_bytes(b"\0" * 100)
     with pytest.raises(ModelError, match="CPU: "):
         openvino_genai.load(ModelSettings(path=bad, backend="openvino"))
+
+
+_RAISING_CALLBACK_CHILD = r"""
+import sys
+from edge.inference import openvino_genai
+from edge.messages import GenerationRequest
+from edge.settings import ModelSettings
+
+backend = openvino_genai.load(ModelSettings(path=sys.argv[1], backend="openvino", providers=["CPU"]))
+
+def on_token(n):
+    if n == 3:
+        raise ValueError("heartbeat broke")
+
+try:
+    backend.generate(GenerationRequest(prompt="Count the people.", max_new_tokens=50), on_token=on_token)
+    print("NO-RAISE")
+except ValueError as err:
+    print("RAISED", err)
+g = backend.generate(GenerationRequest(prompt="Count the people.", max_new_tokens=4))
+print("AFTER", g.stats.new_tokens, g.stats.stop_reason)
+"""
+
+
+def test_a_raising_token_callback_does_not_abort_the_process() -> None:
+    """An exception escaping the streamer into OpenVINO's thread is std::terminate: run in a child."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _RAISING_CALLBACK_CHILD, str(model_dir("ov-phi3"))],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ["RAISED heartbeat broke", "AFTER 4 max_tokens"]

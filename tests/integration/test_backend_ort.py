@@ -358,3 +358,16 @@ def test_bad_image_bytes_never_reach_the_runtime() -> None:
     assert results["jpeg"] == "OK 313"
     # BMP is decoded by OpenCV, never by ORT: it becomes an ordinary validated frame
     assert results["bmp"] == "OK 313"
+
+
+def test_a_raising_token_callback_propagates_and_the_backend_survives(
+    text: ort_genai.OrtGenAIBackend,
+) -> None:
+    def on_token(n: int) -> None:
+        if n == 3:
+            raise ValueError("heartbeat broke")
+
+    with pytest.raises(ValueError, match="heartbeat broke"):
+        text.generate(GenerationRequest(prompt=LONG, max_new_tokens=50), on_token=on_token)
+    g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=4))
+    assert g.stats.stop_reason == "max_tokens" and g.stats.new_tokens == 4
