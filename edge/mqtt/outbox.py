@@ -7,6 +7,10 @@ arrives. Everything the publisher needs after a crash is in the database: the ro
 the result sequence, the drop and expiry counters and the not-yet-reported drops. Nothing lives only
 in memory.
 
+Only commits that add rows wait for the disk (fsync); deleting acknowledged, rejected or expired
+rows does not, because losing such a deletion to a power cut only means a re-publish, which
+at-least-once delivery allows (consumers de-duplicate on the id).
+
 The outbox is bounded by bytes. When a new message does not fit, the oldest rows are dropped,
 counted, and remembered as a pending drop report, which the publisher turns into an
 `outbox_dropped` event (in the same transaction that clears the report, so a report is never lost or
@@ -133,6 +137,7 @@ class Outbox:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
         self._clock = clock
+        self._synchronous = synchronous
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,9 +180,16 @@ class Outbox:
         self.close()
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the lock; ROLLBACK if the body raises."""
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the lock; ROLLBACK if the body raises.
+
+        `durable=False` is for transactions whose loss on power failure is harmless (deleting
+        acknowledged rows: the worst case is a re-publish, which at-least-once allows). They skip
+        the fsync; the next durable commit syncs the write-ahead log, theirs included.
+        """
         with self._lock:
+            if self._synchronous != "NORMAL":
+                self._db.execute(f"PRAGMA synchronous={self._synchronous if durable else 'NORMAL'}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -311,7 +323,7 @@ class Outbox:
     def next_batch(self, after_row: int, limit: int) -> list[StoredMessage]:
         """The next `limit` live rows after `after_row`, in order; expired ones are purged first."""
         now = self._clock()
-        with self._tx():
+        with self._tx(durable=False):
             expired = self._db.execute(
                 "SELECT row, size FROM outbox WHERE row > ? AND expires_at IS NOT NULL AND expires_at <= ?",
                 (after_row, now),
@@ -333,13 +345,13 @@ class Outbox:
         rows = list(rows)
         if not rows:
             return 0
-        with self._tx():
+        with self._tx(durable=False):
             return self._delete(rows)
 
     def reject(self, rows: Iterable[int]) -> int:
         """Rows the broker refused (e.g. not authorized): deleted and counted, never retried."""
         rows = list(rows)
-        with self._tx():
+        with self._tx(durable=False):
             n = self._delete(rows)
             self._add("rejected_total", n)
         return n
