@@ -58,7 +58,8 @@ class Picamera2Source:
                 f"camera {self.description}: could not start ({type(err).__name__}: {err})"
             ) from err
         self._cam = cam
-        width, height = config["main"]["size"]
+        # configure() may align the size to what the sensor mode allows: report what it chose.
+        width, height = (cam.camera_configuration() or config)["main"]["size"]
         log.info("camera opened kind=picamera2 size=%dx%d fps=%s", width, height, self.fps)
         return CameraInfo(self.kind, self.description, int(width), int(height), self.fps, "BGR3", "libcamera")
 
