@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge.config_sources import LoadedSettings, load_settings
+from edge.doctor_broker import check_broker
 from edge.doctor_checks import (
     CheckResult,
-    check_broker,
     check_camera,
     check_model_access,
     check_model_folder,

@@ -1,0 +1,152 @@
+"""The broker check behind `edge doctor`: one real connection with the configured TLS and credentials.
+
+It connects synchronously with plain paho (not the daemon's reconnecting client), because only a
+synchronous connect surfaces the exact reason a connection fails (certificate chain, host name,
+refused port, DNS) instead of a retry loop, and it reports the broker's CONNACK reason in words.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.doctor_checks import CheckResult
+from edge.errors import ConfigError
+from edge.mqtt.client import build_tls_context, is_loopback, read_credential
+from edge.settings import MqttSettings
+
+# --------------------------------------------------------------------------- broker
+
+# CONNACK reason codes (MQTT 5; paho maps 3.1.1 return codes onto the same values) -> fix.
+_REFUSAL_FIX = {
+    132: 'the broker does not speak this MQTT version: set mqtt.protocol = "3.1.1"',
+    133: "set mqtt.client_id to something the broker accepts",
+    134: "check mqtt.username and mqtt.password (or the mqtt_password credential)",
+    # mosquitto answers a wrong password with 135 under MQTT 5
+    135: "check mqtt.username and mqtt.password (or the mqtt_password credential)",
+    136: "the broker is up but not serving: check its logs",
+    137: "the broker is busy: check its logs",
+    138: "this client is banned on the broker",
+    140: "the broker wants another authentication method",
+}
+
+
+def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0) -> CheckResult:
+    """Connect once, with the configured TLS and credentials, and report the broker's answer."""
+    name = "broker"
+    where = f"{settings.host}:{settings.port}"
+    how = ", ".join(
+        [
+            "TLS" if settings.tls else "plain",
+            f"MQTT {settings.protocol}",
+            f"user {settings.username}" if settings.username else "anonymous",
+        ]
+    )
+    try:
+        ctx = build_tls_context(settings)
+    except ConfigError as err:
+        return CheckResult(name, "fail", "; ".join(err.problems), "point mqtt.tls.* at readable PEM files")
+    v5 = settings.protocol == "5"
+    # Never the daemon's client id: the broker would disconnect the running daemon to let us in.
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"edge-doctor-{device_id}-{os.getpid()}",
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        transport=settings.transport,
+    )
+    if settings.transport == "websockets":
+        client.ws_set_options(path=settings.ws_path)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+    if settings.username:
+        password = settings.password.get_secret_value() if settings.password else None
+        client.username_pw_set(settings.username, password or read_credential("mqtt_password"))
+    answers: list[Any] = []
+    closed: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, rc, _p: answers.append(rc)
+    client.on_disconnect = lambda _c, _u, _f, rc, _p: closed.append(rc)
+    client.connect_timeout = timeout_s
+    try:
+        client.connect(settings.host, settings.port, keepalive=max(10, int(timeout_s) * 2))
+    except OSError as err:
+        detail, fix = _connect_error(err, settings, timeout_s)
+        return CheckResult(name, "fail", f"{where} ({how}): {detail}", fix)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not answers and not closed and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+    finally:
+        if answers and not answers[0].is_failure:
+            client.disconnect()
+        else:
+            sock = client.socket()
+            if sock is not None:
+                sock.close()
+    if not answers:
+        why = (
+            "closed the connection without a CONNACK"
+            if closed
+            else f"sent no CONNACK within {timeout_s:.0f} s"
+        )
+        fix = "is this a TLS port? configure [mqtt.tls]" if settings.tls is None else "check mqtt.port"
+        return CheckResult(name, "fail", f"{where} ({how}): the broker {why}", fix)
+    rc = answers[0]
+    if rc.is_failure:
+        code = int(rc.value)
+        return CheckResult(
+            name,
+            "fail",
+            f"{where} ({how}): the broker refused the connection: {rc} (code {code})",
+            _REFUSAL_FIX.get(code, "check the broker's log for why"),
+        )
+    detail = f"{where} ({how}) accepted the connection"
+    if settings.tls is None and not is_loopback(settings.host):
+        return CheckResult(
+            name, "warn", f"{detail}, but over plain TCP to another host", "configure [mqtt.tls] (port 8883)"
+        )
+    if settings.tls is not None and settings.tls.insecure:
+        return CheckResult(
+            name,
+            "warn",
+            f"{detail}, but mqtt.tls.insecure skips the certificate check",
+            "set mqtt.tls.ca instead",
+        )
+    return CheckResult(name, "ok", detail)
+
+
+def _connect_error(err: OSError, settings: MqttSettings, timeout_s: float) -> tuple[str, str]:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        why = err.verify_message or str(err)
+        if "hostname" in why.lower() or "ip address mismatch" in why.lower():
+            return f"TLS: {why}", f"connect by a name the certificate lists, not {settings.host!r}"
+        return (
+            f"TLS: certificate verify failed: {why}",
+            "set mqtt.tls.ca to the CA that signed the broker's certificate",
+        )
+    if isinstance(err, ssl.SSLError):
+        why = err.reason or str(err)
+        if "WRONG_VERSION_NUMBER" in str(why).upper() or "record layer" in str(err):
+            return (
+                f"TLS handshake failed: {why}",
+                "this port does not speak TLS: check mqtt.port or remove [mqtt.tls]",
+            )
+        return (
+            f"TLS handshake failed: {why}",
+            "check mqtt.tls.cert/key: the broker may require a client certificate",
+        )
+    if isinstance(err, ConnectionRefusedError):
+        return (
+            "connection refused: nothing listens there",
+            "check mqtt.host and mqtt.port, and that the broker runs",
+        )
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve {settings.host!r} ({err.strerror})", "check mqtt.host and DNS"
+    if isinstance(err, (TimeoutError, socket.timeout)):
+        return f"no answer within {timeout_s:.0f} s", "check mqtt.host, the network and firewalls"
+    return f"{err.strerror or err}", "check mqtt.host, mqtt.port and the network"
