@@ -110,7 +110,7 @@ def _hidden_home(unit: ServiceUnit, path: Path) -> bool:
     if unit.protect_home in ("no", "false", "0", "off", "read-only"):
         return False
     parts = Path(os.path.abspath(path)).parts
-    return len(parts) > 1 and parts[1] in ("home", "root") or parts[:3] == ("/", "run", "user")
+    return (len(parts) > 1 and parts[1] in ("home", "root")) or parts[:3] == ("/", "run", "user")
 
 
 def _list(items: list[str], limit: int = 3) -> str:
