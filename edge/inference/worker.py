@@ -86,6 +86,10 @@ def worker_main(
 ) -> None:
     """Child entry point: load, report, serve jobs until StopWorker or the pipe closes."""
     _die_with_parent(parent_pid)
+    # If memory runs out, the kernel should kill this process (the supervisor restarts it), not the
+    # daemon. Raising one's own score needs no privilege.
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
+        fh.write("500")
     # Ctrl-C reaches the whole process group; shutdown is the supervisor's decision, not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(levelname)s worker[%(process)d] %(name)s: %(message)s")

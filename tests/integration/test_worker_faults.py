@@ -209,3 +209,13 @@ def test_crash_loop_without_fallback_backs_off_and_accounts_every_job() -> None:
         assert events.of("provider_fallback") == []
         stats = sup.stats()
         assert stats.state == "degraded" and (stats.jobs, stats.failures) == (5, 5)
+
+
+def test_worker_is_the_preferred_oom_victim() -> None:
+    with running(fake_model(), watchdog()) as sup:
+        pid = sup.stats().worker_pid
+        assert pid is not None
+        with open(f"/proc/{pid}/oom_score_adj") as fh:
+            assert int(fh.read()) == 500
+        with open("/proc/self/oom_score_adj") as fh:
+            assert int(fh.read()) < 500

@@ -1,0 +1,121 @@
+"""systemd/edge.service verifies, scores <= 2.0 exposure, matches the watchdog defaults; edge.env loads."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from edge.config_sources import ENV_RESERVED, load_settings
+from edge.settings import WatchdogSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMD = ROOT / "systemd"
+UNIT = SYSTEMD / "edge.service"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd)"
+)
+
+
+def _service() -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    section = None
+    for line in UNIT.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "Service":
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value)
+    return values
+
+
+def _bytes(value: str) -> float:
+    m = re.fullmatch(r"(\d+)([KMG])?", value)
+    assert m, value
+    return float(m.group(1)) * {"K": 2**10, "M": 2**20, "G": 2**30, None: 1}[m.group(2)]
+
+
+def _seconds(value: str) -> float:
+    m = re.fullmatch(r"(\d+)(s|min)?", value)
+    assert m, value
+    return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
+
+
+@needs_analyze
+def test_unit_verifies(tmp_path: Path) -> None:
+    # verify insists that ExecStart's program exists: point it at this interpreter, change nothing else
+    text = UNIT.read_text()
+    assert "ExecStart=/opt/edge/venv/bin/edge run" in text
+    unit = tmp_path / "edge.service"
+    unit.write_text(text.replace("/opt/edge/venv/bin/edge", sys.executable))
+    proc = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "edge.service" not in proc.stderr  # no warning about our unit either
+
+
+@needs_analyze
+def test_security_exposure_at_most_2() -> None:
+    proc = subprocess.run(
+        [ANALYZE, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, timeout=60
+    )
+    m = re.search(r"Overall exposure level for edge\.service: (\d+\.\d+)", proc.stdout)
+    assert m, proc.stdout[-2000:] + proc.stderr
+    assert float(m.group(1)) <= 2.0
+
+
+def test_unit_fits_the_watchdog_and_process_model() -> None:
+    svc = _service()
+    defaults = WatchdogSettings()
+    assert svc["Type"] == ["notify"] and svc["NotifyAccess"] == ["main"]
+    profiles = [tomllib.loads(p.read_text()).get("watchdog", {}) for p in (ROOT / "devices").glob("*.toml")]
+    assert profiles
+    longest = max([defaults.total_s] + [w.get("total_s", 0) for w in profiles])
+    assert _seconds(svc["TimeoutStopSec"][0]) > longest  # a running job may finish or hit its deadline
+    memory_max = svc["MemoryMax"][0]
+    if memory_max.endswith("%"):  # a share of RAM: profiles size max_rss_mb to their board
+        assert 80 <= float(memory_max[:-1]) < 100
+    else:
+        biggest_worker = max([defaults.max_rss_mb] + [w.get("max_rss_mb", 0) for w in profiles])
+        assert _bytes(memory_max) > (biggest_worker + 500) * 2**20  # recycling comes first
+    assert _seconds(svc["WatchdogSec"][0]) > 0
+    assert svc["KillMode"] == ["mixed"]  # SIGTERM to the daemon only; it stops its worker itself
+    assert svc["OOMPolicy"] == ["continue"]  # an OOM-killed worker is the supervisor's to restart
+    assert svc["Restart"] == ["on-failure"] and svc["RestartPreventExitStatus"] == ["2"]
+    assert "mqtt_password:/etc/edge/mqtt_password" in svc["LoadCredential"]
+    assert svc["DynamicUser"] == ["yes"] and svc["StateDirectory"] == ["edge"]
+    assert {"video", "render", "dialout"} <= set(svc["SupplementaryGroups"][0].split())
+    assert svc["DevicePolicy"] == ["closed"]
+    devices = " ".join(svc["DeviceAllow"])
+    for group in ("video4linux", "ttyUSB", "ttyACM", "drm", "accel"):
+        assert f"char-{group}" in devices
+    assert "AF_INET" in svc["RestrictAddressFamilies"][0]  # it must reach the broker
+
+
+def test_env_example_is_valid_settings(tmp_path: Path) -> None:
+    env: dict[str, str] = {}
+    for line in (SYSTEMD / "edge.env").read_text().splitlines():
+        m = re.fullmatch(r"#?(EDGE_[A-Z0-9_]+)=(.*)", line.strip())
+        if m:
+            env[m.group(1)] = m.group(2)
+    assert len(env) >= 10
+    settings_env = {k: v for k, v in env.items() if k not in ENV_RESERVED}
+    config = tmp_path / "edge.toml"
+    config.write_text("")
+    loaded = load_settings(config=config, environ=settings_env)  # every example key is a real setting
+    assert loaded.settings.mqtt.port == int(env["EDGE_MQTT__PORT"])
+    assert loaded.settings.model.providers == ["qnn", "cpu"]
+    assert loaded.origin(("watchdog", "total_s")) == "env EDGE_WATCHDOG__TOTAL_S"
+    assert set(env) - set(settings_env) <= ENV_RESERVED
