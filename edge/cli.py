@@ -113,7 +113,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         return 0
     if cmd == "run":
-        return _call("edge.runtime", "run")(_load(args))
+        return _call("edge.runtime", "run")(_load(args), lambda: _load(args))
     if cmd == "caption":
         settings = _load(args).settings
         if args.camera:

@@ -34,7 +34,7 @@ class JobSpec:
     prompt: str | None = None  # command override (ask)
     with_image: bool = True
     context: dict[str, Any] = field(default_factory=dict)
-    reply: Any = None  # callable(CommandReply) for command jobs; never dropped silently
+    reply: Any = None  # edge.mqtt.commands.Reply for command jobs: always answered, never dropped
     created: float = field(default_factory=time.monotonic)
 
     @property
@@ -47,40 +47,65 @@ class JobSpec:
 
 
 class Scheduler:
-    """Decides which interval and motion tasks are due for each new frame."""
+    """Decides which interval and motion tasks are due: frame tasks per new frame, text-only interval
+    tasks (summarize) by the clock, so a digest still runs while the camera is away."""
 
     def __init__(self, tasks: Iterable[TaskSettings], gate: Gate) -> None:
         self._tasks = list(tasks)
-        self._gate = gate
+        self.gate = gate
         self._last_run: dict[str, float] = {}
         self.paused = False
+        self.gated = 0  # frames the gate looked at and held back
+
+    @property
+    def tasks(self) -> list[TaskSettings]:
+        return list(self._tasks)
 
     def replace_tasks(self, tasks: Iterable[TaskSettings]) -> None:
         self._tasks = list(tasks)
 
+    def _interval_due(self, t: TaskSettings, now: float) -> bool:
+        if t.trigger != "interval" or t.interval_s is None:
+            return False
+        last = self._last_run.get(t.name)
+        if last is None or now - last >= t.interval_s:
+            self._last_run[t.name] = now
+            return True
+        return False
+
     def on_frame(self, frame: Frame, now: float) -> list[JobSpec]:
-        """Due jobs for this frame: interval tasks by their clock, motion tasks by the gate."""
+        """Due jobs for this frame: frame interval tasks by their clock, motion tasks by the gate."""
         if self.paused:
             return []
-        due: list[JobSpec] = []
-        for t in self._tasks:
-            if t.trigger == "interval" and t.interval_s is not None:
-                last = self._last_run.get(t.name)
-                if last is None or now - last >= t.interval_s:
-                    self._last_run[t.name] = now
-                    due.append(JobSpec(task=t, trigger="interval"))
+        due = [
+            JobSpec(task=t, trigger="interval")
+            for t in self._tasks
+            if t.kind in FRAME_KINDS and self._interval_due(t, now)
+        ]
         motion = [t for t in self._tasks if t.trigger == "motion"]
         if motion:
-            decision = self._gate.decide(frame, now)
+            decision = self.gate.decide(frame, now)
             if decision.run:
-                self._gate.mark_triggered(now)
+                self.gate.mark_triggered(now)
                 due.extend(
                     JobSpec(
                         task=t, trigger="motion", gate_score=decision.score, context={"gate": decision.reason}
                     )
                     for t in motion
                 )
+            else:
+                self.gated += 1
         return due
+
+    def on_tick(self, now: float) -> list[JobSpec]:
+        """Due interval jobs that need no frame (summarize, text ask)."""
+        if self.paused:
+            return []
+        return [
+            JobSpec(task=t, trigger="interval", with_image=False)
+            for t in self._tasks
+            if t.kind not in FRAME_KINDS and self._interval_due(t, now)
+        ]
 
     def for_serial(self, line: str, task_name: str | None) -> list[JobSpec]:
         """A serial trigger line fires the named task, or every task with trigger 'serial'."""

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.plugins.threads",
     "tests.plugins.mosquitto",
     "tests.plugins.models",
+    "tests.plugins.streams",
 ]

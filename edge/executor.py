@@ -1,0 +1,230 @@
+"""The job executor: takes due jobs off the queue, runs them on a supervised worker, and puts every
+outcome somewhere durable — a result in the outbox, or a `job_failed` event. Nothing is dropped
+silently, and command jobs always get a reply.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.errors import FrameError
+from edge.health import Counters, Rolling
+from edge.imageio import encode_jpeg
+from edge.inference.protocol import JobOutcome
+from edge.messages import Frame, Job, PositionPayload
+from edge.mqtt.publisher import Publisher
+from edge.results import ResultInput, build_result, console_line
+from edge.settings import ModelSettings, TaskSettings, WatchdogSettings
+from edge.tasks import JobQueue, JobSpec, Recent, RecentResults, build_request, job_id, summarize_prompt
+
+log = logging.getLogger(__name__)
+
+FRAME_WAIT_S = 2.0
+
+
+class Submitter(Protocol):
+    def submit(self, job: Job) -> JobOutcome: ...
+
+
+class FrameSource(Protocol):
+    def latest(self, after_seq: int = -1) -> Frame | None: ...
+
+    def wait_frame(self, after_seq: int = -1, timeout: float = 1.0) -> Frame | None: ...
+
+
+@dataclass
+class ExecutorDeps:
+    """Everything an executor talks to; the runtime builds it once and swaps fields on reload."""
+
+    device: str
+    publisher: Publisher
+    frames: FrameSource | None
+    recent: RecentResults
+    counters: Counters
+    ttft: Rolling
+    decode: Rolling
+    latency: Rolling  # frame capture -> result committed to the outbox, ms
+    camera_name: str
+    image_max_bytes: int
+    position: Callable[[], PositionPayload | None] = lambda: None
+    sink: Callable[[int, str, str], None] | None = None
+    echo: bool = False
+
+
+class Executor:
+    """One thread per worker: runs the jobs of one queue on one supervisor, one at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        queue: JobQueue,
+        supervisor: Submitter,
+        model: ModelSettings,
+        watchdog: WatchdogSettings,
+        deps: ExecutorDeps,
+    ) -> None:
+        self.name = name
+        self.queue = queue
+        self.supervisor = supervisor
+        self.model = model
+        self.watchdog = watchdog
+        self.deps = deps
+        self.busy = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"edge-exec-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop taking jobs. Jobs still queued are failed with an event (and commands answered)."""
+        self._stop.set()
+        for spec in self.queue.drain():
+            self._fail(spec, None, "stopped", "daemon is stopping; the job was still queued")
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the running job's outcome to be recorded."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            spec = self.queue.get(timeout=0.5)
+            if spec is None:
+                continue
+            self.busy = True
+            try:
+                self.run(spec)
+            except Exception:  # a bug here must not kill the loop that keeps the daemon alive
+                log.exception("executor %s: job for task %s failed unexpectedly", self.name, spec.task.name)
+                self._fail(spec, None, "internal_error", "unexpected error; see the daemon log")
+            finally:
+                self.busy = False
+
+    # ------------------------------------------------------------------ one job
+
+    def run(self, spec: JobSpec) -> None:
+        d = self.deps
+        jid = job_id(d.device, str(d.publisher.boot))
+        frame: Frame | None = None
+        if spec.needs_frame:
+            frame = self._frame()
+            if frame is None:
+                self._fail(spec, jid, "no_frame", "no camera frame available")
+                return
+        prompt = spec.prompt
+        context = dict(spec.context)
+        if spec.task.kind == "summarize":
+            items = d.recent.window(
+                spec.task.source_task or "", time.time() - spec.task.window_s, spec.task.max_items
+            )
+            if not items:
+                log.info("task %s: nothing to summarize from %s yet", spec.task.name, spec.task.source_task)
+                if spec.is_command:
+                    spec.reply.error(f"no results of {spec.task.source_task} to summarize")
+                return
+            prompt = summarize_prompt(spec.task, items)
+            context["summarized"] = [i.id for i in items]
+        request = build_request(
+            JobSpec(task=spec.task, trigger=spec.trigger, prompt=prompt),
+            self.model,
+            self.watchdog.generation_s,
+            frame.image if frame is not None else None,
+        )
+        job = Job(
+            id=jid,
+            task=spec.task.name,
+            kind=spec.task.kind,
+            trigger=spec.trigger,
+            request=request,
+            frame=frame,
+            gate_score=spec.gate_score,
+            created=spec.created,
+            context=context,
+        )
+        outcome = self.supervisor.submit(job)
+        d.counters.inc("jobs")
+        if outcome.failure is not None or outcome.generation is None or outcome.model is None:
+            failure = outcome.failure
+            self._fail(spec, jid, failure.reason if failure else "failed", failure.message if failure else "")
+            return
+        self._publish(spec, job, outcome, context)
+
+    def _frame(self) -> Frame | None:
+        frames = self.deps.frames
+        if frames is None:
+            return None
+        return frames.latest() or frames.wait_frame(-1, FRAME_WAIT_S)
+
+    def _publish(self, spec: JobSpec, job: Job, outcome: JobOutcome, context: dict[str, Any]) -> None:
+        d = self.deps
+        gen, model = outcome.generation, outcome.model
+        assert gen is not None and model is not None
+        item = ResultInput(
+            device=d.device,
+            task=spec.task.name,
+            camera=d.camera_name,
+            trigger=spec.trigger,
+            generation=gen,
+            model=model,
+            frame=job.frame,
+            gate_score=spec.gate_score,
+            position=d.position(),
+            context={k: v for k, v in context.items() if k != "gate"} or None,
+        )
+        payload = d.publisher.publish_result(lambda seq, rid: build_result(item, seq, rid))
+        if job.frame is not None:
+            d.latency.add((time.time() - job.frame.captured_at) * 1000.0)
+        if spec.task.publish_image and job.frame is not None:
+            self._enqueue_image(spec.task, payload.id, job.frame)
+        d.ttft.add(gen.stats.ttft_ms)
+        if gen.stats.new_tokens > 1:
+            d.decode.add(gen.stats.decode_tok_s)
+        captured = job.frame.captured_at if job.frame else time.time()
+        d.recent.add(Recent(id=payload.id, task=spec.task.name, text=gen.text, captured_at=captured))
+        if d.echo:
+            print(console_line(payload), file=sys.stdout, flush=True)
+        if d.sink is not None:
+            d.sink(payload.seq, spec.task.name, gen.text)
+        log.info(
+            "result %s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
+            payload.id,
+            spec.task.name,
+            spec.trigger,
+            gen.stats.new_tokens,
+            gen.stats.stop_reason,
+            gen.stats.total_ms,
+        )
+        if spec.is_command:
+            spec.reply.ok(json.loads(payload.model_dump_json()))
+
+    def _enqueue_image(self, task: TaskSettings, result_id: str, frame: Frame) -> None:
+        d = self.deps
+        try:
+            jpeg = encode_jpeg(frame.image, d.image_max_bytes)
+        except FrameError as err:
+            log.warning("task %s: image not published: %s", task.name, err)
+            return
+        d.publisher.publish_image(task.name, result_id, jpeg)
+
+    def _fail(self, spec: JobSpec, jid: str | None, reason: str, message: str) -> None:
+        d = self.deps
+        d.counters.inc("failures")
+        log.warning("job %s task=%s failed: %s: %s", jid or "-", spec.task.name, reason, message)
+        event = d.publisher.event(
+            "job_failed",
+            reason,
+            job_id=jid,
+            task=spec.task.name,
+            detail={"message": message, "trigger": spec.trigger},
+        )
+        d.publisher.publish_event(event)
+        if spec.is_command:
+            spec.reply.error(f"{reason}: {message}" if message else reason)
