@@ -6,8 +6,8 @@ the thread that spawned it) fires only when this supervisor is done. `submit()` 
 thread and blocks for its outcome: exactly one JobOutcome per job, never dropped, never retried.
 
 Faults (a missed deadline, a crash, a silent exit, a failed load) kill the worker, emit an event and
-restart it after an exponential backoff. Too many within the window: "degraded", and the next
-provider of the fallback chain if there is one. Recycling (job count, RSS) happens between jobs.
+restart it after an exponential backoff (rules in faults.py). Recycling (job count, RSS) happens
+between jobs. Events go to `on_event(kind, detail)`; detail always has reason, job_id and task.
 """
 
 from __future__ import annotations
@@ -28,18 +28,10 @@ from edge.errors import FrameError
 from edge.imageio import validate_array
 from edge.inference.base import BackendInfo
 from edge.inference.deadlines import JobWatch, Limits
+from edge.inference.faults import FaultTracker
 from edge.inference.heartbeat import Heartbeat
-from edge.inference.protocol import (
-    FailureReason,
-    JobDone,
-    JobError,
-    JobFailure,
-    JobOutcome,
-    Loaded,
-    LoadFailed,
-    RunJob,
-)
-from edge.inference.restart_policy import RestartPolicy
+from edge.inference.job_runner import run_one
+from edge.inference.protocol import JobFailure, JobOutcome, Loaded, LoadFailed, RunJob
 from edge.inference.worker import DEFAULT_LOADER, Died, WorkerProcess
 from edge.messages import Generation, Job, ModelRef
 from edge.settings import ModelSettings, WatchdogSettings
@@ -49,6 +41,7 @@ log = logging.getLogger(__name__)
 EventCallback = Callable[[str, dict[str, Any]], None]
 State = Literal["loading", "ok", "degraded", "stopped"]
 Mode = Literal["starting", "loading", "backoff", "idle", "busy", "stopped"]
+Pending = tuple[Job, "Future[JobOutcome]"]
 _TICK_STALE_S = 10.0  # the owner thread itself must loop at least this often to count as progressing
 
 
@@ -88,33 +81,23 @@ class Supervisor:
         self._poll_s = poll_s
         self._ctx = multiprocessing.get_context("spawn")
         self._beat = Heartbeat(self._ctx)
-        self._policy = RestartPolicy(
-            watchdog.max_restarts,
-            watchdog.restart_window_s,
-            watchdog.backoff_initial_s,
-            watchdog.backoff_max_s,
-        )
-        self._providers = list(model.providers)
+        self._faults = FaultTracker(watchdog, list(model.providers), self._emit)
         self._cv = threading.Condition()
+        self._count_lock = threading.Lock()
         self._submit_lock = threading.Lock()
-        self._pending: tuple[Job, Future[JobOutcome]] | None = None
+        self._pending: Pending | None = None
+        self._current: Pending | None = None
         self._stopping = threading.Event()
         self._stop_deadline = float("inf")
+        self._stop_budget = 0.0
         self._thread: threading.Thread | None = None
         self._worker: WorkerProcess | None = None
         self._info: BackendInfo | None = None
-        self._load_error: str | None = None
-        self._degraded: str | None = None
-        self._degraded_kind: Literal["load", "restarts", "fallback"] | None = None
-        self._restart_at = 0.0
         self._mode: Mode = "starting"
-        self._mode_since = time.monotonic()
-        self._tick = self._mode_since
+        self._mode_since = self._tick = time.monotonic()
         self._watch: JobWatch | None = None
-        self._seq = 0
-        self._worker_jobs = 0
-        self._jobs = self._failures = self._restarts = self._recycles = 0
-        self._ever_loaded = False
+        self._seq = self._worker_jobs = 0
+        self._jobs = self._failures = self._recycles = 0
 
     # ------------------------------------------------------------------ public API
 
@@ -133,7 +116,7 @@ class Supervisor:
                 if self._worker is not None and self._mode in ("idle", "busy"):
                     return True
                 left = deadline - time.monotonic()
-                if self._load_error is not None or self._stopping.is_set() or left <= 0:
+                if self._faults.load_error is not None or self._stopping.is_set() or left <= 0:
                     return False
                 self._cv.wait(min(left, 0.2))
 
@@ -149,14 +132,12 @@ class Supervisor:
             for image in job.request.images:
                 validate_array(image)
         except FrameError as err:
-            return self._finish(job, None, JobFailure("invalid_request", str(err), "FrameError"), t0, None)
+            return self._finish(job, None, JobFailure("invalid_request", str(err), "FrameError"), t0)
         with self._submit_lock:
             fut: Future[JobOutcome] = Future()
             with self._cv:
                 if self._thread is None or self._stopping.is_set():
-                    return self._finish(
-                        job, None, JobFailure("stopped", "supervisor is not running"), t0, None
-                    )
+                    return self._finish(job, None, JobFailure("stopped", "supervisor is not running"), t0)
                 self._pending = (job, fut)
                 self._cv.notify_all()
             return fut.result()
@@ -186,39 +167,39 @@ class Supervisor:
         return True  # starting, idle, backoff (bounded by backoff_max_s)
 
     def stats(self) -> SupervisorStats:
-        worker, info, watch = self._worker, self._info, self._watch
-        now = time.monotonic()
+        worker, info, watch, faults = self._worker, self._info, self._watch, self._faults
         if self._mode == "stopped":
             state: State = "stopped"
-        elif self._degraded is not None:
+        elif faults.degraded is not None:
             state = "degraded"
-        elif not self._ever_loaded:
+        elif info is None:
             state = "loading"
         else:
             state = "ok"
         return SupervisorStats(
             state=state,
-            degraded_reason=self._degraded,
+            degraded_reason=faults.degraded,
             mode=self._mode,
             phase=self._beat.phase if worker is not None else "stopped",
             jobs=self._jobs,
             failures=self._failures,
-            restarts=self._restarts,
+            restarts=faults.restarts,
             recycles=self._recycles,
             provider=info.provider if info else None,
             backend=info.backend if info else None,
             model=info.name if info else None,
             worker_pid=worker.pid if worker is not None else None,
             worker_rss_mb=worker.rss_mb() if worker is not None else None,
-            last_heartbeat_age_s=(now - watch.last_change) if watch is not None else None,
+            last_heartbeat_age_s=(time.monotonic() - watch.last_change) if watch is not None else None,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
         """Let the running job finish (or hit its deadline) within `timeout`, then stop the worker.
 
-        Bounded: near the end of `timeout` the job is cancelled, then killed; its outcome is still
-        delivered (partial text, or a "stopped" failure).
+        Bounded: near the end of `timeout` the job is cancelled (keeping its partial text), then
+        killed ("stopped" failure); either way its outcome is delivered.
         """
+        self._stop_budget = timeout
         self._stop_deadline = time.monotonic() + timeout
         self._stopping.set()
         with self._cv:
@@ -230,7 +211,8 @@ class Supervisor:
                 log.error("supervisor thread did not stop in %.1fs; killing the worker", timeout)
                 worker = self._worker
                 if worker is not None and worker.pid is not None:
-                    _kill_pid(worker.pid)
+                    with contextlib.suppress(OSError):
+                        os.kill(worker.pid, signal.SIGKILL)
                 thread.join(2.0)
         self._set_mode("stopped")
 
@@ -247,7 +229,7 @@ class Supervisor:
                 if item is None:
                     self._check_idle_worker()
                     continue
-                self._execute(*item)
+                self._execute(item)
                 self._maybe_recycle()
         except Exception:
             log.exception("supervisor thread failed")
@@ -255,7 +237,7 @@ class Supervisor:
         finally:
             self._shutdown()
 
-    def _take_job(self, timeout: float) -> tuple[Job, Future[JobOutcome]] | None:
+    def _take_job(self, timeout: float) -> Pending | None:
         with self._cv:
             if self._pending is None and not self._stopping.is_set():
                 self._cv.wait(timeout)
@@ -270,37 +252,41 @@ class Supervisor:
 
     def _bring_up(self) -> None:
         """Wait out the backoff, then spawn a worker and load the model; a failure schedules a retry."""
-        now = time.monotonic()
-        if now < self._restart_at:
+        now, faults = time.monotonic(), self._faults
+        if now < faults.restart_at:
             self._set_mode("backoff")
-            if self._load_error is not None:  # no model to run jobs on: fail them now, don't queue
-                item = self._take_job(min(0.5, self._restart_at - now))
+            if faults.load_error is not None:  # no model to run jobs on: fail them now, don't queue
+                item = self._take_job(min(0.5, faults.restart_at - now))
                 if item is not None:
-                    self._complete(
-                        item, None, JobFailure("unavailable", f"model unavailable: {self._load_error}")
-                    )
+                    failure = JobFailure("unavailable", f"model unavailable: {faults.load_error}")
+                    self._complete(item, None, failure, time.monotonic())
             else:
-                self._stopping.wait(min(0.5, self._restart_at - now))
+                self._stopping.wait(min(0.5, faults.restart_at - now))
             return
         self._set_mode("loading")
-        settings = self._model.model_copy(update={"providers": self._providers})
+        settings = self._model.model_copy(update={"providers": faults.providers})
         worker = WorkerProcess(self._ctx, settings, self._beat, self._loader)
         worker.start()
         msg = self._wait_load(worker)
         if isinstance(msg, Loaded):
-            self._on_loaded(worker, msg)
+            self._worker, self._info, self._worker_jobs = worker, msg.info, 0
+            log.info(
+                "model loaded: %s backend=%s provider=%s in %.0f ms (pid %s)",
+                msg.info.name, msg.info.backend, msg.info.provider, msg.info.load_ms, msg.pid,
+            )  # fmt: skip
+            faults.loaded()
+            self._set_mode("idle")
             return
         worker.kill()
         if self._stopping.is_set():
             return
         if isinstance(msg, LoadFailed):
-            self._fault("load_failed", f"{msg.error_type}: {msg.message}", None, pid=worker.pid)
+            self._fault("load_failed", f"{msg.error_type}: {msg.message}", None, worker.pid)
         elif isinstance(msg, Died):
-            self._fault("load_crashed", f"worker {msg.how} while loading", None, pid=worker.pid)
+            self._fault("load_crashed", f"worker {msg.how} while loading", None, worker.pid)
         else:
-            self._fault(
-                "load_timeout", f"load took over watchdog.load_timeout_s={self._wd.load_timeout_s:g}s", None
-            )
+            self._fault("load_timeout", f"load took over watchdog.load_timeout_s={self._wd.load_timeout_s:g}s",
+                        None, worker.pid)  # fmt: skip
 
     def _wait_load(self, worker: WorkerProcess) -> Loaded | LoadFailed | Died | None:
         deadline = time.monotonic() + self._wd.load_timeout_s
@@ -313,196 +299,93 @@ class Supervisor:
                 return msg
         return None
 
-    def _on_loaded(self, worker: WorkerProcess, msg: Loaded) -> None:
-        self._worker, self._info, self._worker_jobs = worker, msg.info, 0
-        self._ever_loaded = True
-        log.info(
-            "model loaded: %s backend=%s provider=%s in %.0f ms (pid %s)",
-            msg.info.name, msg.info.backend, msg.info.provider, msg.info.load_ms, msg.pid,
-        )  # fmt: skip
-        if self._load_error is not None:
-            self._load_error = None
-            if self._degraded_kind == "load":
-                self._recover()
-        self._set_mode("idle")
-
     def _check_idle_worker(self) -> None:
         worker = self._worker
         if worker is not None and not worker.alive:
             msg = worker.receive(0)
-            how = msg.how if isinstance(msg, Died) else "exited"
             worker.kill()
-            self._worker = None
-            self._fault("exited", f"worker {how} while idle", None, pid=worker.pid)
+            how = msg.how if isinstance(msg, Died) else "exited"
+            self._fault("exited", f"worker {how} while idle", None, worker.pid)
 
-    def _execute(self, job: Job, fut: Future[JobOutcome]) -> None:
+    def _execute(self, item: Pending) -> None:
         worker = self._worker
         assert worker is not None
+        job = item[0]
+        self._current = item
         self._seq += 1
-        seq = self._seq
         t0 = time.monotonic()
-        watch = JobWatch(self._limits, self._beat, t0)
-        self._watch = watch
+        self._watch = JobWatch(self._limits, self._beat, t0)
         self._set_mode("busy")
-        worker.send(RunJob(seq, job.id, job.request, self._limits.soft_s))
-        generation: Generation | None = None
-        failure: JobFailure | None = None
-        fault: tuple[str, str] | None = None
-        cancelled = False
+        msg = RunJob(self._seq, job.id, job.request, self._limits.soft_s)
         try:
-            while True:
-                self._tick = now = time.monotonic()
-                watch.observe(now)
-                miss = watch.missed(now)
-                if miss is not None:
-                    failure = JobFailure(
-                        _as_reason(miss.reason), f"{miss.message}; worker pid {worker.pid} killed"
-                    )
-                    fault = (miss.reason, miss.message)
-                    break
-                if self._stopping.is_set():
-                    grace = min(1.0, 0.2 * max(0.0, self._stop_deadline - t0))
-                    if now >= self._stop_deadline - grace:
-                        failure = JobFailure(
-                            "stopped", "shutdown: the job did not finish in time; worker killed"
-                        )
-                        break
-                    if not cancelled and now >= self._stop_deadline - 2 * grace:
-                        self._beat.request_cancel(seq)
-                        cancelled = True
-                msg = worker.receive(min(self._poll_s, watch.next_deadline_in(now) + 0.001))
-                if msg is None:
-                    continue
-                if isinstance(msg, JobDone) and msg.seq == seq:
-                    generation = msg.generation
-                    break
-                if isinstance(msg, JobError) and msg.seq == seq:
-                    failure = JobFailure(
-                        "generation_error", f"{msg.error_type}: {msg.message}", msg.error_type
-                    )
-                    break
-                if isinstance(msg, Died):
-                    failure = JobFailure("crashed", f"worker {msg.how} during the job")
-                    fault = ("crashed", f"worker {msg.how}")
-                    break
+            run = run_one(
+                worker, self._beat, self._watch, msg, self._poll_s, self._set_tick, self._stop_schedule
+            )
         finally:
             self._watch = None
-        if failure is not None and failure.reason != "generation_error":
+        if not run.worker_usable:
             worker.kill()  # stalled, dead, or shutdown: it cannot be trusted with another job
             self._worker = None
-        model = self._model_ref()
-        self._complete((job, fut), generation, failure, t0, model, worker.pid)
-        if fault is not None:
-            self._fault(fault[0], fault[1], job, pid=worker.pid)
-        elif generation is not None:
-            self._policy.record_success()
+        if run.fault is not None:  # accounted before the outcome returns: stats and events agree with it
+            self._fault(run.fault[0], run.fault[1], job, worker.pid)
+        elif run.generation is not None:
+            self._faults.job_succeeded()
+        self._complete(item, run.generation, run.failure, t0, worker.pid)
         if self._worker is not None:
             self._worker_jobs += 1
             self._set_mode("idle")
 
+    def _set_tick(self, now: float) -> None:
+        self._tick = now
+
+    def _stop_schedule(self) -> tuple[float, float] | None:
+        if not self._stopping.is_set():
+            return None
+        grace = min(1.0, 0.2 * self._stop_budget)
+        return self._stop_deadline - 2 * grace, self._stop_deadline - grace
+
     def _maybe_recycle(self) -> None:
-        worker = self._worker
+        worker, wd = self._worker, self._wd
         if worker is None or self._stopping.is_set():
             return
-        detail: dict[str, Any] = {"jobs": self._worker_jobs, "pid": worker.pid}
-        rss = worker.rss_mb() if self._wd.max_rss_mb else None
-        if self._wd.recycle_after_jobs and self._worker_jobs >= self._wd.recycle_after_jobs:
+        rss = worker.rss_mb() if (wd.max_rss_mb or wd.recycle_after_jobs) else None
+        if wd.recycle_after_jobs and self._worker_jobs >= wd.recycle_after_jobs:
             reason = "jobs"
-        elif rss is not None and rss > self._wd.max_rss_mb:
+        elif wd.max_rss_mb and rss is not None and rss > wd.max_rss_mb:
             reason = "rss"
         else:
             return
-        detail["rss_mb"] = round(rss, 1) if rss is not None else worker.rss_mb()
         log.info(
-            "recycling worker pid %s: %s (jobs=%s rss_mb=%s)", worker.pid, reason, self._worker_jobs, rss
+            "recycling worker pid %s: %s (jobs=%s rss_mb=%.0f)",
+            worker.pid,
+            reason,
+            self._worker_jobs,
+            rss or 0,
         )
         self._set_mode("loading")
         worker.stop(timeout=5.0)
         self._worker = None
         self._recycles += 1
-        self._restart_at = 0.0
-        self._emit("worker_recycled", {"reason": reason, "job_id": None, "task": None, **detail})
+        self._emit("worker_recycled", {"reason": reason, "job_id": None, "task": None, "jobs": self._worker_jobs,
+                                       "pid": worker.pid, "rss_mb": round(rss, 1) if rss else None})  # fmt: skip
 
-    def _fault(self, reason: str, message: str, job: Job | None, pid: int | None = None) -> None:
-        """Account a worker failure: event, backoff, and maybe degraded + provider fallback."""
+    def _fault(self, reason: str, message: str, job: Job | None, pid: int | None) -> None:
         self._worker = None
-        now = time.monotonic()
-        self._restarts += 1
-        backoff = self._policy.record_failure(now)
-        self._restart_at = now + backoff
-        in_window = self._policy.in_window(now)
-        log.warning(
-            "worker fault: %s: %s (job %s, pid %s); restart in %.2fs (%d in window)",
-            reason, message, job.id if job else None, pid, backoff, in_window,
-        )  # fmt: skip
-        self._emit(
-            "worker_restart",
-            {
-                "reason": reason,
-                "job_id": job.id if job else None,
-                "task": job.task if job else None,
-                "error": message,
-                "pid": pid,
-                "backoff_s": round(backoff, 3),
-                "restarts_in_window": in_window,
-                "provider": self._info.provider if self._info else self._providers[0],
-            },
-        )
-        if reason.startswith("load_"):
-            # No model to run jobs on until a load succeeds: queued jobs fail fast as "unavailable".
-            self._load_error = message
-            if self._degraded is None:
-                self._degrade("load", f"load failed: {message}")
-            if reason == "load_failed":
-                return  # every provider was tried and refused: a structured error, not instability
-        if self._policy.exceeded(now):
-            if self._degraded is None:
-                self._degrade(
-                    "restarts", f"{in_window} worker restarts within {self._wd.restart_window_s:g}s"
-                )
-            self._fallback()
-
-    def _fallback(self) -> None:
-        current = self._info.provider if self._info else self._providers[0]
-        lowered = [p.lower() for p in self._providers]
-        idx = lowered.index(current.lower()) if current.lower() in lowered else 0
-        rest = self._providers[idx + 1 :]
-        if not rest:
-            return
-        log.warning("provider fallback: %s -> %s", current, rest[0])
-        self._providers = rest
-        self._policy.reset_window()
-        self._degraded = f"running on fallback provider {rest[0]} after failures on {current}"
-        self._degraded_kind = "fallback"
-        self._emit("provider_fallback", {"reason": f"too many restarts on {current}", "job_id": None,
-                                         "task": None, "from": current, "to": rest[0]})  # fmt: skip
-
-    def _degrade(self, kind: Literal["load", "restarts", "fallback"], why: str) -> None:
-        self._degraded, self._degraded_kind = why, kind
-        log.error("generator degraded: %s", why)
-        self._emit(
-            "degraded", {"reason": why, "job_id": None, "task": None, "providers": list(self._providers)}
-        )
-
-    def _recover(self) -> None:
-        was, self._degraded, self._degraded_kind = self._degraded, None, None
-        log.info("generator recovered (was: %s)", was)
-        self._emit("recovered", {"reason": f"was: {was}", "job_id": None, "task": None})
+        self._faults.fault(reason, message, job, pid, self._info.provider if self._info else None)
 
     def _complete(
         self,
-        item: tuple[Job, Future[JobOutcome]],
+        item: Pending,
         generation: Generation | None,
         failure: JobFailure | None,
-        t0: float | None = None,
-        model: ModelRef | None = None,
+        t0: float,
         pid: int | None = None,
     ) -> None:
         job, fut = item
-        outcome = self._finish(job, generation, failure, time.monotonic() if t0 is None else t0, model, pid)
-        fut.set_result(outcome)
-        if outcome.ok and self._degraded_kind == "restarts" and not self._policy.exceeded(time.monotonic()):
-            self._recover()
+        if not fut.done():
+            fut.set_result(self._finish(job, generation, failure, t0, pid))
+        if self._current is item:
+            self._current = None
 
     def _finish(
         self,
@@ -510,20 +393,19 @@ class Supervisor:
         generation: Generation | None,
         failure: JobFailure | None,
         t0: float,
-        model: ModelRef | None,
         pid: int | None = None,
     ) -> JobOutcome:
-        self._jobs += 1
+        with self._count_lock:
+            self._jobs += 1
+            if failure is not None:
+                self._failures += 1
         if failure is not None:
-            self._failures += 1
             log.warning("job %s (%s) failed: %s: %s", job.id, job.task, failure.reason, failure.message)
             self._emit("job_failed", {"reason": failure.reason, "job_id": job.id, "task": job.task,
                                       "error": failure.message})  # fmt: skip
-        return JobOutcome(job.id, generation, failure, model, pid, time.monotonic() - t0)
-
-    def _model_ref(self) -> ModelRef | None:
         info = self._info
-        return ModelRef(info.name, info.backend, info.provider) if info else None
+        model = ModelRef(info.name, info.backend, info.provider) if info else None
+        return JobOutcome(job.id, generation, failure, model, pid, time.monotonic() - t0)
 
     def _emit(self, kind: str, detail: dict[str, Any]) -> None:
         if self._on_event is None:
@@ -534,21 +416,14 @@ class Supervisor:
             log.exception("event callback failed for %s", kind)
 
     def _shutdown(self) -> None:
+        """Every job handed to us gets an outcome, even if this thread is dying of a bug."""
         with self._cv:
             item, self._pending = self._pending, None
-        if item is not None:
-            self._complete(item, None, JobFailure("stopped", "supervisor stopped before the job started"))
+        for pending in (self._current, item):
+            if pending is not None:
+                failure = JobFailure("stopped", "supervisor stopped before the job could finish")
+                self._complete(pending, None, failure, time.monotonic())
         worker, self._worker = self._worker, None
         if worker is not None:
             worker.stop(timeout=max(0.1, min(5.0, self._stop_deadline - time.monotonic() - 0.2)))
         self._set_mode("stopped")
-
-
-def _as_reason(reason: str) -> FailureReason:
-    assert reason in ("first_token_timeout", "token_timeout", "total_timeout")
-    return reason  # type: ignore[return-value]
-
-
-def _kill_pid(pid: int) -> None:
-    with contextlib.suppress(OSError):
-        os.kill(pid, signal.SIGKILL)

@@ -285,6 +285,8 @@ class WorkerProcess:
             with contextlib.suppress(ProcessLookupError, OSError):
                 os.kill(proc.pid, signal.SIGKILL)
             proc.join(5.0)
+            if proc.exitcode is None:  # uninterruptible sleep in a driver: nothing more we can do
+                log.error("worker pid %s survived SIGKILL for 5 s (stuck in the kernel?)", proc.pid)
         if self._conn is not None:
             self._conn.close()
         if self._sender is not None:
