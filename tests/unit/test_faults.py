@@ -12,9 +12,13 @@ from edge.settings import WatchdogSettings
 
 def _tracker(providers: list[str], **wd: Any) -> tuple[FaultTracker, list[tuple[str, dict[str, Any]]]]:
     events: list[tuple[str, dict[str, Any]]] = []
-    settings = WatchdogSettings(
-        max_restarts=2, restart_window_s=60, backoff_initial_s=1, backoff_max_s=8, **wd
-    )
+    values: dict[str, Any] = {
+        "max_restarts": 2,
+        "restart_window_s": 60,
+        "backoff_initial_s": 1,
+        "backoff_max_s": 8,
+    }
+    settings = WatchdogSettings(**{**values, **wd})
     return FaultTracker(settings, providers, lambda k, d: events.append((k, d))), events
 
 
