@@ -41,8 +41,9 @@ def fake_model(providers: list[str] | None = None, **fake: str) -> ModelSettings
     return ModelSettings(providers=providers or ["cpu"], provider_options={"fake": fake} if fake else {})
 
 
-def real_model(path: Path, **overrides: Any) -> ModelSettings:
-    return ModelSettings(path=path, backend="ort-genai", providers=["cpu"], **overrides)
+def real_model(path: Path, backend: str = "ort-genai", **overrides: Any) -> ModelSettings:
+    providers = ["cpu"] if backend == "ort-genai" else ["CPU"]
+    return ModelSettings(path=path, backend=backend, providers=providers, **overrides)
 
 
 def frame(width: int = 64, height: int = 48, seq: int = 0) -> Frame:

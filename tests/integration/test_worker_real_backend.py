@@ -57,11 +57,21 @@ def _stream_with_fault(
     return submitted, outcomes, fired[0]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGSTOP, signal.SIGKILL], ids=["sigstop", "sigkill"])
-def test_real_backend_fault_mid_stream_costs_exactly_one_job(sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("model", "backend", "sig"),
+    [
+        ("ort-phi3v-fp32", "ort-genai", signal.SIGSTOP),
+        ("ort-phi3v-fp32", "ort-genai", signal.SIGKILL),
+        ("ov-phi3v", "openvino", signal.SIGSTOP),
+    ],
+    ids=["ort-sigstop", "ort-sigkill", "openvino-sigstop"],
+)
+def test_real_backend_fault_mid_stream_costs_exactly_one_job(
+    model: str, backend: str, sig: signal.Signals
+) -> None:
     events = EventLog()
     wd = watchdog(first_token_s=2.0, token_s=1.0, backoff_initial_s=0.2)
-    with running(real_model(model_dir("ort-phi3v-fp32")), wd, events, loader=REAL) as sup:
+    with running(real_model(model_dir(model), backend), wd, events, loader=REAL) as sup:
         submitted, outcomes, fired_at = _stream_with_fault(sup, sig)
         assert [o.job_id for o in outcomes] == submitted  # nothing dropped, nothing duplicated
         failed = [o for o in outcomes if not o.ok]
@@ -74,7 +84,7 @@ def test_real_backend_fault_mid_stream_costs_exactly_one_job(sig: signal.Signals
         for o in outcomes:
             if o.ok:
                 assert o.generation is not None and o.generation.stats.image_tokens > 0
-                assert o.model is not None and o.model.backend == "ort-genai"
+                assert o.model is not None and o.model.backend == backend
         first_ok_after = outcomes[outcomes.index(failed[0]) + 1]
         assert first_ok_after.worker_pid != failed[0].worker_pid
         recovered = time.monotonic() - fired_at
