@@ -49,6 +49,7 @@ def _run(
     prompt: str,
     image: Path | None,
     as_json: bool,
+    grabbed: tuple[np.ndarray, float] | None = None,
 ) -> int:
     if model.path is None:
         raise ConfigError(
@@ -59,6 +60,8 @@ def _run(
     if image is not None:
         frame = read_image_file(str(image))  # decoded and validated here, never by the runtime
         captured_at = os.stat(image).st_mtime
+    elif grabbed is not None:
+        frame, captured_at = grabbed
     backend = load_backend(model)
     try:
         request = GenerationRequest(
@@ -142,3 +145,19 @@ def ask(settings: Settings, question: str, image: Path | None, as_json: bool) ->
         raise ConfigError(["ask: the question is empty"])
     model = settings.model if image is not None or settings.text_model is None else settings.text_model
     return _run(settings, model, "ask", question, image, as_json)
+
+
+def caption_camera(settings: Settings, prompt: str | None, as_json: bool) -> int:
+    """`edge caption --camera`: one validated frame from the configured camera through the model."""
+    from edge.capture import grab_frame
+
+    frame = grab_frame(settings.camera)
+    return _run(
+        settings,
+        settings.model,
+        "caption",
+        prompt or _caption_prompt(settings),
+        None,
+        as_json,
+        grabbed=(frame.image, frame.captured_at),
+    )
