@@ -62,6 +62,7 @@ class _PahoNoise(logging.Filter):
 
 
 _PAHO_LOG = logging.getLogger("edge.mqtt.paho")
+_WARNED_PLAIN: set[tuple[str, int]] = set()  # plain TCP to a remote broker: said once per process
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ class MqttClient:
         ctx = build_tls_context(settings)
         if ctx is not None:
             c.tls_set_context(ctx)
-        elif not is_loopback(settings.host):
+        elif not is_loopback(settings.host) and (settings.host, settings.port) not in _WARNED_PLAIN:
+            _WARNED_PLAIN.add((settings.host, settings.port))
             log.warning(
                 "MQTT to %s:%d is plain TCP: messages%s travel unencrypted; configure [mqtt.tls]",
                 settings.host,

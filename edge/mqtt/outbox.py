@@ -150,23 +150,40 @@ class Outbox:
             self._lockfile.close()
             raise OutboxError(f"outbox {self.path} is in use by another process") from None
         try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            with self._tx():
-                for key in _COUNTERS:
-                    self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
-                # Self-heal the byte counter from the rows (cheap, once per open).
-                total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
-                self._set("bytes", int(total))
+            self._open(synchronous)
         except sqlite3.DatabaseError as err:
-            self._lockfile.close()
-            raise OutboxError(f"outbox {self.path} cannot be opened: {err}") from None
+            # A damaged file must not keep a field device from publishing: keep it for a post
+            # mortem, start empty. Boot numbers stay unique (they follow the wall clock, see
+            # begin_boot), so ids of the new outbox cannot collide with the old one's.
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+            log.error("outbox %s is damaged (%s); moved to %s, starting empty", self.path, err, aside)
+            with contextlib.suppress(Exception):
+                self._db.close()
+            try:
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(f"{self.path}{suffix}")
+                    if src.exists():
+                        src.rename(f"{aside}{suffix}")
+                self._open(synchronous)
+            except (OSError, sqlite3.DatabaseError) as err2:
+                self._lockfile.close()
+                raise OutboxError(f"outbox {self.path} cannot be opened: {err2}") from None
         self.boot = self._get("boot")
 
     # ------------------------------------------------------------------ plumbing
+
+    def _open(self, synchronous: str) -> None:
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        with self._tx():
+            for key in _COUNTERS:
+                self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
+            # Self-heal the byte counter from the rows (cheap, once per open).
+            total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
+            self._set("bytes", int(total))
 
     def close(self) -> None:
         with self._lock:
@@ -214,9 +231,14 @@ class Outbox:
     # ------------------------------------------------------------------ boots and sequences
 
     def begin_boot(self) -> int:
-        """Start a new boot of the daemon: a new durable boot number, and `seq` back to 0."""
+        """Start a new boot of the daemon: a new durable boot number, and `seq` back to 0.
+
+        The number is max(previous + 1, wall-clock seconds): strictly increasing while the file
+        lives, and still unique if the file is lost or replaced (ids carry it; consumers
+        de-duplicate on ids, so a reused boot number would make them discard new results).
+        """
         with self._tx():
-            self._add("boot", 1)
+            self._set("boot", max(self._get("boot") + 1, int(self._clock())))
             self._set("seq", 0)
             self.boot = self._get("boot")
         return self.boot

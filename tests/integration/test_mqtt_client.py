@@ -144,10 +144,27 @@ def test_tls_refuses_unknown_ca_and_insecure_connects_with_a_warning(
 
 def test_plain_tcp_to_remote_host_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="edge.mqtt.client"):
-        MqttClient(MqttSettings(host="192.0.2.10"), Topics("edge", DEVICE))
+        MqttClient(MqttSettings(host="192.0.2.10", port=1884), Topics("edge", DEVICE))
+        MqttClient(MqttSettings(host="192.0.2.10", port=1884), Topics("edge", DEVICE))  # once only
         MqttClient(MqttSettings(host="127.0.0.1"), Topics("edge", DEVICE))
         MqttClient(MqttSettings(host="localhost"), Topics("edge", DEVICE))
-    assert [r.getMessage().split(" is ")[0] for r in caplog.records] == ["MQTT to 192.0.2.10:1883"]
+    assert [r.getMessage().split(" is ")[0] for r in caplog.records] == ["MQTT to 192.0.2.10:1884"]
+
+
+def test_websockets_transport(broker_factory: Any, tmp_path: Path) -> None:
+    try:
+        broker = broker_factory(websockets=True)
+    except RuntimeError as err:
+        if "listen" in str(err):
+            pytest.skip("this mosquitto is built without websockets support")
+        raise
+    stack = make_stack(broker.mqtt_settings(transport="websockets"), tmp_path / "o.db").start()
+    try:
+        assert stack.client.wait_connected(10)
+        stack.publisher.publish_result(result_builder())
+        wait_until(lambda: stack.outbox.stats().depth == 0, what="published over websockets")
+    finally:
+        stack.stop()
 
 
 def test_clean_stop_publishes_offline_and_restart_publishes_state_then_online(

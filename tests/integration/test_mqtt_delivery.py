@@ -96,7 +96,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
     child = spawn_child(mosquitto, outbox, 400)
     assert child.stdout is not None
     try:
-        read_until(child.stdout, lambda s: s.startswith("ready"))
+        boot = int(read_until(child.stdout, lambda s: s.startswith("ready")).split("=")[1])
         read_until(child.stdout, lambda s: s.isdigit() and int(s) >= 100)
         # Freeze the broker: PUBLISHes go out but no PUBACK comes back, so they are in flight.
         mosquitto.pause()
@@ -108,7 +108,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
         if child.poll() is None:
             child.kill()
     time.sleep(0.3)
-    before = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), 1)
+    before = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), boot)
     assert len(before) < last  # some were in flight or still queued when the process died
 
     # Last will: the broker saw the connection die and, after the short will delay, says offline.
@@ -121,7 +121,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
         read_until(child.stdout, lambda s: s.startswith("ready"))
         sub.wait_for(
             lambda ms: (
-                max(seqs_of_boot(unique_ids([m for m in ms if m.topic.endswith("/result")]), 1), default=0)
+                max(seqs_of_boot(unique_ids([m for m in ms if m.topic.endswith("/result")]), boot), default=0)
                 >= last
             ),
             timeout=20,
@@ -131,7 +131,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
     finally:
         child.kill()
         child.wait()
-    after = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), 1)
+    after = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), boot)
     everything = sorted(set(before) | set(after))
     assert everything == list(range(1, len(everything) + 1))  # no gaps: nothing lost
     assert len(everything) >= last  # everything the dead process had committed

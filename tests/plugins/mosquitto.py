@@ -16,6 +16,7 @@ import getpass
 import hashlib
 import ipaddress
 import os
+import random
 import shutil
 import signal
 import socket
@@ -56,10 +57,32 @@ topic readwrite #
 """
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    """A free port BELOW the kernel's ephemeral range.
+
+    Outgoing connections take their source port from the ephemeral range; a client retrying a
+    stopped broker on a port in that range can connect to itself (TCP self-connect), which both
+    fakes a broker and blocks the real one from binding again. Ports outside the range cannot.
+    """
+    low, _ = _ephemeral_range()
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randint(max(1024, low - 12000), low - 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
@@ -221,6 +244,7 @@ class Broker:
     users: dict[str, str] | None = None
     acl: str | None = None
     persistence: bool = True
+    websockets: bool = False  # the listener speaks MQTT over websockets (mosquitto built with it)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -266,6 +290,8 @@ class Broker:
             acl.write_text(self.acl)
             lines.append(f"acl_file {acl}")
         lines.append(f"listener {self.port} {self.host}")
+        if self.websockets:
+            lines.append("protocol websockets")
         if self.tls:
             lines += [
                 f"cafile {self.tls.ca}",
@@ -291,10 +317,12 @@ class Broker:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {err}{self.log_text()}")
             try:
-                with socket.create_connection((self.host, self.port), timeout=0.5):
-                    return
+                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                    if s.getsockname() != s.getpeername() and self._proc.poll() is None:
+                        return
             except OSError:
-                time.sleep(0.02)
+                pass
+            time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}: {self.log_text()}")
 

@@ -81,15 +81,33 @@ def test_seq_allocated_in_the_enqueue_transaction_without_gaps(tmp_path: Path) -
 
 def test_boot_counter_is_durable_and_resets_seq(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
-    with Outbox(path, 1 << 20) as ob:
+    clock = Clock(now=0.0)  # a board without a real-time clock: boots still count up
+    with Outbox(path, 1 << 20, clock=clock) as ob:
         assert ob.begin_boot() == 1
         ob.enqueue_numbered(msg)
         ob.enqueue_numbered(msg)
-    with Outbox(path, 1 << 20) as ob:
+    with Outbox(path, 1 << 20, clock=clock) as ob:
         assert ob.boot == 1
         assert ob.begin_boot() == 2
         assert ob.enqueue_numbered(msg)[0] == 1
         assert ob.stats().depth == 3  # the first boot's rows are still there to replay
+    clock.now = 1_800_000_000.0
+    with Outbox(path, 1 << 20, clock=clock) as ob:
+        assert ob.begin_boot() == 1_800_000_000  # follows the wall clock when it is ahead
+
+
+def test_damaged_file_is_moved_aside_and_boots_stay_unique(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, 1 << 20) as ob:
+        old_boot = ob.begin_boot()
+    path.write_bytes(b"this is not a database" * 100)
+    with Outbox(path, 1 << 20) as ob:
+        assert ob.stats().depth == 0
+        assert ob.begin_boot() >= old_boot  # wall-clock based: no id reuse after the loss
+    assert len(list(tmp_path.glob("o.db.corrupt-*"))) >= 1
+    assert any("damaged" in r.getMessage() for r in caplog.records)
 
 
 def test_bound_drops_oldest_and_reports_once(tmp_path: Path) -> None:
