@@ -128,8 +128,21 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "bench":
         return _call("edge.bench", "bench_command")(_load(args), args.json, args.jobs)
     if cmd == "mqtt":
-        return _call("edge.mqtt.discovery", "forget_command")(_load(args).settings)
+        return _forget(_load(args).settings)
     raise AssertionError(cmd)
+
+
+def _forget(settings: Any) -> int:
+    from edge.mqtt.discovery import forget_device
+
+    if forget_device(settings.mqtt, settings.device_id):
+        print(f"removed Home Assistant discovery for {settings.device_id}")
+        return 0
+    print(
+        f"edge: error: the broker did not confirm removing discovery for {settings.device_id}",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _load_optional(args: argparse.Namespace) -> Any:

@@ -66,3 +66,22 @@ def test_help_lists_every_subcommand_of_the_contract() -> None:
         assert f"    {cmd}" in res.stdout
     assert edge("--version").stdout.startswith("edge ")
     assert edge().returncode == 2
+
+
+def test_mqtt_forget_clears_the_retained_discovery_config(mosquitto) -> None:
+    from tests.plugins.mosquitto import Collector
+
+    topic = "homeassistant/device/cam-x/config"
+    pub = Collector(mosquitto, "x/none").start()
+    pub.publish(topic, b'{"dev":{}}', retain=True)
+    res = edge("mqtt", "forget", "--set", "device_id=cam-x", "--set", f"mqtt.port={mosquitto.port}")
+    assert res.returncode == 0, res.stderr
+    late = Collector(mosquitto, topic).start()
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert late.on(topic) == []  # the empty retained payload removed it
+    finally:
+        late.stop()
+        pub.stop()
