@@ -68,7 +68,8 @@ class SetCommand:
 def _field_type(model: type[BaseModel], name: str, base: type) -> TypeAdapter[Any]:
     """The settings field's own constraints (ge, le, gt, ...), in strict mode: one source of truth."""
     info = model.model_fields[name]
-    return TypeAdapter(Annotated[(base, *info.metadata)], config=ConfigDict(strict=True))  # type: ignore[valid-type]
+    params = (base, *info.metadata)
+    return TypeAdapter(Annotated[params], config=ConfigDict(strict=True))  # type: ignore[valid-type,arg-type]
 
 
 _PROMPT = TypeAdapter(

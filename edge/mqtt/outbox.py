@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from edge.errors import EdgeError
 
@@ -411,9 +411,10 @@ class Outbox:
         return None if row[0] is None else float(row[0])
 
 
-def _stored(r: tuple) -> StoredMessage:  # type: ignore[type-arg]
+def _stored(r: tuple[Any, ...]) -> StoredMessage:
     row, msg_id, kind, topic, payload, qos, retain, props, created, expires_at = r
-    ct, up = None, ()
+    ct: str | None = None
+    up: tuple[tuple[str, str], ...] = ()
     if props:
         p = json.loads(props)
         ct = p.get("ct")
