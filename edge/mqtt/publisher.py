@@ -256,8 +256,7 @@ class Publisher:
             return
         for stored in self.outbox.next_batch(self._cursor, room):
             if not self._send(stored):
-                self._wake.set()  # try again on the next round
-                break
+                break  # try again on the next round
 
     def _send(self, stored: StoredMessage) -> bool:
         m = stored.message
@@ -277,8 +276,8 @@ class Publisher:
             self._cursor = max(self._cursor, stored.row)
             return True
         if not publish_ok(info):
-            log.debug("paho did not take %s (rc %s); will retry", m.msg_id, info.rc)
-            return False
+            log.warning("paho did not take %s (rc %s); retrying", m.msg_id, info.rc)
+            return False  # no wake-up: the next try is at the loop's 1 s tick, not a busy loop
         self._cursor = max(self._cursor, stored.row)
         if m.qos == 0:
             # No PUBACK for QoS 0: handing it over is all there is.

@@ -159,3 +159,24 @@ def test_valid_control_commands_reach_the_handler(wired: Any) -> None:
         assert all(r.json()["ok"] for r in sub.wait_topic(f"{ROOT}/cmd/{verb}/reply", count))
     assert [c[0] for c in runtime.calls] == ["pause", "resume", "set", "pause", "reload"]
     assert runtime.calls[2][1] == {"gate.cooldown_s": 2.5, "tasks.caption.prompt": "Describe."}
+
+
+def test_commands_under_mqtt_311_reply_on_the_reply_topic(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path
+) -> None:
+    stack: Stack = make_stack(mosquitto.mqtt_settings(protocol="3.1.1"), tmp_path / "o.db")
+    runtime = FakeRuntime(stack.publisher)
+    CommandRouter(stack.client, stack.topics, runtime, task_names=lambda: TASKS)
+    stack.start()
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/#")
+    try:
+        assert stack.client.wait_connected(10)
+        sub.publish(f"{ROOT}/cmd/ask", b"{oops")
+        sub.publish(f"{ROOT}/cmd/capture", b"{}")
+        (bad,) = sub.wait_topic(f"{ROOT}/cmd/ask/reply")
+        (good,) = sub.wait_topic(f"{ROOT}/cmd/capture/reply")
+        (result,) = sub.wait_topic(f"{ROOT}/caption/result")
+    finally:
+        stack.stop()
+    assert bad.json()["ok"] is False and bad.correlation_data is None
+    assert good.json()["ok"] is True and good.json()["result"]["id"] == result.json()["id"]
