@@ -1,8 +1,8 @@
-"""Soak: 1,000 real image jobs on the tiny vision model with the worker SIGKILLed every 100 jobs.
+"""Soak: 2,000 real image jobs on the tiny vision model with the worker SIGKILLed every 100 jobs.
 
 Every submitted job must come back exactly once (a result or a failure naming the kill), every kill
 must show up as one restart, and the main process must not grow (< 10 MB RSS): restarts, recycles,
-frames through the pipe and sender threads must not leak. ~1.5-2 min on 2 cores.
+frames through the pipe and sender threads must not leak. ~2 min on 2 cores.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from edge.inference.protocol import JobOutcome
 from tests.helpers.supervision import EventLog, frame, job, real_model, running, watchdog
 from tests.plugins.models import model_dir
 
-JOBS = 1000
+JOBS = 2000
 KILL_EVERY = 100
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_soak_thousand_jobs_with_a_kill_every_hundred() -> None:
+def test_soak_two_thousand_jobs_with_a_kill_every_hundred() -> None:
     events = EventLog()
     wd = watchdog(backoff_initial_s=0.05, backoff_max_s=0.2, max_restarts=1000, recycle_after_jobs=40)
     rng = random.Random(7)
