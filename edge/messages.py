@@ -14,7 +14,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-PAYLOAD_VERSION = 1
+PAYLOAD_VERSION: Literal[1] = 1
 
 StopReason = Literal["eos", "max_tokens", "deadline", "cancelled"]
 TaskKind = Literal["caption", "structured", "ask", "summarize"]

@@ -215,6 +215,8 @@ class Daemon(CommandHandlerMixin):
     # ------------------------------------------------------------------ events and state
 
     def _on_worker_event(self, kind: str, detail: dict[str, Any]) -> None:
+        if kind == "job_failed":  # the executor publishes it, with the trigger and the reply
+            return
         reason = str(detail.pop("reason", "") or "")
         job = detail.pop("job_id", None)
         try:
@@ -275,7 +277,11 @@ class Daemon(CommandHandlerMixin):
             return False
         cam = self.grabber.stats()
         frames_ok = cam.state == "ok" or cam.ended
-        return frames_ok and self.vision_sup.progressing()
+        return (
+            frames_ok
+            and self.vision_sup.progressing()
+            and (self.text_sup is None or self.text_sup.progressing())
+        )
 
     # ------------------------------------------------------------------ main loop and stop
 
@@ -296,14 +302,14 @@ class Daemon(CommandHandlerMixin):
         log.info("stopping: letting the current job finish or reach its deadline")
         if hasattr(self, "client"):
             self.client.set_state(self._state_payload())
-        wd = self.settings.watchdog
-        bound = wd.generation_s + 10.0
+        # One deadline for everything that may still be generating (TimeoutStopSec is above it).
+        deadline = time.monotonic() + self.settings.watchdog.generation_s + 10.0
         for ex in (getattr(self, "vision_exec", None), self.text_exec):
             if ex is not None:
                 ex.close()
         for sup in (getattr(self, "vision_sup", None), self.text_sup):
             if sup is not None:
-                sup.stop(timeout=bound)
+                sup.stop(timeout=max(1.0, deadline - time.monotonic()))
         for ex in (getattr(self, "vision_exec", None), self.text_exec):
             if ex is not None:
                 ex.join(10.0)
