@@ -1,7 +1,7 @@
 """A real mosquitto per test, on a free loopback port, with a generated config.
 
 Variants: plain (anonymous), TLS (CA, server and client certificates generated here with
-`cryptography`; optionally mutual TLS) and password file + ACL. The broker can be stopped (SIGTERM,
+`cryptography` in tls_certs.py; optionally mutual TLS) and password file + ACL. The broker can be stopped (SIGTERM,
 it saves its persistence file), killed (SIGKILL) and started again on the same port, for fault tests.
 
 `Collector` is a subscriber that records every message with its MQTT 5 properties, so tests can
@@ -11,10 +11,8 @@ assert delivery, order, retain flags and correlation data against a real broker.
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import getpass
 import hashlib
-import ipaddress
 import os
 import random
 import shutil
@@ -35,6 +33,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
+from tests.plugins.tls_certs import TlsFiles, make_tls_files
+
+__all__ = ["USERS", "ACL", "Broker", "Collector", "Received", "TlsFiles", "make_tls_files", "free_port"]
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
@@ -95,140 +97,6 @@ def mosquitto_password_hash(password: str, *, salt: bytes | None = None) -> str:
     return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-# --------------------------------------------------------------------------- TLS material
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    other_ca: Path  # a CA that signed nothing the broker uses: handshakes against it must fail
-
-
-def _key() -> Any:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(cn: str) -> Any:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _write_key(path: Path, key: Any) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def _write_cert(path: Path, cert: Any) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _ca(cn: str) -> tuple[Any, Any]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-
-    key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _leaf(ca_key: Any, ca_cert: Any, cn: str, *, server: bool) -> tuple[Any, Any]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
-    key = _key()
-    now = dt.datetime.now(dt.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(HOST))]
-            ),
-            critical=False,
-        )
-    return key, builder.sign(ca_key, hashes.SHA256())
-
-
-def make_tls_files(directory: Path) -> TlsFiles:
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _ca("edge-test-ca")
-    server_key, server_cert = _leaf(ca_key, ca_cert, "localhost", server=True)
-    client_key, client_cert = _leaf(ca_key, ca_cert, "edge-client", server=False)
-    _, other_cert = _ca("some-other-ca")
-    files = TlsFiles(
-        ca=directory / "ca.pem",
-        server_cert=directory / "server.pem",
-        server_key=directory / "server.key",
-        client_cert=directory / "client.pem",
-        client_key=directory / "client.key",
-        other_ca=directory / "other-ca.pem",
-    )
-    _write_cert(files.ca, ca_cert)
-    _write_cert(files.server_cert, server_cert)
-    _write_key(files.server_key, server_key)
-    _write_cert(files.client_cert, client_cert)
-    _write_key(files.client_key, client_key)
-    _write_cert(files.other_ca, other_cert)
-    return files
-
-
 # --------------------------------------------------------------------------- the broker
 
 
@@ -265,6 +133,8 @@ class Broker:
 
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if self.log_path.exists():  # start() waits for this run's "running" line; keep the last run's
+            self.log_path.replace(self.log_path.with_suffix(".log.previous"))
         lines = [
             "per_listener_settings false",
             f"allow_anonymous {'false' if self.users else 'true'}",
@@ -316,12 +186,15 @@ class Broker:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise RuntimeError(f"mosquitto exited with {self._proc.returncode}: {err}{self.log_text()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.5) as s:
-                    if s.getsockname() != s.getpeername() and self._proc.poll() is None:
-                        return
-            except OSError:
-                pass
+            # mosquitto logs "... running" once every listener is open; a failed listener makes it
+            # exit instead (after briefly holding the port), so the log line is the signal.
+            if " running" in self.log_text():
+                try:
+                    with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                        if s.getsockname() != s.getpeername() and self._proc.poll() is None:
+                            return
+                except OSError:
+                    pass
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen on {self.host}:{self.port}: {self.log_text()}")
