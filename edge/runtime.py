@@ -82,7 +82,7 @@ class Daemon(CommandHandlerMixin):
         self.outbox = Outbox(s.mqtt.outbox_path or default_outbox_path(), int(s.mqtt.outbox_max_mb * 2**20))
         self.client = MqttClient(s.mqtt, self.topics)
         self.publisher = Publisher(
-            self.client, self.outbox, self.topics, qos=1, message_expiry_s=s.mqtt.message_expiry_s
+            self.client, self.outbox, self.topics, qos=s.mqtt.qos, message_expiry_s=s.mqtt.message_expiry_s
         )
         self.router = CommandRouter(
             self.client,

@@ -185,7 +185,12 @@ class MqttSettings(Section):
     password: SecretStr | None = Field(None, description="Or $CREDENTIALS_DIRECTORY/mqtt_password.")
     client_id: str | None = Field(None, description="Default: edge-{device_id}.")
     prefix: str = "edge"
-    qos: int = Field(1, ge=0, le=1, description="0 or 1; results and events are always sent with 1.")
+    qos: int = Field(
+        1,
+        ge=0,
+        le=1,
+        description="Results, images, events: 1 = at-least-once (deleted on PUBACK); 0 = sent once.",
+    )
     protocol: Literal["5", "3.1.1"] = "5"
     keepalive_s: int = Field(30, ge=5, le=3600)
     message_expiry_s: int = Field(86400, ge=0, description="0: results never expire.")
