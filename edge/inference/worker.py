@@ -247,7 +247,9 @@ class WorkerProcess:
         conn = self._conn
         if conn is None:
             return
-        with contextlib.suppress(OSError, ValueError):  # killed mid-send: the supervisor knows
+        # Killed mid-send: the supervisor knows. TypeError is what Connection raises when another
+        # thread closed it under us (its handle becomes None).
+        with contextlib.suppress(OSError, ValueError, TypeError):
             conn.send_bytes(data)
 
     def receive(self, timeout: float) -> WorkerMessage | None:
@@ -287,11 +289,11 @@ class WorkerProcess:
             proc.join(5.0)
             if proc.exitcode is None:  # uninterruptible sleep in a driver: nothing more we can do
                 log.error("worker pid %s survived SIGKILL for 5 s (stuck in the kernel?)", proc.pid)
-        if self._conn is not None:
-            self._conn.close()
-        if self._sender is not None:
+        if self._sender is not None:  # the child is gone: its write fails fast with EPIPE
             self._sender.join(1.0)
             self._sender = None
+        if self._conn is not None:
+            self._conn.close()
         if proc.exitcode is not None:
             proc.close()
         self._proc, self._conn, self._ps = None, None, None
