@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,60 +14,10 @@ from typing import Any
 import psutil
 import tomli_w
 
+from tests.helpers.notify import NotifyListener
+
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "tests" / "fixtures" / "models"
-
-
-class NotifySocket:
-    """A real AF_UNIX datagram socket in the role of systemd's notify socket."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[tuple[float, str]] = []
-        self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="notify-socket", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._cond:
-                for line in data.decode().splitlines():
-                    self.messages.append((time.monotonic(), line))
-                self._cond.notify_all()
-
-    def wait_for(self, line: str, timeout: float) -> float:
-        """Monotonic time the assignment `line` (e.g. READY=1) arrived; fails after `timeout`."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for at, got in self.messages:
-                    if got == line:
-                        return at
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"no {line} within {timeout}s; got {[m for _, m in self.messages][-10:]}"
-                    )
-                self._cond.wait(min(left, 0.2))
-
-    def times(self, line: str) -> list[float]:
-        with self._cond:
-            return [at for at, got in self.messages if got == line]
-
-    def close(self) -> None:
-        self._stop.set()
-        self.sock.close()
-        self._thread.join(2)
 
 
 @dataclass
@@ -77,7 +25,7 @@ class DaemonProcess:
     config: Path
     proc: subprocess.Popen[str]
     log_path: Path
-    notify: NotifySocket | None = None
+    notify: NotifyListener | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -187,9 +135,10 @@ def start_daemon(
     environ.update(env or {})
     sock = None
     if notify:
-        sock = NotifySocket(tmp_path / f"{name}.notify")
-        environ["NOTIFY_SOCKET"] = str(sock.path)
-        environ["WATCHDOG_USEC"] = "2000000"
+        where = tmp_path / f"{name}-notify"  # not a folder named like a package in the daemon's cwd
+        where.mkdir(exist_ok=True)
+        sock = NotifyListener(where, watchdog_usec=2_000_000)
+        environ.update(sock.env)
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "edge.cli", "run", "--config", str(config), *args],

@@ -46,16 +46,16 @@ def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> 
     )
     try:
         assert d.notify is not None
-        ready_at = d.notify.wait_for("READY=1", 60)
+        ready_at = d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/caption/result", count=2, timeout=30)
         sub.wait_topic(f"{ROOT}/health", count=2, timeout=10)
         # the pinger runs while frames arrive and the worker is healthy (WATCHDOG_USEC=2s -> every 1s)
-        pings = [t for t in d.notify.times("WATCHDOG=1") if t > ready_at]
+        pings = [t for t in d.notify.times_of("WATCHDOG", "1") if t > ready_at]
         assert len(pings) >= 2
     finally:
         rc = d.stop(timeout=30)
     assert rc == 0, d.log()[-3000:]
-    assert d.notify.wait_for("STOPPING=1", 1)
+    assert d.notify.wait_for("STOPPING", "1", 1)
     status = [m for m in sub.on(f"{ROOT}/status")]
     assert status[0].text == "online" and status[-1].text == "offline"
     late = Collector(mosquitto, f"{ROOT}/#").start()  # a consumer arriving later sees what is retained
@@ -100,7 +100,7 @@ def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> 
 def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Path, mosquitto, sub) -> None:
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto))
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
         reply_to = "client/replies"
         sub.publish(
@@ -193,7 +193,7 @@ def test_motion_structured_and_summarize(tmp_path: Path, mosquitto, sub, stream_
     )
     d = start_daemon(tmp_path, cfg)
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/digest/result", count=1, timeout=40)
         sub.wait_topic(f"{ROOT}/shape/result", count=1, timeout=20)
         sub.wait_topic(f"{ROOT}/motion/result", count=3, timeout=30)
@@ -220,7 +220,7 @@ def test_sighup_with_broken_config_keeps_running(tmp_path: Path, mosquitto, sub)
     cfg = base_settings(tmp_path, mosquitto)
     d = start_daemon(tmp_path, cfg)
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
         d.config.write_text(d.config.read_text() + "\n[mqtt2]\nhots = 1\n")
         d.signal(signal.SIGHUP)
@@ -233,7 +233,7 @@ def test_sighup_with_broken_config_keeps_running(tmp_path: Path, mosquitto, sub)
         )
         ev = [EventPayload.model_validate_json(m.payload) for m in rejected if m.topic == f"{ROOT}/event"]
         assert any(e.event == "config_rejected" and "mqtt2" in e.reason for e in ev)
-        assert d.notify.wait_for("RELOADING=1", 5)
+        assert d.notify.wait_for("RELOADING", "1", 5)
         n = len(results(sub))
         sub.wait_topic(f"{ROOT}/caption/result", count=n + 2, timeout=20)
         # a valid change is applied live: a new task appears without a restart
@@ -257,7 +257,7 @@ def test_sigterm_during_long_generation_records_the_outcome(tmp_path: Path, mosq
     )
     d = start_daemon(tmp_path, cfg)
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         time.sleep(0.5)  # the first interval job is running now
         t0 = time.monotonic()
         d.signal(signal.SIGTERM)
@@ -281,7 +281,7 @@ def test_faults_at_once_lose_nothing(tmp_path: Path, broker_factory, mjpeg_serve
     cfg = base_settings(tmp_path, broker, camera={"source": mjpeg_server.url, "stall_s": 2, "reconnect_s": 1})
     d = start_daemon(tmp_path, cfg)
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/caption/result", count=2, timeout=30)
         # 1) the worker stalls mid-job: killed by the watchdog, restarted
         worker = d.wait_worker()
@@ -327,7 +327,7 @@ def test_faults_at_once_lose_nothing(tmp_path: Path, broker_factory, mjpeg_serve
 def test_immediate_eos_model_reports_eos(tmp_path: Path, mosquitto, sub, model: str) -> None:
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto, model={"path": str(MODELS / model)}))
     try:
-        d.notify.wait_for("READY=1", 60)
+        d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
     finally:
         assert d.stop() == 0
