@@ -21,6 +21,7 @@ class RunJob:
     job_id: str
     request: GenerationRequest
     soft_deadline_s: float  # the worker stops generating itself after this and returns partial text
+    frames: tuple[tuple[int, tuple[int, ...]], ...] = ()  # the request's images in the FrameSlot
 
 
 @dataclass(frozen=True)

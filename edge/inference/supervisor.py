@@ -29,6 +29,7 @@ from edge.imageio import validate_array
 from edge.inference.base import BackendInfo
 from edge.inference.deadlines import JobWatch, Limits
 from edge.inference.faults import FaultTracker
+from edge.inference.frame_slot import FrameSlot
 from edge.inference.heartbeat import Heartbeat
 from edge.inference.job_runner import run_one
 from edge.inference.protocol import JobFailure, JobOutcome, Loaded, LoadFailed, RunJob
@@ -81,6 +82,7 @@ class Supervisor:
         self._poll_s = poll_s
         self._ctx = multiprocessing.get_context("spawn")
         self._beat = Heartbeat(self._ctx)
+        self._frames = FrameSlot(self._ctx)  # like the heartbeat: once, shared by every respawn
         self._faults = FaultTracker(watchdog, list(model.providers), self._emit)
         self._cv = threading.Condition()
         self._count_lock = threading.Lock()
@@ -265,7 +267,7 @@ class Supervisor:
             return
         self._set_mode("loading")
         settings = self._model.model_copy(update={"providers": faults.providers})
-        worker = WorkerProcess(self._ctx, settings, self._beat, self._loader)
+        worker = WorkerProcess(self._ctx, settings, self._beat, self._loader, frames=self._frames)
         worker.start()
         msg = self._wait_load(worker)
         if isinstance(msg, Loaded):

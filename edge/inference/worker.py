@@ -32,6 +32,7 @@ from typing import Any
 import psutil
 
 from edge.inference import heartbeat as hb
+from edge.inference.frame_slot import FrameSlot
 from edge.inference.heartbeat import Heartbeat
 from edge.inference.protocol import JobDone, JobError, Loaded, LoadFailed, RunJob, StopWorker, one_line
 from edge.settings import ModelSettings
@@ -83,6 +84,7 @@ def worker_main(
     loader: str,
     parent_pid: int,
     log_level: int,
+    frames: FrameSlot | None = None,
 ) -> None:
     """Child entry point: load, report, serve jobs until StopWorker or the pipe closes."""
     _die_with_parent(parent_pid)
@@ -110,6 +112,8 @@ def worker_main(
                 return  # the supervisor is gone
             if isinstance(msg, StopWorker):
                 return
+            if msg.frames and frames is not None:
+                msg = dataclasses.replace(msg, request=frames.unpack(msg.request, msg.frames))
             conn.send(run_job(backend, msg, beat))
     finally:
         beat.set_phase(hb.STOPPED)
@@ -190,10 +194,12 @@ class WorkerProcess:
         beat: Heartbeat,
         loader: str = DEFAULT_LOADER,
         log_level: int | None = None,
+        frames: FrameSlot | None = None,
     ) -> None:
         self._ctx = ctx
         self._settings = settings
         self._beat = beat
+        self._frames = frames
         self._loader = loader
         self._log_level = logging.getLogger().getEffectiveLevel() if log_level is None else log_level
         self._proc: Any = None
@@ -207,7 +213,15 @@ class WorkerProcess:
         self._beat.reset_for_spawn()
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(child_conn, self._beat, self._settings, self._loader, os.getpid(), self._log_level),
+            args=(
+                child_conn,
+                self._beat,
+                self._settings,
+                self._loader,
+                os.getpid(),
+                self._log_level,
+                self._frames,
+            ),
             name="edge-worker",
             daemon=True,
         )
@@ -233,6 +247,10 @@ class WorkerProcess:
     def send(self, msg: RunJob | StopWorker) -> None:
         """Send without ever blocking the caller on a stalled child (big frames go from a thread)."""
         assert self._conn is not None
+        if isinstance(msg, RunJob) and msg.request.images and self._frames is not None:
+            packed = self._frames.pack(msg.request)  # frames through shared memory, not the pipe
+            if packed is not None:
+                msg = dataclasses.replace(msg, request=packed[0], frames=packed[1])
         data = bytes(ForkingPickler.dumps(msg))
         if len(data) <= _SEND_INLINE_MAX:
             with contextlib.suppress(OSError):  # the child is gone; the next receive reports how

@@ -1,0 +1,44 @@
+"""The shared-memory frame slot: images round-trip exactly, and what does not fit stays in the request."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from edge.inference.frame_slot import FrameSlot
+from edge.messages import GenerationRequest
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def test_images_round_trip_through_the_slot_as_read_only_views() -> None:
+    slot = FrameSlot(CTX, size=200_000)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    packed = slot.pack(GenerationRequest(prompt="p", images=(a, b), max_new_tokens=7))
+    assert packed is not None
+    request, refs = packed
+    assert request.images == () and request.prompt == "p" and request.max_new_tokens == 7
+    assert [shape for _, shape in refs] == [a.shape, b.shape]
+    back = slot.unpack(request, refs)
+    assert len(back.images) == 2
+    np.testing.assert_array_equal(back.images[0], a)
+    np.testing.assert_array_equal(back.images[1], b)
+    with pytest.raises(ValueError):
+        back.images[0][0, 0, 0] = 1  # the worker must not scribble on the shared frame
+
+
+@pytest.mark.parametrize(
+    "images",
+    [
+        (),  # text jobs: nothing to move
+        (np.zeros((400, 400, 3), np.uint8),),  # larger than the slot
+        (np.zeros((8, 8, 3), np.float32),),  # not a uint8 frame: the backend reports it, not us
+    ],
+)
+def test_what_does_not_fit_is_left_to_the_pipe(images: tuple[np.ndarray, ...]) -> None:
+    slot = FrameSlot(CTX, size=200_000)
+    assert slot.pack(GenerationRequest(prompt="p", images=images)) is None
