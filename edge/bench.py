@@ -1,0 +1,383 @@
+"""`edge bench`: what this board does with the configured model, provider and camera, in one table.
+
+One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd runs it):
+
+1. gating cost per frame, in this process (the camera's size and 640x480);
+2. the daemon starts on a bench device id and loads the model; its first frame runs one job
+   (warm-up), then the gate stays shut: the idle phase measures its CPU with the camera running;
+3. overhead: jobs on the daemon (cmd/capture) alternate with the same prompt and frame size on the
+   bare runtime loop (edge/bench_bare.py, no edge code), and their decode speeds are compared;
+4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
+   capture -> broker time is taken, with and without the generation itself;
+5. RSS of the main process and the worker; the daemon is stopped with SIGTERM.
+
+The numbers go to stdout as one table (or one JSON object with --json); progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from edge import __version__
+from edge.bench_daemon import (
+    NEVER_S,
+    TASK,
+    DaemonProcess,
+    Observer,
+    ResultSample,
+    bench_config,
+    cpu_s,
+    rss_mb,
+)
+from edge.bench_measure import (
+    BareProcess,
+    BenchError,
+    LocalBroker,
+    bare_inputs,
+    bare_provider,
+    gate_cost_ms,
+    median,
+    percentile,
+)
+from edge.bench_report import evaluate_targets, render_table
+from edge.config_sources import LoadedSettings
+from edge.inference.model_folder import validate_for
+from edge.mqtt.topics import Topics
+from edge.settings import MqttSettings, Settings, TaskSettings
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    jobs: int = 20  # latency phase
+    overhead_runs: int = 10  # daemon/bare pairs
+    idle_s: float = 6.0
+    force_local_broker: bool = False
+    rss_sample_s: float | None = None  # benchmarks/pipeline.py: sample RSS during the job phase
+
+
+def _stderr(msg: str) -> None:
+    print(f"edge bench: {msg}", file=sys.stderr, flush=True)
+
+
+def bench_command(loaded: LoadedSettings, as_json: bool, jobs: int) -> int:
+    if jobs < 1:
+        raise BenchError("--jobs must be at least 1")
+    opts = BenchOptions(jobs=jobs, overhead_runs=max(3, min(jobs, 10)))
+    report = run_bench(loaded.settings, opts, _stderr)
+    if as_json:
+        import json
+
+        print(json.dumps(report, indent=None, sort_keys=False))
+    else:
+        print(render_table(report))
+    return 0 if report.get("daemon_exit") == 0 and not report.get("failures") else 1
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _prompt(settings: Settings) -> str:
+    task = next((t for t in settings.tasks if t.kind == "caption"), None)
+    return task.prompt if task is not None else TaskSettings(name="caption").prompt
+
+
+def _other_daemons() -> list[int]:
+    """Pids of `edge run` processes already running here: they would skew every number."""
+    found = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(p.info.get("cmdline") or [])
+        if p.info["pid"] != os.getpid() and (
+            "edge.cli run" in cmd or cmd.endswith("edge run") or "/edge run " in cmd
+        ):
+            found.append(p.info["pid"])
+    return found
+
+
+def _broker(
+    settings: Settings, force_local: bool, workdir: Path, notes: list[str]
+) -> tuple[MqttSettings, str, Any]:
+    """(mqtt settings to use, how to describe the broker, a LocalBroker to stop or None)."""
+    configured = f"{settings.mqtt.host}:{settings.mqtt.port}"
+    why = "not asked"
+    if not force_local:
+        from edge.doctor_broker import check_broker
+
+        check = check_broker(settings.mqtt, settings.device_id, timeout_s=3.0)
+        if check.status != "fail":
+            return settings.mqtt, f"configured {configured}", None
+        why = check.detail
+    try:
+        local = LocalBroker(workdir / "broker")
+    except BenchError as err:
+        raise BenchError(f"no broker: the configured one ({configured}) failed: {why}; and {err}") from None
+    if not force_local:
+        notes.append(f"configured broker {configured} did not answer ({why}); used a local mosquitto")
+    return MqttSettings(host=local.host, port=local.port), f"local mosquitto {local.host}:{local.port}", local
+
+
+def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stderr) -> dict[str, Any]:
+    folder = validate_for(settings.model.path, settings.model.backend)
+    if not folder.vision:
+        raise BenchError(f"edge bench measures the camera pipeline: {folder.path} is a text-only model")
+    cam = settings.camera
+    width, height = cam.width or 640, cam.height or 480
+    notes: list[str] = []
+    report: dict[str, Any] = {
+        "edge_version": __version__,
+        "machine": {
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "model": folder.name,
+        "backend": settings.model.backend,
+        "num_crops": settings.model.num_crops,
+        "max_new_tokens": settings.model.max_new_tokens,
+        "camera": {"source": str(cam.source), "width": width, "height": height, "fps": cam.fps},
+        "notes": notes,
+    }
+    others = _other_daemons()
+    if others:
+        notes.append(
+            f"another edge daemon is running (pid {', '.join(map(str, others))}): numbers are skewed"
+        )
+
+    progress(f"gating cost on {width}x{height} frames")
+    report["gate_ms_per_frame"] = round(gate_cost_ms(settings.gate, width, height), 3)
+    report["gate_ms_per_frame_640x480"] = (
+        report["gate_ms_per_frame"]
+        if (width, height) == (640, 480)
+        else round(gate_cost_ms(settings.gate, 640, 480), 3)
+    )
+    with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
+        workdir = Path(tmp)
+        mqtt, report["broker"], local = _broker(settings, opts.force_local_broker, workdir, notes)
+        progress(f"broker: {report['broker']}")
+        try:
+            _run_daemon_phases(settings, mqtt, opts, workdir, report, progress, width, height)
+        finally:
+            if local is not None:
+                local.stop()
+    evaluate_targets(report)
+    return report
+
+
+def _run_daemon_phases(
+    settings: Settings,
+    mqtt: MqttSettings,
+    opts: BenchOptions,
+    workdir: Path,
+    report: dict[str, Any],
+    progress: Progress,
+    width: int,
+    height: int,
+) -> None:
+    notes: list[str] = report["notes"]
+    wd = settings.watchdog
+    doc = bench_config(settings, mqtt, workdir, _prompt(settings))
+    topics = Topics(prefix=mqtt.prefix, device_id=doc["device_id"])
+    observer = Observer(mqtt, topics)
+    observer.start()
+    daemon: DaemonProcess | None = None
+    try:
+        progress(f"starting the daemon (device {topics.device_id}); loading {report['model']}")
+        daemon = DaemonProcess(doc, workdir)
+        report["ready_s"] = round(daemon.wait_ready(wd.load_timeout_s + 60), 2)
+        report["load_ms"] = daemon.load_ms()
+        alive = lambda: daemon is not None and daemon.proc.poll() is None  # noqa: E731
+        first = observer.wait_for(lambda rs: len(rs) >= 1, wd.total_s + 30, alive)
+        if not first:
+            raise BenchError(f"the daemon's first job gave no result: {daemon.last_error()}")
+        report["provider"] = first[0].payload["model"]["provider"]
+
+        _idle_phase(daemon, observer, opts.idle_s, report, progress)
+        _overhead_phase(settings, daemon, observer, opts, workdir, report, progress, width, height)
+        _latency_phase(daemon, observer, opts, report, progress, alive, wd.total_s)
+
+        report["rss_mb_main"] = _round(rss_mb(daemon.ps), 1)
+        report["rss_mb_worker"] = _round(rss_mb(daemon.worker()), 1)
+    finally:
+        if daemon is not None:
+            progress("stopping the daemon (SIGTERM)")
+            report["daemon_exit"] = daemon.stop(wd.generation_s + 30)
+            if report["daemon_exit"] != 0:
+                notes.append(f"daemon exit status {report['daemon_exit']}: {daemon.last_error()}")
+        kinds = Counter(str(e.get("event")) for e in observer.events)
+        report["events"] = dict(kinds)
+        report["failures"] = kinds.get("job_failed", 0) + kinds.get("worker_restart", 0)
+        with contextlib.suppress(Exception):
+            observer.clear_retained()
+        observer.stop()
+
+
+def _round(value: float | None, nd: int) -> float | None:
+    return None if value is None else round(value, nd)
+
+
+def _idle_phase(
+    daemon: DaemonProcess, observer: Observer, idle_s: float, report: dict[str, Any], progress: Progress
+) -> None:
+    progress(f"idle: {idle_s:.0f} s with the camera running and no job due")
+    time.sleep(1.0)  # let the warm-up job's publish and logging settle
+    worker = daemon.worker()
+    jobs0 = len(observer.results)
+    t0, main0, work0 = time.monotonic(), cpu_s(daemon.ps), cpu_s(worker)
+    time.sleep(idle_s)
+    dt = time.monotonic() - t0
+    report["idle_s"] = round(dt, 1)
+    report["idle_cpu_pct"] = round((cpu_s(daemon.ps) - main0) / dt * 100.0, 2)
+    report["idle_cpu_pct_worker"] = round((cpu_s(worker) - work0) / dt * 100.0, 2)
+    if len(observer.results) != jobs0:
+        report["notes"].append("a job ran during the idle window: idle CPU includes it")
+    # Health goes out at start and every 5 s: frames counted between the first and the last so far.
+    health = [h for h in observer.health if h[1].get("frames") is not None]
+    if len(health) >= 2:
+        (ta, a), (tb, b) = health[0], health[-1]
+        if tb - ta > 1.0:
+            report["camera"]["measured_fps"] = round((int(b["frames"]) - int(a["frames"])) / (tb - ta), 1)
+
+
+def _overhead_phase(
+    settings: Settings,
+    daemon: DaemonProcess,
+    observer: Observer,
+    opts: BenchOptions,
+    workdir: Path,
+    report: dict[str, Any],
+    progress: Progress,
+    width: int,
+    height: int,
+) -> None:
+    model = settings.model
+    wd = settings.watchdog
+    runtime: list[dict[str, Any]] = []
+    bare: list[dict[str, Any]] = []
+    walls: list[float] = []
+
+    def daemon_job() -> None:
+        t0 = time.monotonic()
+        reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
+        walls.append(time.monotonic() - t0)
+        runtime.append(dict(reply["result"]["stats"]))
+
+    folder_mb = sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
+    if psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256:
+        notes = report["notes"]
+        notes.append("not enough free memory to load the model a second time: bare loop skipped")
+        progress("overhead: bare loop skipped (memory); daemon jobs only")
+        for _ in range(opts.overhead_runs):
+            daemon_job()
+    else:
+        provider, popts = bare_provider(model, report["provider"])
+        progress(f"overhead: loading the bare runtime loop ({model.backend}, {provider})")
+        bp = BareProcess(model, provider, popts, wd.load_timeout_s)
+        try:
+            report["bare_load_ms"] = round(bp.load_ms, 1)
+            inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
+            bp.generate(inputs, model.max_new_tokens)  # warm-up
+            progress(
+                f"overhead: {opts.overhead_runs} daemon jobs interleaved with {opts.overhead_runs} bare runs"
+            )
+            for i in range(opts.overhead_runs):
+                steps = (daemon_job, lambda: bare.append(bp.generate(inputs, model.max_new_tokens)))
+                for step in steps if i % 2 == 0 else reversed(steps):  # D B B D D B ...: drift hits both
+                    step()
+        finally:
+            bp.close()
+        if inputs.image_tokens != runtime[0]["image_tokens"]:
+            report["notes"].append(
+                f"the camera's frames give {runtime[0]['image_tokens']} image tokens, the bare loop's "
+                f"{width}x{height} frame {inputs.image_tokens}: the comparison is approximate"
+            )
+    report["overhead_runs"] = len(runtime)
+    report["job_wall_ms"] = _round(median([w * 1000 for w in walls]), 1)
+    report["image_tokens"] = runtime[0]["image_tokens"]
+    report["prompt_tokens"] = runtime[0]["prompt_tokens"]
+    report["new_tokens"] = median([r["new_tokens"] for r in runtime])
+    report["ttft_ms"] = _round(median([r["ttft_ms"] for r in runtime]), 2)
+    report["decode_tok_s"] = _round(median([r["decode_tok_s"] for r in runtime if r["new_tokens"] > 1]), 1)
+    if report["decode_tok_s"]:
+        report["decode_ms_per_token"] = round(1000.0 / report["decode_tok_s"], 3)
+    if bare:
+        report["bare_new_tokens"] = median([b["new_tokens"] for b in bare])
+        report["bare_ttft_ms"] = _round(median([b["ttft_ms"] for b in bare]), 2)
+        report["bare_decode_tok_s"] = _round(
+            median([b["decode_tok_s"] for b in bare if b["new_tokens"] > 1]), 1
+        )
+        report["preprocess_ms"] = inputs.preprocess_ms
+        # Each daemon job against the bare run next to it in time: a shared board drifts by more
+        # than the overhead between minutes, and the median of paired ratios cancels that drift.
+        ratios = [
+            r["decode_tok_s"] / b["decode_tok_s"]
+            for r, b in zip(runtime, bare, strict=False)
+            if r["new_tokens"] > 1 and b["new_tokens"] > 1 and b["decode_tok_s"] > 0
+        ]
+        if ratios:
+            report["overhead_pct"] = round((1.0 - (median(ratios) or 1.0)) * 100, 2)
+            best_rt = max(r["decode_tok_s"] for r in runtime)
+            best_bare = max(b["decode_tok_s"] for b in bare)
+            report["overhead_pct_best"] = round((1.0 - best_rt / best_bare) * 100, 2)
+
+
+def _latency_phase(
+    daemon: DaemonProcess,
+    observer: Observer,
+    opts: BenchOptions,
+    report: dict[str, Any],
+    progress: Progress,
+    alive: Callable[[], bool],
+    total_s: float,
+) -> None:
+    wall_s = (report.get("job_wall_ms") or 1000.0) / 1000.0
+    interval = round(max(0.2, 1.5 * wall_s + 0.1), 2)  # every job starts idle, on a fresh frame
+    report["job_interval_s"] = interval
+    progress(f"latency: {opts.jobs} jobs, one every {interval:g} s on a fresh frame")
+    samples: list[tuple[float, int, float | None, float | None]] = []
+    t_open = time.time()
+
+    def phase(results: list[ResultSample]) -> list[ResultSample]:
+        # gate-triggered results after the gate opened (a command job's result may still trail in)
+        return [r for r in results if r.received > t_open and r.payload.get("trigger") == "motion"]
+
+    observer.command("set", {"gate.motion_threshold": 0.0, "gate.min_interval_s": interval}, 30)
+    deadline = time.monotonic() + opts.jobs * (interval + wall_s) * 3 + total_s + 30
+    while time.monotonic() < deadline and alive():
+        done = len(phase(observer.results))
+        if opts.rss_sample_s:
+            samples.append((time.monotonic(), done, rss_mb(daemon.ps), rss_mb(daemon.worker())))
+        if done >= opts.jobs:
+            break
+        observer.wait_for(lambda rs: len(phase(rs)) >= opts.jobs, opts.rss_sample_s or 1.0, alive)
+    observer.command("set", {"gate.motion_threshold": 1.0, "gate.min_interval_s": NEVER_S}, 30)
+    got = phase(observer.results)[: opts.jobs]
+    if len(got) < opts.jobs:
+        report["notes"].append(f"latency phase: {len(got)} of {opts.jobs} results arrived")
+    lat = [s.latency_ms for s in got if s.latency_ms is not None]
+    pipe = [s.pipeline_ms for s in got if s.pipeline_ms is not None]
+    report["jobs"] = len(got)
+    report["latency_ms_p50"] = _round(percentile(lat, 0.5), 2)
+    report["latency_ms_p95"] = _round(percentile(lat, 0.95), 2)
+    report["generation_ms_p50"] = _round(percentile([float(s.stats["total_ms"]) for s in got], 0.5), 2)
+    report["pipeline_ms_p50"] = _round(percentile(pipe, 0.5), 2)
+    report["pipeline_ms_p95"] = _round(percentile(pipe, 0.95), 2)
+    report["pipeline_ms_max"] = _round(max(pipe), 2) if pipe else None
+    if samples:
+        report["rss_samples"] = [
+            {"t": round(t - samples[0][0], 2), "jobs": n, "main_mb": _round(m, 2), "worker_mb": _round(w, 2)}
+            for t, n, m, w in samples
+        ]
