@@ -56,6 +56,7 @@ class ExecutorDeps:
     position: Callable[[], PositionPayload | None] = lambda: None
     sink: Callable[[int, str, str], None] | None = None
     echo: bool = False
+    max_frame_age_s: float = 10.0  # camera.stall_s: an older frame is from a camera that is gone
 
 
 class Executor:
@@ -158,10 +159,14 @@ class Executor:
         self._publish(spec, job, outcome, context)
 
     def _frame(self) -> Frame | None:
+        """The newest frame, if it is fresh: a result must never describe a camera that went away."""
         frames = self.deps.frames
         if frames is None:
             return None
-        return frames.latest() or frames.wait_frame(-1, FRAME_WAIT_S)
+        frame = frames.latest()
+        if frame is None or time.monotonic() - frame.monotonic > self.deps.max_frame_age_s:
+            frame = frames.wait_frame(frame.seq if frame is not None else -1, FRAME_WAIT_S)
+        return frame
 
     def _publish(self, spec: JobSpec, job: Job, outcome: JobOutcome, context: dict[str, Any]) -> None:
         d = self.deps

@@ -162,6 +162,7 @@ class Daemon(CommandHandlerMixin):
             position=self.gnss.position if self.gnss else (lambda: None),
             sink=self.sink.write_result if self.sink else None,
             echo=sys.stdout.isatty() or s.profile == "demo",
+            max_frame_age_s=s.camera.stall_s,
         )
 
     def _start_serial(self) -> None:
@@ -272,11 +273,16 @@ class Daemon(CommandHandlerMixin):
         )
 
     def progressing(self) -> bool:
-        """For the systemd watchdog: frames arrive and the generator is idle or heartbeating."""
+        """For the systemd watchdog: frames arrive and the generator is idle or heartbeating.
+
+        A camera that is reported lost still counts as progress: the grabber is reconnecting with
+        backoff and says so in events and health, while a service restart cannot bring a camera
+        back and would only exhaust the unit's start limit during a long outage.
+        """
         if self.grabber is None or self.stop_requested.is_set():
             return False
         cam = self.grabber.stats()
-        frames_ok = cam.state == "ok" or cam.ended
+        frames_ok = cam.state in ("ok", "lost") or cam.ended
         return (
             frames_ok
             and self.vision_sup.progressing()
