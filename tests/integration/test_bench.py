@@ -1,0 +1,99 @@
+"""`edge bench` as a user runs it: a subprocess on the tiny fixture model, against the test broker.
+
+Structure and sanity only (keys, positive numbers, latency covering the generation, a clean exit,
+nothing left behind on the broker); the numbers themselves are printed by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+KEYS = (
+    "overhead_pct",
+    "ttft_ms",
+    "decode_tok_s",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "idle_cpu_pct",
+    "rss_mb_main",
+    "rss_mb_worker",
+    "load_ms",
+    "image_tokens",
+    "num_crops",
+    "gate_ms_per_frame",
+)
+
+
+def bench(tmp_path: Path, settings: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "edge.toml"
+    config.write_text(tomli_w.dumps(settings))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", "bench", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+
+
+def settings_for(tmp_path: Path, broker: Any, model: str = "ort-phi3v-fp32") -> dict[str, Any]:
+    return {
+        "device_id": "cam-bench",
+        "camera": {"source": "testsrc", "width": 320, "height": 240, "fps": 15},
+        "model": {"path": str(MODELS / model), "num_crops": 1, "max_new_tokens": 12},
+        "mqtt": {"host": broker.host, "port": broker.port, "outbox_path": str(tmp_path / "outbox.sqlite")},
+    }
+
+
+def test_bench_json_on_the_fixture_model(
+    tmp_path: Path, mosquitto: Any, collector_factory: Callable[..., Any]
+) -> None:
+    res = bench(tmp_path, settings_for(tmp_path, mosquitto), "--json", "--jobs", "3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    missing = [k for k in KEYS if k not in report]
+    assert not missing, missing
+    for key in (
+        "ttft_ms",
+        "decode_tok_s",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "rss_mb_main",
+        "rss_mb_worker",
+    ):
+        assert report[key] > 0, (key, report[key])
+    assert report["load_ms"] > 0 and report["gate_ms_per_frame"] > 0
+    assert report["idle_cpu_pct"] >= 0 and isinstance(report["overhead_pct"], float)
+    assert report["num_crops"] == 1 and report["image_tokens"] == 313  # one 336 px crop + the global view
+    assert report["broker"].startswith("configured ") and report["provider"] == "cpu"
+    assert report["jobs"] == 3 and report["failures"] == 0 and report["daemon_exit"] == 0
+    # capture -> broker covers the generation it waited for
+    assert report["latency_ms_p50"] >= report["generation_ms_p50"] > 0
+    assert report["latency_ms_p95"] >= report["latency_ms_p50"]
+    assert report["pipeline_ms_p50"] >= 0
+    assert set(report["targets"]) >= {"overhead_pct", "pipeline_ms_p95", "idle_cpu_pct"}
+    assert all(t["met"] in (True, False, None) for t in report["targets"].values())
+    # the bench device leaves no retained status/state behind on a shared broker
+    seen = collector_factory(mosquitto, "edge/cam-bench-bench/#")
+    time.sleep(0.5)
+    assert [m.topic for m in seen.messages if m.retain] == []
+
+
+def test_bench_table_needs_a_vision_model(tmp_path: Path, mosquitto: Any) -> None:
+    res = bench(tmp_path, settings_for(tmp_path, mosquitto, model="ort-phi3-fp32"))
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edge: error:") and "text-only" in lines[0]
+    assert res.stdout == ""
