@@ -52,6 +52,7 @@ from edge.bench_measure import (
     percentile,
 )
 from edge.bench_report import evaluate_targets, render_table
+from edge.capture.redact import redact_source
 from edge.config_sources import LoadedSettings
 from edge.inference.model_folder import validate_for
 from edge.mqtt.topics import Topics
@@ -148,7 +149,7 @@ def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stde
         "backend": settings.model.backend,
         "num_crops": settings.model.num_crops,
         "max_new_tokens": settings.model.max_new_tokens,
-        "camera": {"source": str(cam.source), "width": width, "height": height, "fps": cam.fps},
+        "camera": {"source": redact_source(cam.source), "width": width, "height": height, "fps": cam.fps},
         "notes": notes,
     }
     others = _other_daemons()
@@ -200,10 +201,10 @@ def _run_daemon_phases(
         report["ready_s"] = round(daemon.wait_ready(wd.load_timeout_s + 60), 2)
         report["load_ms"] = daemon.load_ms()
         alive = lambda: daemon is not None and daemon.proc.poll() is None  # noqa: E731
-        first = observer.wait_for(lambda rs: len(rs) >= 1, wd.total_s + 30, alive)
-        if not first:
-            raise BenchError(f"the daemon's first job gave no result: {daemon.last_error()}")
-        report["provider"] = first[0].payload["model"]["provider"]
+        first = _first_result(daemon, observer, wd.total_s + 30, alive)
+        report["provider"] = first.payload["model"]["provider"]
+        # The command path must work before any phase relies on it (an ACL may refuse cmd/#).
+        observer.command("set", {"gate.cooldown_s": 0.0}, 15)
 
         _idle_phase(daemon, observer, opts.idle_s, report, progress)
         _overhead_phase(settings, daemon, observer, opts, workdir, report, progress, width, height)
@@ -223,6 +224,24 @@ def _run_daemon_phases(
         with contextlib.suppress(Exception):
             observer.clear_retained()
         observer.stop()
+
+
+def _first_result(
+    daemon: DaemonProcess, observer: Observer, timeout_s: float, alive: Callable[[], bool]
+) -> ResultSample:
+    """The warm-up job's result (the gate runs the first frame); fails fast on a dead camera."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and alive():
+        got = observer.wait_for(lambda rs: len(rs) >= 1, 1.0, alive)
+        if got:
+            return got[0]
+        health = observer.health[-1][1] if observer.health else {}
+        if health.get("camera") == "lost":
+            raise BenchError(
+                f"camera {daemon.camera_source} gives no frames ({daemon.last_error(('warning', 'error'), 'camera lost')}); "
+                "is it in use, e.g. by the running edge service?"
+            )
+    raise BenchError(f"the daemon's first job gave no result: {daemon.last_error()}")
 
 
 def _round(value: float | None, nd: int) -> float | None:

@@ -32,6 +32,7 @@ import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.bench_measure import BenchError
+from edge.capture.redact import redact_source
 from edge.mqtt.client import build_tls_context, read_credential
 from edge.mqtt.topics import Topics
 from edge.settings import MqttSettings, Settings
@@ -112,6 +113,7 @@ class DaemonProcess:
 
     def __init__(self, doc: dict[str, Any], workdir: Path) -> None:
         self.workdir = workdir
+        self.camera_source = redact_source(str(doc.get("camera", {}).get("source", "?")))
         self.config = workdir / "edge-bench.toml"
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold a password
         with os.fdopen(fd, "wb") as fh:
@@ -183,8 +185,9 @@ class DaemonProcess:
                 return float(m.group(1))
         return None
 
-    def last_error(self) -> str:
-        bad = [d for d in self._log_docs() if d.get("level") in ("error", "critical")]
+    def last_error(self, levels: tuple[str, ...] = ("error", "critical"), contains: str = "") -> str:
+        """The daemon's last logged problem (at `levels`, mentioning `contains`), for one-line errors."""
+        bad = [d for d in self._log_docs() if d.get("level") in levels and contains in str(d.get("msg", ""))]
         if bad:
             return str(bad[-1].get("msg", ""))[:300]
         lines = self.log_path.read_text(errors="replace").strip().splitlines()
