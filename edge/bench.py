@@ -5,9 +5,9 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
 1. gating cost per frame, in this process (the camera's size and 640x480);
 2. the daemon starts on a bench device id and loads the model; its first frame runs one job
    (warm-up), then the gate stays shut: the idle phase measures its CPU with the camera running;
-3. overhead: each job on the daemon (cmd/capture) is followed by the same prompt, frame size and
-   answer length on the bare runtime loop (edge/bench_bare.py, no edge code); the median of the
-   pairs' decode-speed ratios is the runtime's overhead;
+3. overhead: jobs on the daemon (cmd/capture) alternate with the same prompt, frame size and answer
+   length on the bare runtime loop (edge/bench_bare.py, no edge code); the median of the pairs'
+   decode-speed ratios is the runtime's overhead;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
 5. RSS of the main process and the worker; the daemon is stopped with SIGTERM.
@@ -310,14 +310,23 @@ def _overhead_phase(
             report["bare_load_ms"] = round(bp.load_ms, 1)
             inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
             bp.generate(inputs, model.max_new_tokens)  # warm-up
-            progress(f"overhead: {opts.overhead_runs} daemon jobs, each followed by a bare run")
-            for _ in range(opts.overhead_runs):
-                # Each bare run right after its daemon job (drift between them is negligible) and as
-                # long: the camera's frame may have ended the job's answer early, and the fixed end
-                # of a generation (reading the sequence, detokenizing) spread over fewer tokens would
-                # read as a slower decode.
-                daemon_job()
-                bare.append(bp.generate(inputs, max(2, int(runtime[-1]["new_tokens"]))))
+            progress(
+                f"overhead: {opts.overhead_runs} daemon jobs alternating with {opts.overhead_runs} bare runs"
+            )
+            length = model.max_new_tokens
+            for i in range(opts.overhead_runs):
+                # Pairs alternate D B, B D, D B ... so a drift or an order effect hits both sides
+                # alike, and the bare run is as long as the daemon's last answer: the camera's frame
+                # may have ended it early, and the fixed end of a generation (reading the sequence,
+                # detokenizing) spread over fewer tokens would read as a slower decode.
+                if i % 2 == 0:
+                    daemon_job()
+                    length = max(2, int(runtime[-1]["new_tokens"]))
+                    bare.append(bp.generate(inputs, length))
+                else:
+                    bare.append(bp.generate(inputs, length))
+                    daemon_job()
+                    length = max(2, int(runtime[-1]["new_tokens"]))
         finally:
             bp.close()
         if inputs.image_tokens != runtime[0]["image_tokens"]:
