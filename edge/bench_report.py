@@ -146,6 +146,11 @@ def render_table(r: dict[str, Any]) -> str:
         lines.append(f"\n{failures} job failure(s)/restart(s) during the run: {r.get('events')}")
     for note in r.get("notes", []):
         lines.append(f"\nnote: {note}")
+    if r.get("overhead_pct") is not None:
+        lines.append(
+            "\noverhead = the daemon's worker against one bare-loop process (median of paired runs); where two "
+            "identical processes differ by a few % (VMs, shared hosts), compare several runs."
+        )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
         "'minus generation' subtracts the job's own total_ms."
