@@ -6,7 +6,7 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
 2. the daemon starts on a bench device id and loads the model; its first frame runs one job
    (warm-up), then the gate stays shut: the idle phase measures its CPU with the camera running;
 3. overhead: jobs on the daemon (cmd/capture) alternate with the same prompt, frame size and answer
-   length on the bare runtime loop (edge/bench_bare.py, no edge code); the median of the pairs'
+   length on the bare runtime loop (benchmarks/bare_loop.py, no edge code); the median of the pairs'
    decode-speed ratios is the runtime's overhead;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
@@ -43,6 +43,7 @@ from edge.bench_daemon import (
     rss_mb,
 )
 from edge.bench_measure import (
+    BARE_SCRIPT,
     BareProcess,
     BenchError,
     LocalBroker,
@@ -296,10 +297,15 @@ def _overhead_phase(
         runtime.append(dict(reply["result"]["stats"]))
 
     folder_mb = sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
-    if psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256:
-        notes = report["notes"]
-        notes.append("not enough free memory to load the model a second time: bare loop skipped")
-        progress("overhead: bare loop skipped (memory); daemon jobs only")
+    low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256
+    if low_memory or not BARE_SCRIPT.is_file():
+        why = (
+            "not enough free memory to load the model a second time"
+            if low_memory
+            else (f"{BARE_SCRIPT} not found (run edge bench from a source checkout to measure the overhead)")
+        )
+        report["notes"].append(f"bare loop skipped: {why}")
+        progress(f"overhead: bare loop skipped ({why}); daemon jobs only")
         for _ in range(opts.overhead_runs):
             daemon_job()
     else:

@@ -1,7 +1,7 @@
 """The measuring parts of `edge bench` that need no daemon: gating cost, the bare-loop process, a
 local broker, and the statistics the report is made of.
 
-The bare loop (edge/bench_bare.py) runs as its own process, started by file path so it imports no
+The bare loop (benchmarks/bare_loop.py) runs as its own process, started by file path so it imports no
 edge code, and is fed exactly the tensors the runtime's backend builds (our phi3v preprocessing,
 our chat prompt): the overhead figure then compares the same model work on both sides.
 """
@@ -36,7 +36,8 @@ from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.messages import Frame
 from edge.settings import GateSettings, ModelSettings
 
-BARE_SCRIPT = Path(__file__).resolve().with_name("bench_bare.py")
+# The baseline lives outside the package (it imports the SDKs directly); present in a source checkout.
+BARE_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bare_loop.py"
 
 
 class BenchError(EdgeError):
@@ -85,7 +86,7 @@ def gate_cost_ms(gate: GateSettings, width: int, height: int, frames: int = 90, 
 
 @dataclass(frozen=True)
 class BareInputs:
-    path: Path  # .npz for bench_bare.py
+    path: Path  # .npz for bare_loop.py
     image_tokens: int
     num_crops: int
     preprocess_ms: float | None  # our phi3v preprocessing of the frame: in the runtime's ttft, not the bare's
@@ -136,7 +137,7 @@ def bare_provider(model: ModelSettings, used: str) -> tuple[str, dict[str, str]]
 
 
 class BareProcess:
-    """edge/bench_bare.py as a child process: load once, then one generation per request."""
+    """benchmarks/bare_loop.py as a child process: load once, then one generation per request."""
 
     def __init__(
         self, model: ModelSettings, provider: str, options: dict[str, str], timeout_s: float
