@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from edge.messages import PositionPayload
 from edge.serial.nmea import Fix, NmeaCounters, NmeaDecoder
-from edge.serial.port import PortCounters, SerialLinePort
+from edge.serial.port import PortCounters, PortOwner, SerialLinePort
 from edge.settings import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class GnssCounters:
     nmea: NmeaCounters
 
 
-class GnssReader:
+class GnssReader(PortOwner):
     """Reads `serial.gnss_port` in a background thread and keeps the latest fix."""
 
     def __init__(
@@ -48,19 +48,6 @@ class GnssReader:
             on_line=self._on_line,
             backoff_max_s=backoff_max_s,
         )
-
-    def start(self) -> None:
-        self._port.start()
-
-    def stop(self, timeout: float = 2.0) -> bool:
-        return self._port.stop(timeout)
-
-    @property
-    def connected(self) -> bool:
-        return self._port.connected
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._port.wait_connected(timeout)
 
     def position(self) -> PositionPayload | None:
         """The latest fix as the result payload's `position`, or None (no fix, or stale)."""

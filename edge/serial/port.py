@@ -229,3 +229,22 @@ class SerialLinePort:
             raise  # unplugged: reconnect
         self._bump("writes")
         outgoing.written(data, True)
+
+
+class PortOwner:
+    """The lifecycle every serial component delegates to its one SerialLinePort (`self._port`)."""
+
+    _port: SerialLinePort
+
+    def start(self) -> None:
+        self._port.start()
+
+    def stop(self, timeout: float = 2.0) -> bool:
+        return self._port.stop(timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self._port.connected
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._port.wait_connected(timeout)

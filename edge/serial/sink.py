@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.serial.port import PortCounters, SerialLinePort
+from edge.serial.port import PortCounters, PortOwner, SerialLinePort
 from edge.settings import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class SinkCounters:
     failed: int  # writes that did not go out (modem timeout, unplug); the line is retried if newest
 
 
-class SerialSink:
+class SerialSink(PortOwner):
     """Writes result lines to `serial.sink_port`, paced by `serial.sink_min_interval_s`."""
 
     def __init__(
@@ -93,9 +93,6 @@ class SerialSink:
             backoff_max_s=backoff_max_s,
         )
 
-    def start(self) -> None:
-        self._port.start()
-
     def stop(self, timeout: float = 2.0) -> bool:
         """A line still pending at stop is not written (counted in `dropped`)."""
         stopped = self._port.stop(timeout)
@@ -104,13 +101,6 @@ class SerialSink:
                 self._counts["dropped"] += 1
                 self._pending = None
         return stopped
-
-    @property
-    def connected(self) -> bool:
-        return self._port.connected
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._port.wait_connected(timeout)
 
     def write_result(self, seq: int, task: str, text: str) -> None:
         """Queue the line for this result (newest kept); returns at once."""

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.serial.port import PortCounters, SerialLinePort
+from edge.serial.port import PortCounters, PortOwner, SerialLinePort
 from edge.settings import SerialSettings
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class TriggerCounters:
     matched: int  # lines that matched and fired the callback
 
 
-class TriggerReader:
+class TriggerReader(PortOwner):
     """Reads `serial.trigger_port`; `on_trigger(line)` for each line matching the pattern."""
 
     def __init__(
@@ -54,19 +54,6 @@ class TriggerReader:
             on_line=self._on_line,
             backoff_max_s=backoff_max_s,
         )
-
-    def start(self) -> None:
-        self._port.start()
-
-    def stop(self, timeout: float = 2.0) -> bool:
-        return self._port.stop(timeout)
-
-    @property
-    def connected(self) -> bool:
-        return self._port.connected
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._port.wait_connected(timeout)
 
     def counters(self) -> TriggerCounters:
         with self._lock:
