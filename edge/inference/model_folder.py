@@ -161,8 +161,7 @@ def _ort(folder: Path) -> ModelFolder:
         if extra.name not in checked:
             _check_file(folder, extra.name)
             checked.append(extra.name)
-    eos = model.get("eos_token_id", ())
-    eos_ids = tuple(eos) if isinstance(eos, list) else (eos,) if isinstance(eos, int) else ()
+    eos_ids = _eos_ids(model.get("eos_token_id"))
     ctx = model.get("context_length")
     return ModelFolder(
         path=folder,
@@ -242,8 +241,7 @@ def _openvino(folder: Path) -> ModelFolder:
     if gen_path.exists():
         gen = _load_json(folder, "generation_config.json")
         checked.append("generation_config.json")
-        eos = gen.get("eos_token_id") if isinstance(gen, dict) else None
-        eos_ids = tuple(eos) if isinstance(eos, list) else (eos,) if isinstance(eos, int) else ()
+        eos_ids = _eos_ids(gen.get("eos_token_id") if isinstance(gen, dict) else None)
     ctx = cfg.get("max_position_embeddings")
     return ModelFolder(
         path=folder,
@@ -297,3 +295,10 @@ def validate_for(path: Path | str | None, backend: Format) -> ModelFolder:
             f"(set model.backend = {found.format!r})"
         )
     return found
+
+
+def _eos_ids(value: object) -> tuple[int, ...]:
+    """Both runtimes' configs give eos_token_id as one id or a list of ids."""
+    if isinstance(value, list):
+        return tuple(v for v in value if isinstance(v, int))
+    return (value,) if isinstance(value, int) else ()
