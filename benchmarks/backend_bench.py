@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bare_loop  # noqa: E402
 
+from edge.config.settings import ModelSettings  # noqa: E402
+from edge.core.messages import GenerationRequest  # noqa: E402
 from edge.inference import openvino_genai, ort_genai  # noqa: E402
 from edge.inference.prompts import chat_prompt  # noqa: E402
-from edge.messages import GenerationRequest  # noqa: E402
-from edge.settings import ModelSettings  # noqa: E402
 
 PROMPT = "Count the people."  # long greedy answers on the fixture weights: no early EOS
 

@@ -28,10 +28,10 @@ import psutil
 from edge.capture import Grabber
 from edge.capture.frames import prepare_image
 from edge.capture.testsrc import TestSource, render_frame
-from edge.gate import Gate
-from edge.imageio import decode_image_bytes
-from edge.messages import Frame
-from edge.settings import CameraSettings, GateSettings
+from edge.config.settings import CameraSettings, GateSettings
+from edge.core.messages import Frame
+from edge.imaging.gate import Gate
+from edge.imaging.imageio import decode_image_bytes
 
 SIZES = [(640, 480), (1920, 1080)]
 

@@ -21,9 +21,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.bench import BenchOptions, run_bench  # noqa: E402
-from edge.bench_report import evaluate_targets, render_table  # noqa: E402
-from edge.settings import Settings  # noqa: E402
+from edge.cli.bench.command import BenchOptions, run_bench  # noqa: E402
+from edge.cli.bench.report import evaluate_targets, render_table  # noqa: E402
+from edge.config.settings import Settings  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edge.config.settings import ModelSettings, WatchdogSettings  # noqa: E402
+from edge.core.messages import GenerationRequest, Job  # noqa: E402
 from edge.inference.supervisor import Supervisor  # noqa: E402
-from edge.messages import GenerationRequest, Job  # noqa: E402
-from edge.settings import ModelSettings, WatchdogSettings  # noqa: E402
 
 
 def one(sup: Supervisor, sig: signal.Signals, image: np.ndarray, n: int) -> tuple[float, float, str]:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edge.config.settings import ModelSettings, WatchdogSettings  # noqa: E402
+from edge.core.messages import GenerationRequest, Job  # noqa: E402
 from edge.inference.heartbeat import Heartbeat  # noqa: E402
 from edge.inference.protocol import JobDone, RunJob  # noqa: E402
 from edge.inference.registry import load_backend  # noqa: E402
 from edge.inference.supervisor import Supervisor  # noqa: E402
 from edge.inference.worker import run_job  # noqa: E402
-from edge.messages import GenerationRequest, Job  # noqa: E402
-from edge.settings import ModelSettings, WatchdogSettings  # noqa: E402
 
 PROMPT = "Count the people."
 

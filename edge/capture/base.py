@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from edge.errors import EdgeError
+from edge.core.errors import EdgeError
 
 
 class CameraError(EdgeError):
@@ -50,7 +50,7 @@ class Camera(Protocol):
     """One connection to one source. Not thread-safe: one reader thread owns it from open to close.
 
     `read()` returns a raw frame (the grabber validates it), or raises:
-    - `edge.errors.FrameError` for one bad frame (dropped and counted; reading goes on),
+    - `edge.core.errors.FrameError` for one bad frame (dropped and counted; reading goes on),
     - `StreamEnded` at the end of a finite source,
     - `CameraError` when the connection is gone (the grabber reconnects with backoff).
     """

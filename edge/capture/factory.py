@@ -25,9 +25,9 @@ from edge.capture.opencv_source import OpenCVSource, stream_timeout_params, v4l2
 from edge.capture.picamera2_source import Picamera2Source
 from edge.capture.redact import redact_source
 from edge.capture.testsrc import TestSource
-from edge.errors import FrameError
-from edge.messages import Frame
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
+from edge.core.errors import FrameError
+from edge.core.messages import Frame
 
 log = logging.getLogger(__name__)
 

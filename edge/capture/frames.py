@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.imageio import validate_array
+from edge.imaging.imageio import validate_array
 
 
 def prepare_image(raw: object, max_edge: int | None) -> np.ndarray:

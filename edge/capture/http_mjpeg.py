@@ -1,7 +1,7 @@
 """HTTP(S) MJPEG cameras (multipart/x-mixed-replace), and single-JPEG snapshot URLs polled at `fps`.
 
 The multipart stream is parsed here rather than by FFmpeg so that every part is one JPEG we decode
-ourselves (edge.imageio): a truncated or garbage part is refused and counted instead of being
+ourselves (edge.imaging.imageio): a truncated or garbage part is refused and counted instead of being
 concealed as a grey frame, and a dead server shows up within the socket timeout. Credentials in the
 URL become Basic/Digest auth and never appear in logs.
 """
@@ -20,7 +20,7 @@ import numpy as np
 
 from edge.capture.base import CameraError, CameraInfo, Pacer
 from edge.capture.redact import redact_source
-from edge.imageio import decode_image_bytes
+from edge.imaging.imageio import decode_image_bytes
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """A directory (or glob) of still images played as a camera.
 
-Files are decoded by OpenCV through edge.imageio, never by a model runtime: a corrupt or truncated
+Files are decoded by OpenCV through edge.imaging.imageio, never by a model runtime: a corrupt or truncated
 file becomes one counted invalid frame, not a crash. The listing is refreshed at every wrap-around,
 so images dropped into the folder while the daemon runs are picked up.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.capture.base import CameraConfigError, CameraError, CameraInfo, Pacer, StreamEnded
-from edge.imageio import read_image_file
+from edge.imaging.imageio import read_image_file
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from edge.messages import Generation, GenerationRequest
+from edge.core.messages import Generation, GenerationRequest
 
 # Called once per generated token with the number of new tokens so far. It must cost microseconds:
 # the worker uses it to bump a shared-memory heartbeat counter, never to send a message.

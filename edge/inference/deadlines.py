@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edge.config.settings import WatchdogSettings
 from edge.inference.heartbeat import Heartbeat
-from edge.settings import WatchdogSettings
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+from edge.config.settings import WatchdogSettings
 from edge.inference.restart_policy import RestartPolicy
-from edge.settings import WatchdogSettings
 
 log = logging.getLogger(__name__)
 

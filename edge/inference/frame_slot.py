@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.messages import GenerationRequest
+from edge.core.messages import GenerationRequest
 
 # Two 1080p frames. Pages are only committed when written, so a 640x480 camera costs 900 KB.
 SLOT_BYTES = 2 * 1920 * 1080 * 3

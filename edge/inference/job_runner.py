@@ -12,11 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.core.messages import Generation
 from edge.inference.deadlines import JobWatch
 from edge.inference.heartbeat import Heartbeat
 from edge.inference.protocol import FailureReason, JobDone, JobError, JobFailure, RunJob
 from edge.inference.worker import Died, WorkerProcess
-from edge.messages import Generation
 
 # (cancel_at, kill_at) on the monotonic clock once shutdown has begun, else None
 StopSchedule = Callable[[], "tuple[float, float] | None"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from xml.etree import ElementTree
 
-from edge.errors import ModelError
+from edge.core.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
-from edge.imageio import validate_array
+from edge.config.settings import ModelSettings
+from edge.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
+from edge.core.messages import Generation, GenerationRequest
+from edge.imaging.imageio import validate_array
 from edge.inference import structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
@@ -34,8 +36,6 @@ from edge.inference.phi3v_preprocess import hd_size, image_token_count
 from edge.inference.prompts import chat_prompt
 from edge.inference.providers import first_line, load_first, options_for
 from edge.inference.stopping import TokenClock
-from edge.messages import Generation, GenerationRequest
-from edge.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,16 +17,16 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.errors import BackendUnavailable, GenerationError
-from edge.imageio import validate_array
+from edge.config.settings import ModelSettings
+from edge.core.errors import BackendUnavailable, GenerationError
+from edge.core.messages import Generation, GenerationRequest
+from edge.imaging.imageio import validate_array
 from edge.inference import phi3v_preprocess, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.providers import canonical, first_line, load_first, options_for
 from edge.inference.stopping import TokenClock
-from edge.messages import Generation, GenerationRequest
-from edge.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.core.messages import Generation, GenerationRequest, ModelRef
 from edge.inference.base import BackendInfo
-from edge.messages import Generation, GenerationRequest, ModelRef
 
 # --------------------------------------------------------------------------- supervisor -> worker
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
-from edge.errors import ConfigError, ProviderError
+from edge.core.errors import ConfigError, ProviderError
 
 log = logging.getLogger(__name__)
 

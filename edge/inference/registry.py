@@ -8,9 +8,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from edge.errors import BackendUnavailable, ConfigError
+from edge.config.settings import ModelSettings
+from edge.core.errors import BackendUnavailable, ConfigError
 from edge.inference.base import Backend
-from edge.settings import ModelSettings
 
 # backend name -> (module, loader function, pip extra that installs its SDK)
 BACKENDS: dict[str, tuple[str, str, str]] = {

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Literal
 
+from edge.core.messages import GenerationStats, StopReason
 from edge.inference.base import TokenCallback
-from edge.messages import GenerationStats, StopReason
 
 Stop = Literal["deadline", "cancelled"]
 

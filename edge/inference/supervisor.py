@@ -24,8 +24,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge.errors import FrameError
-from edge.imageio import validate_array
+from edge.config.settings import ModelSettings, WatchdogSettings
+from edge.core.errors import FrameError
+from edge.core.messages import Generation, Job, ModelRef
+from edge.imaging.imageio import validate_array
 from edge.inference.base import BackendInfo
 from edge.inference.deadlines import JobWatch, Limits
 from edge.inference.faults import FaultTracker
@@ -34,8 +36,6 @@ from edge.inference.heartbeat import Heartbeat
 from edge.inference.job_runner import run_one
 from edge.inference.protocol import JobFailure, JobOutcome, Loaded, LoadFailed, RunJob
 from edge.inference.worker import DEFAULT_LOADER, Died, WorkerProcess
-from edge.messages import Generation, Job, ModelRef
-from edge.settings import ModelSettings, WatchdogSettings
 
 log = logging.getLogger(__name__)
 

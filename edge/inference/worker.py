@@ -31,11 +31,11 @@ from typing import Any
 
 import psutil
 
+from edge.config.settings import ModelSettings
 from edge.inference import heartbeat as hb
 from edge.inference.frame_slot import FrameSlot
 from edge.inference.heartbeat import Heartbeat
 from edge.inference.protocol import JobDone, JobError, Loaded, LoadFailed, RunJob, StopWorker, one_line
-from edge.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 

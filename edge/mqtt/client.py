@@ -30,10 +30,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge.errors import ConfigError
-from edge.messages import StatePayload
+from edge.config.settings import MqttSettings
+from edge.core.errors import ConfigError
+from edge.core.messages import StatePayload
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from typing import Annotated, Any, Protocol
 import paho.mqtt.client as paho
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from edge.messages import CommandReply
+from edge.config.settings import GateSettings, TaskSettings
+from edge.core.messages import CommandReply
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import COMMAND_VERBS, Topics
-from edge.settings import GateSettings, TaskSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from typing import Any
 import paho.mqtt.client as paho
 
 from edge import __version__
+from edge.config.settings import MqttSettings, TaskSettings
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings, TaskSettings
 
 log = logging.getLogger(__name__)
 

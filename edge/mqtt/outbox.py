@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.errors import EdgeError
+from edge.core.errors import EdgeError
 
 log = logging.getLogger(__name__)
 

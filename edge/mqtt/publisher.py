@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
+from edge.core.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
 from edge.mqtt.client import MqttClient, publish_ok
 from edge.mqtt.outbox import DropReport, Outbox, OutboxMessage, StoredMessage
 from edge.mqtt.topics import Topics

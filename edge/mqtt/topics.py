@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edge.settings import MqttSettings, TaskSettings
+from edge.config.settings import MqttSettings, TaskSettings
 
 COMMAND_VERBS: tuple[str, ...] = ("ask", "capture", "pause", "resume", "set", "reload")
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edge.messages import PositionPayload
+from edge.config.settings import SerialSettings
+from edge.core.messages import PositionPayload
 from edge.serial.nmea import Fix, NmeaCounters, NmeaDecoder
 from edge.serial.port import PortCounters, PortOwner, SerialLinePort
-from edge.settings import SerialSettings
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edge.config.settings import SerialSettings
 from edge.serial.port import PortCounters, PortOwner, SerialLinePort
-from edge.settings import SerialSettings
 
 log = logging.getLogger(__name__)
 

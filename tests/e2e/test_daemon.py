@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
+from edge.core.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
 from tests.e2e.harness import MODELS, base_settings, start_daemon, write_config
 from tests.plugins.mosquitto import Collector
 

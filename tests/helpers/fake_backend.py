@@ -16,10 +16,10 @@ import os
 import threading
 import time
 
-from edge.errors import GenerationError, ModelError, ProviderError
+from edge.config.settings import ModelSettings
+from edge.core.errors import GenerationError, ModelError, ProviderError
+from edge.core.messages import Generation, GenerationRequest, GenerationStats
 from edge.inference.base import BackendInfo, TokenCallback
-from edge.messages import Generation, GenerationRequest, GenerationStats
-from edge.settings import ModelSettings
 
 _LEAKED: list[bytearray] = []
 

@@ -14,8 +14,8 @@ import sys
 import threading
 import time
 
+from edge.daemon.systemd import Notifier, WatchdogPinger
 from edge.inference.supervisor import Supervisor
-from edge.systemd import Notifier, WatchdogPinger
 from tests.helpers.supervision import FAKE_LOADER, fake_model, job, watchdog
 
 

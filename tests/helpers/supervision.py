@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.config.settings import ModelSettings, WatchdogSettings
+from edge.core.messages import Frame, GenerationRequest, Job
 from edge.inference.supervisor import Supervisor
-from edge.messages import Frame, GenerationRequest, Job
-from edge.settings import ModelSettings, WatchdogSettings
 
 FAKE_LOADER = "tests.helpers.fake_backend:load"
 

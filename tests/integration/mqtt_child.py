@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge.settings import MqttSettings
+from edge.config.settings import MqttSettings
 from tests.integration.mqtt_stack import make_stack, result_builder
 
 

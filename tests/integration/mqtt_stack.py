@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.messages import ModelPayload, ResultPayload, StatePayload, StatsPayload, utc_iso
+from edge.config.settings import MqttSettings
+from edge.core.messages import ModelPayload, ResultPayload, StatePayload, StatsPayload, utc_iso
 from edge.mqtt.client import MqttClient
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings
 
 DEVICE = "cam-01"
 

@@ -16,13 +16,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
+from edge.config.settings import ModelSettings
+from edge.core.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
+from edge.core.messages import GenerationRequest
 from edge.inference import openvino_genai
 from edge.inference.openvino_genai import ov_image_tokens
 from edge.inference.phi3v_preprocess import tokens_for_frame
 from edge.inference.structured import validate
-from edge.messages import GenerationRequest
-from edge.settings import ModelSettings
 from tests.plugins.models import model_dir
 
 pytest.importorskip("openvino_genai")
@@ -282,8 +282,8 @@ def test_wrong_format_and_corrupt_weights(tmp_path: Path) -> None:
 _RAISING_CALLBACK_CHILD = r"""
 import sys
 from edge.inference import openvino_genai
-from edge.messages import GenerationRequest
-from edge.settings import ModelSettings
+from edge.core.messages import GenerationRequest
+from edge.config.settings import ModelSettings
 
 backend = openvino_genai.load(ModelSettings(path=sys.argv[1], backend="openvino", providers=["CPU"]))
 

@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
+from edge.config.settings import ModelSettings
+from edge.core.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
+from edge.core.messages import GenerationRequest
 from edge.inference import ort_genai
 from edge.inference.phi3v_preprocess import prepare, tokens_for_frame
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.structured import validate
-from edge.messages import GenerationRequest
-from edge.settings import ModelSettings
 from tests.plugins.models import model_dir
 
 og = pytest.importorskip("onnxruntime_genai")
@@ -311,11 +311,11 @@ def test_wrong_folder_format_and_corrupt_model(tmp_path: Path) -> None:
 _BAD_BYTES_CHILD = r"""
 import io, sys
 import cv2, numpy as np
-from edge.errors import FrameError
-from edge.imageio import decode_image_bytes
+from edge.core.errors import FrameError
+from edge.imaging.imageio import decode_image_bytes
 from edge.inference import ort_genai
-from edge.messages import GenerationRequest
-from edge.settings import ModelSettings
+from edge.core.messages import GenerationRequest
+from edge.config.settings import ModelSettings
 
 backend = ort_genai.load(ModelSettings(path=sys.argv[1], num_crops=1))
 frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from edge.capture import CameraError, Grabber, grab_frame
-from edge.messages import Frame
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
+from edge.core.messages import Frame
 from tests.plugins.streams import CameraEvents, ImageDir, Videos
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from edge.capture import Grabber
-from edge.gate import Gate, GateDecision
-from edge.settings import CameraSettings, GateSettings
+from edge.config.settings import CameraSettings, GateSettings
+from edge.imaging.gate import Gate, GateDecision
 from tests.plugins.streams import Videos
 
 

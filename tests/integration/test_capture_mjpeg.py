@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from edge.capture import Grabber
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
 from tests.plugins.streams import CameraEvents, MjpegServer
 
 STALL_S = 1.0

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from edge.capture import Grabber
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
 from tests.plugins.streams import CameraEvents, RtspServer
 
 # FFmpeg probes ~2 s of an RTSP stream while opening, even on loopback.

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.messages import ResultPayload
+from edge.core.messages import ResultPayload
 
 MODELS = Path(__file__).resolve().parents[1] / "fixtures" / "models"
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import tomli_w
 
-from edge.doctor import Host, run_doctor
-from edge.doctor_checks import CheckResult
+from edge.cli.doctor.checks import CheckResult
+from edge.cli.doctor.command import Host, run_doctor
 from edge.mqtt.outbox import Outbox, OutboxMessage
 from tests.plugins.models import model_dir
 from tests.plugins.mosquitto import USERS, Broker, TlsFiles

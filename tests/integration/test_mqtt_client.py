@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from edge.config.settings import MqttSettings, TLSSettings
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings, TLSSettings
 from tests.integration.mqtt_stack import DEVICE, make_stack, result_builder, wait_until
 from tests.plugins.mosquitto import Broker, Collector
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edge.config.settings import TaskSettings
 from edge.mqtt.discovery import Discovery, discovery_payload, forget_device
-from edge.settings import TaskSettings
 from tests.integration.mqtt_stack import DEVICE, make_stack
 from tests.plugins.mosquitto import Broker, Collector
 

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.errors import ConfigError, FrameError
-from edge.messages import ResultPayload
-from edge.oneshot import ask, caption
-from edge.settings import ModelSettings, Settings
+from edge.cli.oneshot import ask, caption
+from edge.config.settings import ModelSettings, Settings
+from edge.core.errors import ConfigError, FrameError
+from edge.core.messages import ResultPayload
 from tests.plugins.models import model_dir
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.config.settings import SerialSettings
 from edge.serial.gnss import GnssReader
 from edge.serial.nmea import checksum
-from edge.settings import SerialSettings
 from tests.plugins.ptys import PtyLink, wait_for
 
 STREAM = Path(__file__).resolve().parents[1] / "fixtures" / "serial" / "gnss_stream.nmea"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.config.settings import SerialSettings
 from edge.serial.sink import SerialSink, ascii_safe, parse_line
 from edge.serial.trigger import TriggerReader
-from edge.settings import SerialSettings
 from tests.plugins.ptys import PtyLink, wait_for
 
 

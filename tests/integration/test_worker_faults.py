@@ -14,7 +14,7 @@ import time
 import numpy as np
 import psutil
 
-from edge.messages import GenerationRequest, Job
+from edge.core.messages import GenerationRequest, Job
 from tests.helpers.supervision import (
     EventLog,
     fake_model,

@@ -251,8 +251,8 @@ class Broker:
     # ---- convenience for tests
 
     def mqtt_settings(self, **overrides: Any) -> Any:
-        """An `edge.settings.MqttSettings` pointing at this broker (TLS files, first user)."""
-        from edge.settings import MqttSettings, TLSSettings
+        """An `edge.config.settings.MqttSettings` pointing at this broker (TLS files, first user)."""
+        from edge.config.settings import MqttSettings, TLSSettings
 
         values: dict[str, Any] = {"host": self.host, "port": self.port}
         if self.tls:

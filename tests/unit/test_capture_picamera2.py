@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edge.capture import Grabber
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
 
 
 class FakePicamera2:

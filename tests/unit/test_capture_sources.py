@@ -14,8 +14,8 @@ from edge.capture import CameraConfigError, Grabber, build_camera, source_kind
 from edge.capture.frames import prepare_image
 from edge.capture.gst import APPSINK_TAIL, has_gstreamer, pipeline_of
 from edge.capture.testsrc import TestSource, render_frame
-from edge.errors import EdgeError, FrameError
-from edge.settings import CameraSettings
+from edge.config.settings import CameraSettings
+from edge.core.errors import EdgeError, FrameError
 
 
 @pytest.mark.parametrize(

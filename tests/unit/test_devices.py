@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.devices import DeviceReport, detect, render_table, to_json
-from edge.provider_probe import probe_providers
-from edge.settings import Settings
+from edge.cli.devices import DeviceReport, detect, render_table, to_json
+from edge.cli.provider_probe import probe_providers
+from edge.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -207,7 +207,7 @@ def test_table_and_json_render_every_section(fake: FakeRoot) -> None:
 
 FAKE_CHILD = """\
 import json, os, signal, sys
-providers = sys.argv[sys.argv.index("edge.provider_probe") + 3:]
+providers = sys.argv[sys.argv.index("edge.cli.provider_probe") + 3:]
 for p in providers:
     if p == "boom":
         os.kill(os.getpid(), signal.SIGSEGV)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from edge.config.settings import TaskSettings
 from edge.mqtt.discovery import HA_STATE_MAX, default_expire_after, discovery_payload
 from edge.mqtt.topics import Topics
-from edge.settings import TaskSettings
 
 # Allowed keys, transcribed from Home Assistant core (homeassistant/components/mqtt/):
 #   schemas.py   DEVICE_DISCOVERY_SCHEMA (= MQTT_AVAILABILITY_SCHEMA + device, components, origin,

@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.executor import Executor, ExecutorDeps
-from edge.health import Counters, Rolling
+from edge.config.settings import ModelSettings, MqttSettings, TaskSettings, WatchdogSettings
+from edge.core.messages import Frame, Generation, GenerationStats, Job, ModelRef
+from edge.core.stats import Counters, Rolling
 from edge.inference.protocol import JobFailure, JobOutcome
-from edge.messages import Frame, Generation, GenerationStats, Job, ModelRef
 from edge.mqtt.client import MqttClient
 from edge.mqtt.outbox import Outbox
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from edge.settings import ModelSettings, MqttSettings, TaskSettings, WatchdogSettings
-from edge.tasks import JobQueue, JobSpec, RecentResults
+from edge.pipeline.executor import Executor, ExecutorDeps
+from edge.pipeline.jobs import JobQueue, JobSpec, RecentResults
 
 CAPTION = TaskSettings(name="caption", trigger="interval", interval_s=1)
 

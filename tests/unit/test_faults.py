@@ -6,8 +6,8 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
+from edge.config.settings import WatchdogSettings
 from edge.inference.faults import FaultTracker
-from edge.settings import WatchdogSettings
 
 
 def _tracker(providers: list[str], **wd: Any) -> tuple[FaultTracker, list[tuple[str, dict[str, Any]]]]:

@@ -7,8 +7,8 @@ import multiprocessing
 import numpy as np
 import pytest
 
+from edge.core.messages import GenerationRequest
 from edge.inference.frame_slot import FrameSlot
-from edge.messages import GenerationRequest
 
 CTX = multiprocessing.get_context("spawn")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.gate import Gate, GateDecision, MotionScorer
-from edge.messages import Frame
-from edge.settings import GateSettings
+from edge.config.settings import GateSettings
+from edge.core.messages import Frame
+from edge.imaging.gate import Gate, GateDecision, MotionScorer
 
 W, H = 320, 240
 

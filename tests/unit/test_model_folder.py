@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.errors import ModelError
+from edge.core.errors import ModelError
 from edge.inference.model_folder import inspect_folder, validate_for
 from tests.plugins.models import model_dir
 
@@ -179,7 +179,7 @@ def test_weights_unreadable_by_the_service_user(world_readable_tmp: Path) -> Non
     # As root every file is readable: check as 'nobody', the way a service user would see it. The
     # child drops privileges after its imports (the interpreter itself may live under /root).
     code = (
-        "import os, sys\nfrom edge.errors import ModelError\nfrom edge.inference.model_folder import inspect_folder\n"
+        "import os, sys\nfrom edge.core.errors import ModelError\nfrom edge.inference.model_folder import inspect_folder\n"
         "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
         f"try:\n    inspect_folder({str(d)!r})\nexcept ModelError as e:\n    print(e); sys.exit(3)\n"
     )

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.cli import main
-from edge.config_sources import load_settings
-from edge.settings import Settings
+from edge.cli.main import main
+from edge.config.settings import Settings
+from edge.config.sources import load_settings
 
 if sys.version_info >= (3, 11):
     import tomllib

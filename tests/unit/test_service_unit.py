@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.service_unit import (
+from edge.cli.service_unit import (
     ANOTHER_USER,
     DYNAMIC_UID_RANGE,
     Identity,

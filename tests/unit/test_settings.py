@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config_sources import load_settings
-from edge.errors import ConfigError
+from edge.config.sources import load_settings
+from edge.core.errors import ConfigError
 
 EMPTY_ENV: dict[str, str] = {}
 
@@ -162,7 +162,7 @@ def test_unknown_profile_lists_known_ones(tmp_path: Path) -> None:
 
 
 def test_importing_settings_has_no_side_effects(tmp_path: Path) -> None:
-    code = "import edge.settings, edge.config_sources, edge.messages, os; print(os.listdir('.'))"
+    code = "import edge.config.settings, edge.config.sources, edge.core.messages, os; print(os.listdir('.'))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
     )

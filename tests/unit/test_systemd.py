@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.systemd import Notifier, WatchdogPinger, extending_timeout
+from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from tests.helpers.notify import NotifyListener
 
 

@@ -15,8 +15,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from edge.config_sources import ENV_RESERVED, load_settings
-from edge.settings import WatchdogSettings
+from edge.config.settings import WatchdogSettings
+from edge.config.sources import ENV_RESERVED, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = ROOT / "systemd"

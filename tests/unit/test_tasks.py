@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from edge.settings import TaskSettings
-from edge.tasks import JobQueue, JobSpec, Recent, RecentResults, summarize_prompt
+from edge.config.settings import TaskSettings
+from edge.pipeline.jobs import JobQueue, JobSpec, Recent, RecentResults, summarize_prompt
 
 CAPTION = TaskSettings(name="caption", trigger="interval", interval_s=1)
 OTHER = TaskSettings(name="other", trigger="motion")

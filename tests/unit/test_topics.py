@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from edge.config.settings import MqttSettings, TaskSettings
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings, TaskSettings
 
 
 def test_contract_topics() -> None:

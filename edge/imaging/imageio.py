@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge.errors import FrameError
+from edge.core.errors import FrameError
 
 MIN_EDGE = 16
 MAX_EDGE = 8192

@@ -14,15 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge.errors import FrameError
-from edge.health import Counters, Rolling
-from edge.imageio import encode_jpeg
+from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
+from edge.core.errors import FrameError
+from edge.core.messages import Frame, Job, PositionPayload
+from edge.core.stats import Counters, Rolling
+from edge.imaging.imageio import encode_jpeg
 from edge.inference.protocol import JobOutcome
-from edge.messages import Frame, Job, PositionPayload
 from edge.mqtt.publisher import Publisher
-from edge.results import ResultInput, build_result, console_line
-from edge.settings import ModelSettings, TaskSettings, WatchdogSettings
-from edge.tasks import JobQueue, JobSpec, Recent, RecentResults, build_request, job_id, summarize_prompt
+from edge.pipeline.jobs import (
+    JobQueue,
+    JobSpec,
+    Recent,
+    RecentResults,
+    build_request,
+    job_id,
+    summarize_prompt,
+)
+from edge.pipeline.results import ResultInput, build_result, console_line
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from edge.config.settings import GateSettings, TaskSettings
 from edge.mqtt.commands import AskCommand, CaptureCommand, Reply, SetCommand
-from edge.settings import GateSettings, TaskSettings
-from edge.tasks import FRAME_KINDS, JobSpec
+from edge.pipeline.jobs import FRAME_KINDS, JobSpec
 
 if TYPE_CHECKING:
-    from edge.runtime import Daemon
+    from edge.daemon.app import Daemon
 
 log = logging.getLogger(__name__)
 

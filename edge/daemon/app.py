@@ -2,7 +2,7 @@
 
 Start: settings -> outbox and MQTT -> worker and model load -> camera -> triggers -> READY=1.
 Stop (SIGTERM/SIGINT): triggers -> the running job finishes or hits its deadline -> worker -> camera
--> outbox flushed -> `offline` -> exit 0. SIGHUP reloads settings (edge.reload).
+-> outbox flushed -> `offline` -> exit 0. SIGHUP reloads settings (edge.daemon.reload).
 """
 
 from __future__ import annotations
@@ -18,26 +18,26 @@ from typing import Any
 
 from edge import __version__
 from edge.capture import Grabber
-from edge.config_sources import LoadedSettings
-from edge.executor import Executor, ExecutorDeps
-from edge.gate import Gate
-from edge.health import Counters, Rolling
+from edge.config.settings import Settings
+from edge.config.sources import LoadedSettings
+from edge.core.messages import DaemonState, StatePayload, utc_iso
+from edge.core.stats import Counters, Rolling
+from edge.daemon.commands import CommandHandlerMixin
+from edge.daemon.health import HealthReporter
+from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
+from edge.imaging.gate import Gate
 from edge.inference.supervisor import Supervisor
-from edge.messages import DaemonState, StatePayload, utc_iso
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, default_expire_after, discovery_payload
 from edge.mqtt.outbox import Outbox, default_outbox_path
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
-from edge.runtime_commands import CommandHandlerMixin
-from edge.runtime_health import HealthReporter
+from edge.pipeline.executor import Executor, ExecutorDeps
+from edge.pipeline.jobs import FRAME_KINDS, JobQueue, JobSpec, RecentResults, Scheduler
 from edge.serial.gnss import GnssReader
 from edge.serial.sink import SerialSink
 from edge.serial.trigger import TriggerReader
-from edge.settings import Settings
-from edge.systemd import Notifier, WatchdogPinger, extending_timeout
-from edge.tasks import FRAME_KINDS, JobQueue, JobSpec, RecentResults, Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Daemon(CommandHandlerMixin):
         while not self.stop_requested.wait(0.5):
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
-                from edge.reload import reload_settings
+                from edge.daemon.reload import reload_settings
 
                 reload_settings(self)
             self._update_state()

@@ -21,8 +21,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edge.messages import Frame
-from edge.settings import GateSettings
+from edge.config.settings import GateSettings
+from edge.core.messages import Frame
 
 GateReason = Literal["motion", "max_interval", "min_interval", "cooldown", "below_threshold", "first_frame"]
 

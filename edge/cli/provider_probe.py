@@ -6,7 +6,7 @@ segfaults, a DSP library that aborts) or hang (a first NPU compilation): the loa
 process, one provider after another, each with its own timeout, and a crash or timeout costs only
 that provider's answer: the next ones run in a fresh child.
 
-Protocol: `python -m edge.provider_probe BACKEND MODEL_DIR PROVIDER...` prints one JSON line per
+Protocol: `python -m edge.cli.provider_probe BACKEND MODEL_DIR PROVIDER...` prints one JSON line per
 provider, in order: {"provider": ..., "ok": bool, "detail": str, "load_ms": float | null}.
 """
 
@@ -54,7 +54,7 @@ def _run_child(
 ) -> tuple[list[ProviderProbe], list[str]]:
     """Probe providers in one child until it finishes, crashes or one provider times out; returns
     (answers, providers still to probe)."""
-    cmd = [sys.executable, "-m", "edge.provider_probe", backend, str(model), *providers]
+    cmd = [sys.executable, "-m", "edge.cli.provider_probe", backend, str(model), *providers]
     done: list[ProviderProbe] = []
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True)
@@ -122,9 +122,9 @@ def _reason(provider: str, message: str) -> str:
 
 
 def _child(backend: str, model: str, providers: list[str]) -> int:
-    from edge.errors import EdgeError
+    from edge.config.settings import ModelSettings
+    from edge.core.errors import EdgeError
     from edge.inference.registry import load_backend
-    from edge.settings import ModelSettings
 
     for provider in providers:
         t0 = time.perf_counter()
@@ -152,6 +152,6 @@ def _child(backend: str, model: str, providers: list[str]) -> int:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(name)s: %(message)s")
     if len(sys.argv) < 4:
-        print("usage: python -m edge.provider_probe BACKEND MODEL_DIR PROVIDER...", file=sys.stderr)
+        print("usage: python -m edge.cli.provider_probe BACKEND MODEL_DIR PROVIDER...", file=sys.stderr)
         sys.exit(2)
     sys.exit(_child(sys.argv[1], sys.argv[2], sys.argv[3:]))

@@ -2,7 +2,7 @@
 
 Validation here has no side effects: nothing is opened, created or connected. Loading the layered
 sources (profile < file < env < CLI) and remembering where each value came from is in
-`edge.config_sources`; these models only say what is valid.
+`edge.config.sources`; these models only say what is valid.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ class HealthSettings(Section):
 
 
 class Settings(BaseSettings):
-    """The whole configuration. Built by `edge.config_sources.load_settings`, which merges the layers."""
+    """The whole configuration. Built by `edge.config.sources.load_settings`, which merges the layers."""
 
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
-from edge.config_sources import LoadedSettings, load_settings
-from edge.errors import ConfigError, EdgeError
-from edge.logsetup import setup_logging
+from edge.cli.logsetup import setup_logging
+from edge.config.sources import LoadedSettings, load_settings
+from edge.core.errors import ConfigError, EdgeError
 
 log = logging.getLogger("edge")
 
@@ -104,7 +104,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "config":
         loaded = _load(args)
         if args.config_command == "show":
-            from edge.config_show import render
+            from edge.config.render import render
 
             sys.stdout.write(render(loaded))
         else:
@@ -113,20 +113,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         return 0
     if cmd == "run":
-        return _call("edge.runtime", "run")(_load(args), lambda: _load(args))
+        return _call("edge.daemon.app", "run")(_load(args), lambda: _load(args))
     if cmd == "caption":
         settings = _load(args).settings
         if args.camera:
-            return _call("edge.oneshot", "caption_camera")(settings, args.prompt, args.json)
-        return _call("edge.oneshot", "caption")(settings, args.image, args.prompt, args.json)
+            return _call("edge.cli.oneshot", "caption_camera")(settings, args.prompt, args.json)
+        return _call("edge.cli.oneshot", "caption")(settings, args.image, args.prompt, args.json)
     if cmd == "ask":
-        return _call("edge.oneshot", "ask")(_load(args).settings, args.question, args.image, args.json)
+        return _call("edge.cli.oneshot", "ask")(_load(args).settings, args.question, args.image, args.json)
     if cmd == "devices":
-        return _call("edge.devices", "devices_command")(_load_optional(args), args.json)
+        return _call("edge.cli.devices", "devices_command")(_load_optional(args), args.json)
     if cmd == "doctor":
-        return _call("edge.doctor", "doctor_command")(args)
+        return _call("edge.cli.doctor.command", "doctor_command")(args)
     if cmd == "bench":
-        return _call("edge.bench", "bench_command")(_load(args), args.json, args.jobs)
+        return _call("edge.cli.bench.command", "bench_command")(_load(args), args.json, args.jobs)
     if cmd == "mqtt":
         return _forget(_load(args).settings)
     raise AssertionError(cmd)

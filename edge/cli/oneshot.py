@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import ConfigError
-from edge.imageio import read_image_file
-from edge.inference.registry import load_backend
-from edge.messages import (
+from edge.config.settings import ModelSettings, Settings
+from edge.core.errors import ConfigError
+from edge.core.messages import (
     Generation,
     GenerationRequest,
     ModelPayload,
@@ -30,7 +29,8 @@ from edge.messages import (
     TaskKind,
     utc_iso,
 )
-from edge.settings import ModelSettings, Settings
+from edge.imaging.imageio import read_image_file
+from edge.inference.registry import load_backend
 
 log = logging.getLogger(__name__)
 

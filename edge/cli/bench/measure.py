@@ -28,16 +28,16 @@ from typing import Any
 import numpy as np
 
 from edge.capture.testsrc import render_frame
-from edge.errors import EdgeError
-from edge.gate import Gate
+from edge.config.settings import GateSettings, ModelSettings
+from edge.core.errors import EdgeError
+from edge.core.messages import Frame
+from edge.imaging.gate import Gate
 from edge.inference import phi3v_preprocess
 from edge.inference.ort_genai import PROVIDERS as ORT_PROVIDERS  # a dict; the SDK loads lazily
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
-from edge.messages import Frame
-from edge.settings import GateSettings, ModelSettings
 
 # The baseline lives outside the package (it imports the SDKs directly); present in a source checkout.
-BARE_SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bare_loop.py"
+BARE_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bare_loop.py"
 
 
 class BenchError(EdgeError):

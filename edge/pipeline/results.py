@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.messages import (
+from edge.core.messages import (
     Frame,
     Generation,
     ModelPayload,

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from edge.messages import Frame, GenerationRequest, TriggerKind
-from edge.settings import ModelSettings, TaskSettings
+from edge.config.settings import ModelSettings, TaskSettings
+from edge.core.messages import Frame, GenerationRequest, TriggerKind
 
 if TYPE_CHECKING:
-    from edge.gate import Gate
+    from edge.imaging.gate import Gate
 
 FRAME_KINDS = {"caption", "structured"}
 

@@ -16,10 +16,10 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.doctor_checks import CheckResult
-from edge.errors import ConfigError
+from edge.cli.doctor.checks import CheckResult
+from edge.config.settings import MqttSettings
+from edge.core.errors import ConfigError
 from edge.mqtt.client import build_tls_context, is_loopback, read_credential
-from edge.settings import MqttSettings
 
 # --------------------------------------------------------------------------- broker
 

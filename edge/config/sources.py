@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge.errors import ConfigError
-from edge.settings import Settings
+from edge.config.settings import Settings
+from edge.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +48,7 @@ CREDENTIALS = {
 
 def profile_dirs() -> list[Path]:
     """Where `profile = NAME` is looked up: /etc/edge/devices first (the admin's), then the shipped ones."""
-    shipped = Path(__file__).resolve().parent.parent / "devices"
+    shipped = Path(__file__).resolve().parents[2] / "devices"
     return [Path("/etc/edge/devices"), shipped]
 
 

@@ -12,11 +12,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from edge.capture import Grabber
-from edge.errors import ConfigError, EdgeError
+from edge.core.errors import ConfigError, EdgeError
 from edge.inference.supervisor import Supervisor
 
 if TYPE_CHECKING:
-    from edge.runtime import Daemon
+    from edge.daemon.app import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Counters, rolling latency percentiles, temperatures and RSS: the numbers behind `health` and STATUS=.
+"""The board's own health: CPU temperature, Raspberry Pi throttling, process RSS.
 
 Reading /sys is cheap and done once per health interval, never per frame.
 """
@@ -7,60 +7,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
-from collections import deque
-from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
 
-from edge.messages import Percentiles
-
 # Zone types that measure the SoC/CPU on the boards we support (Pi, Jetson, x86, Qualcomm).
 _CPU_ZONES = ("cpu-thermal", "cpu_thermal", "x86_pkg_temp", "cpu", "soc_thermal", "tj-thermal", "cpu-therm")
-
-
-class Rolling:
-    """The last `size` samples; percentiles by sorting (size is small, the call is once a minute)."""
-
-    def __init__(self, size: int = 256) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
-
-    def add(self, value: float) -> None:
-        with self._lock:
-            self._values.append(value)
-
-    def percentiles(self) -> Percentiles:
-        with self._lock:
-            values = sorted(self._values)
-        if not values:
-            return Percentiles(p50=None, p95=None)
-        return Percentiles(p50=round(_pick(values, 0.50), 2), p95=round(_pick(values, 0.95), 2))
-
-
-def _pick(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-class Counters:
-    """Monotonic event counts shared between threads."""
-
-    def __init__(self, names: Iterable[str]) -> None:
-        self._counts = dict.fromkeys(names, 0)
-        self._lock = threading.Lock()
-
-    def inc(self, name: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] = self._counts.get(name, 0) + n
-
-    def get(self, name: str) -> int:
-        with self._lock:
-            return self._counts.get(name, 0)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
 
 
 def cpu_temp_c(root: Path = Path("/")) -> float | None:

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.config_sources import LoadedSettings, load_settings
-from edge.doctor_broker import check_broker
-from edge.doctor_checks import (
+from edge.cli.doctor.broker import check_broker
+from edge.cli.doctor.checks import (
     CheckResult,
     check_camera,
     check_model_access,
@@ -31,8 +30,9 @@ from edge.doctor_checks import (
     check_serial,
     check_unit,
 )
-from edge.errors import ConfigError
-from edge.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
+from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
+from edge.config.sources import LoadedSettings, load_settings
+from edge.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ broker, open the outbox and the serial ports) with a time limit, because the dae
 the field are exactly the ones a static look at the settings cannot see: a runtime that crashes on
 this board's driver, a password the broker rejects, weights the service user cannot read. Whatever
 could hang or crash runs in a child process (model loads) or a daemon thread (camera) with a limit.
-The broker check is in `edge.doctor_broker`.
+The broker check is in `edge.cli.doctor.broker`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.errors import EdgeError
+from edge.cli.provider_probe import probe_providers
+from edge.cli.service_unit import ANOTHER_USER, ServiceUnit, UnitError, service_identity, unreadable
+from edge.config.settings import CameraSettings, ModelSettings, MqttSettings, SerialSettings
+from edge.core.errors import EdgeError
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.mqtt.outbox import Outbox, OutboxError, default_outbox_path
-from edge.provider_probe import probe_providers
-from edge.service_unit import ANOTHER_USER, ServiceUnit, UnitError, service_identity, unreadable
-from edge.settings import CameraSettings, ModelSettings, MqttSettings, SerialSettings
 
 log = logging.getLogger(__name__)
 

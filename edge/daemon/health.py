@@ -6,11 +6,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from edge.health import cpu_temp_c, pi_throttled, rss_mb
-from edge.messages import HealthPayload, utc_iso
+from edge.core.messages import HealthPayload, utc_iso
+from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 
 if TYPE_CHECKING:
-    from edge.runtime import Daemon
+    from edge.daemon.app import Daemon
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ import psutil
 import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge.bench_measure import BenchError
 from edge.capture.redact import redact_source
+from edge.cli.bench.measure import BenchError
+from edge.config.settings import MqttSettings, Settings
 from edge.mqtt.client import build_tls_context, read_credential
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings, Settings
 
 TASK = "bench"
 NEVER_S = 1e6  # gate intervals that keep the motion task quiet (after its first-frame run)

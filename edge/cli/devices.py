@@ -4,7 +4,7 @@ which device profile to start from.
 Everything is read from files under a root directory (default "/"), never from commands, so a test
 can build a fake /proc, /sys and /dev for each board in a temp dir, and detection costs nothing on a
 Pi. Which providers a backend can use is the one question files cannot answer honestly: that is
-found by loading a model (edge.provider_probe), in child processes.
+found by loading a model (edge.cli.provider_probe), in child processes.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.provider_probe import ProviderProbe, probe_providers
-from edge.settings import Settings
+from edge.cli.provider_probe import ProviderProbe, probe_providers
+from edge.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
-REPO_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "models"
+REPO_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 # The tiny committed model each backend is probed with when no model of that backend is configured.
 PROBE_FIXTURES = {"ort-genai": "ort-phi3-fp32", "openvino": "ov-phi3"}
 # Providers worth trying per backend on Linux (dml is Windows-only).

@@ -6,7 +6,7 @@ from typing import Any
 
 import tomli_w
 
-from edge.config_sources import LoadedSettings
+from edge.config.sources import LoadedSettings
 
 REDACTED = "**********"
 SECRET_KEYS = {("mqtt", "password"), ("mqtt", "tls", "key_password")}

@@ -32,7 +32,8 @@ from typing import Any
 import psutil
 
 from edge import __version__
-from edge.bench_daemon import (
+from edge.capture.redact import redact_source
+from edge.cli.bench.daemon_run import (
     NEVER_S,
     TASK,
     DaemonProcess,
@@ -42,7 +43,7 @@ from edge.bench_daemon import (
     cpu_s,
     rss_mb,
 )
-from edge.bench_measure import (
+from edge.cli.bench.measure import (
     BARE_SCRIPT,
     BareProcess,
     BenchError,
@@ -53,12 +54,11 @@ from edge.bench_measure import (
     median,
     percentile,
 )
-from edge.bench_report import evaluate_targets, render_table
-from edge.capture.redact import redact_source
-from edge.config_sources import LoadedSettings
+from edge.cli.bench.report import evaluate_targets, render_table
+from edge.config.settings import MqttSettings, Settings, TaskSettings
+from edge.config.sources import LoadedSettings
 from edge.inference.model_folder import validate_for
 from edge.mqtt.topics import Topics
-from edge.settings import MqttSettings, Settings, TaskSettings
 
 Progress = Callable[[str], None]
 
@@ -117,7 +117,7 @@ def _broker(
     configured = f"{settings.mqtt.host}:{settings.mqtt.port}"
     why = "not asked"
     if not force_local:
-        from edge.doctor_broker import check_broker
+        from edge.cli.doctor.broker import check_broker
 
         check = check_broker(settings.mqtt, settings.device_id, timeout_s=3.0)
         if check.status != "fail":
