@@ -13,26 +13,22 @@ DISCONNECT discards the will.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config.settings import MqttSettings
-from edge.core.errors import ConfigError
 from edge.core.messages import StatePayload
+from edge.mqtt.connection import is_loopback, new_client
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -74,54 +70,6 @@ class ConnectRefusal:
     at: float
 
 
-def read_credential(name: str) -> str | None:
-    """A systemd credential ($CREDENTIALS_DIRECTORY/name), without its trailing newline."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return None
-    path = Path(directory) / name
-    try:
-        return path.read_text().rstrip("\r\n")
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        raise ConfigError([f"mqtt.password: cannot read credential {path}: {err.strerror}"]) from None
-
-
-def is_loopback(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain") or host.startswith("/"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
-    """TLS with hostname checks on; `insecure` turns verification off and says so in the log."""
-    tls = settings.tls
-    if tls is None:
-        return None
-    try:
-        ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
-    except (OSError, ssl.SSLError) as err:
-        raise ConfigError([f"mqtt.tls.ca: cannot load {tls.ca}: {err}"]) from None
-    if tls.cert is not None:
-        password = tls.key_password.get_secret_value() if tls.key_password else None
-        try:
-            ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None, password=password)
-        except (OSError, ssl.SSLError) as err:
-            raise ConfigError([f"mqtt.tls.cert/key: cannot load {tls.cert}: {err}"]) from None
-    if tls.insecure:
-        log.warning(
-            "mqtt.tls.insecure is on: the broker's certificate and host name are NOT verified; "
-            "anyone on the path can read and forge messages"
-        )
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class MqttClient:
     """One broker connection for the daemon. Thread-safe; `start()` never blocks."""
 
@@ -157,23 +105,18 @@ class MqttClient:
         self.connect_failures = 0
         self.last_refusal: ConnectRefusal | None = None
 
-        c = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
-            transport=settings.transport,
-            clean_session=None if self.v5 else True,
-        )
+        c = new_client(settings, self.client_id)
         c.suppress_exceptions = True  # a backstop: every callback below also catches its own errors
         if not any(isinstance(f, _PahoNoise) for f in _PAHO_LOG.filters):
             _PAHO_LOG.addFilter(_PahoNoise())
         c.enable_logger(_PAHO_LOG)
-        if settings.transport == "websockets":
-            c.ws_set_options(path=settings.ws_path)
-        ctx = build_tls_context(settings)
-        if ctx is not None:
-            c.tls_set_context(ctx)
-        elif not is_loopback(settings.host) and (settings.host, settings.port) not in _WARNED_PLAIN:
+        if settings.tls is not None and settings.tls.insecure:
+            log.warning(
+                "mqtt.tls.insecure is on: the broker's certificate and host name are NOT verified; "
+                "anyone on the path can read and forge messages"
+            )
+        plain_remote = settings.tls is None and not is_loopback(settings.host)
+        if plain_remote and (settings.host, settings.port) not in _WARNED_PLAIN:
             _WARNED_PLAIN.add((settings.host, settings.port))
             log.warning(
                 "MQTT to %s:%d is plain TCP: messages%s travel unencrypted; configure [mqtt.tls]",
@@ -181,11 +124,6 @@ class MqttClient:
                 settings.port,
                 " and the password" if settings.username else "",
             )
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            if password is None:
-                password = read_credential("mqtt_password")
-            c.username_pw_set(settings.username, password)
         will_props = None
         if self.v5 and birth and will_delay_s > 0:
             will_props = Properties(PacketTypes.WILLMESSAGE)

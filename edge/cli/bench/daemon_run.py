@@ -2,7 +2,7 @@
 
 The daemon runs exactly as systemd runs it (a config file, NOTIFY_SOCKET, SIGTERM to stop), under a
 bench device id so a service already running on the board keeps its topics, client id and outbox.
-The observer is a plain paho client on the same broker: it sees each result when the broker forwards
+The observer is a bare client from `edge.mqtt.connection` on the same broker: it sees each result when the broker forwards
 it, which on one host is when the broker sends the daemon its PUBACK, and it drives the phases
 through the daemon's own commands (cmd/capture, cmd/set).
 """
@@ -26,15 +26,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
 import psutil
 import tomli_w
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.capture.redact import redact_source
 from edge.cli.bench.measure import BenchError
 from edge.config.settings import MqttSettings, Settings
-from edge.mqtt.client import build_tls_context, read_credential
+from edge.mqtt.connection import Client, Message, new_client
 from edge.mqtt.topics import Topics
 
 TASK = "bench"
@@ -263,21 +261,7 @@ class Observer:
 
     def __init__(self, mqtt: MqttSettings, topics: Topics) -> None:
         self.topics = topics
-        v5 = mqtt.protocol == "5"
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edge-bench-observer-{os.getpid()}",
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-            transport=mqtt.transport,
-        )
-        if mqtt.transport == "websockets":
-            self.client.ws_set_options(path=mqtt.ws_path)
-        ctx = build_tls_context(mqtt)
-        if ctx is not None:
-            self.client.tls_set_context(ctx)
-        if mqtt.username:
-            password = mqtt.password.get_secret_value() if mqtt.password else read_credential("mqtt_password")
-            self.client.username_pw_set(mqtt.username, password)
+        self.client = new_client(mqtt, f"edge-bench-observer-{os.getpid()}")
         self._host, self._port = mqtt.host, mqtt.port
         self._lock = threading.Condition()
         self.results: list[ResultSample] = []
@@ -306,11 +290,11 @@ class Observer:
             self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+    def _on_connect(self, client: Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if not rc.is_failure:
             client.subscribe(f"{self.topics.root}/#", qos=1)
 
-    def _on_message(self, _c: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+    def _on_message(self, _c: Client, _u: Any, msg: Message) -> None:
         now = time.time()
         topic = msg.topic
         try:

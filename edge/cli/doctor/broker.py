@@ -1,8 +1,9 @@
 """The broker check behind `edge doctor`: one real connection with the configured TLS and credentials.
 
-It connects synchronously with plain paho (not the daemon's reconnecting client), because only a
-synchronous connect surfaces the exact reason a connection fails (certificate chain, host name,
-refused port, DNS) instead of a retry loop, and it reports the broker's CONNACK reason in words.
+It connects synchronously with a bare client from `edge.mqtt.connection` (the same TLS, credentials
+and protocol as the daemon, but not its reconnecting wrapper), because only a synchronous connect
+surfaces the exact reason a connection fails (certificate chain, host name, refused port, DNS)
+instead of a retry loop, and it reports the broker's CONNACK reason in words.
 """
 
 from __future__ import annotations
@@ -13,13 +14,10 @@ import ssl
 import time
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
 from edge.cli.doctor.checks import CheckResult
 from edge.config.settings import MqttSettings
 from edge.core.errors import ConfigError
-from edge.mqtt.client import build_tls_context, is_loopback, read_credential
+from edge.mqtt.connection import is_loopback, new_client
 
 # --------------------------------------------------------------------------- broker
 
@@ -49,24 +47,10 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
         ]
     )
     try:
-        ctx = build_tls_context(settings)
+        # Never the daemon's client id: the broker would disconnect the running daemon to let us in.
+        client = new_client(settings, f"edge-doctor-{device_id}-{os.getpid()}")
     except ConfigError as err:
-        return CheckResult(name, "fail", "; ".join(err.problems), "point mqtt.tls.* at readable PEM files")
-    v5 = settings.protocol == "5"
-    # Never the daemon's client id: the broker would disconnect the running daemon to let us in.
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"edge-doctor-{device_id}-{os.getpid()}",
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        transport=settings.transport,
-    )
-    if settings.transport == "websockets":
-        client.ws_set_options(path=settings.ws_path)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-    if settings.username:
-        password = settings.password.get_secret_value() if settings.password else None
-        client.username_pw_set(settings.username, password or read_credential("mqtt_password"))
+        return CheckResult(name, "fail", "; ".join(err.problems), _config_fix(err))
     answers: list[Any] = []
     closed: list[Any] = []
     client.on_connect = lambda _c, _u, _f, rc, _p: answers.append(rc)
@@ -118,6 +102,12 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
             "set mqtt.tls.ca instead",
         )
     return CheckResult(name, "ok", detail)
+
+
+def _config_fix(err: ConfigError) -> str:
+    if all(p.startswith("mqtt.password") for p in err.problems):
+        return "make the mqtt_password credential readable by this user"
+    return "point mqtt.tls.* at readable PEM files"
 
 
 def _connect_error(err: OSError, settings: MqttSettings, timeout_s: float) -> tuple[str, str]:

@@ -1,0 +1,106 @@
+"""The one place that turns `MqttSettings` into a configured paho client.
+
+The daemon's reconnecting client, `edge doctor`'s broker check and `edge bench`'s observer all talk
+to the same broker with the same protocol, transport, TLS and credentials. Building the paho client
+here keeps them from drifting apart (a TLS option or the `mqtt_password` systemd credential honoured
+by one and forgotten by another) and keeps paho itself inside `edge.mqtt`: callers elsewhere get the
+client and message types from this module, never from paho.
+
+What each caller adds on top is its own policy: the daemon its will, logger, backoff and callbacks;
+doctor a synchronous connect; bench its subscriptions.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.config.settings import MqttSettings
+from edge.core.errors import ConfigError
+
+# paho's types under our names, for callers outside edge.mqtt (callbacks, annotations).
+Client = paho.Client
+Message = paho.MQTTMessage
+MessageInfo = paho.MQTTMessageInfo
+
+CREDENTIAL = "mqtt_password"  # systemd credential (LoadCredential=mqtt_password:...) holding the password
+
+
+def read_credential(name: str) -> str | None:
+    """A systemd credential ($CREDENTIALS_DIRECTORY/name), without its trailing newline."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    path = Path(directory) / name
+    try:
+        return path.read_text().rstrip("\r\n")
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ConfigError([f"mqtt.password: cannot read credential {path}: {err.strerror}"]) from None
+
+
+def password(settings: MqttSettings) -> str | None:
+    """The configured password (unless empty), else the `mqtt_password` credential; read when a
+    client is built, never cached, so a rotated credential takes effect on the next connection."""
+    if settings.password:
+        return settings.password.get_secret_value()
+    return read_credential(CREDENTIAL)
+
+
+def is_loopback(host: str) -> bool:
+    """Plain TCP is only acceptable to this host: callers warn about anything else."""
+    if host in ("localhost", "localhost.localdomain") or host.startswith("/"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
+    """TLS with hostname checks on; `insecure` turns verification off (the caller says so)."""
+    tls = settings.tls
+    if tls is None:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+    except (OSError, ssl.SSLError) as err:
+        raise ConfigError([f"mqtt.tls.ca: cannot load {tls.ca}: {err}"]) from None
+    if tls.cert is not None:
+        key_password = tls.key_password.get_secret_value() if tls.key_password else None
+        try:
+            ctx.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None, password=key_password)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError([f"mqtt.tls.cert/key: cannot load {tls.cert}: {err}"]) from None
+    if tls.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def new_client(settings: MqttSettings, client_id: str) -> paho.Client:
+    """A paho client with protocol, transport, TLS and credentials set; not connected.
+
+    Raises ConfigError when a TLS file or the credential cannot be read. Each caller passes its own
+    `client_id`: two connections with one id make the broker drop the older one.
+    """
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311,
+        transport=settings.transport,
+    )
+    if settings.transport == "websockets":
+        client.ws_set_options(path=settings.ws_path)
+    ctx = build_tls_context(settings)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+    if settings.username:
+        client.username_pw_set(settings.username, password(settings))
+    return client
