@@ -5,7 +5,7 @@ VENV   ?= .venv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test check lint venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -19,12 +19,18 @@ demo: $(STAMP)
 	$(VENV)/bin/edge run --profile demo
 
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
-test: $(STAMP)
+# The static checks run first: `.ci/run` calls `make test`, so CI fails on a lint or type error too.
+test: check
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+# Lint, formatting and types; the import walls are a test (tests/unit/test_import_boundaries.py).
+check: $(STAMP)
 	$(VENV)/bin/ruff check edge tests tools benchmarks
 	$(VENV)/bin/ruff format --check edge tests tools benchmarks
+	$(VENV)/bin/mypy edge
+
+# Kept for muscle memory: the same as `check`.
+lint: check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
