@@ -13,33 +13,25 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from edge.config.settings import ModelSettings, Settings
+from edge.config.settings import DEFAULT_CAPTION_PROMPT, ModelSettings, Settings, TaskSettings
 from edge.core.errors import ConfigError
-from edge.core.messages import (
-    Generation,
-    GenerationRequest,
-    ModelPayload,
-    ResultPayload,
-    StatsPayload,
-    TaskKind,
-    utc_iso,
-)
+from edge.core.kinds import TaskKind
+from edge.core.messages import Generation, ModelPayload, ResultPayload
 from edge.imaging.imageio import read_image_file
 from edge.inference.registry import load_backend
+from edge.pipeline.jobs import JobSpec, build_request
+from edge.pipeline.results import ResultInput, build_result
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CAPTION = "Describe what you see in one sentence."
 
 
 def _caption_prompt(settings: Settings) -> str:
     task = next((t for t in settings.tasks if t.kind == "caption"), None)
-    return task.prompt if task is not None else DEFAULT_CAPTION
+    return task.prompt if task is not None else DEFAULT_CAPTION_PROMPT
 
 
 def _run(
@@ -62,17 +54,13 @@ def _run(
         captured_at = os.stat(image).st_mtime
     elif grabbed is not None:
         frame, captured_at = grabbed
+    # A one-shot is a command-triggered job of an ad-hoc task: the daemon's request builder.
+    spec = JobSpec(
+        task=TaskSettings(name=task, kind=task, prompt=prompt, trigger="command"), trigger="command"
+    )
     backend = load_backend(model)
     try:
-        request = GenerationRequest(
-            prompt=prompt,
-            images=(frame,) if frame is not None else (),
-            system=model.system_prompt,
-            max_new_tokens=model.max_new_tokens,
-            temperature=model.temperature,
-            deadline_s=settings.watchdog.generation_s,
-        )
-        result = backend.generate(request)
+        result = backend.generate(build_request(spec, model, settings.watchdog.generation_s, frame))
         info = backend.info
     finally:
         backend.close()
@@ -88,7 +76,8 @@ def _run(
         s.stop_reason,
     )
     if as_json:
-        payload = result_payload(settings, task, result, info.name, info.backend, info.provider, captured_at)
+        model_ref = ModelPayload(name=info.name, backend=info.backend, provider=info.provider)
+        payload = result_payload(settings, task, result, model_ref, captured_at)
         sys.stdout.write(payload.model_dump_json() + "\n")
     else:
         sys.stdout.write(result.text.strip() + "\n")
@@ -97,39 +86,19 @@ def _run(
 
 
 def result_payload(
-    settings: Settings,
-    task: str,
-    result: Generation,
-    model_name: str,
-    backend: str,
-    provider: str,
-    captured_at: float | None,
+    settings: Settings, task: str, result: Generation, model: ModelPayload, captured_at: float | None
 ) -> ResultPayload:
-    """The contract's result payload for a one-shot run: seq 0, trigger "command", boot "cli"."""
-    s = result.stats
-    return ResultPayload(
-        id=f"{settings.device_id}-cli-0",
+    """The daemon's result payload for a one-shot run: seq 0, trigger "command", boot "cli"."""
+    item = ResultInput(
         device=settings.device_id,
-        camera=settings.camera.name,
         task=task,
-        seq=0,
-        captured_at=utc_iso(captured_at) if captured_at is not None else None,
-        published_at=utc_iso(time.time()),
+        camera=settings.camera.name,
         trigger="command",
-        text=result.text,
-        data=result.data,
-        schema_error=result.schema_error,
-        model=ModelPayload(name=model_name, backend=backend, provider=provider),
-        stats=StatsPayload(
-            prompt_tokens=s.prompt_tokens,
-            image_tokens=s.image_tokens,
-            new_tokens=s.new_tokens,
-            ttft_ms=round(s.ttft_ms, 2),
-            decode_tok_s=round(s.decode_tok_s, 2),
-            total_ms=round(s.total_ms, 2),
-            stop_reason=s.stop_reason,
-        ),
+        generation=result,
+        model=model,
+        captured_at=captured_at,
     )
+    return build_result(item, seq=0, result_id=f"{settings.device_id}-cli-0")
 
 
 def caption(settings: Settings, image: Path | None, prompt: str | None, as_json: bool) -> int:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge.core.kinds import BackendName, TaskKind, TriggerKind
+
 TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 TOPIC_SAFE_HINT = "letters, digits, '-' and '_' only (it becomes an MQTT topic level)"
 
@@ -79,7 +81,7 @@ class GateSettings(Section):
 
 class ModelSettings(Section):
     path: Path | None = Field(None, description="Model folder (ORT GenAI or OpenVINO IR).")
-    backend: Literal["ort-genai", "openvino"] = Field("ort-genai", description="Runtime to use.")
+    backend: BackendName = Field("ort-genai", description="Runtime to use.")
     providers: list[str] = Field(
         default_factory=lambda: ["cpu"],
         min_length=1,
@@ -95,16 +97,20 @@ class ModelSettings(Section):
     cache_dir: Path | None = Field(None, description="Compiled-model cache (OpenVINO CACHE_DIR).")
 
 
+DEFAULT_CAPTION_PROMPT = "Describe what you see in one sentence."
+"""A caption task's prompt when none is configured (also `edge caption` without a caption task)."""
+
+
 class TaskSettings(Section):
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, validate_assignment=True, coerce_numbers_to_str=True
     )
 
     name: str
-    kind: Literal["caption", "structured", "ask", "summarize"] = "caption"
-    prompt: str = "Describe what you see in one sentence."
+    kind: TaskKind = "caption"
+    prompt: str = DEFAULT_CAPTION_PROMPT
     json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON schema (structured).")
-    trigger: Literal["interval", "motion", "command", "serial"] = "motion"
+    trigger: TriggerKind = "motion"
     interval_s: float | None = Field(None, gt=0, description="Interval trigger period.")
     publish_image: bool = False
     topic: str | None = Field(None, description="Topic override (relative to the device's root).")

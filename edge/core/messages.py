@@ -14,12 +14,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-PAYLOAD_VERSION: Literal[1] = 1
+from edge.core.kinds import CameraState, DaemonState, EventKind, StopReason, TaskKind, TriggerKind
 
-StopReason = Literal["eos", "max_tokens", "deadline", "cancelled"]
-TaskKind = Literal["caption", "structured", "ask", "summarize"]
-TriggerKind = Literal["interval", "motion", "command", "serial"]
-DaemonState = Literal["starting", "running", "paused", "degraded", "stopping"]
+PAYLOAD_VERSION: Literal[1] = 1
 
 
 def utc_iso(ts: float) -> str:
@@ -68,33 +65,13 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
-class GenerationStats:
-    prompt_tokens: int
-    image_tokens: int
-    new_tokens: int
-    ttft_ms: float
-    decode_tok_s: float
-    total_ms: float
-    stop_reason: StopReason
-
-
-@dataclass(frozen=True)
 class Generation:
     """A backend's answer: text, stats, and for schema tasks the parsed data or why it failed."""
 
     text: str
-    stats: GenerationStats
+    stats: StatsPayload  # the contract's own type: results carry it as is (rounded)
     data: dict[str, Any] | list[Any] | None = None
     schema_error: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """Which model produced a result, as the contract reports it."""
-
-    name: str
-    backend: str
-    provider: str
 
 
 @dataclass(frozen=True)
@@ -120,6 +97,8 @@ class _Payload(BaseModel):
 
 
 class StatsPayload(_Payload):
+    """A generation's counts and timings: made by the backend, carried by `Generation`, published."""
+
     prompt_tokens: int
     image_tokens: int
     new_tokens: int
@@ -130,6 +109,8 @@ class StatsPayload(_Payload):
 
 
 class ModelPayload(_Payload):
+    """Which model produced a result; the supervisor names it (providers change on fallback)."""
+
     name: str
     backend: str
     provider: str
@@ -174,19 +155,7 @@ class EventPayload(_Payload):
     id: str
     device: str
     at: str
-    event: Literal[
-        "worker_restart",
-        "worker_recycled",
-        "camera_lost",
-        "camera_back",
-        "degraded",
-        "recovered",
-        "outbox_dropped",
-        "job_failed",
-        "config_rejected",
-        "config_reloaded",
-        "provider_fallback",
-    ]
+    event: EventKind
     reason: str = ""
     job_id: str | None = None
     task: str | None = None
@@ -234,7 +203,7 @@ class HealthPayload(_Payload):
     worker_rss_mb: float | None = None
     cpu_temp_c: float | None = None
     throttled: bool | None = None
-    camera: Literal["ok", "lost", "starting"] = "starting"
+    camera: CameraState = "starting"
 
 
 class CommandReply(_Payload):

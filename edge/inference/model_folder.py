@@ -20,10 +20,11 @@ from typing import Any, Literal
 from xml.etree import ElementTree
 
 from edge.core.errors import ModelError
+from edge.core.kinds import BackendName
 
 log = logging.getLogger(__name__)
 
-Format = Literal["ort-genai", "openvino"]
+Format = BackendName  # a folder's format is named after the backend that reads it
 Kind = Literal["text", "vision"]
 
 ORT_TYPES: dict[str, Kind] = {"phi3": "text", "phi3v": "vision"}

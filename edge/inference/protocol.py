@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.core.messages import Generation, GenerationRequest, ModelRef
+from edge.core.messages import Generation, GenerationRequest, ModelPayload
 from edge.inference.base import BackendInfo
 
 # --------------------------------------------------------------------------- supervisor -> worker
@@ -92,7 +92,7 @@ class JobOutcome:
     job_id: str
     generation: Generation | None
     failure: JobFailure | None
-    model: ModelRef | None  # the model/provider that ran it (providers can change on fallback)
+    model: ModelPayload | None  # the model/provider that ran it (providers can change on fallback)
     worker_pid: int | None
     elapsed_s: float
 

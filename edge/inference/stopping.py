@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Literal
 
-from edge.core.messages import GenerationStats, StopReason
+from edge.core.kinds import StopReason
+from edge.core.messages import StatsPayload
 from edge.inference.base import TokenCallback
 
 Stop = Literal["deadline", "cancelled"]
@@ -57,7 +58,7 @@ class TokenClock:
 
     def finish(
         self, *, prompt_tokens: int, image_tokens: int, new_tokens: int, max_new_tokens: int
-    ) -> GenerationStats:
+    ) -> StatsPayload:
         """Stats once the loop is over; eos vs max_tokens is decided from the count of new tokens."""
         self.t_end = time.perf_counter()
         reason: StopReason
@@ -70,7 +71,7 @@ class TokenClock:
         first = self.t_first or self.t_end
         decode_s = self.t_end - first
         steps_after_first = max(self.n - 1, 0)
-        return GenerationStats(
+        return StatsPayload(
             prompt_tokens=prompt_tokens,
             image_tokens=image_tokens,
             new_tokens=new_tokens,

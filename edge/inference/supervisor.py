@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from edge.config.settings import ModelSettings, WatchdogSettings
 from edge.core.errors import FrameError
-from edge.core.messages import Generation, Job, ModelRef
+from edge.core.messages import Generation, Job, ModelPayload
 from edge.imaging.imageio import validate_array
 from edge.inference.base import BackendInfo
 from edge.inference.deadlines import JobWatch, Limits
@@ -406,7 +406,7 @@ class Supervisor:
             self._emit("job_failed", {"reason": failure.reason, "job_id": job.id, "task": job.task,
                                       "error": failure.message})  # fmt: skip
         info = self._info
-        model = ModelRef(info.name, info.backend, info.provider) if info else None
+        model = ModelPayload(name=info.name, backend=info.backend, provider=info.provider) if info else None
         return JobOutcome(job.id, generation, failure, model, pid, time.monotonic() - t0)
 
     def _emit(self, kind: str, detail: dict[str, Any]) -> None:

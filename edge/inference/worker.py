@@ -150,7 +150,7 @@ def run_job(backend: Any, job: RunJob, beat: Heartbeat) -> JobDone | JobError:
         arr[phase_i] = hb.IDLE
     if generation.stats.stop_reason == "cancelled" and arr[cancel_i] != seq:
         # We cancelled it for the soft deadline, not on request: report it as such.
-        stats = dataclasses.replace(generation.stats, stop_reason="deadline")
+        stats = generation.stats.model_copy(update={"stop_reason": "deadline"})
         generation = dataclasses.replace(generation, stats=stats)
     return JobDone(seq, generation)
 

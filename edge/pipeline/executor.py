@@ -187,7 +187,7 @@ class Executor:
             trigger=spec.trigger,
             generation=gen,
             model=model,
-            frame=job.frame,
+            captured_at=job.frame.captured_at if job.frame is not None else None,
             gate_score=spec.gate_score,
             position=d.position(),
             context={k: v for k, v in context.items() if k != "gate"} or None,

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from edge.config.settings import ModelSettings, TaskSettings
-from edge.core.messages import Frame, GenerationRequest, TriggerKind
+from edge.core.kinds import TriggerKind
+from edge.core.messages import Frame, GenerationRequest
 
 if TYPE_CHECKING:
     from edge.imaging.gate import Gate

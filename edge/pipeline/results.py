@@ -1,6 +1,7 @@
 """Turning a job's outcome into the contract's result payload, and a console line (pure functions).
 
-The result's `seq` and `id` are allocated by the outbox in the same transaction that stores the
+The one result builder: the daemon's executor and the one-shot CLI (`edge caption --json`) both
+call `build_result`, so a one-shot line is exactly what the daemon would publish. The result's `seq` and `id` are allocated by the outbox in the same transaction that stores the
 result, so `build_result` runs inside that transaction and must not fail on valid input.
 """
 
@@ -11,31 +12,24 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edge.core.messages import (
-    Frame,
-    Generation,
-    ModelPayload,
-    ModelRef,
-    PositionPayload,
-    ResultPayload,
-    StatsPayload,
-    TriggerKind,
-    utc_iso,
-)
+from edge.core.kinds import TriggerKind
+from edge.core.messages import Generation, ModelPayload, PositionPayload, ResultPayload, utc_iso
 
 
 @dataclass(frozen=True)
 class ResultInput:
+    """Everything a result says except its seq and id (the outbox allocates those)."""
+
     device: str
     task: str
     camera: str
     trigger: TriggerKind
     generation: Generation
-    model: ModelRef
-    frame: Frame | None
-    gate_score: float | None
-    position: PositionPayload | None
-    context: dict[str, Any] | None
+    model: ModelPayload
+    captured_at: float | None  # the frame's wall-clock capture time; None for text-only jobs
+    gate_score: float | None = None
+    position: PositionPayload | None = None
+    context: dict[str, Any] | None = None
 
 
 def build_result(item: ResultInput, seq: int, result_id: str, now: float | None = None) -> ResultPayload:
@@ -48,22 +42,20 @@ def build_result(item: ResultInput, seq: int, result_id: str, now: float | None 
         camera=item.camera,
         task=item.task,
         seq=seq,
-        captured_at=utc_iso(item.frame.captured_at) if item.frame is not None else None,
+        captured_at=utc_iso(item.captured_at) if item.captured_at is not None else None,
         published_at=utc_iso(now),
         trigger=item.trigger,
         text=g.text,
         data=g.data,
         schema_error=g.schema_error,
         gate_score=None if item.gate_score is None else round(item.gate_score, 5),
-        model=ModelPayload(name=item.model.name, backend=item.model.backend, provider=item.model.provider),
-        stats=StatsPayload(
-            prompt_tokens=s.prompt_tokens,
-            image_tokens=s.image_tokens,
-            new_tokens=s.new_tokens,
-            ttft_ms=round(s.ttft_ms, 2),
-            decode_tok_s=round(s.decode_tok_s, 2),
-            total_ms=round(s.total_ms, 2),
-            stop_reason=s.stop_reason,
+        model=item.model,
+        stats=s.model_copy(
+            update={
+                "ttft_ms": round(s.ttft_ms, 2),
+                "decode_tok_s": round(s.decode_tok_s, 2),
+                "total_ms": round(s.total_ms, 2),
+            }
         ),
         position=item.position,
         context=item.context or None,

@@ -18,7 +18,7 @@ import time
 
 from edge.config.settings import ModelSettings
 from edge.core.errors import GenerationError, ModelError, ProviderError
-from edge.core.messages import Generation, GenerationRequest, GenerationStats
+from edge.core.messages import Generation, GenerationRequest, StatsPayload
 from edge.inference.base import BackendInfo, TokenCallback
 
 _LEAKED: list[bytearray] = []
@@ -65,7 +65,7 @@ class FakeBackend:
         total = (time.monotonic() - t0) * 1000
         n = len(pieces)
         decode_s = max(1e-9, (total - ttft) / 1000)
-        stats = GenerationStats(
+        stats = StatsPayload(
             prompt_tokens=len(prompt.split()),
             image_tokens=0 if not request.images else 144 * len(request.images),
             new_tokens=n,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.config.settings import ModelSettings, MqttSettings, TaskSettings, WatchdogSettings
-from edge.core.messages import Frame, Generation, GenerationStats, Job, ModelRef
+from edge.core.messages import Frame, Generation, Job, ModelPayload, StatsPayload
 from edge.core.stats import Counters, Rolling
 from edge.inference.protocol import JobFailure, JobOutcome
 from edge.mqtt.client import MqttClient
@@ -45,9 +45,19 @@ class Supervisor:
         self.jobs.append(job)
         gen = None
         if self.failure is None:
-            stats = GenerationStats(10, 5, 3, 1.0, 100.0, 2.0, "eos")
+            stats = StatsPayload(
+                prompt_tokens=10,
+                image_tokens=5,
+                new_tokens=3,
+                ttft_ms=1.0,
+                decode_tok_s=100.0,
+                total_ms=2.0,
+                stop_reason="eos",
+            )
             gen = Generation(text="a cat", stats=stats)
-        return JobOutcome(job.id, gen, self.failure, ModelRef("m", "ort-genai", "cpu"), 1, 0.01)
+        return JobOutcome(
+            job.id, gen, self.failure, ModelPayload(name="m", backend="ort-genai", provider="cpu"), 1, 0.01
+        )
 
 
 class Reply:

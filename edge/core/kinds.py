@@ -1,0 +1,44 @@
+"""The closed vocabularies of the contract, defined once.
+
+Config validation (`config/settings.py`), in-process data and the MQTT payloads
+(`core/messages.py`) all name tasks, triggers, events and states with these types, so a new kind is
+added in one line here and mypy finds every place that must learn it. Literal types, not enums:
+the values travel as plain strings in TOML, JSON and MQTT, and pydantic validates a Literal directly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+TaskKind = Literal["caption", "structured", "ask", "summarize"]
+"""What a task asks the model: a caption, JSON against a schema, a question, a summary of results."""
+
+TriggerKind = Literal["interval", "motion", "command", "serial"]
+"""What starts a job: a timer, the motion gate, an MQTT command, a matching serial line."""
+
+EventKind = Literal[
+    "worker_restart",
+    "worker_recycled",
+    "camera_lost",
+    "camera_back",
+    "degraded",
+    "recovered",
+    "outbox_dropped",
+    "job_failed",
+    "config_rejected",
+    "config_reloaded",
+    "provider_fallback",
+]
+"""The `event` topic's `event` field: faults and notable transitions."""
+
+StopReason = Literal["eos", "max_tokens", "deadline", "cancelled"]
+"""Why a generation ended."""
+
+DaemonState = Literal["starting", "running", "paused", "degraded", "stopping"]
+"""The retained `state` and the health payload's `state`."""
+
+CameraState = Literal["ok", "lost", "starting"]
+"""The health payload's `camera`."""
+
+BackendName = Literal["ort-genai", "openvino"]
+"""A runtime backend, as `model.backend` names it and a model folder's format is detected."""
