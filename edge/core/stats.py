@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from edge.core.messages import Percentiles
 
@@ -26,14 +26,23 @@ class Rolling:
 
     def percentiles(self) -> Percentiles:
         with self._lock:
-            values = sorted(self._values)
-        if not values:
-            return Percentiles(p50=None, p95=None)
-        return Percentiles(p50=round(_pick(values, 0.50), 2), p95=round(_pick(values, 0.95), 2))
+            values = list(self._values)
+        p50, p95 = percentile(values, 0.50), percentile(values, 0.95)
+        return Percentiles(
+            p50=None if p50 is None else round(p50, 2), p95=None if p95 is None else round(p95, 2)
+        )
 
 
-def _pick(values: list[float], q: float) -> float:
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..1) of unsorted values; None for none.
+
+    The one definition behind health, the outbox's PUBACK latency and `edge bench`, so the numbers
+    they report for the same samples agree. Nearest rank returns a value that was measured.
+    """
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
 
 
 class Counters:

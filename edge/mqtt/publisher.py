@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
+from edge.core.stats import percentile
 from edge.mqtt.client import MqttClient, publish_ok
 from edge.mqtt.outbox import DropReport, Outbox, OutboxMessage, StoredMessage
 from edge.mqtt.topics import Topics
@@ -44,13 +45,6 @@ class PublisherStats:
     rejected: int  # refused by the broker (PUBACK reason >= 128), durable total
     latency_p50_ms: float | None  # commit -> PUBACK
     latency_p99_ms: float | None
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 class Publisher:
@@ -349,6 +343,6 @@ class Publisher:
             dropped=st.dropped_total,
             expired=st.expired_total,
             rejected=st.rejected_total,
-            latency_p50_ms=_percentile(lat, 0.50),
-            latency_p99_ms=_percentile(lat, 0.99),
+            latency_p50_ms=percentile(lat, 0.50),
+            latency_p99_ms=percentile(lat, 0.99),
         )

@@ -52,11 +52,11 @@ from edge.cli.bench.measure import (
     bare_provider,
     gate_cost_ms,
     median,
-    percentile,
 )
 from edge.cli.bench.report import evaluate_targets, render_table
 from edge.config.settings import MqttSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings
+from edge.core.stats import percentile
 from edge.inference.model_folder import validate_for
 from edge.mqtt.topics import Topics
 

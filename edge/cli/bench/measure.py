@@ -47,14 +47,6 @@ class BenchError(EdgeError):
 # --------------------------------------------------------------------------- statistics
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..1); None for no values."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q * (len(s) - 1)))))]
-
-
 def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
