@@ -59,7 +59,3 @@ class Counters:
     def get(self, name: str) -> int:
         with self._lock:
             return self._counts.get(name, 0)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)

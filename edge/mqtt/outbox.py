@@ -405,11 +405,6 @@ class Outbox:
     def depth(self) -> int:
         return self.stats().depth
 
-    def oldest_created(self) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT MIN(created) FROM outbox").fetchone()
-        return None if row[0] is None else float(row[0])
-
 
 def _stored(r: tuple[Any, ...]) -> StoredMessage:
     row, msg_id, kind, topic, payload, qos, retain, props, created, expires_at = r

@@ -223,9 +223,6 @@ class Publisher:
             log.info("publisher stopped with %d message(s) kept in the outbox", self.outbox.stats().depth)
         return drained
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def _on_ack(self, mid: int, code: int, reason: str) -> None:
         self._acks.put((mid, code, reason))
         self._wake.set()
