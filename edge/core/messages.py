@@ -1,8 +1,10 @@
 """Data shared by every stage of the pipeline, and the MQTT payloads of contract v1.
 
-This module imports nothing of edge, so every other module can depend on it. Frames and jobs are
-frozen dataclasses (they carry numpy arrays and never leave the process except to the worker);
-payloads are pydantic models because they cross the wire and consumers validate them.
+This module imports nothing of edge outside core (its kinds come from core/kinds), so every other
+module can depend on it. Frames and jobs are frozen dataclasses (they carry numpy arrays and never
+leave the process except to the worker); payloads are pydantic models because they cross the wire
+and consumers validate them. A generation's stats and model are the payload types themselves, so a
+result is built from them without a mirror type to copy field by field.
 """
 
 from __future__ import annotations
