@@ -40,7 +40,7 @@ from edge.inference.stopping import TokenClock
 log = logging.getLogger(__name__)
 
 BACKEND: Final = "openvino"
-INSTALL_HINT = "pip install 'edge-agent[openvino]'"
+INSTALL_HINT = "pip install 'edge-vlm-agent[openvino]'"
 DEVICES = ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
 # NPU compiles the language model for static shapes: the prompt and answer budgets it must fit.
 _INT_OPTIONS = {"MAX_PROMPT_LEN", "MIN_RESPONSE_LEN", "NUM_STREAMS", "INFERENCE_NUM_THREADS"}

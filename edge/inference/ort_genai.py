@@ -31,7 +31,7 @@ from edge.inference.stopping import TokenClock
 log = logging.getLogger(__name__)
 
 BACKEND: Final = "ort-genai"
-INSTALL_HINT = "pip install 'edge-agent[ort]'"
+INSTALL_HINT = "pip install 'edge-vlm-agent[ort]'"
 # configured name (lower case) -> ORT GenAI's spelling; "cpu" means no execution provider appended
 PROVIDERS = {"cpu": "cpu", "cuda": "cuda", "openvino": "OpenVINO", "qnn": "QNN", "dml": "dml"}
 

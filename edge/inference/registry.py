@@ -33,7 +33,7 @@ def loader_for(name: str) -> Callable[[ModelSettings], Backend]:
 def load_backend(settings: ModelSettings) -> Backend:
     """Validate the folder, try each provider in order, return the loaded backend.
 
-    Raises BackendUnavailable (SDK missing: names `pip install 'edge-agent[EXTRA]'`), ModelError
+    Raises BackendUnavailable (SDK missing: names `pip install 'edge-vlm-agent[EXTRA]'`), ModelError
     (folder missing/corrupt/wrong type), ProviderError (no provider could load it).
     """
     return loader_for(settings.backend)(settings)

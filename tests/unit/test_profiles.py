@@ -49,7 +49,7 @@ def test_board_profile_says_what_to_install_and_expect(name: str) -> None:
     """The header is the profile's documentation: install extra, model download, expected speed."""
     text = (DEVICES / f"{name}.toml").read_text(encoding="utf-8")
     header = text.split("\n[", 1)[0]
-    for needle in ("Install:", "Model:", "edge-agent[", "Speed:", "ORDER OF MAGNITUDE"):
+    for needle in ("Install:", "Model:", "edge-vlm-agent[", "Speed:", "ORDER OF MAGNITUDE"):
         assert needle in header, f"{name}.toml header lacks {needle!r}"
     data = tomllib.loads(text)
     assert Path(data["model"]["path"]).is_absolute()
