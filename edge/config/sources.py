@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from edge.assets import PACKAGE_PREFIX, package_file
 from edge.config.settings import Settings
 from edge.core.errors import ConfigError
 
@@ -30,6 +31,8 @@ ENV_PREFIX = "EDGE_"
 ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT", "EDGE_DEBUG"}
 DEFAULT_CONFIG = Path("/etc/edge/edge.toml")
 # Paths given in a TOML file are relative to that file, so a profile or config can ship beside its model.
+# In any layer a path may instead start with "package:" to name a file shipped inside the installed
+# edge package (e.g. the demo model: "package:assets/models/demo-ort"), wherever it is installed.
 PATH_KEYS = {
     ("model", "path"),
     ("model", "cache_dir"),
@@ -46,10 +49,13 @@ CREDENTIALS = {
 }
 
 
+ADMIN_PROFILES = Path("/etc/edge/devices")
+
+
 def profile_dirs() -> list[Path]:
-    """Where `profile = NAME` is looked up: /etc/edge/devices first (the admin's), then the shipped ones."""
-    shipped = Path(__file__).resolve().parents[2] / "devices"
-    return [Path("/etc/edge/devices"), shipped]
+    """Where `profile = NAME` is looked up: /etc/edge/devices first (the admin's), then the shipped
+    ones (package data, edge/config/profiles; the checkout's devices/ is an identical copy)."""
+    return [ADMIN_PROFILES, package_file("config/profiles")]
 
 
 @dataclass(frozen=True)
@@ -82,19 +88,40 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
         raise ConfigError([f"{what} {path}: invalid TOML: {err}"]) from None
     except OSError as err:
         raise ConfigError([f"{what} {path}: cannot read: {err.strerror}"]) from None
-    _resolve_paths(data, path.parent)
+    _resolve_paths(data, path.parent, f"{what} {path}")
     return data
 
 
-def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+def _resolve_paths(
+    data: dict[str, Any], base: Path | None, label: str, origins: Mapping[tuple[str, ...], str] | None = None
+) -> None:
+    """Make the path keys absolute: "package:..." inside the installed package; else relative to
+    `base` (a TOML file's folder; None for the environment and --set, which stay as given)."""
     for keys in PATH_KEYS:
         node: Any = data
         for k in keys[:-1]:
             node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            p = Path(node[keys[-1]]).expanduser()
-            if not p.is_absolute():
-                node[keys[-1]] = str((base / p).resolve())
+        if not (isinstance(node, dict) and isinstance(node.get(keys[-1]), str)):
+            continue
+        value: str = node[keys[-1]]
+        if value.startswith(PACKAGE_PREFIX):
+            where = (origins or {}).get(keys, label)
+            node[keys[-1]] = str(_package_path(value, ".".join(keys), where))
+            continue
+        p = Path(value).expanduser()
+        if base is not None and not p.is_absolute():
+            node[keys[-1]] = str((base / p).resolve())
+
+
+def _package_path(value: str, key: str, label: str) -> Path:
+    relative = value[len(PACKAGE_PREFIX) :]
+    try:
+        path = package_file(relative)
+    except FileNotFoundError as err:
+        raise ConfigError([f"{key}: {value!r} (from {label}): {err}"]) from None
+    if not relative.strip("/") or not path.exists():
+        raise ConfigError([f"{key}: {value!r} (from {label}): no {path} in the installed edge package"])
+    return path
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -202,6 +229,8 @@ def load_settings(
         cli.origins[("profile",)] = "--profile"
     env = env_layer(environ)
     creds = credentials_layer(environ)
+    for layer in (env, cli):
+        _resolve_paths(layer.values, None, layer.label, layer.origins)
 
     config_file: Path | None
     if config is not None:

@@ -1,4 +1,7 @@
-"""Every shipped device profile is a valid, complete starting point."""
+"""Every shipped device profile is a valid, complete starting point.
+
+The profiles ship as package data (edge/config/profiles, found with importlib.resources); the
+checkout's top-level devices/ holds the same files for people browsing the repository."""
 
 from __future__ import annotations
 
@@ -8,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from edge.assets import package_file
 from edge.cli.main import main
 from edge.config.settings import Settings
-from edge.config.sources import load_settings
+from edge.config.sources import ADMIN_PROFILES, load_settings, profile_dirs
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,12 +22,25 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEVICES = Path(__file__).resolve().parents[2] / "devices"
+PACKAGED = package_file("config/profiles")
 BOARDS = ["rpi5", "jetson-orin", "intel-core-ultra-npu", "qualcomm-qcs", "x86-cpu"]
 PROFILES = [*BOARDS, "demo"]
 
 
 def test_the_profile_set_is_complete() -> None:
     assert sorted(p.stem for p in DEVICES.glob("*.toml")) == sorted(PROFILES)
+    assert sorted(p.stem for p in PACKAGED.glob("*.toml")) == sorted(PROFILES)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_top_level_profile_is_the_packaged_one(name: str) -> None:
+    """devices/NAME.toml is a copy of the package data; edit both (cp edge/config/profiles/*.toml devices/)."""
+    assert (DEVICES / f"{name}.toml").read_bytes() == (PACKAGED / f"{name}.toml").read_bytes()
+
+
+def test_profiles_are_looked_up_in_etc_then_the_package() -> None:
+    assert profile_dirs() == [ADMIN_PROFILES, PACKAGED]
+    assert PACKAGED.parent == Path(__file__).resolve().parents[2] / "edge" / "config"
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -55,9 +72,10 @@ def test_board_profile_says_what_to_install_and_expect(name: str) -> None:
     assert Path(data["model"]["path"]).is_absolute()
 
 
-def test_demo_runs_on_the_committed_fixture_model() -> None:
+def test_demo_runs_on_the_packaged_demo_model() -> None:
     settings = load_settings(profile="demo", environ={}).settings
-    assert settings.model.path is not None and settings.model.path.is_dir()
+    assert settings.model.path == package_file("assets/models/demo-ort")
+    assert settings.model.path.is_dir()
     assert (settings.model.path / "genai_config.json").is_file()
     assert settings.camera.source == "testsrc"
     assert (settings.model.backend, settings.model.providers, settings.model.num_crops) == (

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from edge.assets import package_file
 from edge.config.sources import load_settings
 from edge.core.errors import ConfigError
 
@@ -49,10 +50,34 @@ def test_precedence_cli_over_env_over_file_over_profile(tmp_path: Path) -> None:
     assert loaded.origin(("camera", "source")).startswith("profile ")
 
 
-def test_profile_paths_resolve_against_the_profile_file(tmp_path: Path) -> None:
-    s = load_settings(profile="demo", environ=EMPTY_ENV).settings
-    assert s.model.path is not None and s.model.path.is_absolute()
-    assert (s.model.path / "genai_config.json").is_file()
+def test_file_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    text = '[model]\npath = "../models/m"\n[mqtt]\noutbox_path = "state/outbox.sqlite"\n'
+    cfg = write(tmp_path / "conf" / "edge.toml", text)
+    s = load_settings(config=cfg, environ=EMPTY_ENV).settings
+    assert s.model.path == tmp_path / "models" / "m"
+    assert s.mqtt.outbox_path == tmp_path / "conf" / "state" / "outbox.sqlite"
+
+
+def test_package_paths_resolve_inside_the_installed_package(tmp_path: Path) -> None:
+    """A "package:REL" path names package data wherever edge is installed, from any layer."""
+    demo = package_file("assets/models/demo-ort")
+    assert load_settings(profile="demo", environ=EMPTY_ENV).settings.model.path == demo
+    cfg = write(tmp_path / "edge.toml", '[model]\npath = "package:assets/models/demo-ort"\n')
+    assert load_settings(config=cfg, environ=EMPTY_ENV).settings.model.path == demo
+    env = {"EDGE_MODEL__PATH": "package:assets/models/demo-ort"}
+    assert load_settings(config=cfg, environ=env).settings.model.path == demo
+    over = ["model.path='package:assets/models/demo-ort/'"]
+    assert load_settings(config=cfg, overrides=over, environ=EMPTY_ENV).settings.model.path == demo
+
+
+def test_missing_package_path_names_key_and_source(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "edge.toml", "")
+    [line] = problems(config=cfg, overrides=["model.path=package:assets/models/nope"])
+    assert line.startswith("model.path: 'package:assets/models/nope' (from --set model.path): no ")
+    assert line.endswith("assets/models/nope in the installed edge package")
+    [line] = problems(config=cfg, environ={"EDGE_TEXT_MODEL__PATH": "package:"})
+    assert "(from env EDGE_TEXT_MODEL__PATH)" in line
 
 
 def test_config_file_from_env_variable(tmp_path: Path) -> None:
