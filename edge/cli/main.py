@@ -85,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--jobs", type=int, default=20, help="jobs for the latency part (default 20)")
 
+    p = sub.add_parser("service", help="print the systemd unit for this install, or the env example")
+    ssub = p.add_subparsers(dest="service_command", metavar="unit|env", required=True)
+    ssub.add_parser(
+        "unit",
+        help="edge.service with ExecStart= for this install (e.g. | sudo tee /etc/systemd/system/edge.service)",
+    )
+    ssub.add_parser("env", help="the example /etc/edge/edge.env (every key commented)")
+
     p = sub.add_parser("mqtt", help="MQTT maintenance")
     msub = p.add_subparsers(dest="mqtt_command", metavar="forget", required=True)
     _settings_args(msub.add_parser("forget", help="remove this device's Home Assistant discovery config"))
@@ -127,6 +135,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _call("edge.cli.doctor.command", "doctor_command")(args)
     if cmd == "bench":
         return _call("edge.cli.bench.command", "bench_command")(_load(args), args.json, args.jobs)
+    if cmd == "service":
+        return _call("edge.cli.service", "service_command")(args.service_command)
     if cmd == "mqtt":
         return _forget(_load(args).settings)
     raise AssertionError(cmd)

@@ -1,4 +1,8 @@
-"""systemd/edge.service verifies, scores <= 2.0 exposure, matches the watchdog defaults; edge.env loads."""
+"""The shipped unit verifies, scores <= 2.0 exposure, matches the watchdog defaults; edge.env loads;
+`edge service unit` prints it for this install.
+
+The unit, its README and the env example are package data (edge/assets/systemd); the checkout's
+top-level systemd/ holds identical copies for people browsing the repository."""
 
 from __future__ import annotations
 
@@ -15,12 +19,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from edge.assets import package_file
+from edge.cli import service
+from edge.cli.main import main
 from edge.config.settings import WatchdogSettings
 from edge.config.sources import ENV_RESERVED, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SYSTEMD = ROOT / "systemd"
+SYSTEMD = package_file("assets/systemd")
 UNIT = SYSTEMD / "edge.service"
+SHIPPED = ["edge.service", "edge.env", "README.md"]
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(
     ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd)"
@@ -80,7 +88,10 @@ def test_unit_fits_the_watchdog_and_process_model() -> None:
     svc = _service()
     defaults = WatchdogSettings()
     assert svc["Type"] == ["notify"] and svc["NotifyAccess"] == ["main"]
-    profiles = [tomllib.loads(p.read_text()).get("watchdog", {}) for p in (ROOT / "devices").glob("*.toml")]
+    profiles = [
+        tomllib.loads(p.read_text()).get("watchdog", {})
+        for p in package_file("config/profiles").glob("*.toml")
+    ]
     assert profiles
     longest = max([defaults.total_s] + [w.get("total_s", 0) for w in profiles])
     assert _seconds(svc["TimeoutStopSec"][0]) > longest  # a running job may finish or hit its deadline
@@ -119,3 +130,62 @@ def test_env_example_is_valid_settings(tmp_path: Path) -> None:
     assert loaded.settings.model.providers == ["qnn", "cpu"]
     assert loaded.origin(("watchdog", "total_s")) == "env EDGE_WATCHDOG__TOTAL_S"
     assert set(env) - set(settings_env) <= ENV_RESERVED
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_top_level_copy_is_the_packaged_file(name: str) -> None:
+    """systemd/NAME is a copy of the package data; edit both (cp edge/assets/systemd/* systemd/)."""
+    assert sorted(p.name for p in (ROOT / "systemd").iterdir()) == sorted(SHIPPED)
+    assert (ROOT / "systemd" / name).read_bytes() == (SYSTEMD / name).read_bytes()
+
+
+def _unit_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not line.startswith(("ExecStart=", "Documentation="))]
+
+
+def test_service_unit_runs_this_installs_edge(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["service", "unit"]) == 0
+    text = capsys.readouterr().out
+    script = Path(sys.executable).parent / "edge"  # the dev venv's console script
+    assert f"ExecStart={script} run --config /etc/edge/edge.toml\n" in text
+    assert f"Documentation=file://{SYSTEMD / 'README.md'}\n" in text
+    assert _unit_lines(text) == _unit_lines(UNIT.read_text())  # nothing else changes
+
+
+def test_service_unit_without_a_script_runs_the_module(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(service.sysconfig, "get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr(service.sys, "executable", str(tmp_path / "py 3%" / "python"))
+    assert service.edge_command() == [str(tmp_path / "py 3%" / "python"), "-m", "edge.cli"]
+    text = service.unit_text()
+    # quoted for systemd's word splitting, % doubled against specifier expansion
+    assert f"ExecStart='{tmp_path}/py 3%%/python' -m edge.cli run --config /etc/edge/edge.toml" in text
+
+
+def test_service_env_prints_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["service", "env"]) == 0
+    assert capsys.readouterr().out == (SYSTEMD / "edge.env").read_text()
+
+
+@pytest.mark.parametrize(
+    ("program", "hidden"),
+    [
+        ("/opt/edge/venv/bin/edge", None),
+        ("/home/pi/venv/bin/edge", "ProtectHome=yes hides /home"),
+        ("/root/venv/bin/edge", "ProtectHome=yes hides /root"),
+        ("/tmp/x/bin/edge", "PrivateTmp=yes hides /tmp"),
+        ("/homework/bin/edge", None),
+    ],
+)
+def test_sandbox_hidden_install_is_named(program: str, hidden: str | None) -> None:
+    assert service.hidden_by_sandbox(program) == hidden
+
+
+@needs_analyze
+def test_generated_unit_verifies(tmp_path: Path) -> None:
+    unit = tmp_path / "edge.service"
+    unit.write_text(service.unit_text())
+    proc = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "edge.service" not in proc.stderr

@@ -296,7 +296,7 @@ def check_unit(
 ) -> CheckResult:
     name = "systemd unit"
     install = (
-        "sudo install -m 0644 systemd/edge.service /etc/systemd/system/ && sudo systemctl daemon-reload "
+        "edge service unit | sudo tee /etc/systemd/system/edge.service >/dev/null && sudo systemctl daemon-reload "
         "&& sudo systemctl enable --now edge"
     )
     if unit is None:
@@ -315,7 +315,7 @@ def check_unit(
             name,
             "fail",
             f"{unit.path}: ExecStart program {exe} is not an executable file",
-            "point ExecStart= at the venv's bin/edge (e.g. /opt/edge/venv/bin/edge run)",
+            "point ExecStart= at the venv's bin/edge: `edge service unit` prints the unit for this install",
         )
     detail = f"{unit.path}" + (f" (+{len(unit.dropins)} drop-ins)" if unit.dropins else "")
     if systemd_here and not any(wants_dir.glob("*.wants/edge.service")):
