@@ -20,14 +20,18 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.assets import package_file
 from edge.cli.provider_probe import ProviderProbe, probe_providers
 from edge.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The tiny committed model each backend is probed with when no model of that backend is configured:
+# the test fixture in a source checkout, else the model shipped in the package (an installed wheel
+# has no tests/; there is no packaged OpenVINO model yet, so the report then asks for model.path).
 REPO_FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
-# The tiny committed model each backend is probed with when no model of that backend is configured.
 PROBE_FIXTURES = {"ort-genai": "ort-phi3-fp32", "openvino": "ov-phi3"}
+PACKAGED_PROBE_MODELS = {"ort-genai": "assets/models/demo-ort"}
 # Providers worth trying per backend on Linux (dml is Windows-only).
 CANDIDATE_PROVIDERS = {"ort-genai": ["cpu", "cuda", "OpenVINO", "QNN"], "openvino": ["CPU", "GPU", "NPU"]}
 PROFILE_BACKEND = {
@@ -317,8 +321,11 @@ def _probe_plan(backend: str, settings: Settings | None) -> tuple[Path | None, l
     for section in (settings.model, settings.text_model) if settings else ():
         if section is not None and section.backend == backend and section.path and section.path.is_dir():
             return section.path, list(section.providers)
-    fixture = REPO_FIXTURES / PROBE_FIXTURES[backend]
-    return (fixture if fixture.is_dir() else None), list(CANDIDATE_PROVIDERS[backend])
+    candidates = [REPO_FIXTURES / PROBE_FIXTURES[backend]]
+    if backend in PACKAGED_PROBE_MODELS:
+        candidates.append(package_file(PACKAGED_PROBE_MODELS[backend]))
+    model = next((c for c in candidates if c.is_dir()), None)
+    return model, list(CANDIDATE_PROVIDERS[backend])
 
 
 # --------------------------------------------------------------------------- suggestion and report

@@ -62,7 +62,7 @@ def test_missing_model_folder_is_one_line(tmp_path: Path) -> None:
 def test_help_lists_every_subcommand_of_the_contract() -> None:
     res = edge("--help")
     assert res.returncode == 0
-    for cmd in ("run", "caption", "ask", "config", "devices", "doctor", "bench"):
+    for cmd in ("run", "caption", "ask", "config", "devices", "doctor", "bench", "service"):
         assert f"    {cmd}" in res.stdout
     assert edge("--version").stdout.startswith("edge ")
     assert edge().returncode == 2

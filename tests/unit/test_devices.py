@@ -274,3 +274,14 @@ def test_a_configured_model_is_probed_with_its_configured_providers(fake: FakeRo
     assert str(model) in ort.detail
     assert [(p.provider, p.ok) for p in ort.providers] == [("cpu", True), ("cuda", False)]
     assert ort.providers[0].load_ms is not None and ort.providers[0].load_ms > 0
+
+
+def test_probe_model_outside_a_checkout_is_the_packaged_demo(monkeypatch, tmp_path) -> None:
+    """An installed wheel has no tests/fixtures: ORT GenAI is probed with the shipped demo model."""
+    from edge.assets import package_file
+    from edge.cli import devices
+
+    assert devices._probe_plan("ort-genai", None)[0] == devices.REPO_FIXTURES / "ort-phi3-fp32"
+    monkeypatch.setattr(devices, "REPO_FIXTURES", tmp_path / "no-checkout")
+    assert devices._probe_plan("ort-genai", None)[0] == package_file("assets/models/demo-ort")
+    assert devices._probe_plan("openvino", None)[0] is None

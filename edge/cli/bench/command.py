@@ -302,7 +302,10 @@ def _overhead_phase(
         why = (
             "not enough free memory to load the model a second time"
             if low_memory
-            else (f"{BARE_SCRIPT} not found (run edge bench from a source checkout to measure the overhead)")
+            else (
+                "the bare baseline (benchmarks/bare_loop.py) is not part of an installed package: "
+                "run edge bench from a source checkout to measure the overhead"
+            )
         )
         report["notes"].append(f"bare loop skipped: {why}")
         progress(f"overhead: bare loop skipped ({why}); daemon jobs only")

@@ -36,7 +36,8 @@ from edge.inference import phi3v_preprocess
 from edge.inference.ort_genai import PROVIDERS as ORT_PROVIDERS  # a dict; the SDK loads lazily
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 
-# The baseline lives outside the package (it imports the SDKs directly); present in a source checkout.
+# The baseline lives outside the package (it imports the SDKs directly): present in a source checkout,
+# absent from a wheel, where `edge bench` skips the overhead part with a note saying so.
 BARE_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bare_loop.py"
 
 
