@@ -79,9 +79,7 @@ def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> 
     assert all(r.id == f"cam-e2e-{boot}-{r.seq}" for r in res)
     for r in res:
         assert r.device == "cam-e2e" and r.camera == "main" and r.trigger == "interval"
-        assert (
-            r.model.backend == "ort-genai" and r.model.provider == "cpu" and r.model.name == "ort-phi3v-fp32"
-        )
+        assert r.model.backend == "ort-genai" and r.model.provider == "cpu" and r.model.name == "demo-ort"
         assert r.captured_at is not None and r.captured_at <= r.published_at
         assert (
             0 < r.stats.new_tokens <= 24
