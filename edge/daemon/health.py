@@ -1,64 +1,106 @@
-"""The `health` message and systemd's STATUS= line, computed from the daemon's counters."""
+"""The `health` message and systemd's STATUS= line, computed from small sources: the meters the
+executors write, the queues, the outbox, and the current pipeline's grabber and supervisors."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from edge.core.messages import HealthPayload, utc_iso
+from edge.core.messages import DaemonState, HealthPayload, utc_iso
+from edge.core.stats import Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
-
-if TYPE_CHECKING:
-    from edge.daemon.app import Daemon
+from edge.daemon.pipeline import Pipeline
+from edge.mqtt.outbox import OutboxStats
+from edge.pipeline.jobs import JobQueue, RecentResults
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Meters:
+    """What the executors count and time; created once per daemon, read by health."""
+
+    counters: Counters = field(default_factory=lambda: Counters(["frames", "jobs", "failures"]))
+    ttft: Rolling = field(default_factory=Rolling)
+    decode: Rolling = field(default_factory=Rolling)
+    latency: Rolling = field(default_factory=Rolling)  # frame capture -> result in the outbox, ms
+    recent: RecentResults = field(default_factory=RecentResults)
+    started: float = field(default_factory=time.monotonic)
+
+
+class OutboxSource(Protocol):
+    def stats(self) -> OutboxStats: ...
+
+
+class GatedSource(Protocol):
+    gated: int
+
+
+@dataclass(frozen=True)
+class HealthSources:
+    pipeline: Callable[[], Pipeline]
+    meters: Meters
+    queues: Sequence[JobQueue]
+    outbox: OutboxSource
+    gate: GatedSource
+    state: Callable[[], DaemonState]
+
+
 class HealthReporter:
-    def __init__(self, daemon: Daemon) -> None:
-        self.d = daemon
+    """Publishes `health` every `health.interval_s` (read live: a reload may change it)."""
+
+    def __init__(
+        self,
+        sources: HealthSources,
+        publish: Callable[[HealthPayload], object],
+        status: Callable[[str], object],
+    ) -> None:
+        self._src = sources
+        self._publish = publish
+        self._status = status
         self._next = time.monotonic()  # the first health goes out right after start
 
     def tick(self) -> None:
         now = time.monotonic()
         if now < self._next:
             return
-        self._next = now + self.d.settings.health.interval_s
+        self._next = now + self._src.pipeline().settings.health.interval_s
         payload = self.payload()
-        self.d.publisher.publish_health(payload)
-        self.d.notifier.status(self.status_line(payload))
+        self._publish(payload)
+        self._status(self.status_line(payload))
 
     def payload(self) -> HealthPayload:
-        d = self.d
-        cam = d.grabber.stats() if d.grabber is not None else None
-        sup = d.vision_sup.stats()
-        restarts = sup.restarts + (d.text_sup.stats().restarts if d.text_sup is not None else 0)
-        ob = d.outbox.stats()
-        queue_drops = d.queue.stats.replaced + d.queue.stats.rejected
-        camera = (
-            "starting" if cam is None or cam.state == "starting" else ("ok" if cam.state == "ok" else "lost")
-        )
+        src, p = self._src, self._src.pipeline()
+        cam = p.grabber.stats()
+        sup = p.vision.supervisor.stats()
+        restarts = sum(s.stats().restarts for s in p.supervisors)
+        ob = src.outbox.stats()
+        queue_drops = sum(q.stats.replaced + q.stats.rejected for q in src.queues)
+        camera = "starting" if cam.state == "starting" else ("ok" if cam.state == "ok" else "lost")
+        m = src.meters
         return HealthPayload(
-            device=d.settings.device_id,
+            device=p.settings.device_id,
             at=utc_iso(time.time()),
-            state=d.state,
-            uptime_s=round(time.monotonic() - d.started, 1),
-            frames=cam.frames if cam else 0,
-            frames_dropped=(cam.dropped + cam.invalid) if cam else 0,
-            gated=d.scheduler.gated,
-            jobs=d.counters.get("jobs"),
-            failures=d.counters.get("failures"),
+            state=src.state(),
+            uptime_s=round(time.monotonic() - m.started, 1),
+            frames=cam.frames,
+            frames_dropped=cam.dropped + cam.invalid,
+            gated=src.gate.gated,
+            jobs=m.counters.get("jobs"),
+            failures=m.counters.get("failures"),
             restarts=restarts,
-            ttft_ms=d.ttft.percentiles(),
-            decode_tok_s=d.decode.percentiles(),
+            ttft_ms=m.ttft.percentiles(),
+            decode_tok_s=m.decode.percentiles(),
             outbox_depth=ob.depth,
             dropped=ob.dropped_total + ob.expired_total + queue_drops,
             rss_mb=rss_mb(),
             worker_rss_mb=sup.worker_rss_mb,
             cpu_temp_c=cpu_temp_c(),
             throttled=pi_throttled(),
-            camera=camera,  # type: ignore[arg-type]
+            camera=camera,
         )
 
     def status_line(self, h: HealthPayload | None = None) -> str:

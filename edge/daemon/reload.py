@@ -1,82 +1,146 @@
 """SIGHUP and cmd/reload: re-read the settings and restart only what changed.
 
 A new configuration that does not validate is rejected with a `config_rejected` event and the daemon
-keeps running on the old one. Tasks and the gate change live; a camera change restarts the grabber;
-a model or watchdog change restarts the worker. Broker, serial and identity changes need a restart of
-the service (they change what consumers see), which the `config_reloaded` event says.
+keeps running on the old one. Tasks, the gate and health change live; a camera change restarts the
+grabber; a model change restarts the vision worker, a watchdog change every worker. Broker, serial,
+identity and text model changes need a restart of the service (they change what consumers see, or
+the set of workers), which the `config_reloaded` event says.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Protocol
 
 from edge.capture import Grabber
+from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
+from edge.config.sources import LoadedSettings
 from edge.core.errors import ConfigError, EdgeError
+from edge.core.messages import EventPayload
+from edge.daemon.pipeline import Lane, PipelineRef
+from edge.daemon.systemd import Notifier
 from edge.inference.supervisor import Supervisor
-
-if TYPE_CHECKING:
-    from edge.daemon.app import Daemon
+from edge.pipeline.jobs import Scheduler
 
 log = logging.getLogger(__name__)
 
 LIVE = ("tasks", "gate", "health")
 RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model")
 
+NewGrabber = Callable[[CameraSettings], Grabber]
+NewSupervisor = Callable[[ModelSettings, WatchdogSettings], Supervisor]
 
-def reload_settings(d: Daemon) -> bool:
-    d.notifier.reloading("reloading settings")
-    try:
-        new = d.reload_loader().settings
-    except EdgeError as err:
-        problems = err.problems if isinstance(err, ConfigError) else [str(err)]
-        log.error("reload rejected, keeping the running settings: %s", "; ".join(problems))
-        d.publisher.publish_event(
-            d.publisher.event("config_rejected", problems[0], detail={"problems": problems})
-        )
-        d.notifier.ready("reload rejected; running on the previous settings")
-        return False
-    old = d.settings
-    changed = [k for k in type(old).model_fields if getattr(old, k) != getattr(new, k)]
-    applied: list[str] = []
-    for key in changed:
-        if key in LIVE:
-            setattr(old, key, getattr(new, key))
-            applied.append(key)
-    if "tasks" in applied:
-        d.scheduler.replace_tasks(old.tasks)
-    if "gate" in applied:
-        d.scheduler.gate.settings = old.gate
-    if "camera" in changed:
+
+class EventSink(Protocol):
+    def event(self, kind: str, reason: str = "", **fields: Any) -> EventPayload: ...
+
+    def publish_event(self, event: EventPayload) -> None: ...
+
+
+class Reloader:
+    """Swaps parts of the `Pipeline`. Runs on the main loop's thread, one reload at a time.
+
+    `new_grabber` builds (without starting) a grabber; `new_supervisor` builds and starts a
+    supervisor: the composition root decides how, the reloader only decides when.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: PipelineRef,
+        load: Callable[[], LoadedSettings],
+        scheduler: Scheduler,
+        new_grabber: NewGrabber,
+        new_supervisor: NewSupervisor,
+        events: EventSink,
+        notifier: Notifier,
+        on_reloaded: Callable[[], None],
+    ) -> None:
+        self._pipeline = pipeline
+        self._load = load
+        self._scheduler = scheduler
+        self._new_grabber = new_grabber
+        self._new_supervisor = new_supervisor
+        self._events = events
+        self._notifier = notifier
+        self._on_reloaded = on_reloaded
+
+    def reload(self) -> bool:
+        """True when the new settings were taken (applied now or pending a restart)."""
+        self._notifier.reloading("reloading settings")
         try:
-            grabber = Grabber(new.camera, d._on_camera_event)
+            new = self._load().settings
+        except EdgeError as err:
+            problems = err.problems if isinstance(err, ConfigError) else [str(err)]
+            log.error("reload rejected, keeping the running settings: %s", "; ".join(problems))
+            self._events.publish_event(
+                self._events.event("config_rejected", problems[0], detail={"problems": problems})
+            )
+            self._notifier.ready("reload rejected; running on the previous settings")
+            return False
+        old = self._pipeline.current.settings
+        changed = [k for k in type(old).model_fields if getattr(old, k) != getattr(new, k)]
+        applied = [k for k in changed if k in LIVE]
+        self._pipeline.swap(lambda p: replace(p, settings=_take(p.settings, new, applied)))
+        if "tasks" in applied:
+            self._scheduler.replace_tasks(new.tasks)
+        if "gate" in applied:
+            self._scheduler.gate.settings = new.gate
+        if "camera" in changed and self._swap_camera(new.camera):
+            applied.append("camera")
+        if "model" in changed or "watchdog" in changed:
+            self._restart_workers(new, vision_only=True)
+            applied += [k for k in ("model", "watchdog") if k in changed]
+        pending = [k for k in changed if k in RESTART_SERVICE]
+        if pending:
+            log.warning("reload: %s changed; restart the service to apply", ", ".join(pending))
+        log.info("settings reloaded: applied %s", ", ".join(applied) or "nothing (no change)")
+        self._events.publish_event(
+            self._events.event("config_reloaded", "", detail={"applied": applied, "needs_restart": pending})
+        )
+        self._on_reloaded()
+        self._notifier.ready("settings reloaded")
+        return True
+
+    def _swap_camera(self, camera: CameraSettings) -> bool:
+        try:
+            grabber = self._new_grabber(camera)
         except EdgeError as err:
             log.error("reload: camera not changed: %s", err)
-        else:
-            if d.grabber is not None:
-                d.grabber.stop(5.0)
-            old.camera = new.camera
-            grabber.start()
-            d.grabber = grabber
-            for ex in (d.vision_exec, d.text_exec):
-                if ex is not None:
-                    ex.deps.frames = grabber
-            applied.append("camera")
-    if "model" in changed or "watchdog" in changed:
-        old.model, old.watchdog = new.model, new.watchdog
-        d.vision_sup.stop(timeout=old.watchdog.generation_s + 10.0)
-        sup = Supervisor(old.model, old.watchdog, d._on_worker_event)
-        sup.start()
-        d.vision_sup = sup
-        d.vision_exec.supervisor, d.vision_exec.model, d.vision_exec.watchdog = sup, old.model, old.watchdog
-        applied += [k for k in ("model", "watchdog") if k in changed]
-    pending = [k for k in changed if k in RESTART_SERVICE]
-    if pending:
-        log.warning("reload: %s changed; restart the service to apply", ", ".join(pending))
-    log.info("settings reloaded: applied %s", ", ".join(applied) or "nothing (no change)")
-    d.publisher.publish_event(
-        d.publisher.event("config_reloaded", "", detail={"applied": applied, "needs_restart": pending})
-    )
-    d.client.set_state(d._state_payload())
-    d.notifier.ready("settings reloaded")
-    return True
+            return False
+        old = self._pipeline.current.grabber
+        old.stop(5.0)
+        grabber.start()
+        p = self._pipeline.swap(
+            lambda p: replace(p, grabber=grabber, settings=p.settings.model_copy(update={"camera": camera}))
+        )
+        for lane in p.lanes:
+            lane.executor.deps.frames = grabber
+        return True
+
+    def _restart_workers(self, new: Settings, *, vision_only: bool) -> None:
+        """New workers for the lanes whose model or watchdog changed; each executor follows its lane."""
+        update = {"model": new.model, "watchdog": new.watchdog}
+        current = self._pipeline.current
+        settings = current.settings.model_copy(update=update)
+        lanes = tuple(
+            lane if (vision_only and lane.name != "vision") else self._restart(lane, settings)
+            for lane in current.lanes
+        )
+        self._pipeline.swap(lambda p: replace(p, lanes=lanes, settings=p.settings.model_copy(update=update)))
+
+    def _restart(self, lane: Lane, settings: Settings) -> Lane:
+        model, watchdog = lane.model(settings), settings.watchdog
+        lane.supervisor.stop(timeout=watchdog.generation_s + 10.0)
+        sup = self._new_supervisor(model, watchdog)
+        ex = lane.executor
+        ex.supervisor, ex.model, ex.watchdog = sup, model, watchdog
+        log.info("reload: %s worker restarted", lane.name)
+        return replace(lane, supervisor=sup)
+
+
+def _take(old: Settings, new: Settings, keys: list[str]) -> Settings:
+    """`old` with the sections named in `keys` taken from `new`."""
+    return old.model_copy(update={k: getattr(new, k) for k in keys}) if keys else old

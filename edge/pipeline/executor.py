@@ -99,7 +99,9 @@ class Executor:
             self._fail(spec, None, "stopped", "daemon is stopping; the job was still queued")
 
     def join(self, timeout: float) -> bool:
-        """Wait for the running job's outcome to be recorded."""
+        """Wait for the running job's outcome to be recorded (at once if never started: a failed start)."""
+        if self._thread.ident is None:
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 

@@ -1,0 +1,90 @@
+"""The parts of the running daemon that a reload may replace, held as one value.
+
+Readers (the trigger loop, health, state, the systemd watchdog) take `PipelineRef.current` once and
+work with a consistent set: the settings that match the grabber and supervisors they run with. Writers
+(the reloader, `cmd/set`) swap parts through `PipelineRef.swap`, so two of them never lose each
+other's change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from edge.capture import Grabber
+from edge.config.settings import ModelSettings, Settings
+from edge.inference.supervisor import Supervisor
+from edge.pipeline.executor import Executor
+from edge.pipeline.jobs import JobQueue
+
+LaneName = Literal["vision", "text"]
+
+
+@dataclass(frozen=True)
+class Lane:
+    """One model's path: the queue its jobs wait in, the supervisor of its worker, the executor
+    between them. The queue and executor live as long as the daemon; a reload replaces the
+    supervisor (and points the executor at the new one)."""
+
+    name: LaneName
+    queue: JobQueue
+    supervisor: Supervisor
+    executor: Executor
+
+    def model(self, settings: Settings) -> ModelSettings:
+        """The model section this lane runs: `[model]` for vision, `[text_model]` for text."""
+        if self.name == "text" and settings.text_model is not None:
+            return settings.text_model
+        return settings.model
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Settings, camera and model lanes as one value; the vision lane comes first and always exists."""
+
+    settings: Settings
+    grabber: Grabber
+    lanes: tuple[Lane, ...]
+
+    @property
+    def vision(self) -> Lane:
+        return self.lanes[0]
+
+    @property
+    def text(self) -> Lane | None:
+        return next((lane for lane in self.lanes if lane.name == "text"), None)
+
+    @property
+    def supervisors(self) -> tuple[Supervisor, ...]:
+        return tuple(lane.supervisor for lane in self.lanes)
+
+    def progressing(self) -> bool:
+        """For the systemd watchdog: frames arrive and every generator is idle or heartbeating.
+
+        A camera that is reported lost still counts as progress: the grabber is reconnecting with
+        backoff and says so in events and health, while a service restart cannot bring a camera
+        back and would only exhaust the unit's start limit during a long outage.
+        """
+        cam = self.grabber.stats()
+        frames_ok = cam.state in ("ok", "lost") or cam.ended
+        return frames_ok and all(sup.progressing() for sup in self.supervisors)
+
+
+class PipelineRef:
+    """The current `Pipeline`. Reads are one attribute load; swaps are serialized."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._value = pipeline
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Pipeline:
+        return self._value
+
+    def swap(self, change: Callable[[Pipeline], Pipeline]) -> Pipeline:
+        """Replace the value with `change(current)`; an exception from `change` leaves it as it was."""
+        with self._lock:
+            self._value = change(self._value)
+            return self._value

@@ -1,0 +1,94 @@
+"""The daemon's one-word state (starting, running, paused, degraded, stopping) and its retained
+`state` message, republished only when the state or the serving provider changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from edge import __version__
+from edge.core.messages import DaemonState, StatePayload, utc_iso
+from edge.daemon.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def model_name(p: Pipeline) -> str | None:
+    """The loaded model's name, or the configured folder's name before the first load."""
+    info = p.vision.supervisor.info
+    if info is not None:
+        return info.name
+    return p.settings.model.path.name if p.settings.model.path else None
+
+
+def provider(p: Pipeline) -> str | None:
+    info = p.vision.supervisor.info
+    return info.provider if info else None
+
+
+class StateTracker:
+    """Derives the state from the vision supervisor and the pause flag; publishes it when it changes.
+
+    Called from the main loop (every tick), from paho's thread (pause/resume) and after a reload,
+    hence the lock: two callers must not publish a stale state after a newer one.
+    """
+
+    def __init__(self, pipeline: Callable[[], Pipeline], publish: Callable[[StatePayload], None]) -> None:
+        self._pipeline = pipeline
+        self._publish = publish
+        self._state: DaemonState = "starting"
+        self._paused = False
+        self._last_provider: str | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def state(self) -> DaemonState:
+        return self._state
+
+    def payload(self) -> StatePayload:
+        p = self._pipeline()
+        return StatePayload(
+            state=self._state,
+            version=__version__,
+            device=p.settings.device_id,
+            model=model_name(p),
+            backend=p.settings.model.backend,
+            provider=provider(p),
+            tasks=[t.name for t in p.settings.tasks],
+            since=utc_iso(time.time()),
+        )
+
+    def publish(self) -> None:
+        """Publish the current payload whether or not it changed (after a reload: tasks, model)."""
+        with self._lock:
+            self._publish(self.payload())
+
+    def set_paused(self, paused: bool) -> None:
+        with self._lock:
+            self._paused = paused
+            self.update()
+
+    def update(self) -> None:
+        with self._lock:
+            if self._state == "stopping":
+                return
+            p = self._pipeline()
+            sup = p.vision.supervisor.stats().state
+            new: DaemonState = "paused" if self._paused else ("degraded" if sup == "degraded" else "running")
+            if sup == "loading":
+                new = "starting"
+            current_provider = provider(p)
+            if new == self._state and current_provider == self._last_provider:
+                return
+            if new != self._state:
+                log.info("state %s -> %s", self._state, new)
+            self._state = new
+            self._last_provider = current_provider
+            self._publish(self.payload())
+
+    def stopping(self) -> None:
+        with self._lock:
+            self._state = "stopping"
+            self._publish(self.payload())
