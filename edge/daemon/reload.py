@@ -91,7 +91,7 @@ class Reloader:
         if "camera" in changed and self._swap_camera(new.camera):
             applied.append("camera")
         if "model" in changed or "watchdog" in changed:
-            self._restart_workers(new, vision_only=True)
+            self._restart_workers(new, vision_only="watchdog" not in changed)
             applied += [k for k in ("model", "watchdog") if k in changed]
         pending = [k for k in changed if k in RESTART_SERVICE]
         if pending:

@@ -1,0 +1,137 @@
+"""The reloader at its seams: fake supervisors and grabbers (built by factories it is handed), real
+settings loading, scheduler and executors (never started)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from edge.config.settings import ModelSettings, Settings, WatchdogSettings
+from edge.config.sources import LoadedSettings, load_settings
+from edge.daemon.pipeline import Lane, Pipeline, PipelineRef
+from edge.daemon.reload import Reloader
+from edge.imaging.gate import Gate
+from edge.pipeline.executor import Executor
+from edge.pipeline.jobs import JobQueue, Scheduler
+
+BASE = ['camera.source="testsrc"', 'text_model.providers=["cpu"]', "watchdog.token_s=2.0"]
+
+
+def settings(*overrides: str) -> Settings:
+    return load_settings(overrides=[*BASE, *overrides], environ={}).settings
+
+
+class FakeSupervisor:
+    def __init__(self, model: ModelSettings, watchdog: WatchdogSettings) -> None:
+        self.model, self.watchdog, self.stopped = model, watchdog, False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped = True
+
+
+class FakeGrabber:
+    def __init__(self, camera: Any) -> None:
+        self.camera, self.started, self.stopped = camera, False, False
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        self.stopped = True
+        return True
+
+
+class Events:
+    def __init__(self) -> None:
+        self.published: list[Any] = []
+
+    def event(self, kind: str, reason: str = "", **fields: Any) -> Any:
+        return SimpleNamespace(kind=kind, reason=reason, **fields)
+
+    def publish_event(self, event: Any) -> None:
+        self.published.append(event)
+
+
+class Notifier:
+    def reloading(self, status: str | None = None) -> bool:
+        return True
+
+    def ready(self, status: str | None = None) -> bool:
+        return True
+
+
+def lane(name: Any, model: ModelSettings, watchdog: WatchdogSettings) -> Lane:
+    queue, sup = JobQueue(), FakeSupervisor(model, watchdog)
+    deps: Any = SimpleNamespace(frames=None)
+    return Lane(name, queue, sup, Executor(name, queue, sup, model, watchdog, deps))  # type: ignore[arg-type]
+
+
+def reloader(running: Settings, new: Settings) -> tuple[Reloader, PipelineRef, Events]:
+    assert running.text_model is not None
+    lanes = (
+        lane("vision", running.model, running.watchdog),
+        lane("text", running.text_model, running.watchdog),
+    )
+    ref = PipelineRef(Pipeline(settings=running, grabber=FakeGrabber(running.camera), lanes=lanes))  # type: ignore[arg-type]
+    events = Events()
+    r = Reloader(
+        pipeline=ref,
+        load=lambda: LoadedSettings(settings=new, origins={}, config_file=None),
+        scheduler=Scheduler(running.tasks, Gate(running.gate)),
+        new_grabber=FakeGrabber,  # type: ignore[arg-type]
+        new_supervisor=FakeSupervisor,  # type: ignore[arg-type]
+        events=events,
+        notifier=Notifier(),  # type: ignore[arg-type]
+        on_reloaded=lambda: None,
+    )
+    return r, ref, events
+
+
+def test_watchdog_reload_restarts_every_worker_with_the_new_limits() -> None:
+    """Regression: only the vision worker got the new watchdog; the text model's kept the old one."""
+    running, new = settings(), settings("watchdog.token_s=7.0")
+    r, ref, events = reloader(running, new)
+    old = ref.current.supervisors
+    assert r.reload()
+    p = ref.current
+    assert [lane.name for lane in p.lanes] == ["vision", "text"]
+    for lane_, before in zip(p.lanes, old, strict=True):
+        assert before.stopped, lane_.name
+        assert lane_.supervisor is not before, lane_.name
+        assert lane_.supervisor.watchdog.token_s == 7.0, lane_.name  # type: ignore[attr-defined]
+        assert lane_.executor.supervisor is lane_.supervisor
+        assert lane_.executor.watchdog.token_s == 7.0
+        assert lane_.executor.model == lane_.model(p.settings)
+    assert p.settings.watchdog.token_s == 7.0
+    assert events.published[-1].detail["applied"] == ["watchdog"]
+
+
+def test_model_reload_restarts_only_the_vision_worker() -> None:
+    running, new = settings(), settings("model.max_new_tokens=9")
+    r, ref, _ = reloader(running, new)
+    vision, text = ref.current.supervisors
+    assert r.reload()
+    p = ref.current
+    assert p.vision.supervisor is not vision and p.vision.executor.model.max_new_tokens == 9
+    assert p.text is not None and p.text.supervisor is text and not text.stopped  # type: ignore[attr-defined]
+
+
+def test_text_model_change_waits_for_a_service_restart() -> None:
+    running, new = settings(), settings("text_model.max_new_tokens=5")
+    r, ref, events = reloader(running, new)
+    before = ref.current.supervisors
+    assert r.reload()
+    assert ref.current.supervisors == before
+    assert events.published[-1].detail == {"applied": [], "needs_restart": ["text_model"]}
+
+
+def test_live_and_camera_changes_swap_the_pipeline_value() -> None:
+    running, new = settings(), settings("gate.cooldown_s=3.0", "camera.fps=5")
+    r, ref, _ = reloader(running, new)
+    old_grabber = ref.current.grabber
+    assert r.reload()
+    p = ref.current
+    assert p.settings.gate.cooldown_s == 3.0 and p.settings.camera.fps == 5
+    assert old_grabber.stopped and p.grabber is not old_grabber and p.grabber.started  # type: ignore[attr-defined]
+    assert all(lane.executor.deps.frames is p.grabber for lane in p.lanes)
+    assert running.gate.cooldown_s != 3.0  # the running value was replaced, not mutated
