@@ -28,7 +28,7 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
 
 ENV_PREFIX = "EDGE_"
 # Variables that steer loading or logging, not settings keys.
-ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT", "EDGE_DEBUG"}
+ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT"}
 DEFAULT_CONFIG = Path("/etc/edge/edge.toml")
 # Paths given in a TOML file are relative to that file, so a profile or config can ship beside its model.
 # In any layer a path may instead start with "package:" to name a file shipped inside the installed
