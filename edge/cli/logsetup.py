@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
@@ -18,7 +19,10 @@ _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERRO
 class JournalFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         prio = _PRIORITY.get(record.levelno, 6)
-        return f"<{prio}>{record.name}: {_one_line(super().format(record))}"
+        text = _one_line(super().format(record))
+        # journald reads each line as its own entry: every line of a traceback carries the priority,
+        # so `journalctl -p err` shows the whole stack, not only its first line.
+        return "\n".join(f"<{prio}>{record.name}: {line}" for line in text.split("\n"))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -44,8 +48,22 @@ class JsonFormatter(logging.Formatter):
 
 
 def _one_line(text: str) -> str:
-    # Tracebacks (only with --debug) stay multi-line on purpose; plain messages never break a line.
+    # Tracebacks (a crash of `edge run`, or --debug) stay multi-line on purpose; plain messages never
+    # break a line.
     return text if "Traceback" in text else text.replace("\n", " | ")
+
+
+def log_thread_crashes() -> None:
+    """An exception that ends a thread goes through logging (the journal), not raw to stderr."""
+    log = logging.getLogger("edge")
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        log.critical("thread %s crashed: %r", name, args.exc_value, exc_info=args.exc_value)
+
+    threading.excepthook = hook
 
 
 def setup_logging(level: str = "INFO", fmt: str = "auto", debug: bool = False) -> None:

@@ -1,7 +1,8 @@
 """The `edge` command. Only the CLI and the runtime see the whole settings; components get a section.
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config. Errors are one line; `--debug`
-adds the traceback.
+adds the traceback. `edge run` is the exception: it runs unattended (the unit has no --debug), so a
+crash (a bug, not an EdgeError) logs its traceback through logging, into the journal.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge import __version__
-from edge.cli.logsetup import setup_logging
+from edge.cli.logsetup import log_thread_crashes, setup_logging
 from edge.config.sources import LoadedSettings, load_settings
 from edge.core.errors import ConfigError, EdgeError
 
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
         fmt=args.log_format or os.environ.get("EDGE_LOG_FORMAT", "auto"),
         debug=args.debug,
     )
+    if args.command == "run":
+        log_thread_crashes()
     try:
         return _dispatch(args)
     except ConfigError as err:
@@ -192,9 +195,12 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as err:  # a bug: one line unless --debug
+    except Exception as err:  # a bug: one line unless --debug; the daemon always keeps the stack
         if args.debug:
             raise
+        if args.command == "run":
+            log.critical("edge run crashed: %s: %s", type(err).__name__, err, exc_info=err)
+            return 1
         print(
             f"edge: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)",
             file=sys.stderr,
