@@ -171,7 +171,7 @@ class OpenVINOBackend:
         self._settings = settings
         self._streamer = _streamer_type(ovg)
         self._num_crops = settings.num_crops if folder.vision else 0
-        self._structured_ok = True
+        self._guidance = structured.Guidance("structured output")
         self._temp_dir = temp_dir  # a shadow folder of ours, removed on close
         self.info = info
 
@@ -184,14 +184,12 @@ class OpenVINOBackend:
             cfg.temperature = float(request.temperature)
         else:
             cfg.do_sample = False
-        if request.json_schema and self._structured_ok:
-            try:
-                cfg.structured_output_config = self._ovg.StructuredOutputConfig(
-                    json_schema=structured.schema_text(request.json_schema)
-                )
-            except Exception as err:
-                self._structured_ok = False
-                log.warning("structured output unavailable, validating after generation: %s", first_line(err))
+        if request.json_schema:
+
+            def constrain(text: str) -> None:
+                cfg.structured_output_config = self._ovg.StructuredOutputConfig(json_schema=text)
+
+            self._guidance.apply(request.json_schema, constrain)
         return cfg
 
     def generate(

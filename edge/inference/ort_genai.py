@@ -105,7 +105,7 @@ class OrtGenAIBackend:
         self._folder = folder
         self._settings = settings
         self.info = info
-        self._guidance_ok = True
+        self._guidance = structured.Guidance("JSON guidance")
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, request: GenerationRequest, images: list[np.ndarray]) -> tuple[Any, int, int]:
@@ -141,12 +141,8 @@ class OrtGenAIBackend:
         else:
             options.update(do_sample=False)
         params.set_search_options(**options)
-        if request.json_schema and self._guidance_ok:
-            try:
-                params.set_guidance("json_schema", structured.schema_text(request.json_schema))
-            except Exception as err:  # older builds or a tokenizer guidance cannot use
-                self._guidance_ok = False
-                log.warning("JSON guidance unavailable, validating after generation: %s", first_line(err))
+        if request.json_schema:
+            self._guidance.apply(request.json_schema, lambda text: params.set_guidance("json_schema", text))
         return params, max_new
 
     # ------------------------------------------------------------------ generate

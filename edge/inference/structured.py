@@ -13,8 +13,13 @@ keywords are ignored, not rejected, as the spec allows.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+from collections.abc import Callable
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 _DECODER = json.JSONDecoder()
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
@@ -31,6 +36,38 @@ _TYPES: dict[str, Any] = {
 def schema_text(schema: dict[str, Any]) -> str:
     """The schema as compact JSON: what guidance APIs and prompts take."""
     return json.dumps(schema, separators=(",", ":"), sort_keys=False)
+
+
+class Guidance:
+    """Constrained decoding per schema: a schema the runtime refuses is remembered and run
+    unconstrained from then on (validated afterwards, as always), while every other schema keeps its
+    guidance. One bad schema must not turn guidance off for the life of the worker.
+
+    Schemas come from the configured tasks, so the set of refused ones stays small.
+    """
+
+    def __init__(self, what: str = "JSON guidance") -> None:
+        self._what = what
+        self._refused: set[str] = set()
+        self._lock = threading.Lock()
+
+    def apply(self, schema: dict[str, Any], set_guidance: Callable[[str], None]) -> bool:
+        """Call `set_guidance(schema_text)`; False (logged once per schema) when the runtime refuses it."""
+        text = schema_text(schema)
+        with self._lock:
+            if text in self._refused:
+                return False
+        try:
+            set_guidance(text)
+        except Exception as err:  # older builds, or a schema this runtime's grammar cannot take
+            with self._lock:
+                self._refused.add(text)
+            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            log.warning(
+                "%s refused for schema %.80s; validating after generation: %s", self._what, text, reason
+            )
+            return False
+        return True
 
 
 def schema_prompt(prompt: str, schema: dict[str, Any]) -> str:
