@@ -16,21 +16,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.kinds import BackendName, TaskKind, TriggerKind
-
-TOPIC_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-TOPIC_SAFE_HINT = "letters, digits, '-' and '_' only (it becomes an MQTT topic level)"
+from edge.core.names import check_name, sanitize
 
 
-def _topic_safe(value: str) -> str:
-    if not TOPIC_SAFE.match(value):
-        raise ValueError(f"{value!r} is not topic-safe: use {TOPIC_SAFE_HINT}")
-    return value
+def _topic_name(value: str) -> str:
+    """A name placed in the device's topic tree: topic-safe and not a reserved word."""
+    return check_name(value)
+
+
+def _topic_level(value: str) -> str:
+    """The prefix sits above the device's tree, so only the name rule applies, not the reserved words."""
+    return check_name(value, reserved=False)
 
 
 def default_device_id() -> str:
     """The hostname, made topic-safe (dots and other characters become '-')."""
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", socket.gethostname().split(".")[0]).strip("-")
-    return name[:64] or "edge"
+    return sanitize(socket.gethostname().split(".")[0], fallback="edge")
 
 
 class Section(BaseModel):
@@ -38,7 +39,10 @@ class Section(BaseModel):
 
 
 class CameraSettings(Section):
-    name: str = Field("main", description="Camera name; results carry it so more cameras fit later.")
+    name: str = Field(
+        "main",
+        description="Camera name: results carry it and publish on {prefix}/{device}/{name}/{task}/result.",
+    )
     source: int | str = Field(
         "testsrc",
         description="Index, /dev/videoN, rtsp://, http(s):// MJPEG, video file, image dir or glob, "
@@ -55,7 +59,7 @@ class CameraSettings(Section):
     )
     loop: bool = Field(True, description="Video files and image dirs: start again at the end.")
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_safe(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
     @field_validator("source", mode="before")
     @classmethod
@@ -118,7 +122,7 @@ class TaskSettings(Section):
     window_s: float = Field(3600.0, gt=0, description="Summarize: how far back to look.")
     max_items: int = Field(20, ge=1, le=200, description="Summarize: at most this many results.")
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_safe(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSettings:
@@ -131,9 +135,12 @@ class TaskSettings(Section):
         if self.kind == "summarize" and not self.source_task:
             raise ValueError(f"task {self.name!r}: kind 'summarize' needs source_task")
         if self.topic is not None:
-            parts = self.topic.split("/")
-            if not all(TOPIC_SAFE.match(p) for p in parts):
-                raise ValueError(f"task {self.name!r}: topic {self.topic!r}: each level {TOPIC_SAFE_HINT}")
+            # Each level follows the name rule: an override of "cmd/ask" would land in the commands.
+            for level in self.topic.split("/"):
+                try:
+                    check_name(level)
+                except ValueError as err:
+                    raise ValueError(f"task {self.name!r}: topic {self.topic!r}: {err}") from None
         return self
 
 
@@ -207,7 +214,7 @@ class MqttSettings(Section):
     discovery: bool = False
     discovery_prefix: str = "homeassistant"
 
-    _prefix = field_validator("prefix")(classmethod(lambda cls, v: _topic_safe(v)))
+    _prefix = field_validator("prefix")(classmethod(lambda cls, v: _topic_level(v)))
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -265,7 +272,7 @@ class Settings(BaseSettings):
     serial: SerialSettings = Field(default_factory=SerialSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
 
-    _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_safe(v)))
+    _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_name(v)))
 
     @classmethod
     def settings_customise_sources(

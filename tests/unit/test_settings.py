@@ -162,6 +162,31 @@ def test_topic_levels_must_be_topic_safe(tmp_path: Path, bad: str) -> None:
     assert line.startswith("device_id: ") and "not topic-safe" in line and "(from --set device_id)" in line
 
 
+def test_trailing_newline_is_not_topic_safe(tmp_path: Path) -> None:
+    """`$` matches before a final newline; the name rule must not: "ab\n" would end a topic level."""
+    cfg = write(tmp_path / "e.toml", 'device_id = "ab\\n"\n')
+    (line,) = problems(config=cfg)
+    assert line.startswith("device_id: ") and "not topic-safe" in line and f"(from {cfg})" in line
+
+
+@pytest.mark.parametrize("word", ["status", "state", "health", "event", "cmd", "reply"])
+def test_reserved_topic_words_are_refused_naming_key_and_source(tmp_path: Path, word: str) -> None:
+    cfg = write(
+        tmp_path / "e.toml",
+        f'device_id = "{word}"\n[camera]\nname = "{word}"\n[[tasks]]\nname = "{word}"\n'
+        f'[[tasks]]\nname = "ok"\ntopic = "x/{word}"\n',
+    )
+    found = problems(config=cfg)
+    assert [line.split(":")[0] for line in found] == ["device_id", "camera.name", "tasks.0.name", "tasks.1"]
+    assert all("reserved topic word" in line and f"(from {cfg})" in line for line in found), found
+
+
+def test_reserved_words_are_fine_where_they_cannot_collide(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "e.toml", '[mqtt]\nprefix = "state"\n[[tasks]]\nname = "ask"\n')
+    s = load_settings(config=cfg, environ=EMPTY_ENV).settings
+    assert s.mqtt.prefix == "state" and s.tasks[0].name == "ask"  # a task named like a verb is fine
+
+
 def test_structured_task_needs_schema(tmp_path: Path) -> None:
     cfg = write(tmp_path / "e.toml", '[[tasks]]\nname = "s"\nkind = "structured"\n')
     assert problems(config=cfg) == [f"tasks.0: task 's': kind 'structured' needs a schema (from {cfg})"]
