@@ -1,7 +1,7 @@
 """The last check before a frame leaves capture: validated, contiguous, and no larger than max_edge.
 
 Downscaling here (once, in the grabber thread) keeps 4K cameras from costing every later stage:
-the gate, the JPEG for {task}/image and the model's own preprocessing.
+the gate, the JPEG for {camera}/{task}/image and the model's own preprocessing.
 """
 
 from __future__ import annotations

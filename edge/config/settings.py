@@ -210,7 +210,7 @@ class MqttSettings(Section):
     outbox_path: Path | None = Field(None, description="Default: $STATE_DIRECTORY or ~/.local/state.")
     outbox_max_mb: float = Field(64.0, gt=0)
     max_command_bytes: int = Field(65536, ge=256, description="Larger commands are refused.")
-    image_max_kb: int = Field(256, ge=8, description="JPEGs on {task}/image are capped at this.")
+    image_max_kb: int = Field(256, ge=8, description="JPEGs on {camera}/{task}/image are capped at this.")
     discovery: bool = False
     discovery_prefix: str = "homeassistant"
 

@@ -1,4 +1,4 @@
-"""Data shared by every stage of the pipeline, and the MQTT payloads of contract v1.
+"""Data shared by every stage of the pipeline, and the MQTT payloads of contract v2 (results v2, others v1).
 
 This module imports nothing of edge outside core (its kinds come from core/kinds), so every other
 module can depend on it. Frames and jobs are frozen dataclasses (they carry numpy arrays and never
@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from edge.core.kinds import CameraState, DaemonState, EventKind, StopReason, TaskKind, TriggerKind
 
 PAYLOAD_VERSION: Literal[1] = 1
+# Results changed with the MQTT contract v2 (per-camera topics); the other payloads did not.
+RESULT_VERSION: Literal[2] = 2
 
 
 def utc_iso(ts: float) -> str:
@@ -129,9 +131,9 @@ class PositionPayload(_Payload):
 
 
 class ResultPayload(_Payload):
-    """`{prefix}/{device}/{task}/result`. `id` is stable across redelivery: consumers de-duplicate on it."""
+    """`{prefix}/{device}/{camera}/{task}/result`. `id` is stable across redelivery: consumers de-duplicate on it."""
 
-    v: Literal[1] = PAYLOAD_VERSION
+    v: Literal[2] = RESULT_VERSION
     id: str
     device: str
     camera: str
@@ -209,7 +211,7 @@ class HealthPayload(_Payload):
 
 
 class CommandReply(_Payload):
-    """Reply to `cmd/{verb}`: to the MQTT 5 response topic with correlation data, else cmd/{verb}/reply."""
+    """Reply to `cmd/{verb}`: to the MQTT 5 response topic with correlation data, else reply/{verb}."""
 
     v: Literal[1] = PAYLOAD_VERSION
     ok: bool

@@ -181,6 +181,7 @@ class Daemon:
             return discovery_payload(
                 topics,
                 p.settings.tasks,
+                cameras=(p.settings.camera.name,),
                 model=model_name(p),
                 expire_after_s=default_expire_after(p.settings.gate.max_interval_s, p.settings.tasks),
             )

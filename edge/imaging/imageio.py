@@ -62,7 +62,7 @@ def read_image_file(path: str) -> np.ndarray:
 
 
 def encode_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes:
-    """JPEG for {task}/image, lowering quality then size until it fits `max_bytes`."""
+    """JPEG for {camera}/{task}/image, lowering quality then size until it fits `max_bytes`."""
     img = image
     while True:
         for q in (quality, 70, 55, 40):

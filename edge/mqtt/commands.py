@@ -7,7 +7,8 @@ implements; it queues work (a model job, a settings change) and answers later th
 it was given, from any thread.
 
 Replies go to the MQTT 5 response topic with the request's correlation data when there is one, else
-to `cmd/{verb}/reply`, as a `CommandReply` {ok, error?, result?}.
+to `reply/{verb}`, as a `CommandReply` {ok, error?, result?}. Neither lies inside `cmd/#` (a response
+topic that does is replaced by `reply/{verb}`), so the daemon never reads its own reply as a command.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from edge.config.settings import GateSettings, TaskSettings
 from edge.core.messages import CommandReply
+from edge.core.names import is_topic_safe
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import COMMAND_VERBS, Topics
 
@@ -78,7 +80,7 @@ _PROMPT = TypeAdapter(
 GATE_SETTABLE = ("motion_threshold", "min_interval_s", "max_interval_s", "cooldown_s")
 _GATE_KEYS = {k: _field_type(GateSettings, k, float) for k in GATE_SETTABLE}
 _TASK_KEYS = {"prompt": _PROMPT, "interval_s": _field_type(TaskSettings, "interval_s", float)}
-_TASK_KEY = re.compile(r"^tasks\.([A-Za-z0-9_-]{1,64})\.([a-z_]+)$")
+_TASK_KEY = re.compile(r"tasks\.([^.]+)\.([a-z_]+)")
 SETTABLE_KEYS = (
     *(f"gate.{k}" for k in _GATE_KEYS),
     *(f"tasks.<name>.{k}" for k in _TASK_KEYS),
@@ -167,7 +169,7 @@ def parse_set(body: dict[str, Any], task_names: Collection[str] | None) -> SetCo
             adapter = TypeAdapter(bool, config=ConfigDict(strict=True))
         elif key.startswith("gate."):
             adapter = _GATE_KEYS.get(key[5:])
-        elif m := _TASK_KEY.match(key):
+        elif (m := _TASK_KEY.fullmatch(key)) and is_topic_safe(m.group(1)):
             name, attr = m.groups()
             adapter = _TASK_KEYS.get(attr)
             if adapter is not None and task_names is not None and name not in task_names:
@@ -209,14 +211,13 @@ class CommandRouter:
 
     def handle(self, msg: paho.MQTTMessage) -> None:
         """paho's thread. Never raises."""
-        parsed = self.topics.parse_command(msg.topic)
-        if parsed is None or parsed[1]:
-            return  # a reply (possibly our own) or not a command topic
-        verb = parsed[0]
+        verb = self.topics.parse_command(msg.topic)
+        if verb is None:
+            return  # deeper than cmd/{verb}: not a command
         props = msg.properties
         reply = Reply(
             verb=verb,
-            topic=getattr(props, "ResponseTopic", None) or self.topics.command_reply(verb),
+            topic=self.topics.reply_to(verb, getattr(props, "ResponseTopic", None)),
             correlation_data=getattr(props, "CorrelationData", None),
             _send=self._send_reply,
         )

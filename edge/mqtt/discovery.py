@@ -1,7 +1,7 @@
 """Home Assistant MQTT device-based discovery (HA 2024.11+): one retained config for the device.
 
 `{discovery_prefix}/device/{device_id}/config` describes the device and all its entities:
-availability (our `status` topic), per task a text sensor (state cut to HA's 255 characters, the
+availability (our `status` topic), per (camera, task) a text sensor (state cut to HA's 255 characters, the
 whole result as attributes, `expire_after` so a silent camera shows as unavailable) and a latency
 sensor, a state sensor, the captioning switch (pause/resume through `cmd/set {"paused": ...}`: an HA
 switch has one command topic), the describe-now button (`cmd/capture`), and the last image of tasks
@@ -24,7 +24,7 @@ import paho.mqtt.client as paho
 from edge import __version__
 from edge.config.settings import MqttSettings, TaskSettings
 from edge.mqtt.client import MqttClient
-from edge.mqtt.topics import Topics
+from edge.mqtt.topics import DEFAULT_CAMERA, Topics
 
 log = logging.getLogger(__name__)
 
@@ -37,51 +37,66 @@ def default_expire_after(max_interval_s: float, tasks: Sequence[TaskSettings]) -
     return max(60, int(3 * max(gaps)))
 
 
+def _task_components(
+    topics: Topics, camera: str, task: TaskSettings, name_camera: bool, expire_after_s: int | None
+) -> dict[str, dict[str, Any]]:
+    """Last-result text sensor, latency sensor and (if published) the image of one (camera, task)."""
+    dev, key = topics.device_id, f"{camera}_{task.name}"
+    label = f"{camera} " if name_camera else ""
+    result = topics.result(camera, task.name)
+    text: dict[str, Any] = {
+        "platform": "sensor",
+        "name": f"{label}{task.name} text" if task.kind != "caption" else f"{label}last caption".capitalize(),
+        "unique_id": f"{dev}_{key}_text",
+        "state_topic": result,
+        "value_template": f"{{{{ value_json.text[:{HA_STATE_MAX}] }}}}",
+        "json_attributes_topic": result,
+        "icon": "mdi:text-box-outline",
+    }
+    latency: dict[str, Any] = {
+        "platform": "sensor",
+        "name": f"{label}{task.name} latency",
+        "unique_id": f"{dev}_{key}_latency",
+        "state_topic": result,
+        "value_template": "{{ value_json.stats.total_ms | round(0) }}",
+        "unit_of_measurement": "ms",
+        "device_class": "duration",
+        "state_class": "measurement",
+        "entity_category": "diagnostic",
+    }
+    if expire_after_s:
+        text["expire_after"] = latency["expire_after"] = int(expire_after_s)
+    out = {f"{key}_text": text, f"{key}_latency": latency}
+    if task.publish_image:
+        out[f"{key}_image"] = {
+            "platform": "image",
+            "name": f"{label}{task.name} image",
+            "unique_id": f"{dev}_{key}_image",
+            "image_topic": topics.image(camera, task.name),
+            "content_type": "image/jpeg",
+        }
+    return out
+
+
 def discovery_payload(
     topics: Topics,
     tasks: Sequence[TaskSettings],
     *,
+    cameras: Sequence[str] = (DEFAULT_CAMERA,),
     device_name: str | None = None,
     model: str | None = None,
     expire_after_s: int | None = None,
 ) -> dict[str, Any]:
-    """The device discovery document, with HA's full (unabbreviated) key names."""
+    """The device discovery document, with HA's full (unabbreviated) key names.
+
+    Result entities are per (camera, task), as the result topics are; their ids carry the camera so a
+    second camera adds entities instead of renaming the first camera's.
+    """
     dev = topics.device_id
     components: dict[str, dict[str, Any]] = {}
-    for task in tasks:
-        result = topics.result(task.name)
-        text: dict[str, Any] = {
-            "platform": "sensor",
-            "name": f"{task.name} text" if task.kind != "caption" else "Last caption",
-            "unique_id": f"{dev}_{task.name}_text",
-            "state_topic": result,
-            "value_template": f"{{{{ value_json.text[:{HA_STATE_MAX}] }}}}",
-            "json_attributes_topic": result,
-            "icon": "mdi:text-box-outline",
-        }
-        latency: dict[str, Any] = {
-            "platform": "sensor",
-            "name": f"{task.name} latency",
-            "unique_id": f"{dev}_{task.name}_latency",
-            "state_topic": result,
-            "value_template": "{{ value_json.stats.total_ms | round(0) }}",
-            "unit_of_measurement": "ms",
-            "device_class": "duration",
-            "state_class": "measurement",
-            "entity_category": "diagnostic",
-        }
-        if expire_after_s:
-            text["expire_after"] = latency["expire_after"] = int(expire_after_s)
-        components[f"{task.name}_text"] = text
-        components[f"{task.name}_latency"] = latency
-        if task.publish_image:
-            components[f"{task.name}_image"] = {
-                "platform": "image",
-                "name": f"{task.name} image",
-                "unique_id": f"{dev}_{task.name}_image",
-                "image_topic": topics.image(task.name),
-                "content_type": "image/jpeg",
-            }
+    for camera in cameras:
+        for task in tasks:
+            components.update(_task_components(topics, camera, task, len(cameras) > 1, expire_after_s))
     components["state"] = {
         "platform": "sensor",
         "name": "State",

@@ -113,7 +113,7 @@ class Publisher:
                 raise ValueError("a result must carry the seq and id it was given")
             built.append(payload)
             return OutboxMessage(
-                topic=self.topics.result(payload.task),
+                topic=self.topics.result(payload.camera, payload.task),
                 payload=payload.model_dump_json().encode(),
                 msg_id=payload.id,
                 kind="result",
@@ -127,11 +127,11 @@ class Publisher:
         self._wake.set()
         return built[0]
 
-    def publish_image(self, task: str, result_id: str, jpeg: bytes) -> None:
-        """The frame a result describes, on `{task}/image`, through the outbox after its result."""
+    def publish_image(self, camera: str, task: str, result_id: str, jpeg: bytes) -> None:
+        """The frame a result describes, on `{camera}/{task}/image`, through the outbox after its result."""
         self.outbox.enqueue(
             OutboxMessage(
-                topic=self.topics.image(task),
+                topic=self.topics.image(camera, task),
                 payload=jpeg,
                 msg_id=f"{result_id}-image",
                 kind="image",

@@ -1,27 +1,32 @@
-"""The MQTT topic contract (v1): every topic the daemon uses, built in one place.
+"""The MQTT topic contract (v2): every topic the daemon uses, built in one place.
 
-All topics live under `{prefix}/{device_id}/`. Prefix, device id and task names are validated as
-topic-safe by the settings, so building topics is plain string joining; the checks here are for
-values that did not come through the settings (tests, commands).
+Device topics live under `{prefix}/{device_id}/` (status, state, health, event, cmd/{verb},
+reply/{verb}); results under `{prefix}/{device_id}/{camera}/{task}/result|image`. The daemon
+subscribes to `cmd/#` only, and nothing it publishes lies there: replies go to the requester's MQTT 5
+response topic or to `reply/{verb}`, and camera and task names may not be reserved words (the one name
+rule is `edge.core.names`), so a task named `cmd` cannot publish into the commands.
+
+Names that came through the settings are already checked; the checks here are for values that did
+not (tests, commands, tools), so building topics stays plain string joining.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edge.config.settings import MqttSettings, TaskSettings
+from edge.core.names import check_name
 
 COMMAND_VERBS: tuple[str, ...] = ("ask", "capture", "pause", "resume", "set", "reload")
+DEFAULT_CAMERA = "main"
 
-_LEVEL = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-
-def _check_level(value: str, what: str) -> str:
-    if not _LEVEL.match(value):
-        raise ValueError(f"{what} {value!r} is not a valid topic level (letters, digits, '-', '_')")
-    return value
+def _check(value: str, what: str, *, reserved: bool = True) -> str:
+    try:
+        return check_name(value, reserved=reserved)
+    except ValueError as err:
+        raise ValueError(f"{what}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,13 @@ class Topics:
     task_topics: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        _check_level(self.prefix, "prefix")
-        _check_level(self.device_id, "device_id")
+        _check(self.prefix, "prefix", reserved=False)
+        _check(self.device_id, "device_id")
         for part in self.discovery_prefix.split("/"):
-            _check_level(part, "discovery_prefix level")
+            _check(part, "discovery_prefix level", reserved=False)
+        for task, override in self.task_topics:
+            for level in override.split("/"):
+                _check(level, f"topic override of task {task!r}")
 
     @classmethod
     def from_settings(cls, mqtt: MqttSettings, device_id: str, tasks: Iterable[TaskSettings] = ()) -> Topics:
@@ -69,45 +77,59 @@ class Topics:
     def event(self) -> str:
         return f"{self.root}/event"
 
-    def task_base(self, task: str) -> str:
-        """`{root}/{task}`, or `{root}/{override}` when the task has a topic override."""
+    # ---- results, per camera
+
+    def task_base(self, camera: str, task: str) -> str:
+        """`{root}/{camera}/{task}`, or `{root}/{override}` when the task has a topic override.
+
+        An override is the user's explicit choice of place, relative to the device's root (as in v1).
+        """
         override = dict(self.task_topics).get(task)
-        return f"{self.root}/{override or _check_level(task, 'task')}"
+        if override:
+            return f"{self.root}/{override}"
+        return f"{self.root}/{_check(camera, 'camera')}/{_check(task, 'task')}"
 
-    def result(self, task: str) -> str:
-        return f"{self.task_base(task)}/result"
+    def result(self, camera: str, task: str) -> str:
+        return f"{self.task_base(camera, task)}/result"
 
-    def image(self, task: str) -> str:
-        return f"{self.task_base(task)}/image"
+    def image(self, camera: str, task: str) -> str:
+        return f"{self.task_base(camera, task)}/image"
 
     # ---- commands
 
     @property
     def command_filter(self) -> str:
-        """What the client subscribes to: every verb (and, harmlessly, replies, which are ignored)."""
+        """What the daemon subscribes to: every verb, and nothing the daemon publishes itself."""
         return f"{self.root}/cmd/#"
 
     def command(self, verb: str) -> str:
-        return f"{self.root}/cmd/{_check_level(verb, 'verb')}"
+        return f"{self.root}/cmd/{_check(verb, 'verb', reserved=False)}"
 
-    def command_reply(self, verb: str) -> str:
-        """Where a reply goes when the command carried no MQTT 5 response topic."""
-        return f"{self.command(verb)}/reply"
+    def reply(self, verb: str) -> str:
+        """Where a reply goes when the command carried no (usable) MQTT 5 response topic."""
+        return f"{self.root}/reply/{_check(verb, 'verb', reserved=False)}"
 
-    def parse_command(self, topic: str) -> tuple[str, bool] | None:
-        """`{root}/cmd/{verb}` -> (verb, False); `.../cmd/{verb}/reply` -> (verb, True); else None.
+    def reply_to(self, verb: str, response_topic: str | None) -> str:
+        """The requester's response topic, unless it lies in our own commands (we would read the
+        reply back as a command): then, as without one, `reply/{verb}`."""
+        if response_topic and not self.is_command_topic(response_topic):
+            return response_topic
+        return self.reply(verb)
+
+    def is_command_topic(self, topic: str) -> bool:
+        """True for anything the command subscription (`cmd/#`) receives."""
+        return topic == f"{self.root}/cmd" or topic.startswith(f"{self.root}/cmd/")
+
+    def parse_command(self, topic: str) -> str | None:
+        """`{root}/cmd/{verb}` -> verb; anything else (deeper levels, other topics) -> None.
 
         The verb is returned even when unknown, so the caller can answer with an error reply.
         """
         head = f"{self.root}/cmd/"
         if not topic.startswith(head):
             return None
-        parts = topic[len(head) :].split("/")
-        if len(parts) == 1 and parts[0]:
-            return parts[0], False
-        if len(parts) == 2 and parts[0] and parts[1] == "reply":
-            return parts[0], True
-        return None
+        verb = topic[len(head) :]
+        return verb if verb and "/" not in verb else None
 
     # ---- Home Assistant
 

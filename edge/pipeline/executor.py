@@ -198,7 +198,7 @@ class Executor:
         if job.frame is not None:
             d.latency.add((time.time() - job.frame.captured_at) * 1000.0)
         if spec.task.publish_image and job.frame is not None:
-            self._enqueue_image(spec.task, payload.id, job.frame)
+            self._enqueue_image(spec.task, payload.camera, payload.id, job.frame)
         d.ttft.add(gen.stats.ttft_ms)
         if gen.stats.new_tokens > 1:
             d.decode.add(gen.stats.decode_tok_s)
@@ -220,14 +220,14 @@ class Executor:
         if spec.is_command:
             spec.reply.ok(json.loads(payload.model_dump_json()))
 
-    def _enqueue_image(self, task: TaskSettings, result_id: str, frame: Frame) -> None:
+    def _enqueue_image(self, task: TaskSettings, camera: str, result_id: str, frame: Frame) -> None:
         d = self.deps
         try:
             jpeg = encode_jpeg(frame.image, d.image_max_bytes)
         except FrameError as err:
             log.warning("task %s: image not published: %s", task.name, err)
             return
-        d.publisher.publish_image(task.name, result_id, jpeg)
+        d.publisher.publish_image(camera, task.name, result_id, jpeg)
 
     def _fail(self, spec: JobSpec, jid: str | None, reason: str, message: str) -> None:
         d = self.deps

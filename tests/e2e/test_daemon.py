@@ -18,7 +18,7 @@ ROOT = "edge/cam-e2e"
 
 
 def results(collector, task: str = "caption") -> list[ResultPayload]:
-    return [ResultPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/{task}/result")]
+    return [ResultPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/main/{task}/result")]
 
 
 def events(collector, kind: str | None = None) -> list[EventPayload]:
@@ -47,7 +47,7 @@ def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> 
     try:
         assert d.notify is not None
         ready_at = d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/caption/result", count=2, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=2, timeout=30)
         sub.wait_topic(f"{ROOT}/health", count=2, timeout=10)
         # the pinger runs while frames arrive and the worker is healthy (WATCHDOG_USEC=2s -> every 1s)
         pings = [t for t in d.notify.times_of("WATCHDOG", "1") if t > ready_at]
@@ -87,7 +87,7 @@ def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> 
             and r.stats.prompt_tokens > r.stats.image_tokens
         )
         assert r.stats.stop_reason in ("eos", "max_tokens")
-    msg = sub.on(f"{ROOT}/caption/result")[0]
+    msg = sub.on(f"{ROOT}/main/caption/result")[0]
     assert msg.content_type == "application/json" and msg.message_expiry is not None
     assert dict(msg.user_properties)["backend"] == "ort-genai"
     health = [HealthPayload.model_validate_json(m.payload) for m in sub.on(f"{ROOT}/health")]
@@ -99,7 +99,7 @@ def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Pa
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto))
     try:
         d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)
         reply_to = "client/replies"
         sub.publish(
             f"{ROOT}/cmd/ask",
@@ -115,11 +115,11 @@ def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Pa
         ask = ResultPayload.model_validate(by_corr[b"ask-1"]["result"])
         assert ask.trigger == "command" and ask.task == "ask" and ask.stats.image_tokens > 0
         assert ResultPayload.model_validate(by_corr[b"cap-1"]["result"]).task == "caption"
-        plain = sub.wait_topic(f"{ROOT}/cmd/ask/reply", count=1, timeout=30)[0]
+        plain = sub.wait_topic(f"{ROOT}/reply/ask", count=1, timeout=30)[0]
         text_only = ResultPayload.model_validate(json.loads(plain.payload)["result"])
         assert text_only.stats.image_tokens == 0 and text_only.captured_at is None
         # the ask result was also published on its own topic, in the same numbered stream
-        sub.wait_topic(f"{ROOT}/ask/result", count=2, timeout=10)
+        sub.wait_topic(f"{ROOT}/main/ask/result", count=2, timeout=10)
 
         # cmd/set changes the prompt live; a bad value is refused with a reply and changes nothing
         sub.publish(
@@ -153,7 +153,7 @@ def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Pa
         time.sleep(2.5)
         assert len(results(sub)) == n
         sub.publish(f"{ROOT}/cmd/resume", "")
-        sub.wait_topic(f"{ROOT}/caption/result", count=n + 1, timeout=15)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=n + 1, timeout=15)
     finally:
         assert d.stop() == 0, d.log()[-3000:]
     all_results = sorted(results(sub) + results(sub, "ask"), key=lambda r: r.seq)
@@ -192,9 +192,9 @@ def test_motion_structured_and_summarize(tmp_path: Path, mosquitto, sub, stream_
     d = start_daemon(tmp_path, cfg)
     try:
         d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/digest/result", count=1, timeout=40)
-        sub.wait_topic(f"{ROOT}/shape/result", count=1, timeout=20)
-        sub.wait_topic(f"{ROOT}/motion/result", count=3, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/digest/result", count=1, timeout=40)
+        sub.wait_topic(f"{ROOT}/main/shape/result", count=1, timeout=20)
+        sub.wait_topic(f"{ROOT}/main/motion/result", count=3, timeout=30)
     finally:
         assert d.stop() == 0, d.log()[-3000:]
     motion = results(sub, "motion")
@@ -219,7 +219,7 @@ def test_sighup_with_broken_config_keeps_running(tmp_path: Path, mosquitto, sub)
     d = start_daemon(tmp_path, cfg)
     try:
         d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)
         d.config.write_text(d.config.read_text() + "\n[mqtt2]\nhots = 1\n")
         d.signal(signal.SIGHUP)
         rejected = sub.wait_for(
@@ -233,12 +233,12 @@ def test_sighup_with_broken_config_keeps_running(tmp_path: Path, mosquitto, sub)
         assert any(e.event == "config_rejected" and "mqtt2" in e.reason for e in ev)
         assert d.notify.wait_for("RELOADING", "1", 5)
         n = len(results(sub))
-        sub.wait_topic(f"{ROOT}/caption/result", count=n + 2, timeout=20)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=n + 2, timeout=20)
         # a valid change is applied live: a new task appears without a restart
         cfg["tasks"].append({"name": "second", "kind": "caption", "trigger": "interval", "interval_s": 1})
         write_config(d.config, cfg)
         d.signal(signal.SIGHUP)
-        sub.wait_topic(f"{ROOT}/second/result", count=1, timeout=20)
+        sub.wait_topic(f"{ROOT}/main/second/result", count=1, timeout=20)
         assert d.alive()
     finally:
         assert d.stop() == 0, d.log()[-3000:]
@@ -280,7 +280,7 @@ def test_faults_at_once_lose_nothing(tmp_path: Path, broker_factory, mjpeg_serve
     d = start_daemon(tmp_path, cfg)
     try:
         d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/caption/result", count=2, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=2, timeout=30)
         # 1) the worker stalls mid-job: killed by the watchdog, restarted
         worker = d.wait_worker()
         os.kill(worker, signal.SIGSTOP)
@@ -304,7 +304,7 @@ def test_faults_at_once_lose_nothing(tmp_path: Path, broker_factory, mjpeg_serve
             "camera_back",
         )
         n = len(results(sub))
-        sub.wait_topic(f"{ROOT}/caption/result", count=n + 2, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=n + 2, timeout=30)
         assert d.alive()
     finally:
         rc = d.stop()
@@ -326,7 +326,7 @@ def test_immediate_eos_model_reports_eos(tmp_path: Path, mosquitto, sub, model: 
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto, model={"path": str(MODELS / model)}))
     try:
         d.notify.wait_for("READY", "1", 60)
-        sub.wait_topic(f"{ROOT}/caption/result", count=1, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)
     finally:
         assert d.stop() == 0
     r = results(sub)[0]

@@ -122,8 +122,8 @@ def test_acl_denies_publish_with_reason_code(mosquitto_auth: Broker) -> None:
     client.connect(mosquitto_auth.host, mosquitto_auth.port)
     client.loop_start()
     try:
-        denied = client.publish("edge/dev/denied/result", b"x", qos=1).mid
-        allowed = client.publish("edge/dev/caption/result", b"y", qos=1).mid
+        denied = client.publish("edge/dev/main/denied/result", b"x", qos=1).mid
+        allowed = client.publish("edge/dev/main/caption/result", b"y", qos=1).mid
         assert done.wait(5)
     finally:
         client.disconnect()

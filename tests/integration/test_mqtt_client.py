@@ -34,7 +34,7 @@ def test_connect_publish_subscribe(
         ]
         assert births == ["state", "status"]
         payload = stack.publisher.publish_result(result_builder())
-        (msg,) = sub.wait_topic(f"{ROOT}/caption/result")
+        (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
         assert msg.json()["id"] == payload.id == f"{DEVICE}-{stack.publisher.boot}-1"
         assert msg.content_type == "application/json"
         assert msg.user["device"] == DEVICE and msg.user["backend"] == "ort-genai"
@@ -57,7 +57,7 @@ def test_mqtt_311_publishes_without_properties(
     stack = make_stack(mosquitto.mqtt_settings(protocol="3.1.1"), tmp_path / "o.db").start()
     try:
         stack.publisher.publish_result(result_builder())
-        (msg,) = sub.wait_topic(f"{ROOT}/caption/result")
+        (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
         assert msg.content_type is None and msg.user_properties == ()
         assert sub.wait_topic(f"{ROOT}/status")[-1].text == "online"
     finally:
@@ -109,12 +109,12 @@ def test_acl_denial_is_reported_and_the_row_dropped(
         with caplog.at_level(logging.ERROR, logger="edge.mqtt.publisher"):
             denied = stack.publisher.publish_result(result_builder(task="denied"))
             allowed = stack.publisher.publish_result(result_builder(task="caption"))
-            (msg,) = sub.wait_topic(f"{ROOT}/caption/result")
+            (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
             wait_until(lambda: stack.outbox.stats().depth == 0, what="outbox drained")
         assert msg.json()["id"] == allowed.id
         assert stack.publisher.stats().rejected == 1
         assert any(denied.id in r.getMessage() and "135" in r.getMessage() for r in caplog.records)
-        assert sub.on(f"{ROOT}/denied/#") == []
+        assert sub.on(f"{ROOT}/+/denied/#") == []
     finally:
         stack.stop()
 

@@ -1,5 +1,5 @@
 """Commands over a real broker: every malformed command gets its error reply; ask/capture answer
-with a result on the task's topic and a reply carrying the request's correlation data."""
+with a result on the camera's task topic and a reply carrying the request's correlation data."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tests.integration.mqtt_stack import DEVICE, Stack, make_stack, result_build
 from tests.plugins.mosquitto import Broker, Collector
 
 ROOT = f"edge/{DEVICE}"
-TASKS = {"caption", "ask"}
+TASKS = {"caption", "ask", "pause"}  # a task named like a verb is allowed
 
 
 class FakeRuntime:
@@ -100,7 +100,7 @@ MALFORMED = [
 def test_malformed_command_gets_an_error_reply(wired: Any, verb: str, payload: bytes, mentions: str) -> None:
     stack, runtime, sub = wired
     sub.publish(f"{ROOT}/cmd/{verb}", payload)
-    (reply,) = sub.wait_topic(f"{ROOT}/cmd/{verb}/reply")
+    (reply,) = sub.wait_topic(f"{ROOT}/reply/{verb}")
     body = reply.json()
     assert body["ok"] is False and mentions in body["error"]
     assert runtime.calls == []
@@ -114,14 +114,14 @@ def test_malformed_command_gets_an_error_reply(wired: Any, verb: str, payload: b
 def test_retained_command_is_refused_not_replayed(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
-    sub: Collector = collector_factory(mosquitto, f"{ROOT}/cmd/#")
+    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/cmd/#", f"{ROOT}/reply/#"])
     sub.publish(f"{ROOT}/cmd/pause", b"{}", retain=True)  # would pause the device on every reconnect
     stack: Stack = make_stack(mosquitto.mqtt_settings(), tmp_path / "o.db")
     runtime = FakeRuntime(stack.publisher)
     CommandRouter(stack.client, stack.topics, runtime)
     stack.start()
     try:
-        (reply,) = sub.wait_topic(f"{ROOT}/cmd/pause/reply")
+        (reply,) = sub.wait_topic(f"{ROOT}/reply/pause")
     finally:
         stack.stop()
     assert reply.json()["ok"] is False and "retained" in reply.json()["error"]
@@ -139,13 +139,32 @@ def test_ask_and_capture_publish_a_result_and_echo_correlation(
         f"{ROOT}/cmd/{verb}", json.dumps(body), response_topic="replies/app", correlation_data=b"\x00req-7"
     )
     (reply,) = sub.wait_topic("replies/app")
-    (result,) = sub.wait_topic(f"{ROOT}/{task}/result")
+    (result,) = sub.wait_topic(f"{ROOT}/main/{task}/result")
     assert reply.correlation_data == b"\x00req-7"
     assert reply.content_type == "application/json"
     answer = reply.json()
     assert answer["ok"] is True and answer["result"]["id"] == result.json()["id"]
     assert result.json()["task"] == task
     assert [c[0] for c in runtime.calls] == [verb]
+
+
+def test_the_daemon_never_reads_its_own_publications_as_commands(wired: Any) -> None:
+    """v1 replied on cmd/{verb}/reply and a task named `cmd` published into cmd/#; in v2 a task named
+    like a verb publishes on {camera}/{task}/result, and a response topic inside cmd/# is not used."""
+    stack, runtime, sub = wired
+    sub.publish(
+        f"{ROOT}/cmd/capture",
+        b'{"task": "pause"}',
+        response_topic=f"{ROOT}/cmd/resume",
+        correlation_data=b"x",
+    )
+    (result,) = sub.wait_topic(f"{ROOT}/main/pause/result")
+    (reply,) = sub.wait_topic(f"{ROOT}/reply/capture")
+    assert reply.correlation_data == b"x" and reply.json()["result"]["id"] == result.json()["id"]
+    sub.publish(f"{ROOT}/cmd/reload", b"")  # a probe: once it is answered, anything misread would be too
+    sub.wait_topic(f"{ROOT}/reply/reload")
+    assert [c[0] for c in runtime.calls] == ["capture", "reload"]
+    assert not sub.on(f"{ROOT}/reply/pause") and not sub.on(f"{ROOT}/reply/resume")
 
 
 def test_valid_control_commands_reach_the_handler(wired: Any) -> None:
@@ -156,7 +175,7 @@ def test_valid_control_commands_reach_the_handler(wired: Any) -> None:
     sub.publish(f"{ROOT}/cmd/set", b'{"paused": true}')  # what the Home Assistant switch sends
     sub.publish(f"{ROOT}/cmd/reload", b"")
     for verb, count in (("pause", 1), ("resume", 1), ("set", 2), ("reload", 1)):
-        assert all(r.json()["ok"] for r in sub.wait_topic(f"{ROOT}/cmd/{verb}/reply", count))
+        assert all(r.json()["ok"] for r in sub.wait_topic(f"{ROOT}/reply/{verb}", count))
     assert [c[0] for c in runtime.calls] == ["pause", "resume", "set", "pause", "reload"]
     assert runtime.calls[2][1] == {"gate.cooldown_s": 2.5, "tasks.caption.prompt": "Describe."}
 
@@ -173,9 +192,9 @@ def test_commands_under_mqtt_311_reply_on_the_reply_topic(
         assert stack.client.wait_connected(10)
         sub.publish(f"{ROOT}/cmd/ask", b"{oops")
         sub.publish(f"{ROOT}/cmd/capture", b"{}")
-        (bad,) = sub.wait_topic(f"{ROOT}/cmd/ask/reply")
-        (good,) = sub.wait_topic(f"{ROOT}/cmd/capture/reply")
-        (result,) = sub.wait_topic(f"{ROOT}/caption/result")
+        (bad,) = sub.wait_topic(f"{ROOT}/reply/ask")
+        (good,) = sub.wait_topic(f"{ROOT}/reply/capture")
+        (result,) = sub.wait_topic(f"{ROOT}/main/caption/result")
     finally:
         stack.stop()
     assert bad.json()["ok"] is False and bad.correlation_data is None

@@ -37,7 +37,7 @@ def test_broker_outage_500_results_all_arrive_in_order(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
     # A persistent session: what is published while the broker restarts is queued for us.
-    sub: Collector = collector_factory(mosquitto, f"{ROOT}/+/result", persistent=True)
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/+/+/result", persistent=True)
     stack = make_stack(mosquitto.mqtt_settings(), tmp_path / "o.db").start()
     build = result_builder()
     try:
@@ -54,7 +54,7 @@ def test_broker_outage_500_results_all_arrive_in_order(
         wait_until(lambda: stack.outbox.stats().depth == 0, what="outbox drained")
     finally:
         stack.stop()
-    ids = unique_ids(sub.on(f"{ROOT}/caption/result"))
+    ids = unique_ids(sub.on(f"{ROOT}/main/caption/result"))
     assert seqs_of_boot(ids, stack.publisher.boot) == list(range(1, 501))
     assert stack.client.connects >= 2
 
@@ -91,7 +91,7 @@ def read_until(stream: IO[str], predicate: Any, timeout: float = 20.0) -> str:
 def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
-    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/+/result", f"{ROOT}/status", f"{ROOT}/state"])
+    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/+/+/result", f"{ROOT}/status", f"{ROOT}/state"])
     outbox = tmp_path / "o.db"
     child = spawn_child(mosquitto, outbox, 400)
     assert child.stdout is not None
@@ -108,7 +108,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
         if child.poll() is None:
             child.kill()
     time.sleep(0.3)
-    before = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), boot)
+    before = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/+/result")), boot)
     assert len(before) < last  # some were in flight or still queued when the process died
 
     # Last will: the broker saw the connection die and, after the short will delay, says offline.
@@ -131,7 +131,7 @@ def test_sigkill_with_messages_in_flight_then_replay_loses_nothing(
     finally:
         child.kill()
         child.wait()
-    after = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/result")), boot)
+    after = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/+/+/result")), boot)
     everything = sorted(set(before) | set(after))
     assert everything == list(range(1, len(everything) + 1))  # no gaps: nothing lost
     assert len(everything) >= last  # everything the dead process had committed
@@ -165,7 +165,7 @@ def test_last_will_offline_retained_on_kill_9(
 def test_outbox_full_drops_oldest_and_publishes_the_event(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
-    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/+/result", f"{ROOT}/event"])
+    sub: Collector = collector_factory(mosquitto, [f"{ROOT}/+/+/result", f"{ROOT}/event"])
     probe = result_builder()(1, f"{DEVICE}-1-1").model_dump_json()
     stack = make_stack(mosquitto.mqtt_settings(), tmp_path / "o.db", max_bytes=20 * (len(probe) + 200))
     build = result_builder()
@@ -179,7 +179,7 @@ def test_outbox_full_drops_oldest_and_publishes_the_event(
         time.sleep(0.2)
     finally:
         stack.stop()
-    results = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/caption/result")), stack.publisher.boot)
+    results = seqs_of_boot(unique_ids(sub.on(f"{ROOT}/main/caption/result")), stack.publisher.boot)
     events = [m.json() for m in sub.on(f"{ROOT}/event")]
     assert {e["event"] for e in events} == {"outbox_dropped"}
     dropped = sum(e["detail"]["count"] for e in events)
@@ -193,7 +193,7 @@ def test_outbox_full_drops_oldest_and_publishes_the_event(
 def test_expired_results_are_never_published(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
-    sub: Collector = collector_factory(mosquitto, f"{ROOT}/+/result")
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/+/+/result")
     skew = [0.0]
 
     def clock() -> float:  # wall clock that the test can move forward
@@ -206,13 +206,13 @@ def test_expired_results_are_never_published(
     fresh = [stack.publisher.publish_result(build).id for _ in range(2)]
     stack.start()
     try:
-        got = sub.wait_topic(f"{ROOT}/caption/result", 2)
+        got = sub.wait_topic(f"{ROOT}/main/caption/result", 2)
         wait_until(lambda: stack.outbox.stats().depth == 0)
         time.sleep(0.3)
         stats = stack.publisher.stats()
     finally:
         stack.stop()
-    ids = unique_ids(sub.on(f"{ROOT}/caption/result"))
+    ids = unique_ids(sub.on(f"{ROOT}/main/caption/result"))
     assert ids == fresh and not set(stale) & set(ids)
     assert stats.expired == 5
     # MQTT 5 message expiry carries what is left of the lifetime, so the broker drops it too.

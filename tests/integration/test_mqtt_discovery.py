@@ -34,7 +34,7 @@ def test_discovery_published_resent_on_ha_birth_and_forgotten(
         ha.wait_topic(CONFIG)  # published on connect
         late: Collector = collector_factory(mosquitto, CONFIG)
         (first,) = late.wait_topic(CONFIG)
-        assert first.retain and first.json()["components"]["caption_text"]["platform"] == "sensor"
+        assert first.retain and first.json()["components"]["main_caption_text"]["platform"] == "sensor"
         ha.clear()
         t0 = time.monotonic()
         ha.publish("homeassistant/status", b"online")  # Home Assistant restarted

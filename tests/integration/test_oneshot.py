@@ -38,7 +38,7 @@ def test_caption_json_is_one_result_payload(name: str, backend: str, jpeg: Path,
     assert (payload.seq, payload.trigger, payload.device, payload.task) == (0, "command", "cam-01", "caption")
     assert payload.model.backend == backend and payload.model.name == name
     assert payload.stats.image_tokens == 757 and payload.captured_at is not None
-    assert json.loads(lines[0])["v"] == 1
+    assert json.loads(lines[0])["v"] == 2
 
 
 def test_ask_text_uses_text_model_and_prints_plain_text(capsys) -> None:

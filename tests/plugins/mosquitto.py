@@ -42,12 +42,12 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 
 # Users of the password + ACL broker. `edge` may write everything under edge/ except the
-# edge/+/denied/# subtree (to test ACL denial); `reader` may only read; `admin` (what a Collector
+# edge/{device}/{camera}/denied/# subtree (to test ACL denial); `reader` may only read; `admin` (what a Collector
 # uses by default) may read and write everything, e.g. to send commands.
 USERS = {"edge": "edge-secret", "reader": "reader-secret", "admin": "admin-secret"}
 ACL = """\
 user edge
-topic deny edge/+/denied/#
+topic deny edge/+/+/denied/#
 topic readwrite edge/#
 topic readwrite homeassistant/#
 

@@ -156,16 +156,32 @@ def test_handler_exception_becomes_an_error_reply() -> None:
     r, client, _ = router(Handler(fail=True))
     r.handle(message("edge/d1/cmd/pause", b""))
     ((topic, body, _),) = client.published
-    assert topic == "edge/d1/cmd/pause/reply"
+    assert topic == "edge/d1/reply/pause"  # outside cmd/#: never read back as a command
     assert body["ok"] is False and "internal error" in body["error"]
     assert r.rejected == 1
 
 
-def test_replies_and_foreign_topics_are_ignored() -> None:
+def test_deeper_topics_are_ignored() -> None:
     r, client, h = router()
-    r.handle(message("edge/d1/cmd/ask/reply", b'{"ok": true}'))
+    r.handle(message("edge/d1/cmd/ask/reply", b'{"ok": true}'))  # v1's reply topic: not a command
     r.handle(message("edge/d1/cmd/ask/x/y", b"{}"))
     assert h.calls == [] and client.published == [] and r.received == 0
+
+
+def test_response_topic_inside_our_commands_is_not_used() -> None:
+    """A requester asking for the reply on cmd/... would make the daemon read its reply as a command."""
+    r, client, h = router()
+    r.handle(message("edge/d1/cmd/pause", b"", response="edge/d1/cmd/resume", corr=b"c"))
+    h.replies[0].ok()
+    ((topic, body, props),) = client.published
+    assert topic == "edge/d1/reply/pause" and body["ok"] is True
+    assert props["correlation_data"] == b"c"
+
+
+def test_task_keys_in_set_follow_the_name_rule() -> None:
+    with pytest.raises(CommandError, match="unknown key"):
+        parse_set({"tasks.ask\n.prompt": "x"}, None)
+    assert parse_set({"tasks.ask.prompt": "x"}, None).values == {"tasks.ask.prompt": "x"}
 
 
 def test_bad_response_topic_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:

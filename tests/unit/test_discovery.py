@@ -130,14 +130,14 @@ def test_entities_and_topics() -> None:
     comps = d["components"]
     assert d["availability_topic"] == "edge/cam-01/status"
     assert (d["payload_available"], d["payload_not_available"]) == ("online", "offline")
-    text = comps["caption_text"]
-    assert text["state_topic"] == text["json_attributes_topic"] == "edge/cam-01/caption/result"
+    text = comps["main_caption_text"]
+    assert text["state_topic"] == text["json_attributes_topic"] == "edge/cam-01/main/caption/result"
     assert f"[:{HA_STATE_MAX}]" in text["value_template"] and HA_STATE_MAX == 255
     assert text["expire_after"] == 900
-    assert comps["caption_latency"]["unit_of_measurement"] == "ms"
-    assert comps["caption_image"]["image_topic"] == "edge/cam-01/caption/image"
-    assert "people_image" not in comps  # that task publishes no image
-    assert comps["people_text"]["state_topic"] == "edge/cam-01/people/result"
+    assert comps["main_caption_latency"]["unit_of_measurement"] == "ms"
+    assert comps["main_caption_image"]["image_topic"] == "edge/cam-01/main/caption/image"
+    assert "main_people_image" not in comps  # that task publishes no image
+    assert comps["main_people_text"]["state_topic"] == "edge/cam-01/main/people/result"
     switch = comps["captioning"]
     assert switch["command_topic"] == "edge/cam-01/cmd/set"
     assert json.loads(switch["payload_off"]) == {"paused": True}
@@ -145,6 +145,17 @@ def test_entities_and_topics() -> None:
     assert comps["describe_now"]["command_topic"] == "edge/cam-01/cmd/capture"
     ids = [c["unique_id"] for c in comps.values()]
     assert len(ids) == len(set(ids)) and all(i.startswith("cam-01_") for i in ids)
+
+
+def test_result_entities_are_per_camera_and_task() -> None:
+    comps = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("yard", "gate"))["components"]
+    assert comps["yard_caption_text"]["state_topic"] == "edge/cam-01/yard/caption/result"
+    assert comps["gate_people_latency"]["state_topic"] == "edge/cam-01/gate/people/result"
+    assert comps["gate_caption_image"]["image_topic"] == "edge/cam-01/gate/caption/image"
+    names = [c["name"] for k, c in comps.items() if k.endswith("_text")]
+    assert len(names) == len(set(names)) == 4  # the camera is named when there is more than one
+    ids = [c["unique_id"] for c in comps.values()]
+    assert len(ids) == len(set(ids))
 
 
 def test_default_expire_after_covers_three_missed_results() -> None:

@@ -308,8 +308,8 @@ class Observer:
                 self.health.append((now, doc))
             elif topic == self.topics.event and isinstance(doc, dict):
                 self.events.append(doc)
-            elif topic.endswith("/reply") and isinstance(doc, dict):
-                verb = topic.split("/")[-2]
+            elif topic.startswith(f"{self.topics.root}/reply/") and isinstance(doc, dict):
+                verb = topic.rsplit("/", 1)[-1]
                 self._replies.setdefault(verb, queue.SimpleQueue()).put(doc)
             self._lock.notify_all()
 
