@@ -66,6 +66,9 @@ def wired(mosquitto: Broker, collector_factory: Any, tmp_path: Path) -> Any:
     stack.start()
     assert stack.client.wait_connected(10)
     sub: Collector = collector_factory(mosquitto, [f"{ROOT}/#", "replies/#"])
+    # `online` is published in on_connect after the subscriptions, and the broker handles one client's
+    # packets in order: once it is seen, commands reach the router (wait_connected alone races).
+    sub.wait_topic(f"{ROOT}/status")
     yield stack, runtime, sub
     stack.stop()
 
@@ -190,6 +193,9 @@ def test_commands_under_mqtt_311_reply_on_the_reply_topic(
     sub: Collector = collector_factory(mosquitto, f"{ROOT}/#")
     try:
         assert stack.client.wait_connected(10)
+        # `online` is published in on_connect after the subscriptions, and the broker handles one client's
+        # packets in order: once it is seen, commands reach the router (wait_connected alone races).
+        sub.wait_topic(f"{ROOT}/status")
         sub.publish(f"{ROOT}/cmd/ask", b"{oops")
         sub.publish(f"{ROOT}/cmd/capture", b"{}")
         (bad,) = sub.wait_topic(f"{ROOT}/reply/ask")
