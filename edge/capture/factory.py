@@ -13,8 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-
 from edge.capture.base import Camera, CameraConfigError, CameraError
 from edge.capture.frames import prepare_image
 from edge.capture.gst import PREFIX as GST_PREFIX
@@ -28,6 +26,7 @@ from edge.capture.testsrc import TestSource
 from edge.config.settings import CameraSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame
+from edge.imaging.opencv import cv2
 
 log = logging.getLogger(__name__)
 

@@ -6,10 +6,10 @@ the gate, the JPEG for {camera}/{task}/image and the model's own preprocessing.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from edge.imaging.imageio import validate_array
+from edge.imaging.opencv import cv2
 
 
 def prepare_image(raw: object, max_edge: int | None) -> np.ndarray:

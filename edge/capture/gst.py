@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 import threading
 
-import cv2
-
 from edge.capture.base import CameraConfigError
 from edge.capture.opencv_source import OpenCVSource
 from edge.capture.redact import redact_source
+from edge.imaging.opencv import cv2
 
 PREFIX = "gst:"
 APPSINK_TAIL = " ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false"

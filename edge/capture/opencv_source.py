@@ -12,10 +12,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 
 from edge.capture.base import CameraError, CameraInfo, Pacer, StreamEnded, valid_fps
+from edge.imaging.opencv import cv2
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import threading
 
-import cv2
 import numpy as np
 
 from edge.capture.base import CameraInfo, Pacer
+from edge.imaging.opencv import cv2
 
 
 def _background(width: int, height: int) -> np.ndarray:

@@ -18,11 +18,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 
 from edge.config.settings import GateSettings
 from edge.core.messages import Frame
+from edge.imaging.opencv import cv2
 
 GateReason = Literal["motion", "max_interval", "min_interval", "cooldown", "below_threshold", "first_frame"]
 

@@ -7,10 +7,10 @@ OpenCV and checked to be a contiguous uint8 HxWx3 array of sane size before anyt
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from edge.core.errors import FrameError
+from edge.imaging.opencv import cv2
 
 MIN_EDGE = 16
 MAX_EDGE = 8192

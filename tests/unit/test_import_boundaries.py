@@ -20,7 +20,7 @@ EDGE = Path(__file__).resolve().parents[2] / "edge"
 # top-level import name -> the edge/ paths (a folder ending in "/" or one file) allowed to import it.
 THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "paho": ("edge/mqtt/",),
-    "cv2": ("edge/capture/", "edge/imaging/"),
+    "cv2": ("edge/imaging/opencv.py",),  # sets its limits and log levels before the import
     "onnxruntime_genai": ("edge/inference/ort_genai.py",),
     "onnxruntime": ("edge/inference/ort_genai.py",),
     "onnxruntime_ep_openvino": ("edge/inference/ort_genai.py",),
