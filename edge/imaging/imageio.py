@@ -3,6 +3,8 @@
 The runtimes' own image decoders can kill the process (garbage, BMP) or spin forever (a truncated
 JPEG), and silently accept CHW or 1-channel arrays as garbage. So every image is decoded here by
 OpenCV and checked to be a contiguous uint8 HxWx3 array of sane size before anything else sees it.
+Bytes are checked before they are decoded: the header's width and height (edge.imaging.header) must
+be within the frame limits, so a small file that declares 20000x20000 pixels never allocates them.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 from edge.core.errors import FrameError
-from edge.imaging.opencv import cv2
+from edge.imaging.header import image_size
+from edge.imaging.opencv import MAX_EDGE, cv2
 
 MIN_EDGE = 16
-MAX_EDGE = 8192
+MAX_FILE_BYTES = 256 * 1024 * 1024  # an uncompressed 8192x8192 BMP is 192 MB
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 
@@ -32,17 +35,32 @@ def validate_array(image: object) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def check_declared_size(data: bytes) -> tuple[int, int]:
+    """The header's (width, height) if within the frame limits; FrameError before any decoding."""
+    w, h = image_size(data)
+    if not (MIN_EDGE <= h <= MAX_EDGE and MIN_EDGE <= w <= MAX_EDGE):
+        raise FrameError(
+            f"image declares {w}x{h} pixels, outside {MIN_EDGE}..{MAX_EDGE} per edge: not decoded"
+        )
+    return w, h
+
+
 def decode_image_bytes(data: bytes) -> np.ndarray:
     """Decode JPEG/PNG/... bytes with OpenCV and validate; truncated JPEGs are refused, not guessed.
 
-    OpenCV fills a truncated JPEG with grey and only warns, so the end-of-image marker is checked.
+    The declared size is checked first (a decompression bomb is refused unread). OpenCV fills a
+    truncated JPEG with grey and only warns, so the end-of-image marker is checked.
     """
     if not data:
         raise FrameError("image is empty")
+    check_declared_size(data)
     if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         raise FrameError("JPEG is truncated (no end-of-image marker)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as err:  # e.g. OpenCV's own size limit, when a header lied to ours
+        raise FrameError(f"image refused by the decoder ({str(err).strip().splitlines()[-1]})") from None
     if image is None:
         raise FrameError(f"image could not be decoded ({len(data)} bytes, not a supported image format)")
     return validate_array(image)
@@ -52,9 +70,11 @@ def read_image_file(path: str) -> np.ndarray:
     """Read and validate an image file (never via the runtime's decoder)."""
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise FrameError(f"cannot read image {path}: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FrameError(f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB, not read")
     try:
         return decode_image_bytes(data)
     except FrameError as err:
