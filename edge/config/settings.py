@@ -29,13 +29,31 @@ def _topic_level(value: str) -> str:
     return check_name(value, reserved=False)
 
 
+MAX_PERIOD_S = 31 * 86400.0
+"""Longest interval, gate period or window: a month. Beyond it a value is a typo (1e308 stopped a task)."""
+MQTT_MAX_STRING_BYTES = 65535
+"""MQTT encodes strings (client id, topics) with a 16-bit length: paho's thread dies on a longer one."""
+
+
+def _mqtt_string(value: str, what: str) -> str:
+    size = len(value.encode("utf-8"))
+    if size > MQTT_MAX_STRING_BYTES:
+        raise ValueError(f"{what} is {size} bytes in UTF-8; MQTT allows at most {MQTT_MAX_STRING_BYTES}")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(f"{what} contains a control character")
+    return value
+
+
 def default_device_id() -> str:
     """The hostname, made topic-safe (dots and other characters become '-')."""
     return sanitize(socket.gethostname().split(".")[0], fallback="edge")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+    # allow_inf_nan=False: inf or nan in any float setting is an error, never a task that stops.
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, allow_inf_nan=False
+    )
 
 
 class CameraSettings(Section):
@@ -72,9 +90,13 @@ class GateSettings(Section):
     motion_threshold: float = Field(
         0.02, ge=0, le=1, description="Share of changed pixels (0..1) that counts as motion."
     )
-    min_interval_s: float = Field(2.0, ge=0, description="Never run a motion task more often.")
-    max_interval_s: float = Field(300.0, gt=0, description="Run at least this often, even without motion.")
-    cooldown_s: float = Field(0.0, ge=0, description="Quiet time after a triggered job.")
+    min_interval_s: float = Field(
+        2.0, ge=0, le=MAX_PERIOD_S, description="Never run a motion task more often."
+    )
+    max_interval_s: float = Field(
+        300.0, gt=0, le=MAX_PERIOD_S, description="Run at least this often, even without motion."
+    )
+    cooldown_s: float = Field(0.0, ge=0, le=MAX_PERIOD_S, description="Quiet time after a triggered job.")
 
     @model_validator(mode="after")
     def _order(self) -> GateSettings:
@@ -107,7 +129,11 @@ DEFAULT_CAPTION_PROMPT = "Describe what you see in one sentence."
 
 class TaskSettings(Section):
     model_config = ConfigDict(
-        extra="forbid", populate_by_name=True, validate_assignment=True, coerce_numbers_to_str=True
+        extra="forbid",
+        populate_by_name=True,
+        validate_assignment=True,
+        coerce_numbers_to_str=True,
+        allow_inf_nan=False,
     )
 
     name: str
@@ -115,11 +141,11 @@ class TaskSettings(Section):
     prompt: str = DEFAULT_CAPTION_PROMPT
     json_schema: dict[str, Any] | None = Field(None, alias="schema", description="JSON schema (structured).")
     trigger: TriggerKind = "motion"
-    interval_s: float | None = Field(None, gt=0, description="Interval trigger period.")
+    interval_s: float | None = Field(None, gt=0, le=MAX_PERIOD_S, description="Interval trigger period.")
     publish_image: bool = False
     topic: str | None = Field(None, description="Topic override (relative to the device's root).")
     source_task: str | None = Field(None, description="Summarize: the task whose results to digest.")
-    window_s: float = Field(3600.0, gt=0, description="Summarize: how far back to look.")
+    window_s: float = Field(3600.0, gt=0, le=MAX_PERIOD_S, description="Summarize: how far back to look.")
     max_items: int = Field(20, ge=1, le=200, description="Summarize: at most this many results.")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
@@ -216,6 +242,26 @@ class MqttSettings(Section):
 
     _prefix = field_validator("prefix")(classmethod(lambda cls, v: _topic_level(v)))
 
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("empty: leave client_id unset for the default edge-{device_id}")
+        return _mqtt_string(v, "client_id")
+
+    @field_validator("discovery_prefix")
+    @classmethod
+    def _discovery_prefix(cls, v: str) -> str:
+        if not v:
+            raise ValueError("empty: Home Assistant listens on 'homeassistant'")
+        if "+" in v or "#" in v:
+            raise ValueError(f"{v!r} contains an MQTT wildcard ('+' or '#'): it is a topic to publish to")
+        if any(not level for level in v.split("/")):
+            raise ValueError(f"{v!r} has an empty topic level (a leading, trailing or double '/')")
+        return _mqtt_string(v, "discovery_prefix")
+
     @field_validator("protocol", mode="before")
     @classmethod
     def _protocol_str(cls, v: Any) -> Any:
@@ -252,7 +298,7 @@ class SerialSettings(Section):
 
 
 class HealthSettings(Section):
-    interval_s: float = Field(60.0, gt=0)
+    interval_s: float = Field(60.0, gt=0, le=MAX_PERIOD_S)
 
 
 class Settings(BaseSettings):

@@ -86,6 +86,10 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError([f"{what} {path}: invalid TOML: {err}"]) from None
+    except UnicodeDecodeError as err:  # TOML is UTF-8 (a file saved as Latin-1 or UTF-16)
+        raise ConfigError([f"{what} {path}: not UTF-8 text (byte {err.start}: {err.reason})"]) from None
+    except RecursionError:
+        raise ConfigError([f"{what} {path}: invalid TOML: nested too deeply"]) from None
     except OSError as err:
         raise ConfigError([f"{what} {path}: cannot read: {err.strerror}"]) from None
     _resolve_paths(data, path.parent, f"{what} {path}")
@@ -186,7 +190,9 @@ def credentials_layer(environ: Mapping[str, str]) -> Layer:
         f = Path(directory) / filename
         if f.is_file():
             try:
-                secret = f.read_text().rstrip("\r\n")
+                secret = f.read_text(encoding="utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise ConfigError([f"{'.'.join(path)}: credential {f} is not UTF-8 text"]) from None
             except OSError as err:
                 raise ConfigError([f"{'.'.join(path)}: cannot read credential {f}: {err.strerror}"]) from None
             _put(values, path, secret)

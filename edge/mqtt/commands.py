@@ -144,6 +144,8 @@ def parse_json_object(payload: bytes) -> dict[str, Any]:
         raise CommandError("payload is not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise CommandError(f"malformed JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except RecursionError:  # e.g. 32k nested brackets, well within the size limit
+        raise CommandError("malformed JSON: nested too deeply") from None
     if not isinstance(value, dict):
         raise CommandError(f"payload must be a JSON object, not {type(value).__name__}")
     return value
