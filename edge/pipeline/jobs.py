@@ -7,6 +7,7 @@ runtime feeds it frames, clock ticks, commands and serial lines, and executes wh
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections import deque
@@ -21,7 +22,11 @@ from edge.core.messages import Frame, GenerationRequest
 if TYPE_CHECKING:
     from edge.imaging.gate import Gate
 
+log = logging.getLogger(__name__)
+
 FRAME_KINDS = {"caption", "structured"}
+MAX_COMMAND_STREAK = 2
+"""Commands served in a row while scheduled work waits; then the oldest scheduled job goes next."""
 
 
 @dataclass(frozen=True)
@@ -121,19 +126,28 @@ class QueueStats:
     queued: int = 0
     replaced: int = 0  # older frame job of the same task superseded by a newer one
     rejected: int = 0  # command refused because the queue was full (the caller got an error reply)
+    skipped: int = 0  # scheduled job dropped to make room (also counted in `replaced`), logged
 
 
 class JobQueue:
-    """Bounded queue with explicit policies.
+    """Bounded queue with explicit policies, shared fairly between commands and scheduled work.
 
-    Frame-driven jobs: newest wins per task (a pending older job of the same task is replaced and
-    counted). Command jobs are never dropped silently: when the queue is full they are refused, so
-    the command gets an error reply at once instead of waiting forever.
+    Scheduled (interval, motion, serial) jobs: newest wins per task (a pending older job of the same
+    task is replaced and counted). Command jobs are never dropped silently: when they hold every
+    slot but one they are refused, so the command gets an error reply at once instead of waiting
+    forever. That last slot is kept for scheduled work, and `get` serves at most
+    `max_command_streak` commands in a row while a scheduled job waits: a steady stream of cmd/ask
+    cannot starve the interval and motion tasks. A scheduled job dropped to make room is counted
+    in `stats.skipped` and logged.
     """
 
-    def __init__(self, maxsize: int = 8) -> None:
+    def __init__(self, maxsize: int = 8, max_command_streak: int = MAX_COMMAND_STREAK) -> None:
+        if maxsize < 2 or max_command_streak < 1:
+            raise ValueError("JobQueue needs maxsize >= 2 and max_command_streak >= 1")
         self._items: deque[JobSpec] = deque()
         self._max = maxsize
+        self._max_streak = max_command_streak
+        self._streak = 0  # commands served in a row
         self._cond = threading.Condition()
         self.stats = QueueStats()
         self._closed = False
@@ -149,26 +163,47 @@ class JobQueue:
                         self.stats.replaced += 1
                         self._cond.notify()
                         return "replaced"
+            commands = sum(1 for j in self._items if j.is_command)
+            if spec.is_command and commands >= self._max - 1:
+                self.stats.rejected += 1  # the last slot is kept for scheduled work
+                return "rejected"
             if len(self._items) >= self._max:
-                victim = next((j for j in self._items if not j.is_command), None)
-                if spec.is_command and victim is None:
-                    self.stats.rejected += 1
-                    return "rejected"
-                if victim is None:  # full of commands: the frame job is the one that waits out
-                    self.stats.replaced += 1
-                    return "replaced"
-                self._items.remove(victim)
-                self.stats.replaced += 1
+                # Full, and (commands being capped) at least one scheduled job is waiting: the oldest gives way.
+                index = next(i for i, j in enumerate(self._items) if not j.is_command)
+                victim = self._items[index]
+                del self._items[index]
+                self._skipped(victim, spec)
             self._items.append(spec)
             self.stats.queued += 1
             self._cond.notify()
             return "queued"
 
+    def _skipped(self, victim: JobSpec, by: JobSpec) -> None:
+        self.stats.replaced += 1
+        self.stats.skipped += 1
+        log.warning(
+            "queue full: scheduled job %s (%s) skipped for %s %s (%d skipped so far)",
+            victim.task.name,
+            victim.trigger,
+            "command" if by.is_command else "task",
+            by.task.name,
+            self.stats.skipped,
+        )
+
     def get(self, timeout: float) -> JobSpec | None:
+        """The oldest job, except that after `max_command_streak` commands a waiting scheduled job goes first."""
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            return self._items.popleft() if self._items else None
+            if not self._items:
+                return None
+            index = 0
+            if self._items[0].is_command and self._streak >= self._max_streak:
+                index = next((i for i, j in enumerate(self._items) if not j.is_command), 0)
+            job = self._items[index]
+            del self._items[index]
+            self._streak = self._streak + 1 if job.is_command else 0
+            return job
 
     def drain(self) -> list[JobSpec]:
         """Close the queue and hand back what was still waiting (shutdown accounts for each)."""

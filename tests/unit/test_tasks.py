@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
+import pytest
+
 from edge.config.settings import TaskSettings
-from edge.pipeline.jobs import JobQueue, JobSpec, Recent, RecentResults, summarize_prompt
+from edge.pipeline.jobs import MAX_COMMAND_STREAK, JobQueue, JobSpec, Recent, RecentResults, summarize_prompt
 
 CAPTION = TaskSettings(name="caption", trigger="interval", interval_s=1)
 OTHER = TaskSettings(name="other", trigger="motion")
 ASK = TaskSettings(name="ask", kind="ask", trigger="command")
+ASK_INTERVAL = TaskSettings(name="hourly", kind="ask", trigger="interval", interval_s=3600)
 
 
 def frame_job(task: TaskSettings, tag: str) -> JobSpec:
@@ -30,18 +34,18 @@ def test_newest_frame_job_replaces_pending_one_of_same_task() -> None:
     assert q.stats.replaced == 1 and q.get(0.01) is None
 
 
-def test_commands_are_never_replaced_and_refused_only_when_full_of_commands() -> None:
-    q = JobQueue(maxsize=2)
+def test_commands_are_never_replaced_and_keep_one_slot_for_scheduled_work() -> None:
+    q = JobQueue(maxsize=3)
     assert q.put(command_job("a")) == "queued"
     assert q.put(frame_job(CAPTION, "f")) == "queued"
-    # full: the frame job makes room for the command
+    assert q.put(frame_job(OTHER, "o")) == "queued"
+    # full: the oldest scheduled job makes room for the command, counted and logged as skipped
     assert q.put(command_job("b")) == "queued"
-    assert [j.prompt for j in (q.get(0.1), q.get(0.1))] == ["a", "b"]
-    q.put(command_job("c"))
-    q.put(command_job("d"))
-    assert q.put(command_job("e")) == "rejected"
-    assert q.put(frame_job(CAPTION, "g")) == "replaced"  # waits out: commands keep their places
-    assert q.stats.rejected == 1 and len(q) == 2
+    assert q.stats.skipped == 1
+    assert q.put(command_job("c")) == "rejected"  # two commands of three slots: the last is kept
+    assert q.put(frame_job(CAPTION, "g")) == "queued"  # newest scheduled work in the kept slot
+    assert [j.prompt or j.context["tag"] for j in (q.get(0.1), q.get(0.1), q.get(0.1))] == ["a", "b", "g"]
+    assert q.stats.rejected == 1 and q.stats.skipped == 2 and len(q) == 0
 
 
 def test_get_wakes_on_put_and_drain_closes() -> None:
@@ -75,3 +79,40 @@ def test_summarize_prompt_lists_each_observation() -> None:
     items = [Recent(id="a", task="caption", text=" cat ", captured_at=0.0)]
     text = summarize_prompt(task, items)
     assert text.startswith(task.prompt) and text.endswith("00:00:00 cat")
+
+
+def test_a_steady_stream_of_commands_does_not_starve_scheduled_tasks() -> None:
+    """One worker, asks arriving faster than it serves them, a frame job per served job: the
+    interval and motion tasks still run at least every MAX_COMMAND_STREAK + 1 jobs."""
+    q = JobQueue(maxsize=8)
+    served: list[str] = []
+    for i in range(60):
+        q.put(command_job(f"ask{i}"))
+        q.put(command_job(f"ask{i}b"))
+        q.put(frame_job(CAPTION if i % 2 else OTHER, f"f{i}"))
+        job = q.get(0.1)
+        assert job is not None
+        served.append("cmd" if job.is_command else job.task.name)
+    gaps = "".join("c" if s == "cmd" else "s" for s in served).split("s")
+    assert max(len(g) for g in gaps[1:-1]) <= MAX_COMMAND_STREAK, served
+    assert served.count("caption") >= 10 and served.count("other") >= 10
+    assert q.stats.rejected > 0  # the excess commands were answered "busy", not queued forever
+
+
+def test_commands_alone_are_served_in_order_and_a_lone_scheduled_job_waits_at_most_a_streak() -> None:
+    q = JobQueue(maxsize=8)
+    for i in range(5):
+        q.put(command_job(f"c{i}"))
+    q.put(frame_job(CAPTION, "f"))
+    order = [q.get(0.1) for _ in range(6)]
+    assert [j.prompt or j.context["tag"] for j in order if j] == ["c0", "c1", "f", "c2", "c3", "c4"]
+
+
+def test_a_skipped_scheduled_job_is_counted_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    q = JobQueue(maxsize=2)
+    q.put(frame_job(CAPTION, "a"))
+    q.put(frame_job(OTHER, "b"))
+    with caplog.at_level(logging.WARNING, logger="edge.pipeline.jobs"):
+        assert q.put(frame_job(ASK_INTERVAL, "c")) == "queued"
+    assert q.stats.skipped == 1
+    assert "scheduled job caption (interval) skipped" in caplog.text
