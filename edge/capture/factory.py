@@ -7,8 +7,11 @@ while a camera that is merely unreachable is left to the grabber to retry.
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import re
+import sys
 import threading
 import time
 from pathlib import Path
@@ -116,9 +119,10 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
     if kind == "images":
         return ImagesDirSource(path, fps=fps, realtime=realtime, loop=settings.loop, cancel=cancel)
     if not Path(path).expanduser().is_file():
+        what = "not a regular file" if Path(path).expanduser().exists() else "no such file or directory"
         raise CameraConfigError(
-            f"camera source {redact_source(text)!r}: not a file, directory, device, URL, "
-            "'gst:<pipeline>', 'picamera2' or 'testsrc'"
+            f"camera source {redact_source(text)!r}: {what} (a source is a device, file, directory, "
+            "URL, 'gst:<pipeline>', 'picamera2' or 'testsrc')"
         )
     return OpenCVSource(
         str(Path(path).expanduser()),
@@ -132,8 +136,22 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
     )
 
 
+def check_source(settings: CameraSettings) -> None:
+    """Refuse a source that cannot work here, from a stat (no device is opened): `config check`
+    and one-shots. A missing device and a missing file are both CameraConfigError (exit 2), named
+    accurately. The daemon's grabber does not call this: a USB camera may be plugged in later."""
+    build_camera(settings)  # gst, picamera2, directories, files
+    if source_kind(settings.source) != "v4l2" or not sys.platform.startswith("linux"):
+        return
+    device = describe_source(settings.source)
+    if not os.path.exists(device):
+        found = ", ".join(sorted(glob.glob("/dev/video*"))[:6]) or "none"
+        raise CameraConfigError(f"camera source {device!r}: no such device (video devices here: {found})")
+
+
 def open_camera(settings: CameraSettings) -> Camera:
     """Build and open the configured source (for one-shot use; the daemon uses a Grabber)."""
+    check_source(settings)
     camera = build_camera(settings)
     camera.open()
     return camera

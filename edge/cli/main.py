@@ -117,6 +117,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             sys.stdout.write(render(loaded))
         else:
+            from edge.cli.config_check import problems
+
+            found = problems(loaded)
+            if found:
+                raise ConfigError(found)
             print(
                 f"ok: {loaded.config_file or 'no config file'}; profile {loaded.settings.profile or '(none)'}"
             )

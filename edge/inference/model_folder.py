@@ -298,6 +298,34 @@ def validate_for(path: Path | str | None, backend: Format) -> ModelFolder:
     return found
 
 
+def folder_kind(path: Path | str | None, backend: Format) -> Kind:
+    """Text or vision from the folder's own config only (genai_config.json or config.json): quick
+    and side-effect free, for `config check`. Raises ModelError for a missing or foreign folder."""
+    if path is None:
+        raise ModelError("not set: point it at a model folder")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ModelError(
+            f"model folder {folder} does not exist" if not folder.exists() else f"{folder} is not a directory"
+        )
+    fmt = detect_format(folder)
+    if fmt != backend:
+        what = "an ONNX Runtime GenAI" if fmt == "ort-genai" else "an OpenVINO IR"
+        raise ModelError(f"model folder {folder} is {what} folder but the backend is {backend!r}")
+    if fmt == "ort-genai":
+        cfg = _load_json(folder, "genai_config.json")
+        model = cfg.get("model") if isinstance(cfg, dict) else None
+        mtype = model.get("type") if isinstance(model, dict) else None
+        types: dict[str, Kind] = ORT_TYPES
+    else:
+        cfg = _load_json(folder, "config.json")
+        mtype = cfg.get("model_type") if isinstance(cfg, dict) else None
+        types = OV_TYPES
+    if mtype not in types:
+        raise _fail(folder, f"model type {mtype!r} is not supported (expected one of: {', '.join(types)})")
+    return types[mtype]
+
+
 def _eos_ids(value: object) -> tuple[int, ...]:
     """Both runtimes' configs give eos_token_id as one id or a list of ids."""
     if isinstance(value, list):

@@ -226,7 +226,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_config_check_exit_codes(tmp_path: Path) -> None:
-    good = write(tmp_path / "good.toml", 'device_id = "cam-1"\n')
+    vision = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models" / "ort-phi3v-fp32"
+    good = write(tmp_path / "good.toml", f'device_id = "cam-1"\n[model]\npath = "{vision}"\n')
     bad = write(tmp_path / "bad.toml", '[mqtt]\nhots = "x"\nport = "abc"\n')
     ok = run_cli("config", "check", "--config", str(good), env={"PATH": "/usr/bin"})
     assert ok.returncode == 0, ok.stderr

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -50,8 +51,9 @@ class CheckResult:
 
 
 def check_model_folder(
-    name: str, section: ModelSettings, origin: str
+    name: str, section: ModelSettings, origin: str, image_tasks: Sequence[str] = ()
 ) -> tuple[CheckResult, ModelFolder | None]:
+    """`image_tasks`: the tasks that give this model a frame; a text-only folder fails them."""
     try:
         folder = validate_for(section.path, section.backend)
     except EdgeError as err:
@@ -61,6 +63,13 @@ def check_model_folder(
             fix = f"check model.path (set by {origin}); copy or download the model folder again if files are missing"
         return CheckResult(name, "fail", str(err), fix), None
     detail = f"{folder.path} ({folder.format}, {folder.kind}, {len(folder.files)} files)"
+    if folder.kind == "text" and image_tasks:
+        return CheckResult(
+            name,
+            "fail",
+            f"{detail} is a text-only model but task(s) {', '.join(image_tasks)} need images",
+            f"point model.path (set by {origin}) at a Phi-3.5-vision folder; a text model belongs in [text_model]",
+        ), None
     return CheckResult(name, "ok", detail), folder
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.cli.config_check import image_tasks
 from edge.cli.doctor.broker import check_broker
 from edge.cli.doctor.checks import (
     CheckResult,
@@ -112,7 +113,8 @@ def run_doctor(
         load_timeout = host.load_timeout_s or s.watchdog.load_timeout_s
         for label, section, key in models:
             origin = loaded.origins.get((key, "path"), "defaults")
-            result, folder = check_model_folder(f"{label} folder", section, origin)
+            needs_images = image_tasks(s) if key == "model" else []
+            result, folder = check_model_folder(f"{label} folder", section, origin, needs_images)
             add(result)
             if folder is None:
                 add(CheckResult(f"{label} permissions", "skip", "model folder invalid"))
