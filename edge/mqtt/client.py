@@ -28,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config.settings import MqttSettings
 from edge.core.messages import StatePayload
-from edge.mqtt.connection import is_loopback, new_client
+from edge.mqtt.connection import is_loopback, new_client, resolve_error
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -314,10 +314,12 @@ class MqttClient:
         self.connect_failures += 1
         n = self.connect_failures
         if n == 1 or n % 10 == 0:
+            why = resolve_error(self.settings.host, self.settings.port) or "unreachable"
             log.warning(
-                "MQTT broker %s:%d unreachable (attempt %d); retrying with backoff",
+                "MQTT broker %s:%d: %s (attempt %d); retrying with backoff",
                 self.settings.host,
                 self.settings.port,
+                why,
                 n,
             )
 

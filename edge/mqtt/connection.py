@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import ssl
 from pathlib import Path
 
@@ -29,6 +30,22 @@ Message = paho.MQTTMessage
 MessageInfo = paho.MQTTMessageInfo
 
 CREDENTIAL = "mqtt_password"  # systemd credential (LoadCredential=mqtt_password:...) holding the password
+
+
+def cannot_resolve(host: str, err: socket.gaierror) -> str:
+    """The words for a broker name that does not resolve: `edge run` and `edge doctor` say the same."""
+    return f"cannot resolve {host!r} ({err.strerror})"
+
+
+def resolve_error(host: str, port: int) -> str | None:
+    """cannot_resolve's words if `host` does not resolve now, else None (a DNS lookup: call it rarely)."""
+    try:
+        socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as err:
+        return cannot_resolve(host, err)
+    except (OSError, UnicodeError):
+        return None
+    return None
 
 
 def read_credential(name: str) -> str | None:

@@ -62,10 +62,15 @@ def build_result(item: ResultInput, seq: int, result_id: str, now: float | None 
     )
 
 
+def _printable(text: str) -> str:
+    """Model text for a terminal: one line, and no control characters (an ESC could drive it)."""
+    return "".join(c if c.isprintable() else " " for c in text).strip()
+
+
 def console_line(payload: ResultPayload) -> str:
-    """One line per result for a terminal: seq, task, timing, stop reason, text."""
+    """One line per result for a terminal: seq, task, timing, stop reason, and the text itself."""
     s = payload.stats
-    text = payload.text.replace("\n", " ").strip()
+    text = " ".join(_printable(payload.text).split()) or "(no text)"
     if len(text) > 160:
         text = text[:157] + "..."
     data = f" data={json.dumps(payload.data)}" if payload.data is not None else ""

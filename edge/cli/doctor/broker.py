@@ -17,7 +17,7 @@ from typing import Any
 from edge.cli.doctor.checks import CheckResult
 from edge.config.settings import MqttSettings
 from edge.core.errors import ConfigError
-from edge.mqtt.connection import is_loopback, new_client
+from edge.mqtt.connection import cannot_resolve, is_loopback, new_client
 
 # --------------------------------------------------------------------------- broker
 
@@ -136,7 +136,7 @@ def _connect_error(err: OSError, settings: MqttSettings, timeout_s: float) -> tu
             "check mqtt.host and mqtt.port, and that the broker runs",
         )
     if isinstance(err, socket.gaierror):
-        return f"cannot resolve {settings.host!r} ({err.strerror})", "check mqtt.host and DNS"
+        return cannot_resolve(settings.host, err), "check mqtt.host and DNS"
     if isinstance(err, (TimeoutError, socket.timeout)):
         return f"no answer within {timeout_s:.0f} s", "check mqtt.host, the network and firewalls"
     return f"{err.strerror or err}", "check mqtt.host, mqtt.port and the network"
