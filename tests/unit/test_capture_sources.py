@@ -122,5 +122,5 @@ def test_picamera2_missing_says_what_to_install() -> None:
 
 
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(CameraConfigError, match="not a file"):
+    with pytest.raises(CameraConfigError, match="no such file or directory"):
         Grabber(CameraSettings(source=str(tmp_path / "nope.mp4")))

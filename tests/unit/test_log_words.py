@@ -8,10 +8,10 @@ import pytest
 
 from edge.cli.doctor.broker import check_broker
 from edge.config.settings import MqttSettings
-from edge.core.messages import ModelPayload, ResultPayload, StatsPayload
+from edge.core.messages import Generation, ModelPayload, ResultPayload, StatsPayload
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import Topics
-from edge.pipeline.results import console_line
+from edge.pipeline.results import ResultInput, build_result, console_line
 
 HOST = "no-such-broker.invalid"  # RFC 6761: never resolves
 
@@ -27,28 +27,25 @@ def test_run_and_doctor_both_say_cannot_resolve(caplog: pytest.LogCaptureFixture
 
 
 def _payload(text: str) -> ResultPayload:
-    return ResultPayload(
-        v=1,
-        id="cam-1-1-7",
-        device="cam-1",
-        camera="main",
-        task="caption",
-        seq=7,
-        captured_at="2024-01-01T00:00:00Z",
-        published_at="2024-01-01T00:00:01Z",
-        trigger="interval",
-        text=text,
-        model=ModelPayload(name="m", backend="ort-genai", provider="cpu"),
-        stats=StatsPayload(
-            prompt_tokens=1,
-            image_tokens=0,
-            new_tokens=3,
-            ttft_ms=1,
-            decode_tok_s=1,
-            total_ms=5,
-            stop_reason="eos",
-        ),
+    stats = StatsPayload(
+        prompt_tokens=1,
+        image_tokens=0,
+        new_tokens=3,
+        ttft_ms=1,
+        decode_tok_s=1,
+        total_ms=5,
+        stop_reason="eos",
     )
+    item = ResultInput(
+        device="cam-1",
+        task="caption",
+        camera="main",
+        trigger="interval",
+        generation=Generation(text=text, stats=stats),
+        model=ModelPayload(name="m", backend="ort-genai", provider="cpu"),
+        captured_at=None,
+    )
+    return build_result(item, seq=7, result_id="cam-1-1-7")
 
 
 def test_the_console_echo_shows_the_text_on_one_safe_line() -> None:
