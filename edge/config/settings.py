@@ -7,6 +7,7 @@ sources (profile < file < env < CLI) and remembering where each value came from 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import socket
 from pathlib import Path
@@ -121,6 +122,97 @@ class ModelSettings(Section):
     temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
     system_prompt: str | None = Field(None, description="Optional system message for every prompt.")
     cache_dir: Path | None = Field(None, description="Compiled-model cache (OpenVINO CACHE_DIR).")
+    # ---- backend "http": an OpenAI-compatible chat-completions server (Ollama, llama.cpp, NIM, ...)
+    url: str | None = Field(None, description="http: base URL, e.g. http://jetson.lan:11434/v1.")
+    name: str | None = Field(None, description="http: the server's model name.")
+    api_key_credential: str = Field(
+        "model_api_key", description="http: API key file in $CREDENTIALS_DIRECTORY (never in settings)."
+    )
+    api_key_env: str | None = Field(
+        None, description="http: environment variable holding the API key (if no credential file)."
+    )
+    timeout_s: float = Field(30.0, gt=0, le=3600, description="http: connect and per-read timeout.")
+    tls: TLSSettings | None = Field(None, description="http: TLS options for an https:// url.")
+    allow_remote: bool = Field(
+        False, description="http: required for a non-loopback url: frames and prompts leave the device."
+    )
+    image_max_edge: int | None = Field(
+        1344, ge=64, description="http: frames are downscaled to this before JPEG encoding."
+    )
+    image_max_kb: int = Field(512, ge=8, description="http: each JPEG data URL is capped at this.")
+    max_response_kb: int = Field(1024, ge=1, description="http: a larger answer stream is cut off.")
+    fallback: list[ModelSettings] = Field(
+        default_factory=list,
+        description="Chain: the next model endpoints to use, in order, while this one cannot serve.",
+    )
+    retry_primary_s: float = Field(
+        300.0, gt=0, description="Chain: on a fallback endpoint, try the first one again after this."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_key_in_settings(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("api_key" in data or "key" in data):
+            raise ValueError(
+                "api_key: an API key is never read from settings: put it in "
+                "$CREDENTIALS_DIRECTORY/model_api_key or name its variable in api_key_env"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _http(self) -> ModelSettings:
+        if self.backend != "http":
+            for key in ("url", "name", "tls"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is only for backend 'http' (backend is {self.backend!r})")
+        else:
+            if not self.url:
+                raise ValueError("backend 'http' needs url (e.g. http://127.0.0.1:8080/v1)")
+            if not self.name:
+                raise ValueError("backend 'http' needs name (the server's model name)")
+            scheme, host = url_host(self.url)
+            if scheme not in ("http", "https") or not host:
+                raise ValueError(f"url {self.url!r} is not an http:// or https:// URL with a host")
+            if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
+                raise ValueError("url must not carry credentials (user:password@)")
+            if not is_loopback_host(host) and not self.allow_remote:
+                raise ValueError(
+                    f"url host {host!r} is not this machine: frames and prompts would leave the device; "
+                    "set allow_remote = true to allow it"
+                )
+            if self.tls is not None and scheme != "https":
+                raise ValueError("tls is set but url is not https://")
+        if self.api_key_env is not None and self.api_key_env.upper().startswith("EDGE_"):
+            raise ValueError(
+                f"api_key_env {self.api_key_env!r}: EDGE_* variables are settings; use another name"
+            )
+        if "/" in self.api_key_credential or self.api_key_credential.startswith("."):
+            raise ValueError(f"api_key_credential {self.api_key_credential!r} is not a plain file name")
+        for i, nxt in enumerate(self.fallback):
+            if nxt.fallback:
+                raise ValueError(f"fallback[{i}].fallback: a chain is one flat list, not nested")
+        return self
+
+
+def url_host(url: str) -> tuple[str, str]:
+    """(scheme, host) of a URL, lower case; IPv6 brackets removed."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        return parts.scheme.lower(), (parts.hostname or "").lower()
+    except ValueError:
+        return "", ""
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback address: the only hosts frames may go to without allow_remote."""
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 DEFAULT_CAPTION_PROMPT = "Describe what you see in one sentence."
@@ -346,3 +438,6 @@ class Settings(BaseSettings):
 
     def task(self, name: str) -> TaskSettings | None:
         return next((t for t in self.tasks if t.name == name), None)
+
+
+ModelSettings.model_rebuild()  # its tls field names TLSSettings, defined further down

@@ -42,6 +42,7 @@ PATH_KEYS = {
     ("mqtt", "tls", "cert"),
     ("mqtt", "tls", "key"),
     ("mqtt", "outbox_path"),
+    *((sec, "tls", k) for sec in ("model", "text_model") for k in ("ca", "cert", "key")),
 }
 CREDENTIALS = {
     "mqtt_password": ("mqtt", "password"),
@@ -115,6 +116,11 @@ def _resolve_paths(
         p = Path(value).expanduser()
         if base is not None and not p.is_absolute():
             node[keys[-1]] = str((base / p).resolve())
+    for section in ("model", "text_model"):  # a chain's endpoints have the same path keys
+        chain = data.get(section, {}).get("fallback") if isinstance(data.get(section), dict) else None
+        for entry in chain if isinstance(chain, list) else []:
+            if isinstance(entry, dict):
+                _resolve_paths({"model": entry}, base, label)
 
 
 def _package_path(value: str, key: str, label: str) -> Path:

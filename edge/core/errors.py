@@ -37,3 +37,8 @@ class FrameError(EdgeError):
 
 class GenerationError(EdgeError):
     """A generation failed inside the runtime (prompt too long, runtime error)."""
+
+
+class EndpointUnavailable(GenerationError):
+    """A remote model endpoint cannot serve now (unreachable, refused, rate-limited, failing); a chain
+    of model endpoints moves on to the next one."""

@@ -28,6 +28,7 @@ EventKind = Literal[
     "config_rejected",
     "config_reloaded",
     "provider_fallback",
+    "backend_switch",
 ]
 """The `event` topic's `event` field: faults and notable transitions."""
 
@@ -40,5 +41,5 @@ DaemonState = Literal["starting", "running", "paused", "degraded", "stopping"]
 CameraState = Literal["ok", "lost", "starting"]
 """The health payload's `camera`."""
 
-BackendName = Literal["ort-genai", "openvino"]
+BackendName = Literal["ort-genai", "openvino", "http"]
 """A runtime backend, as `model.backend` names it and a model folder's format is detected."""

@@ -27,6 +27,10 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "openvino": ("edge/inference/openvino_genai.py",),
     "openvino_genai": ("edge/inference/openvino_genai.py",),
     "openvino_tokenizers": ("edge/inference/openvino_genai.py",),
+    "httpx": ("edge/inference/http_backend.py",),
+    "httpx_sse": ("edge/inference/http_backend.py",),
+    "httpcore": ("edge/inference/http_backend.py",),
+    "openai": ("edge/inference/http_backend.py",),
 }
 
 # Layers, lowest first: a package may import its own modules and any package of a LOWER layer;
