@@ -16,6 +16,7 @@ from edge.inference.base import Backend
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "ort-genai": ("edge.inference.ort_genai", "load", "ort"),
     "openvino": ("edge.inference.openvino_genai", "load", "openvino"),
+    "http": ("edge.inference.http_backend", "load", "http"),
 }
 
 

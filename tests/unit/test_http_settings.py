@@ -61,7 +61,8 @@ def test_a_chain_is_a_flat_list_of_endpoints(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "ok"), [("localhost", True), ("127.0.0.2", True), ("::1", True), ("10.0.0.1", False), ("a.lan", False)]
+    ("host", "ok"),
+    [("localhost", True), ("127.0.0.2", True), ("::1", True), ("10.0.0.1", False), ("a.lan", False)],
 )
 def test_loopback(host: str, ok: bool) -> None:
     assert is_loopback_host(host) is ok
