@@ -54,7 +54,7 @@ class StateTracker:
             version=__version__,
             device=p.settings.device_id,
             model=model_name(p),
-            backend=p.settings.model.backend,
+            backend=(p.vision.supervisor.info or p.settings.model).backend,  # the chain may have switched
             provider=provider(p),
             tasks=[t.name for t in p.settings.tasks],
             since=utc_iso(time.time()),

@@ -73,6 +73,10 @@ class FaultTracker:
             self._fallback(provider or self.providers[0])
         return backoff
 
+    def too_many(self) -> bool:
+        """More restarts in the window than allowed, with no provider left to fall back to."""
+        return self._policy.exceeded(time.monotonic())
+
     def loaded(self) -> None:
         if self.load_error is not None:
             self.load_error = None

@@ -62,6 +62,8 @@ class SupervisorStats:
     worker_pid: int | None
     worker_rss_mb: float | None
     last_heartbeat_age_s: float | None  # while a job runs: since the last token (or job start)
+    endpoint: int = 0  # index in the chain [model, *model.fallback] now in use
+    switch_reason: str | None = None  # why the chain left its first endpoint (None: on the first)
 
 
 class Supervisor:
@@ -74,7 +76,12 @@ class Supervisor:
         loader: str = DEFAULT_LOADER,
         poll_s: float = 0.05,
     ) -> None:
-        self._model = model
+        # The chain of model endpoints: [model, *model.fallback]; one is in use at a time.
+        self._chain = [model.model_copy(update={"fallback": []}), *model.fallback]
+        self._at = 0
+        self._switched_at = 0.0
+        self._switch_reason: str | None = None
+        self._model = self._chain[0]
         self._wd = watchdog
         self._limits = Limits.from_settings(watchdog)
         self._on_event = on_event
@@ -193,6 +200,8 @@ class Supervisor:
             worker_pid=worker.pid if worker is not None else None,
             worker_rss_mb=worker.rss_mb() if worker is not None else None,
             last_heartbeat_age_s=(time.monotonic() - watch.last_change) if watch is not None else None,
+            endpoint=self._at,
+            switch_reason=self._switch_reason,
         )
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -224,6 +233,7 @@ class Supervisor:
         try:
             while not self._stopping.is_set():
                 self._tick = time.monotonic()
+                self._maybe_retry_primary()
                 if self._worker is None:
                     self._bring_up()
                     continue
@@ -336,6 +346,9 @@ class Supervisor:
         if self._worker is not None:
             self._worker_jobs += 1
             self._set_mode("idle")
+        failure = run.failure
+        if failure is not None and failure.error_type == "EndpointUnavailable":
+            self._switch(+1, failure.message)  # a remote endpoint cannot serve: the next one takes over
 
     def _set_tick(self, now: float) -> None:
         self._tick = now
@@ -374,6 +387,43 @@ class Supervisor:
     def _fault(self, reason: str, message: str, job: Job | None, pid: int | None) -> None:
         self._worker = None
         self._faults.fault(reason, message, job, pid, self._info.provider if self._info else None)
+        if reason.startswith("load_") or self._faults.too_many():  # and no provider left to try
+            self._switch(+1, f"{reason}: {message}")
+
+    # ------------------------------------------------------------------ chain of endpoints
+
+    def _describe(self, index: int) -> dict[str, Any]:
+        m = self._chain[index]
+        name = m.name if m.backend == "http" else (m.path.name if m.path else None)
+        return {"index": index, "backend": m.backend, "model": name, "url": m.url}
+
+    def _switch(self, step: int, reason: str) -> bool:
+        """Move to the next endpoint (step +1) or back to the first (step 0); False when there is none."""
+        to = self._at + 1 if step else 0
+        if to >= len(self._chain) or to == self._at or self._stopping.is_set():
+            return False
+        frm = self._at
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.stop(timeout=5.0)
+        self._at, self._model, self._info = to, self._chain[to], None
+        self._switched_at = time.monotonic()
+        self._switch_reason = None if to == 0 else reason
+        self._faults = FaultTracker(self._wd, list(self._model.providers), self._emit)
+        if to:
+            self._faults.degraded = f"on fallback endpoint {to} ({self._model.backend}) after: {reason}"
+            self._faults.degraded_kind = "fallback"
+        log.warning("backend switch: endpoint %d (%s) -> %d (%s): %s",
+                    frm, self._chain[frm].backend, to, self._model.backend, reason)  # fmt: skip
+        self._emit("backend_switch", {"reason": reason, "job_id": None, "task": None,
+                                      "from": self._describe(frm), "to": self._describe(to)})  # fmt: skip
+        self._set_mode("starting")
+        return True
+
+    def _maybe_retry_primary(self) -> None:
+        """On a fallback endpoint, go back to the first after retry_primary_s (between jobs)."""
+        if self._at and time.monotonic() - self._switched_at >= self._chain[0].retry_primary_s:
+            self._switch(0, f"retrying the first endpoint after {self._chain[0].retry_primary_s:g}s")
 
     def _complete(
         self,

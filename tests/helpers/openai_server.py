@@ -173,3 +173,13 @@ class OpenAIStub:
 
     def chats(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"] == "/v1/chat/completions"]
+
+
+def chain_load(settings: Any) -> Any:
+    """Loader seam for chain tests: backend "http" is the real one, anything else the fake backend."""
+    from edge.inference import registry
+    from tests.helpers import fake_backend
+
+    if settings.backend == "http":
+        return registry.load_backend(settings)
+    return fake_backend.load(settings)
