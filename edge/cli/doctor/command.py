@@ -31,6 +31,7 @@ from edge.cli.doctor.checks import (
     check_serial,
     check_unit,
 )
+from edge.cli.doctor.endpoint import check_endpoint
 from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
 from edge.config.sources import LoadedSettings, load_settings
 from edge.core.errors import ConfigError
@@ -111,7 +112,16 @@ def run_doctor(
         if s.text_model is not None:
             models.append(("text model", s.text_model, "text_model"))
         load_timeout = host.load_timeout_s or s.watchdog.load_timeout_s
+        models += [
+            (f"{lb} fallback {i + 1}", ep, k)
+            for lb, sec, k in list(models)
+            for i, ep in enumerate(sec.fallback)
+        ]
         for label, section, key in models:
+            if section.backend == "http":
+                for result in check_endpoint(label, section, host.broker_timeout_s):
+                    add(result)
+                continue
             origin = loaded.origins.get((key, "path"), "defaults")
             needs_images = image_tasks(s) if key == "model" else []
             result, folder = check_model_folder(f"{label} folder", section, origin, needs_images)
