@@ -7,8 +7,12 @@ implements; it queues work (a model job, a settings change) and answers later th
 it was given, from any thread.
 
 Replies go to the MQTT 5 response topic with the request's correlation data when there is one, else
-to `reply/{verb}`, as a `CommandReply` {ok, error?, result?}. Neither lies inside `cmd/#` (a response
-topic that does is replaced by `reply/{verb}`), so the daemon never reads its own reply as a command.
+to `reply/{verb}`, as a `CommandReply` {ok, error?, result?}. A response topic the device must not
+publish to (inside its own `{prefix}/{device_id}/#`: status, results, `cmd/#`...; Home Assistant's
+discovery topics; another device's commands; any wildcard: `Topics.refuse_response_topic`) is refused
+with one log line, and the command is still carried out and answered on `reply/{verb}`, with its
+correlation data: the requester learns of the outcome in the documented place, and nothing a consumer
+trusts, nor anything the daemon reads as a command, ever carries a reply.
 """
 
 from __future__ import annotations
@@ -209,6 +213,7 @@ class CommandRouter:
         self.task_names = task_names
         self.received = 0
         self.rejected = 0
+        self.refused_response_topics = 0
         client.subscribe(topics.command_filter, self.handle)
 
     def handle(self, msg: paho.MQTTMessage) -> None:
@@ -216,10 +221,24 @@ class CommandRouter:
         verb = self.topics.parse_command(msg.topic)
         if verb is None:
             return  # deeper than cmd/{verb}: not a command
+        if not is_topic_safe(verb):  # e.g. cmd/a b: no reply/{verb} topic can name it
+            self.rejected += 1
+            log.warning("command refused: %r is not a command verb; no reply", verb[:100])
+            return
         props = msg.properties
+        response_topic = getattr(props, "ResponseTopic", None)
+        if response_topic and (why := self.topics.refuse_response_topic(verb, response_topic)):
+            self.refused_response_topics += 1
+            log.warning(
+                "command %s: response topic %r refused (%s); replying on %s",
+                verb,
+                response_topic[:200],
+                why,
+                self.topics.reply(verb),
+            )
         reply = Reply(
             verb=verb,
-            topic=self.topics.reply_to(verb, getattr(props, "ResponseTopic", None)),
+            topic=self.topics.reply_to(verb, response_topic),
             correlation_data=getattr(props, "CorrelationData", None),
             _send=self._send_reply,
         )

@@ -110,11 +110,41 @@ class Topics:
         return f"{self.root}/reply/{_check(verb, 'verb', reserved=False)}"
 
     def reply_to(self, verb: str, response_topic: str | None) -> str:
-        """The requester's response topic, unless it lies in our own commands (we would read the
-        reply back as a command): then, as without one, `reply/{verb}`."""
-        if response_topic and not self.is_command_topic(response_topic):
+        """The requester's response topic when it is usable (`refuse_response_topic` says None),
+        else, as without one, `reply/{verb}`."""
+        if response_topic and self.refuse_response_topic(verb, response_topic) is None:
             return response_topic
         return self.reply(verb)
+
+    def refuse_response_topic(self, verb: str, topic: str) -> str | None:
+        """Why a command's MQTT 5 response topic must not be used, or None when it may.
+
+        A reply is published wherever the requester asks, so anyone with publish rights on `cmd/#`
+        could make the device write into topics consumers trust. Refused: anything inside the
+        device's own namespace `{prefix}/{device_id}/#` (its status, state, results, events; its
+        commands, where the reply would be read back as a command), the Home Assistant discovery
+        topics it publishes or reads, another edge device's commands, wildcards, and what is not a
+        valid topic name at all. The command's own `reply/{verb}` is allowed: the reply goes there anyway.
+        """
+        if not topic:
+            return "empty"
+        if "+" in topic or "#" in topic:
+            return "contains a wildcard"
+        if "\x00" in topic or len(topic.encode("utf-8", "surrogatepass")) > 65535:
+            return "not a valid topic name"
+        if topic.startswith("$"):
+            return "a broker topic ($...)"
+        root = self.root
+        if topic == root or topic.startswith(f"{root}/"):
+            if topic == f"{root}/reply/{verb}":
+                return None
+            return "inside the device's own topics"
+        if topic == self.discovery_config or topic == self.ha_status:
+            return "a Home Assistant discovery topic"
+        levels = topic.split("/")
+        if len(levels) >= 3 and levels[0] == self.prefix and levels[2] == "cmd":
+            return "another device's commands"
+        return None
 
     def is_command_topic(self, topic: str) -> bool:
         """True for anything the command subscription (`cmd/#`) receives."""

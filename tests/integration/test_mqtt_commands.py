@@ -170,6 +170,24 @@ def test_the_daemon_never_reads_its_own_publications_as_commands(wired: Any) -> 
     assert not sub.on(f"{ROOT}/reply/pause") and not sub.on(f"{ROOT}/reply/resume")
 
 
+def test_response_topics_inside_the_device_are_refused(wired: Any) -> None:
+    """Issue 14 item 1: a requester naming the device's own result or status topic as the response
+    topic gets the reply on reply/{verb}; nothing lands on the topics consumers trust."""
+    stack, runtime, sub = wired
+    own = [f"{ROOT}/main/caption/result", f"{ROOT}/status", f"homeassistant/device/{DEVICE}/config", "x/#"]
+    for i, topic in enumerate(own):
+        sub.publish(f"{ROOT}/cmd/pause", b"", response_topic=topic, correlation_data=b"%d" % i)
+    replies = sub.wait_topic(f"{ROOT}/reply/pause", count=len(own))
+    assert sorted(r.correlation_data for r in replies) == [b"%d" % i for i in range(len(own))]
+    assert all(r.json()["ok"] for r in replies)
+    sub.publish(f"{ROOT}/cmd/reload", b"")  # a probe: anything misdirected would have arrived before it
+    sub.wait_topic(f"{ROOT}/reply/reload")
+    assert not sub.on(f"{ROOT}/main/caption/result")
+    assert [m.text for m in sub.on(f"{ROOT}/status")] == ["online"]
+    assert [c[0] for c in runtime.calls] == ["pause"] * len(own) + ["reload"]
+    assert stack.client.is_connected
+
+
 def test_valid_control_commands_reach_the_handler(wired: Any) -> None:
     stack, runtime, sub = wired
     sub.publish(f"{ROOT}/cmd/pause", b"")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -184,12 +185,57 @@ def test_task_keys_in_set_follow_the_name_rule() -> None:
     assert parse_set({"tasks.ask.prompt": "x"}, None).values == {"tasks.ask.prompt": "x"}
 
 
-def test_bad_response_topic_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "response",
+    [
+        "edge/d1/main/caption/result",  # a consumer of results would read the reply as a result
+        "edge/d1/status",
+        "edge/d1/state",
+        "edge/d1/event",
+        "edge/d1/health",
+        "edge/d1",
+        "edge/d1/reply/pause",  # another verb's replies
+        "edge/d1/cmd/resume",
+        "homeassistant/device/d1/config",
+        "homeassistant/status",
+        "edge/d2/cmd/pause",  # another device's commands
+        "bad/#",
+        "app/+/r",
+        "$SYS/x",
+        "a\x00b",
+    ],
+)
+def test_response_topic_the_device_must_not_publish_to_is_refused(
+    response: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 14 item 1: the command runs, its reply goes to reply/{verb} with the correlation data,
+    and one log line says why; nothing is published on the requested topic."""
     r, client, h = router()
-    r.handle(message("edge/d1/cmd/reload", b"", response="bad/#"))
+    with caplog.at_level(logging.WARNING, logger="edge.mqtt.commands"):
+        r.handle(message("edge/d1/cmd/reload", b"", response=response, corr=b"k"))
     h.replies[0].ok()
-    assert client.published == []
-    assert any("cannot reply" in rec.getMessage() for rec in caplog.records)
+    ((topic, body, props),) = client.published
+    assert topic == "edge/d1/reply/reload" and body["ok"] is True and props["correlation_data"] == b"k"
+    (line,) = [rec.getMessage() for rec in caplog.records if rec.name == "edge.mqtt.commands"]
+    assert "response topic" in line and "refused" in line and r.refused_response_topics == 1
+
+
+@pytest.mark.parametrize("response", ["app/r", "edge/d1/reply/reload", "edge/d10/status", "edge/d2/reply/x"])
+def test_a_foreign_response_topic_is_used(response: str, caplog: pytest.LogCaptureFixture) -> None:
+    r, client, h = router()
+    r.handle(message("edge/d1/cmd/reload", b"", response=response))
+    h.replies[0].ok()
+    assert [p[0] for p in client.published] == [response]
+    assert r.refused_response_topics == 0 and not caplog.records
+
+
+def test_a_verb_that_cannot_name_a_reply_topic_is_dropped_with_a_log_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r, client, h = router()
+    r.handle(message("edge/d1/cmd/a b", b"{}"))
+    assert client.published == [] and h.calls == [] and r.rejected == 1
+    assert any("not a command verb" in rec.getMessage() for rec in caplog.records)
 
 
 def test_set_paused_maps_to_pause_and_resume() -> None:

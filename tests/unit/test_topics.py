@@ -67,6 +67,12 @@ def test_reply_to_uses_a_foreign_response_topic() -> None:
     assert t.reply_to("ask", "app/replies/1") == "app/replies/1"
     assert t.reply_to("ask", None) == "edge/d/reply/ask"
     assert t.reply_to("ask", "edge/d/cmd") == "edge/d/reply/ask"
+    # issue 14 item 1: never into the device's own publish namespace, nor a wildcard
+    for own in ("edge/d/status", "edge/d/main/caption/result", "edge/d/reply/set", "edge/+/x", "#"):
+        assert t.reply_to("ask", own) == "edge/d/reply/ask", own
+        assert t.refuse_response_topic("ask", own), own
+    assert t.refuse_response_topic("ask", "edge/d/reply/ask") is None
+    assert t.refuse_response_topic("ask", "edge/dd/status") is None  # a prefix of the name is not the device
 
 
 @pytest.mark.parametrize("bad", ["", "a/b", "+", "#", "a b", "ab\n", "x" * 65])
