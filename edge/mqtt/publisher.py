@@ -224,7 +224,7 @@ class Publisher:
         free = "unknown" if err.free_bytes is None else f"{err.free_bytes} bytes"
         log.error(
             "storage %s: cannot write the outbox %s (%s); %s free; holding up to %d messages in memory"
-            " and retrying every %.0f s",
+            " and retrying every %.1f s",
             self.storage,
             self.outbox.path,
             err,
