@@ -120,7 +120,9 @@ def test_damaged_page_found_on_open_moved_aside_and_losses_reported(tmp_path: Pa
         assert ob.stats().depth == 0
         got = ob.report_drops(event, "damaged")
         assert got is not None and got.count in (-1, *range(1, 201))
-        assert ob.begin_boot() >> BOOT_RANDOM_BITS > boot >> BOOT_RANDOM_BITS  # ids continue after the old file's
+        assert (
+            ob.begin_boot() >> BOOT_RANDOM_BITS > boot >> BOOT_RANDOM_BITS
+        )  # ids continue after the old file's
         for i in range(10):  # and it takes writes again
             ob.enqueue(msg(i))
     assert list(tmp_path.glob("o.db.corrupt-*"))
