@@ -23,7 +23,7 @@ FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 
 
 def results(collector: Collector, task: str = "caption") -> list[ResultPayload]:
-    return [ResultPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/{task}/result")]
+    return [ResultPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/main/{task}/result")]
 
 
 def events(collector: Collector, kind: str | None = None) -> list[EventPayload]:
@@ -86,7 +86,7 @@ def test_full_disk_is_reported_commands_answered_and_production_resumes(
         assert log.count("storage full: cannot write the outbox") == 1 and "bytes free" in log
 
         subprocess.run(["mount", "-o", "remount,size=16m", str(small_fs)], check=True)  # space returns
-        sub.wait_topic(f"{ROOT}/caption/result", count=3, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=3, timeout=30)
         sub.wait_for(lambda ms: events(sub, "recovered"), 15, "recovered event")
         wal = Path(f"{small_fs}/outbox.sqlite-wal")
         wal_size = wal.stat().st_size if wal.exists() else 0
@@ -107,7 +107,9 @@ def _queue_results(path: Path, n: int) -> list[str]:
         for _ in range(n):
             _, m = ob.enqueue_numbered(
                 lambda s: OutboxMessage(
-                    topic=f"{ROOT}/caption/result", payload=b"{}" + b" " * 400, msg_id=f"cam-e2e-{boot}-{s}"
+                    topic=f"{ROOT}/main/caption/result",
+                    payload=b"{}" + b" " * 400,
+                    msg_id=f"cam-e2e-{boot}-{s}",
                 )
             )
             ids.append(m.msg_id)
@@ -126,7 +128,7 @@ def test_damaged_outbox_is_moved_aside_and_the_loss_reported(tmp_path: Path, mos
     d = start_daemon(tmp_path, settings)
     try:
         sub.wait_for(lambda ms: events(sub, "outbox_damaged"), 60, "outbox_damaged event")
-        sub.wait_topic(f"{ROOT}/caption/result", count=2, timeout=30)
+        sub.wait_topic(f"{ROOT}/main/caption/result", count=2, timeout=30)
     finally:
         rc = d.stop(timeout=30)
     assert rc == 0, d.log()[-3000:]

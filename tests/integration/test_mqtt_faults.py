@@ -51,7 +51,7 @@ def test_full_disk_holds_results_reports_and_resumes(
             and "10000 bytes free" in lines[0].getMessage()
         )
         free[0] = 100 << 20  # space returns: production resumes by itself
-        got = sub.wait_topic(f"{ROOT}/caption/result", 4)
+        got = sub.wait_topic(f"{ROOT}/main/caption/result", 4)
         wait_until(lambda: pub.stats().storage == "ok" and pub.stats().held == 0)
         kinds = [m.json()["event"] for m in sub.wait_topic(f"{ROOT}/event", 4)]
         errors = pub.stats().storage_errors
