@@ -29,6 +29,11 @@ EventKind = Literal[
     "config_reloaded",
     "provider_fallback",
     "backend_switch",
+    "storage_full",
+    "storage_error",
+    "outbox_damaged",
+    "results_dropped",
+    "session_takeover",
 ]
 """The `event` topic's `event` field: faults and notable transitions."""
 
@@ -40,6 +45,9 @@ DaemonState = Literal["starting", "running", "paused", "degraded", "stopping"]
 
 CameraState = Literal["ok", "lost", "starting"]
 """The health payload's `camera`."""
+
+StorageState = Literal["ok", "full", "error"]
+"""The health payload's `storage`: can the outbox write to its disk?"""
 
 BackendName = Literal["ort-genai", "openvino", "http"]
 """A runtime backend, as `model.backend` names it and a model folder's format is detected."""

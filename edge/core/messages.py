@@ -16,7 +16,15 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.core.kinds import CameraState, DaemonState, EventKind, StopReason, TaskKind, TriggerKind
+from edge.core.kinds import (
+    CameraState,
+    DaemonState,
+    EventKind,
+    StopReason,
+    StorageState,
+    TaskKind,
+    TriggerKind,
+)
 
 PAYLOAD_VERSION: Literal[1] = 1
 # Results changed with the MQTT contract v2 (per-camera topics); the other payloads did not.
@@ -150,6 +158,7 @@ class ResultPayload(_Payload):
     stats: StatsPayload
     position: PositionPayload | None = None
     context: dict[str, Any] | None = None  # e.g. {"serial_line": "..."} or {"summarized": [ids]}
+    clock_synced: bool | None = None  # False: the wall clock (captured_at) was not NTP-synchronised
 
 
 class EventPayload(_Payload):
@@ -208,6 +217,8 @@ class HealthPayload(_Payload):
     cpu_temp_c: float | None = None
     throttled: bool | None = None
     camera: CameraState = "starting"
+    storage: StorageState | None = None  # can the outbox write to its disk?
+    storage_errors: int | None = None  # failed outbox writes since start
 
 
 class CommandReply(_Payload):

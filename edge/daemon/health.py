@@ -101,6 +101,8 @@ class HealthReporter:
             cpu_temp_c=cpu_temp_c(),
             throttled=pi_throttled(),
             camera=camera,
+            storage=ob.storage,
+            storage_errors=ob.storage_errors,
         )
 
     def status_line(self, h: HealthPayload | None = None) -> str:

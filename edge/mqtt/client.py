@@ -9,13 +9,26 @@ Birth and death: the will is `offline` (retained, QoS 1; MQTT 5 with a short wil
 reconnect does not flap Home Assistant). On every connect the retained `state` goes out first, then
 `online`. A clean `stop()` publishes `offline` itself before disconnecting, since a normal
 DISCONNECT discards the will.
+
+Reconnects back off exponentially from 1 s to at most `RECONNECT_MAX_S` (5 s): after an outage the
+daemon is back within a few seconds of the broker, not up to a minute later.
+
+Session takeover: a broker allows one connection per client id and drops the older one when another
+connects with the same id (two daemons with one device_id). Both reconnect at once and fight, about
+once a second, and paho says only "Unspecified error". A disconnect with reason 142 ("Session taken
+over"), or `TAKEOVER_DROPS` connections each dropped within `SHORT_SESSION_S` of being made inside
+`TAKEOVER_WINDOW_S`, is called a takeover: one ERROR line says so, listeners are told (the publisher
+sends a `session_takeover` event), and reconnects back off to `TAKEOVER_BACKOFF_S` (doubling to
+`TAKEOVER_BACKOFF_MAX_S`, with jitter) until a connection stays up for `STABLE_S`.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +70,18 @@ class _PahoNoise(logging.Filter):
         return True
 
 
+RECONNECT_MIN_S = 1.0
+RECONNECT_MAX_S = 5.0
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code
+SHORT_SESSION_S = 5.0
+TAKEOVER_DROPS = 3
+TAKEOVER_WINDOW_S = 30.0
+TAKEOVER_BACKOFF_S = 15.0
+TAKEOVER_BACKOFF_MAX_S = 300.0
+STABLE_S = 60.0
+
+TakeoverCallback = Callable[[int, float, str], None]  # (drops in the window, backoff s, broker's reason)
+
 _PAHO_LOG = logging.getLogger("edge.mqtt.paho")
 _WARNED_PLAIN: set[tuple[str, int]] = set()  # plain TCP to a remote broker: said once per process
 
@@ -80,9 +105,11 @@ class MqttClient:
         *,
         client_id: str | None = None,
         will_delay_s: int = 5,
-        reconnect_min_s: float = 1.0,
-        reconnect_max_s: float = 60.0,
+        reconnect_min_s: float = RECONNECT_MIN_S,
+        reconnect_max_s: float = RECONNECT_MAX_S,
         birth: bool = True,
+        takeover_backoff_s: float = TAKEOVER_BACKOFF_S,
+        stable_s: float = STABLE_S,
     ) -> None:
         """`birth=False` makes a tool connection (e.g. `edge mqtt forget`): no will, no `online`,
         no command subscription, nothing published on stop."""
@@ -104,6 +131,15 @@ class MqttClient:
         self.refusals = 0
         self.connect_failures = 0
         self.last_refusal: ConnectRefusal | None = None
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.takeover_backoff_s = takeover_backoff_s
+        self.stable_s = stable_s
+        self.takeovers = 0  # episodes detected
+        self.takeover_backoff: float | None = None  # in force now, or None
+        self._connected_at = 0.0
+        self._short_drops: deque[float] = deque()
+        self._takeover_listeners: list[TakeoverCallback] = []
 
         c = new_client(settings, self.client_id)
         c.suppress_exceptions = True  # a backstop: every callback below also catches its own errors
@@ -191,6 +227,10 @@ class MqttClient:
 
     def add_disconnect_listener(self, callback: Callable[[], None]) -> None:
         self._disconnect_listeners.append(callback)
+
+    def add_takeover_listener(self, callback: TakeoverCallback) -> None:
+        """Called in paho's thread when a session takeover is detected (once per episode)."""
+        self._takeover_listeners.append(callback)
 
     def add_ack_listener(self, callback: AckCallback) -> None:
         """Called in paho's thread with (mid, reason code, reason) for every completed publish."""
@@ -281,6 +321,7 @@ class MqttClient:
                 return
             self.connects += 1
             self.last_refusal = None
+            self._connected_at = time.monotonic()
             log.info("MQTT connected to %s:%d", self.settings.host, self.settings.port)
             with self._lock:
                 subs = list(self._subscriptions.items())
@@ -302,13 +343,60 @@ class MqttClient:
         try:
             was = self._connected.is_set()
             self._connected.clear()
-            if was and not self._stopping:
+            if was and not self._stopping and not self._check_takeover(rc):
                 log.warning("MQTT connection lost (%s); reconnecting with backoff", rc)
             if was:
                 for listener in list(self._disconnect_listeners):
                     self._call(listener)
         except Exception:
             log.exception("MQTT on_disconnect failed")
+
+    def _check_takeover(self, rc: ReasonCode) -> bool:
+        """Runs before paho picks its next reconnect delay. True: a takeover (said once per episode)."""
+        now = time.monotonic()
+        lasted = now - self._connected_at
+        if lasted >= self.stable_s and self.takeover_backoff is not None:
+            log.info("MQTT session stayed up %.0f s: takeover backoff ends", lasted)
+            self.takeover_backoff = None
+            self._short_drops.clear()
+            self._client.reconnect_delay_set(self.reconnect_min_s, self.reconnect_max_s)  # type: ignore[arg-type]
+        code = int(rc.value) if hasattr(rc, "value") else -1
+        if lasted < SHORT_SESSION_S:
+            self._short_drops.append(now)
+        while self._short_drops and now - self._short_drops[0] > TAKEOVER_WINDOW_S:
+            self._short_drops.popleft()
+        taken = code == SESSION_TAKEN_OVER or len(self._short_drops) >= TAKEOVER_DROPS
+        if not taken:
+            return False
+        if self.takeover_backoff is not None:  # already backing off: one line per episode
+            backoff = min(self.takeover_backoff * 2, TAKEOVER_BACKOFF_MAX_S)
+            self.takeover_backoff = backoff
+            self._client.reconnect_delay_set(backoff, backoff)  # type: ignore[arg-type]
+            log.debug("MQTT session taken over again; next connect in %.0f s", backoff)
+            return True
+        self.takeovers += 1
+        backoff = self.takeover_backoff_s * random.uniform(1.0, 1.5)
+        self.takeover_backoff = backoff
+        self._client.reconnect_delay_set(backoff, backoff)  # type: ignore[arg-type]
+        drops = len(self._short_drops)
+        log.error(
+            "MQTT session taken over: the broker %s:%d dropped client id %r for another client with the"
+            " same id (%d drop(s) within %.0f s, last: %s); is a second daemon running with this device_id"
+            " or mqtt.client_id? backing off %.0f s between connects instead of fighting",
+            self.settings.host,
+            self.settings.port,
+            self.client_id,
+            drops,
+            TAKEOVER_WINDOW_S,
+            rc,
+            backoff,
+        )
+        for listener in list(self._takeover_listeners):
+            try:
+                listener(drops, backoff, str(rc))
+            except Exception:
+                log.exception("MQTT takeover listener failed")
+        return True
 
     def _on_connect_fail(self, _c: Any, _ud: Any) -> None:
         self.connect_failures += 1

@@ -14,7 +14,24 @@ at-least-once delivery allows (consumers de-duplicate on the id).
 The outbox is bounded by bytes. When a new message does not fit, the oldest rows are dropped,
 counted, and remembered as a pending drop report, which the publisher turns into an
 `outbox_dropped` event (in the same transaction that clears the report, so a report is never lost or
-sent twice). Rows whose `expires_at` has passed are deleted unpublished and counted.
+sent twice). Rows whose time to live has passed are deleted unpublished, counted and reported the
+same way (`results_dropped`), as are rows the broker refused.
+
+Time: a row's age is measured on the monotonic clock (CLOCK_MONOTONIC survives a daemon restart within
+one kernel boot; the kernel's boot id tells). A wall-clock step never expires a row. Across a reboot
+the time the device was off cannot be measured without a trustworthy clock, so ages restart at 0.
+
+Storage: the write-ahead log is checkpointed and truncated at a bound (`wal_max_bytes`), and the
+outbox keeps `reserve_bytes` of the filesystem free: `max_bytes` is measured against the real free
+space, and drop-oldest acts before the filesystem fills. When a write still fails (disk full, I/O
+error) the transaction is rolled back cleanly and `StorageError` says why, with the free space; the
+caller keeps the message and tries again later. The file is checked (`PRAGMA quick_check`) when it
+opens and on the first write error that is not "full": a damaged file is moved aside and the outbox
+starts empty, remembering how many queued messages were lost for an `outbox_damaged` event.
+
+Boot numbers (the `<boot>` of `<device>-<boot>-<seq>`): the high part counts up from the persisted
+counter (or the wall-clock seconds, if ahead), the low 20 bits are random per start, so two daemons
+that share a device_id but not an outbox, started in the same second, do not give out the same ids.
 """
 
 from __future__ import annotations
@@ -24,6 +41,7 @@ import fcntl
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -37,6 +55,11 @@ from edge.core.errors import EdgeError
 log = logging.getLogger(__name__)
 
 ROW_OVERHEAD = 64  # bytes counted per row on top of topic, payload and properties
+BOOT_RANDOM_BITS = 20  # low bits of a boot number: random per start
+WAL_MAX_BYTES = 1 << 20  # the write-ahead log is checkpointed and truncated around this size
+RESERVE_BYTES = 4 << 20  # kept free on the filesystem: the WAL's bound, SQLite's temporary pages, slack
+# Why rows can be lost, and the meta-key prefix of each pending report ("drop" kept from v1 files).
+LOSS_PREFIX = {"full": "drop", "expired": "expire", "rejected": "reject", "damaged": "damage"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -50,7 +73,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     props      TEXT,
     created    REAL    NOT NULL,
     expires_at REAL,
-    size       INTEGER NOT NULL
+    size       INTEGER NOT NULL,
+    ttl        REAL,
+    born       REAL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
@@ -62,13 +87,50 @@ _COUNTERS = (
     "dropped_total",
     "expired_total",
     "rejected_total",
-    "drop_pending",
-    "drop_pending_bytes",
+    *(f"{p}_pending" for p in LOSS_PREFIX.values()),
+    *(f"{p}_pending_bytes" for p in LOSS_PREFIX.values()),
 )
 
 
 class OutboxError(EdgeError):
     """The outbox database cannot be opened (in use by another process, unwritable, corrupt)."""
+
+
+class StorageError(OutboxError):
+    """A write did not happen: the filesystem is full (`full`) or failed. Nothing was stored; the
+    outbox is still usable and the caller may try again later."""
+
+    def __init__(self, message: str, *, full: bool, free_bytes: int | None) -> None:
+        super().__init__(message)
+        self.full = full
+        self.free_bytes = free_bytes
+
+
+def _free_bytes(directory: Path) -> int:
+    st = os.statvfs(directory)
+    return int(st.f_bavail * st.f_frsize)
+
+
+def _kernel_boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26  # sqlite3.h result codes
+
+
+def _is_full(err: sqlite3.Error) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    return code == _SQLITE_FULL or "full" in str(err).lower()
+
+
+def _is_damage(err: sqlite3.Error) -> bool:
+    code = getattr(err, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)) or (
+        "malformed" in str(err) or "not a database" in str(err)
+    )
 
 
 @dataclass(frozen=True)
@@ -83,7 +145,7 @@ class OutboxMessage:
     retain: bool = False
     content_type: str | None = None
     user_properties: tuple[tuple[str, str], ...] = ()
-    expires_at: float | None = None  # wall-clock epoch seconds; None: never expires
+    ttl_s: float | None = None  # time to live in the outbox (monotonic seconds); None: never expires
 
     @property
     def size(self) -> int:
@@ -98,18 +160,32 @@ class OutboxMessage:
 @dataclass(frozen=True)
 class StoredMessage:
     row: int
-    created: float
+    created: float  # wall clock, for people
     message: OutboxMessage
+    born: float = 0.0  # monotonic: ages and expiry
+
+
+@dataclass(frozen=True)
+class Damage:
+    """What a damaged outbox file held when it was moved aside (None: could not be read)."""
+
+    aside: Path
+    messages: int | None
+    results: int | None
+    first_id: str | None
+    last_id: str | None
 
 
 @dataclass(frozen=True)
 class DropReport:
-    """Rows dropped to make room since the last report."""
+    """Rows lost since the last report: dropped to make room (`full`), expired, rejected by the
+    broker, or lost with a damaged file (`damaged`; `count` -1 if the file could not be read)."""
 
     count: int
     bytes: int
     first_id: str | None
     last_id: str | None
+    reason: str = "full"
 
 
 @dataclass(frozen=True)
@@ -121,6 +197,10 @@ class OutboxStats:
     expired_total: int
     rejected_total: int
     drop_pending: int
+    wal_bytes: int = 0
+    free_bytes: int | None = None  # on the outbox's filesystem
+    storage: Literal["ok", "full", "error"] = "ok"  # how the last write went
+    storage_errors: int = 0  # writes that failed, since open
 
 
 class Outbox:
@@ -133,12 +213,26 @@ class Outbox:
         *,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        reserve_bytes: int = RESERVE_BYTES,
+        wal_max_bytes: int = WAL_MAX_BYTES,
+        free_bytes: Callable[[], int] | None = None,
+        kernel_boot_id: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
+        self.reserve_bytes = int(reserve_bytes)
+        self.wal_max_bytes = int(wal_max_bytes)
         self._clock = clock
+        self._mono = monotonic
+        self._free = free_bytes or (lambda: _free_bytes(self.path.parent))
+        self._kernel_boot = _kernel_boot_id() if kernel_boot_id is None else kernel_boot_id
         self._synchronous = synchronous
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a write error leads to recovery
+        self.damage: Damage | None = None  # set when a damaged file was moved aside by this object
+        self.storage: Literal["ok", "full", "error"] = "ok"
+        self.storage_errors = 0
+        self._wrote = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._lockfile = open(f"{self.path}.lock", "a+b")  # noqa: SIM115 (held open for our lifetime)
@@ -151,20 +245,15 @@ class Outbox:
             raise OutboxError(f"outbox {self.path} is in use by another process") from None
         try:
             self._open(synchronous)
+            self._check()
         except sqlite3.DatabaseError as err:
-            # A damaged file must not keep a field device from publishing: keep it for a post
-            # mortem, start empty. Boot numbers stay unique (they follow the wall clock, see
-            # begin_boot), so ids of the new outbox cannot collide with the old one's.
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
-            log.error("outbox %s is damaged (%s); moved to %s, starting empty", self.path, err, aside)
-            with contextlib.suppress(Exception):
-                self._db.close()
+            if not _is_damage(err) and not isinstance(err, _Damaged):
+                with contextlib.suppress(Exception):
+                    self._db.close()
+                self._lockfile.close()
+                raise OutboxError(f"outbox {self.path} cannot be opened: {err}") from None
             try:
-                for suffix in ("", "-wal", "-shm"):
-                    src = Path(f"{self.path}{suffix}")
-                    if src.exists():
-                        src.rename(f"{aside}{suffix}")
-                self._open(synchronous)
+                self._recover(str(err))
             except (OSError, sqlite3.DatabaseError) as err2:
                 self._lockfile.close()
                 raise OutboxError(f"outbox {self.path} cannot be opened: {err2}") from None
@@ -177,16 +266,72 @@ class Outbox:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
+        # A bounded WAL: checkpoint every wal_max/2 and truncate the file back to wal_max afterwards.
+        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+        self._page = page
+        self._db.execute(f"PRAGMA wal_autocheckpoint={max(8, self.wal_max_bytes // 2 // page)}")
+        self._db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
         self._db.executescript(_SCHEMA)
-        with self._tx():
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        for col in ("ttl", "born"):
+            if col not in columns:  # a file written before ages were monotonic
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
+        now = self._mono()
+        with self._tx(convert=False):
             for key in _COUNTERS:
                 self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
             # Self-heal the byte counter from the rows (cheap, once per open).
             total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
             self._set("bytes", int(total))
+            # v1 rows carried a wall-clock deadline: keep what was left of it, never less than 0 s
+            # of what it had, and never judge it by the clock that may have stepped since.
+            self._db.execute(
+                "UPDATE outbox SET ttl = MAX(expires_at - created, 0), expires_at = NULL"
+                " WHERE ttl IS NULL AND expires_at IS NOT NULL"
+            )
+            # Monotonic ages carry over a restart only within one kernel boot (and only if sane).
+            if self._get_text("kernel_boot") != self._kernel_boot:
+                self._db.execute("UPDATE outbox SET born = ?", (now,))
+                self._set("kernel_boot", self._kernel_boot)
+            self._db.execute("UPDATE outbox SET born = ? WHERE born IS NULL OR born > ?", (now, now))
+
+    def _check(self) -> None:
+        """A quick structural check of every page: garbage in the middle of the file is found now,
+        not at the first insert that touches it."""
+        verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if verdict != "ok":
+            raise _Damaged(f"integrity check: {verdict}")
+
+    def _recover(self, why: str) -> None:
+        """Move a damaged file aside (kept for a post mortem), start empty, remember what was lost."""
+        lost = _salvage_counts(self._db if hasattr(self, "_db") else None)
+        old_boot = _salvage_boot(self._db if hasattr(self, "_db") else None)
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+        with contextlib.suppress(Exception):
+            self._db.close()
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                src.rename(f"{aside}{suffix}")
+        self._open(self._synchronous)
+        messages, results, first, last = lost
+        self.damage = Damage(aside, messages, results, first, last)
+        log.error(
+            "outbox %s is damaged (%s); moved to %s, starting empty; %s queued message(s) lost",
+            self.path,
+            why,
+            aside,
+            "an unknown number of" if messages is None else messages,
+        )
+        with self._tx(convert=False):
+            if old_boot:  # ids stay unique: the new file's boots continue after the old one's
+                self._set("boot", old_boot)
+            self._note_lost("damaged", -1 if messages is None else messages, 0, first, last)
 
     def close(self) -> None:
         with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._lockfile.close()
 
@@ -197,23 +342,82 @@ class Outbox:
         self.close()
 
     @contextlib.contextmanager
-    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT under the lock; ROLLBACK if the body raises.
+    def _tx(self, durable: bool = True, convert: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT under the lock; ROLLBACK if the body or the COMMIT raises.
 
         `durable=False` is for transactions whose loss on power failure is harmless (deleting
         acknowledged rows: the worst case is a re-publish, which at-least-once allows). They skip
         the fsync; the next durable commit syncs the write-ahead log, theirs included.
+
+        A disk that is full or fails raises StorageError, after a rollback that cannot raise again:
+        the connection stays usable for the next try.
         """
         with self._lock:
-            if self._synchronous != "NORMAL":
-                self._db.execute(f"PRAGMA synchronous={self._synchronous if durable else 'NORMAL'}")
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                if self._synchronous != "NORMAL":
+                    self._db.execute(f"PRAGMA synchronous={self._synchronous if durable else 'NORMAL'}")
+                self._db.execute("BEGIN IMMEDIATE")
+                self._wrote = False
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                    if self._wrote:
+                        self.storage = "ok"
+                except StorageError as err:
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    self._note_storage(err)
+                    raise
+                except BaseException:
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.DatabaseError as err:
+                if not convert:
+                    raise
+                failure = self._storage_error(err)
+                if isinstance(failure, StorageError):
+                    self._note_storage(failure)
+                raise failure from err
+
+    def _note_storage(self, err: StorageError) -> None:
+        self.storage_errors += 1
+        self.storage = "full" if err.full else "error"
+
+    def _storage_error(self, err: sqlite3.DatabaseError) -> Exception:
+        if isinstance(err, _Damaged):
+            return err
+        free = self.free_bytes()
+        if _is_full(err):
+            return StorageError(f"outbox {self.path}: disk full ({err})", full=True, free_bytes=free)
+        if _is_damage(err) or not isinstance(err, sqlite3.OperationalError) or "I/O" in str(err):
+            try:
+                damaged = _is_damage(err) or self._db.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok"
+            except sqlite3.DatabaseError:
+                damaged = True
+            if damaged:
+                try:
+                    self._recover(str(err))
+                except (OSError, sqlite3.DatabaseError) as err2:
+                    return StorageError(
+                        f"outbox {self.path}: damaged and cannot be replaced ({err2})",
+                        full=False,
+                        free_bytes=free,
+                    )
+                return StorageError(
+                    f"outbox {self.path}: damaged ({err}); moved aside, try again",
+                    full=False,
+                    free_bytes=free,
+                )
+        return StorageError(f"outbox {self.path}: write failed ({err})", full=False, free_bytes=free)
+
+    def free_bytes(self) -> int | None:
+        try:
+            return int(self._free())
+        except OSError:
+            return None
 
     def _get(self, key: str) -> int:
         return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
@@ -233,12 +437,14 @@ class Outbox:
     def begin_boot(self) -> int:
         """Start a new boot of the daemon: a new durable boot number, and `seq` back to 0.
 
-        The number is max(previous + 1, wall-clock seconds): strictly increasing while the file
-        lives, and still unique if the file is lost or replaced (ids carry it; consumers
-        de-duplicate on ids, so a reused boot number would make them discard new results).
+        The high part is max(previous high part + 1, wall-clock seconds): strictly increasing while
+        the file lives whatever the clock does, and still unique if the file is lost. The low
+        BOOT_RANDOM_BITS are random: two daemons with one device_id (and two outboxes) started in
+        the same second, or from copies of one outbox, still differ (1 in 2**20 per pair).
         """
         with self._tx():
-            self._set("boot", max(self._get("boot") + 1, int(self._clock())))
+            high = max((self._get("boot") >> BOOT_RANDOM_BITS) + 1, int(self._clock()))
+            self._set("boot", (high << BOOT_RANDOM_BITS) | random.getrandbits(BOOT_RANDOM_BITS))
             self._set("seq", 0)
             self.boot = self._get("boot")
         return self.boot
@@ -246,14 +452,17 @@ class Outbox:
     # ------------------------------------------------------------------ writing
 
     def enqueue(self, message: OutboxMessage) -> int | None:
-        """Commit one message. Returns its row, or None if it alone exceeds the whole bound."""
+        """Commit one message. Returns its row, or None if it alone exceeds the whole bound.
+
+        Raises StorageError if the disk cannot take it (nothing stored; try again later)."""
         with self._tx():
             return self._insert(message)
 
     def enqueue_numbered(self, build: Callable[[int], OutboxMessage]) -> tuple[int, OutboxMessage]:
         """Allocate the next `seq` of this boot and store `build(seq)` in the same transaction.
 
-        If `build` raises, nothing is stored and the sequence number is not used: no gaps.
+        If `build` raises, or the disk is full (StorageError), nothing is stored and the sequence
+        number is not used: no gaps.
         """
         with self._tx():
             seq = self._get("seq") + 1
@@ -262,18 +471,39 @@ class Outbox:
             self._insert(message)
         return seq, message
 
+    def _limit(self) -> int:
+        """The bound in force now: `max_bytes`, or less when the filesystem has less to give.
+
+        The rows we hold plus the free space (the filesystem's and SQLite's free pages), minus the
+        reserve that keeps the WAL and SQLite's own work from ever meeting a full disk.
+        """
+        free = self.free_bytes()
+        if free is None:
+            return self.max_bytes
+        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0]) * self._page
+        room = self._get("bytes") + free + free_pages - self.reserve_bytes
+        return max(0, min(self.max_bytes, room))
+
     def _insert(self, m: OutboxMessage) -> int | None:
         size = m.size
         if size > self.max_bytes:
             log.error(
                 "outbox: message %s (%d bytes) is larger than the whole outbox; dropped", m.msg_id, size
             )
-            self._note_dropped(1, size, m.msg_id, m.msg_id)
+            self._note_lost("full", 1, size, m.msg_id, m.msg_id)
             return None
-        self._make_room(size)
+        limit = self._limit()
+        if size > limit:
+            free = self.free_bytes()
+            raise StorageError(
+                f"outbox {self.path}: disk full ({free} bytes free, {self.reserve_bytes} kept in reserve)",
+                full=True,
+                free_bytes=free,
+            )
+        self._make_room(size, limit)
         cur = self._db.execute(
-            "INSERT INTO outbox(msg_id, kind, topic, payload, qos, retain, props, created, expires_at, size)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox(msg_id, kind, topic, payload, qos, retain, props, created, expires_at, size,"
+            " ttl, born) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
             (
                 m.msg_id,
                 m.kind,
@@ -283,16 +513,18 @@ class Outbox:
                 int(m.retain),
                 m._props_json(),
                 self._clock(),
-                m.expires_at,
                 size,
+                m.ttl_s,
+                self._mono(),
             ),
         )
         self._add("bytes", size)
+        self._wrote = True
         return int(cur.lastrowid or 0)
 
-    def _make_room(self, size: int) -> None:
+    def _make_room(self, size: int, limit: int) -> None:
         used = self._get("bytes")
-        need = used + size - self.max_bytes
+        need = used + size - limit
         if need <= 0:
             return
         freed, rows, first, last = 0, [], None, None
@@ -305,38 +537,48 @@ class Outbox:
                 break
         self._db.executemany("DELETE FROM outbox WHERE row = ?", ((r,) for r in rows))
         self._add("bytes", -freed)
-        self._note_dropped(len(rows), freed, first, last)
+        self._note_lost("full", len(rows), freed, first, last)
         log.warning(
-            "outbox full (%d bytes): dropped the %d oldest message(s), %s .. %s", used, len(rows), first, last
+            "outbox full (%d bytes of %d%s): dropped the %d oldest message(s), %s .. %s",
+            used,
+            limit,
+            "" if limit == self.max_bytes else ", limited by free disk space",
+            len(rows),
+            first,
+            last,
         )
 
-    def _note_dropped(self, count: int, size: int, first: str | None, last: str | None) -> None:
-        self._add("dropped_total", count)
-        if self._get("drop_pending") == 0:
-            self._set("drop_first_id", first)
-        self._add("drop_pending", count)
-        self._add("drop_pending_bytes", size)
-        self._set("drop_last_id", last)
+    def _note_lost(self, reason: str, count: int, size: int, first: str | None, last: str | None) -> None:
+        p = LOSS_PREFIX[reason]
+        if reason == "full":
+            self._add("dropped_total", count)
+        if self._get(f"{p}_pending") == 0:
+            self._set(f"{p}_first_id", first)
+        self._add(f"{p}_pending", count)
+        self._add(f"{p}_pending_bytes", size)
+        self._set(f"{p}_last_id", last)
 
-    def report_drops(self, build_event: Callable[[DropReport], OutboxMessage]) -> DropReport | None:
-        """If rows were dropped since the last report, enqueue `build_event(report)` and clear it.
-
-        One transaction: the report is cleared exactly when its event is committed.
-        """
+    def report_drops(
+        self, build_event: Callable[[DropReport], OutboxMessage], reason: str = "full"
+    ) -> DropReport | None:
+        """If rows were lost for `reason` since the last report, enqueue `build_event(report)` and
+        clear it. One transaction: the report is cleared exactly when its event is committed."""
+        p = LOSS_PREFIX[reason]
         with self._tx():
-            count = self._get("drop_pending")
+            count = self._get(f"{p}_pending")
             if count == 0:
                 return None
             report = DropReport(
                 count=count,
-                bytes=self._get("drop_pending_bytes"),
-                first_id=self._get_text("drop_first_id"),
-                last_id=self._get_text("drop_last_id"),
+                bytes=self._get(f"{p}_pending_bytes"),
+                first_id=self._get_text(f"{p}_first_id"),
+                last_id=self._get_text(f"{p}_last_id"),
+                reason=reason,
             )
-            self._set("drop_pending", 0)
-            self._set("drop_pending_bytes", 0)
-            self._set("drop_first_id", None)
-            self._set("drop_last_id", None)
+            self._set(f"{p}_pending", 0)
+            self._set(f"{p}_pending_bytes", 0)
+            self._set(f"{p}_first_id", None)
+            self._set(f"{p}_last_id", None)
             self._insert(build_event(report))
         return report
 
@@ -344,23 +586,39 @@ class Outbox:
 
     def next_batch(self, after_row: int, limit: int) -> list[StoredMessage]:
         """The next `limit` live rows after `after_row`, in order; expired ones are purged first."""
-        now = self._clock()
+        now = self._mono()
         with self._tx(durable=False):
             expired = self._db.execute(
-                "SELECT row, size FROM outbox WHERE row > ? AND expires_at IS NOT NULL AND expires_at <= ?",
+                "SELECT row, size, msg_id FROM outbox WHERE row > ? AND ttl IS NOT NULL AND born + ttl <= ?"
+                " ORDER BY row",
                 (after_row, now),
             ).fetchall()
             if expired:
-                self._db.executemany("DELETE FROM outbox WHERE row = ?", ((r,) for r, _ in expired))
-                self._add("bytes", -sum(s for _, s in expired))
+                self._db.executemany("DELETE FROM outbox WHERE row = ?", ((r,) for r, _, _ in expired))
+                size = sum(s for _, s, _ in expired)
+                self._add("bytes", -size)
                 self._add("expired_total", len(expired))
-                log.info("outbox: %d message(s) expired unpublished", len(expired))
+                self._note_lost("expired", len(expired), size, expired[0][2], expired[-1][2])
+                log.warning(
+                    "outbox: %d message(s) expired unpublished, %s .. %s",
+                    len(expired),
+                    expired[0][2],
+                    expired[-1][2],
+                )
             rows = self._db.execute(
-                "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, expires_at"
+                "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born"
                 " FROM outbox WHERE row > ? ORDER BY row LIMIT ?",
                 (after_row, limit),
             ).fetchall()
         return [_stored(r) for r in rows]
+
+    def remaining_s(self, stored: StoredMessage) -> float | None:
+        """Seconds `stored` has left to live (monotonic), or None if it never expires."""
+        ttl = stored.message.ttl_s
+        return None if ttl is None else ttl - (self._mono() - stored.born)
+
+    def age_s(self, stored: StoredMessage) -> float:
+        return self._mono() - stored.born
 
     def delete(self, rows: Iterable[int]) -> int:
         """Acknowledged (or rejected) rows leave the outbox. Rows already gone are ignored."""
@@ -371,11 +629,20 @@ class Outbox:
             return self._delete(rows)
 
     def reject(self, rows: Iterable[int]) -> int:
-        """Rows the broker refused (e.g. not authorized): deleted and counted, never retried."""
+        """Rows the broker refused (e.g. not authorized): deleted, counted and reported, never retried."""
         rows = list(rows)
         with self._tx(durable=False):
+            marks = ",".join("?" * len(rows))
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT msg_id FROM outbox WHERE row IN ({marks}) ORDER BY row", rows
+                )
+            ]
             n = self._delete(rows)
             self._add("rejected_total", n)
+            if n:
+                self._note_lost("rejected", n, 0, ids[0], ids[-1])
         return n
 
     def _delete(self, rows: list[int]) -> int:
@@ -387,7 +654,18 @@ class Outbox:
         self._add("bytes", -int(size[0]))
         return int(size[1])
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database and truncate it (e.g. when the outbox has drained)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     # ------------------------------------------------------------------ inspection
+
+    def wal_bytes(self) -> int:
+        try:
+            return Path(f"{self.path}-wal").stat().st_size
+        except OSError:
+            return 0
 
     def stats(self) -> OutboxStats:
         with self._lock:
@@ -400,14 +678,44 @@ class Outbox:
                 expired_total=self._get("expired_total"),
                 rejected_total=self._get("rejected_total"),
                 drop_pending=self._get("drop_pending"),
+                wal_bytes=self.wal_bytes(),
+                free_bytes=self.free_bytes(),
+                storage=self.storage,
+                storage_errors=self.storage_errors,
             )
 
     def depth(self) -> int:
         return self.stats().depth
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """quick_check found damage."""
+
+
+def _salvage_counts(db: sqlite3.Connection | None) -> tuple[int | None, int | None, str | None, str | None]:
+    """What a damaged file held, as far as it can still be read."""
+    if db is None:
+        return None, None, None, None
+    try:
+        n, results, first, last = db.execute(
+            "SELECT COUNT(*), SUM(kind = 'result'), MIN(msg_id), MAX(msg_id) FROM outbox"
+        ).fetchone()
+        return int(n), int(results or 0), first, last
+    except sqlite3.Error:
+        return None, None, None, None
+
+
+def _salvage_boot(db: sqlite3.Connection | None) -> int:
+    if db is None:
+        return 0
+    try:
+        return int(db.execute("SELECT value FROM meta WHERE key = 'boot'").fetchone()[0])
+    except (sqlite3.Error, TypeError, ValueError):
+        return 0
+
+
 def _stored(r: tuple[Any, ...]) -> StoredMessage:
-    row, msg_id, kind, topic, payload, qos, retain, props, created, expires_at = r
+    row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born = r
     ct: str | None = None
     up: tuple[tuple[str, str], ...] = ()
     if props:
@@ -417,6 +725,7 @@ def _stored(r: tuple[Any, ...]) -> StoredMessage:
     return StoredMessage(
         row=int(row),
         created=float(created),
+        born=float(born or 0.0),
         message=OutboxMessage(
             topic=topic,
             payload=bytes(payload),
@@ -426,7 +735,7 @@ def _stored(r: tuple[Any, ...]) -> StoredMessage:
             retain=bool(retain),
             content_type=ct,
             user_properties=up,
-            expires_at=expires_at,
+            ttl_s=ttl,
         ),
     )
 

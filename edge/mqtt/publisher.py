@@ -10,6 +10,13 @@ and are queued here, so SQLite is only touched by this thread and the callers.
 A PUBACK with a failure reason code (MQTT 5: e.g. 135 "not authorized" when an ACL denies the topic)
 removes the row as rejected, counted and logged: retrying would be refused again. Under MQTT 3.1.1
 brokers acknowledge denied messages as if delivered; there is no way to tell.
+
+Storage failures (disk full, I/O error, a damaged file) never reach the callers: the message is
+held in memory (bounded, `hold_max`), the failure is logged once with the path and the free space,
+counted, shown in health (`storage`) and announced by an event sent directly to the broker; this
+thread retries every second and production resumes by itself when the disk takes writes again.
+Anything lost on the way (held messages beyond the bound, rows dropped, expired, rejected or lost
+with a damaged file) is reported as an event.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
 from edge.core.stats import percentile
 from edge.mqtt.client import MqttClient, publish_ok
-from edge.mqtt.outbox import DropReport, Outbox, OutboxMessage, StoredMessage
+from edge.mqtt.outbox import LOSS_PREFIX, DropReport, Outbox, OutboxMessage, StorageError, StoredMessage
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,10 @@ class PublisherStats:
     rejected: int  # refused by the broker (PUBACK reason >= 128), durable total
     latency_p50_ms: float | None  # commit -> PUBACK
     latency_p99_ms: float | None
+    storage: Literal["ok", "full", "error"] = "ok"
+    storage_errors: int = 0  # failed writes, this process
+    held: int = 0  # messages held in memory until the outbox takes them
+    lost: int = 0  # held messages given up (the memory bound), this process
 
 
 class Publisher:
@@ -62,6 +74,8 @@ class Publisher:
         drop_report_interval_s: float = 10.0,
         user_properties: tuple[tuple[str, str], ...] = (),
         clock: Callable[[], float] = time.time,
+        hold_max: int = 256,
+        storage_retry_s: float = 1.0,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -81,16 +95,28 @@ class Publisher:
         self._latencies: deque[float] = deque(maxlen=2048)
         self._last_drop_report = 0.0
         self._event_seq = itertools.count(1)
+        self.hold_max = hold_max
+        self.storage_retry_s = storage_retry_s
+        self._held: deque[_Held] = deque()
+        self._held_lock = threading.Lock()
+        self.storage: Literal["ok", "full", "error"] = "ok"
+        self._storage_errors = 0
+        self._lost: list[str] = []  # ids of held messages given up, not yet reported
+        self._lost_total = 0
+        self._storage_since = 0.0
+        self._next_storage_try = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         client.add_ack_listener(self._on_ack)
         client.add_connect_listener(self._wake.set)
         client.add_disconnect_listener(self._wake.set)
+        client.add_takeover_listener(self._on_takeover)
 
     # ------------------------------------------------------------------ producers (any thread)
 
-    def expires_at(self) -> float | None:
-        return self._clock() + self.message_expiry_s if self.message_expiry_s > 0 else None
+    def ttl_s(self) -> float | None:
+        """How long a message may wait in the outbox (monotonic seconds), or None: forever."""
+        return float(self.message_expiry_s) if self.message_expiry_s > 0 else None
 
     def result_id(self, seq: int) -> str:
         return f"{self.topics.device_id}-{self.boot}-{seq}"
@@ -100,10 +126,12 @@ class Publisher:
         build: Callable[[int, str], ResultPayload],
         *,
         user_properties: tuple[tuple[str, str], ...] = (),
-    ) -> ResultPayload:
+    ) -> ResultPayload | None:
         """Commit a result: `build(seq, id)` runs inside the transaction that allocates `seq`.
 
-        The boot's sequence has no gaps: if `build` raises, no number is used.
+        The boot's sequence has no gaps: if `build` raises, no number is used. If the outbox cannot
+        store it (disk full or failing) the result is held in memory, unnumbered, and stored (and
+        numbered) when the disk takes writes again: None is returned then.
         """
         built: list[ResultPayload] = []
 
@@ -120,16 +148,27 @@ class Publisher:
                 qos=self.qos,
                 content_type=JSON,
                 user_properties=self._user_props(payload, user_properties),
-                expires_at=self.expires_at(),
+                ttl_s=self.ttl_s(),
             )
 
-        self.outbox.enqueue_numbered(make)
+        with self._held_lock:
+            held = bool(self._held)
+        if held:  # keep the order: older held messages go first
+            self._hold(_Held(make=make, what="result"))
+            self._wake.set()
+            return None
+        try:
+            self.outbox.enqueue_numbered(make)
+        except StorageError as err:
+            self._storage_failed(err)
+            self._hold(_Held(make=make, what="result"))
+            return None
         self._wake.set()
         return built[0]
 
     def publish_image(self, camera: str, task: str, result_id: str, jpeg: bytes) -> None:
         """The frame a result describes, on `{camera}/{task}/image`, through the outbox after its result."""
-        self.outbox.enqueue(
+        self._store(
             OutboxMessage(
                 topic=self.topics.image(camera, task),
                 payload=jpeg,
@@ -138,7 +177,7 @@ class Publisher:
                 qos=self.qos,
                 content_type="image/jpeg",
                 user_properties=(("id", result_id), *self.user_properties),
-                expires_at=self.expires_at(),
+                ttl_s=self.ttl_s(),
             )
         )
         self._wake.set()
@@ -147,8 +186,134 @@ class Publisher:
         return f"{self.topics.device_id}-{self.boot}-e{next(self._event_seq)}"
 
     def publish_event(self, event: EventPayload) -> None:
-        self.outbox.enqueue(self._event_message(event))
+        """Store an event; never raises for storage (held in memory like a result)."""
+        self._store(self._event_message(event))
+
+    def _store(self, message: OutboxMessage) -> None:
+        with self._held_lock:
+            held = bool(self._held)
+        if held:
+            self._hold(_Held(message=message, what=message.kind))
+        else:
+            try:
+                self.outbox.enqueue(message)
+            except StorageError as err:
+                self._storage_failed(err)
+                self._hold(_Held(message=message, what=message.kind))
         self._wake.set()
+
+    # ------------------------------------------------------------------ storage failures
+
+    def _hold(self, item: _Held) -> None:
+        with self._held_lock:
+            self._held.append(item)
+            while len(self._held) > self.hold_max:
+                gone = self._held.popleft()
+                self._lost_total += 1
+                self._lost.append(gone.what)
+        self._wake.set()
+
+    def _storage_failed(self, err: StorageError) -> None:
+        """Count every failed write; say it once per episode: log line, health, event."""
+        self._storage_errors += 1
+        if self.storage != "ok":
+            return
+        self.storage = "full" if err.full else "error"
+        self._storage_since = time.monotonic()
+        self._next_storage_try = self._storage_since + self.storage_retry_s
+        free = "unknown" if err.free_bytes is None else f"{err.free_bytes} bytes"
+        log.error(
+            "storage %s: cannot write the outbox %s (%s); %s free; holding up to %d messages in memory"
+            " and retrying every %.1f s",
+            self.storage,
+            self.outbox.path,
+            err,
+            free,
+            self.hold_max,
+            self.storage_retry_s,
+        )
+        event = self.event(
+            "storage_full" if err.full else "storage_error",
+            reason=str(err),
+            detail={"path": str(self.outbox.path), "free_bytes": err.free_bytes, "hold_max": self.hold_max},
+        )
+        # The outbox cannot take it: straight to the broker (paho holds it while disconnected), and
+        # held so that it is also stored, like everything else, when the disk recovers.
+        message = self._event_message(event)
+        self._direct(message)
+        self._hold(_Held(message=message, what="event"))
+
+    def _direct(self, m: OutboxMessage) -> None:
+        try:
+            props = self.client.properties(content_type=m.content_type, user=m.user_properties)
+            self.client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain, properties=props)
+        except (ValueError, RuntimeError) as err:
+            log.warning("could not send %s directly: %s", m.msg_id, err)
+
+    def _flush_held(self) -> None:
+        """Store what is held, oldest first; on success after a failure, report and resume."""
+        with self._held_lock:
+            pending = bool(self._held) or bool(self._lost)
+        if not pending and self.storage == "ok":
+            return
+        now = time.monotonic()
+        if now < self._next_storage_try:
+            return
+        self._next_storage_try = now + self.storage_retry_s
+        stored = 0
+        while True:
+            with self._held_lock:
+                if not self._held:
+                    break
+                item = self._held[0]
+            try:
+                if item.make is not None:
+                    self.outbox.enqueue_numbered(item.make)
+                else:
+                    assert item.message is not None
+                    self.outbox.enqueue(item.message)
+            except StorageError as err:
+                self._storage_errors += 1
+                if self.storage == "ok":
+                    self._storage_failed(err)
+                return
+            with self._held_lock:
+                if self._held and self._held[0] is item:
+                    self._held.popleft()
+            stored += 1
+        with self._held_lock:
+            lost, self._lost = self._lost, []
+        if lost:
+            results = sum(1 for w in lost if w == "result")
+            self._store(
+                self._event_message(
+                    self.event(
+                        "results_dropped",
+                        reason=f"storage: {len(lost)} message(s) held in memory were given up",
+                        detail={"cause": "storage", "count": len(lost), "results": results},
+                    )
+                )
+            )
+        if self.storage != "ok":
+            took = time.monotonic() - self._storage_since
+            log.warning(
+                "storage ok again: outbox %s takes writes after %.0f s; %d held message(s) stored, %d lost",
+                self.outbox.path,
+                took,
+                stored,
+                len(lost),
+            )
+            was = self.storage
+            self.storage = "ok"
+            self._store(
+                self._event_message(
+                    self.event(
+                        "recovered",
+                        reason=f"storage: the outbox takes writes again after {took:.0f} s",
+                        detail={"what": "storage", "was": was, "stored": stored, "lost": len(lost)},
+                    )
+                )
+            )
 
     def event(self, kind: str, reason: str = "", **fields: object) -> EventPayload:
         """Build (not publish) an event with a fresh id for this device and boot."""
@@ -180,7 +345,7 @@ class Publisher:
             qos=self.qos,
             content_type=JSON,
             user_properties=(("device", self.topics.device_id), *self.user_properties),
-            expires_at=self.expires_at(),
+            ttl_s=self.ttl_s(),
         )
 
     def _user_props(
@@ -223,6 +388,23 @@ class Publisher:
             log.info("publisher stopped with %d message(s) kept in the outbox", self.outbox.stats().depth)
         return drained
 
+    def _on_takeover(self, drops: int, backoff_s: float, reason: str) -> None:
+        """In paho's thread: record the event (it goes out on our next connection)."""
+        event = self.event(
+            "session_takeover",
+            reason=(
+                f"another client with this client id keeps taking the broker session ({drops} drops);"
+                f" backing off {backoff_s:.0f} s"
+            ),
+            detail={
+                "client_id": self.client.client_id,
+                "drops": drops,
+                "backoff_s": round(backoff_s, 1),
+                "broker_reason": reason,
+            },
+        )
+        self.publish_event(event)
+
     def _on_ack(self, mid: int, code: int, reason: str) -> None:
         self._acks.put((mid, code, reason))
         self._wake.set()
@@ -233,27 +415,41 @@ class Publisher:
             self._wake.clear()
             try:
                 self._step()
+            except StorageError as err:  # a report or a deletion that the disk refused
+                self._storage_failed(err)
+                self._stop.wait(1.0)
             except Exception:
                 log.exception("publisher step failed; retrying")
                 self._stop.wait(1.0)
 
     def _step(self) -> None:
         self._process_acks()
+        self._flush_held()
         self._maybe_report_drops()
         if not self.client.is_connected:
             return  # paho keeps what is in flight and re-sends it after the reconnect
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
-        for stored in self.outbox.next_batch(self._cursor, room):
+        batch = self.outbox.next_batch(self._cursor, room)
+        for stored in batch:
             if not self._send(stored):
                 break  # try again on the next round
+        if not batch and not self._in_flight:
+            self._drained_checkpoint()
+
+    def _drained_checkpoint(self) -> None:
+        """The outbox is empty: a good moment to truncate the WAL (at most every 10 s)."""
+        now = time.monotonic()
+        if now - getattr(self, "_last_checkpoint", 0.0) >= 10.0 and self.outbox.wal_bytes() > 0:
+            self._last_checkpoint = now
+            self.outbox.checkpoint()
 
     def _send(self, stored: StoredMessage) -> bool:
         m = stored.message
         expiry = None
-        if m.expires_at is not None:
-            left = m.expires_at - self._clock()
+        left = self.outbox.remaining_s(stored)
+        if left is not None:
             if left <= 0:
                 self._wake.set()  # next_batch purges it on the next round
                 return False
@@ -280,7 +476,6 @@ class Publisher:
     def _process_acks(self) -> None:
         done: list[int] = []
         rejected: list[int] = []
-        now = self._clock()
         while True:
             try:
                 mid, code, reason = self._acks.get_nowait()
@@ -300,7 +495,7 @@ class Publisher:
                 rejected.append(stored.row)
             else:
                 done.append(stored.row)
-                self._latencies.append((now - stored.created) * 1000.0)
+                self._latencies.append(self.outbox.age_s(stored) * 1000.0)
         if done:
             self.outbox.delete(done)
             self._published += len(done)
@@ -311,22 +506,47 @@ class Publisher:
         now = time.monotonic()
         if now - self._last_drop_report < self.drop_report_interval_s:
             return
+        if self.storage != "ok":
+            return  # the reports stay pending in the outbox until it takes writes again
 
         def build(report: DropReport) -> OutboxMessage:
-            event = self.event(
-                "outbox_dropped",
-                reason=f"outbox full: dropped {report.count} oldest message(s)",
-                detail={
-                    "count": report.count,
-                    "bytes": report.bytes,
-                    "first_id": report.first_id,
-                    "last_id": report.last_id,
-                },
-            )
+            detail: dict[str, object] = {
+                "count": report.count,
+                "bytes": report.bytes,
+                "first_id": report.first_id,
+                "last_id": report.last_id,
+            }
+            if report.reason == "full":
+                event = self.event(
+                    "outbox_dropped",
+                    reason=f"outbox full: dropped {report.count} oldest message(s)",
+                    detail=detail,
+                )
+            elif report.reason == "damaged":
+                damage = self.outbox.damage
+                lost = "an unknown number of" if report.count < 0 else str(report.count)
+                event = self.event(
+                    "outbox_damaged",
+                    reason=f"the outbox file was damaged and moved aside: {lost} queued message(s) lost",
+                    detail={
+                        **detail,
+                        "count": None if report.count < 0 else report.count,
+                        "results": damage.results if damage else None,
+                        "aside": str(damage.aside) if damage else None,
+                    },
+                )
+            else:
+                words = {"expired": "expired unpublished", "rejected": "refused by the broker"}[report.reason]
+                event = self.event(
+                    "results_dropped",
+                    reason=f"{report.count} message(s) {words}",
+                    detail={**detail, "cause": report.reason},
+                )
             return self._event_message(event)
 
-        if self.outbox.report_drops(build) is not None:
-            self._last_drop_report = now
+        for reason in LOSS_PREFIX:
+            if self.outbox.report_drops(build, reason) is not None:
+                self._last_drop_report = now
 
     # ------------------------------------------------------------------ inspection
 
@@ -342,4 +562,17 @@ class Publisher:
             rejected=st.rejected_total,
             latency_p50_ms=percentile(lat, 0.50),
             latency_p99_ms=percentile(lat, 0.99),
+            storage=self.storage,
+            storage_errors=self._storage_errors,
+            held=len(self._held),
+            lost=self._lost_total,
         )
+
+
+@dataclass
+class _Held:
+    """A message the outbox could not take yet: built (`message`) or still to be numbered (`make`)."""
+
+    what: str  # result | event | image
+    message: OutboxMessage | None = None
+    make: Callable[[int], OutboxMessage] | None = None

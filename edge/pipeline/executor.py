@@ -115,7 +115,10 @@ class Executor:
                 self.run(spec)
             except Exception:  # a bug here must not kill the loop that keeps the daemon alive
                 log.exception("executor %s: job for task %s failed unexpectedly", self.name, spec.task.name)
-                self._fail(spec, None, "internal_error", "unexpected error; see the daemon log")
+                try:
+                    self._fail(spec, None, "internal_error", "unexpected error; see the daemon log")
+                except Exception:  # not even the failure could be recorded: the loop goes on
+                    log.exception("executor %s: the failure could not be recorded", self.name)
             finally:
                 self.busy = False
 
@@ -195,8 +198,20 @@ class Executor:
             context={k: v for k, v in context.items() if k != "gate"} or None,
         )
         payload = d.publisher.publish_result(lambda seq, rid: build_result(item, seq, rid))
+        if payload is None:  # the disk cannot take it now: held in memory, stored when it can
+            log.warning(
+                "result of task %s held in memory: the outbox cannot write (storage %s)",
+                spec.task.name,
+                d.publisher.storage,
+            )
+            if spec.is_command:
+                spec.reply.error(
+                    f"storage_{d.publisher.storage}: the result is held in memory and will be "
+                    "published when the outbox can store it"
+                )
+            return
         if job.frame is not None:
-            d.latency.add((time.time() - job.frame.captured_at) * 1000.0)
+            d.latency.add((time.monotonic() - job.frame.monotonic) * 1000.0)
         if spec.task.publish_image and job.frame is not None:
             self._enqueue_image(spec.task, payload.camera, payload.id, job.frame)
         d.ttft.add(gen.stats.ttft_ms)

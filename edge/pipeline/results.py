@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from edge.core.clock import clock_synchronised
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Generation, ModelPayload, PositionPayload, ResultPayload, utc_iso
 
@@ -59,6 +60,7 @@ def build_result(item: ResultInput, seq: int, result_id: str, now: float | None 
         ),
         position=item.position,
         context=item.context or None,
+        clock_synced=clock_synchronised(),
     )
 
 

@@ -94,13 +94,14 @@ def make_stack(
     drop_report_interval_s: float = 0.0,
     with_state: bool = True,
     clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
     **publisher_kw: Any,
 ) -> Stack:
     topics = Topics.from_settings(settings, device_id)
     client = MqttClient(settings, topics, will_delay_s=will_delay_s, reconnect_min_s=0.2, reconnect_max_s=1.0)
     if with_state:
         client.set_state(state(device=device_id))
-    outbox = Outbox(outbox_path, max_bytes, clock=clock)
+    outbox = Outbox(outbox_path, max_bytes, clock=clock, monotonic=monotonic)
     publisher = Publisher(
         client,
         outbox,

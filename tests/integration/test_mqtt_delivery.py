@@ -194,20 +194,29 @@ def test_expired_results_are_never_published(
     mosquitto: Broker, collector_factory: Any, tmp_path: Path
 ) -> None:
     sub: Collector = collector_factory(mosquitto, f"{ROOT}/+/+/result")
+    events: Collector = collector_factory(mosquitto, f"{ROOT}/event")
     skew = [0.0]
+    wall = [0.0]
 
-    def clock() -> float:  # wall clock that the test can move forward
-        return time.time() + skew[0]
+    def mono() -> float:  # the monotonic clock, which the test can move forward
+        return time.monotonic() + skew[0]
 
-    stack = make_stack(mosquitto.mqtt_settings(message_expiry_s=60), tmp_path / "o.db", clock=clock)
+    def clock() -> float:  # the wall clock steps back two days: it must not matter
+        return time.time() + wall[0]
+
+    stack = make_stack(
+        mosquitto.mqtt_settings(message_expiry_s=60), tmp_path / "o.db", clock=clock, monotonic=mono
+    )
     build = result_builder()
     stale = [stack.publisher.publish_result(build).id for _ in range(5)]
     skew[0] = 61.0  # an hour-long outage, compressed: those five are now past their expiry
+    wall[0] = -2 * 86400.0
     fresh = [stack.publisher.publish_result(build).id for _ in range(2)]
     stack.start()
     try:
         got = sub.wait_topic(f"{ROOT}/main/caption/result", 2)
         wait_until(lambda: stack.outbox.stats().depth == 0)
+        dropped = [m.json() for m in events.wait_topic(f"{ROOT}/event", 1)]
         time.sleep(0.3)
         stats = stack.publisher.stats()
     finally:
@@ -215,5 +224,8 @@ def test_expired_results_are_never_published(
     ids = unique_ids(sub.on(f"{ROOT}/main/caption/result"))
     assert ids == fresh and not set(stale) & set(ids)
     assert stats.expired == 5
-    # MQTT 5 message expiry carries what is left of the lifetime, so the broker drops it too.
+    # Every loss is an event: which ids, how many, why.
+    (ev,) = [e for e in dropped if e["event"] == "results_dropped"]
+    assert ev["detail"]["cause"] == "expired" and ev["detail"]["count"] == 5
+    assert (ev["detail"]["first_id"], ev["detail"]["last_id"]) == (stale[0], stale[-1])
     assert all(m.message_expiry is not None and 55 <= m.message_expiry <= 60 for m in got)

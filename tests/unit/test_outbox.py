@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt.outbox import DropReport, Outbox, OutboxError, OutboxMessage
+from edge.mqtt.outbox import BOOT_RANDOM_BITS, DropReport, Outbox, OutboxError, OutboxMessage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_properties_round_trip(tmp_path: Path) -> None:
         retain=True,
         content_type="application/json",
         user_properties=(("device", "d1"), ("model", "phi")),
-        expires_at=2e9,
+        ttl_s=3600.0,
     )
     with Outbox(tmp_path / "o.db", 1 << 20) as ob:
         ob.enqueue(m)
@@ -83,17 +83,21 @@ def test_boot_counter_is_durable_and_resets_seq(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     clock = Clock(now=0.0)  # a board without a real-time clock: boots still count up
     with Outbox(path, 1 << 20, clock=clock) as ob:
-        assert ob.begin_boot() == 1
+        first = ob.begin_boot()
+        assert first >> BOOT_RANDOM_BITS == 1
         ob.enqueue_numbered(msg)
         ob.enqueue_numbered(msg)
     with Outbox(path, 1 << 20, clock=clock) as ob:
-        assert ob.boot == 1
-        assert ob.begin_boot() == 2
+        assert ob.boot == first
+        assert ob.begin_boot() >> BOOT_RANDOM_BITS == 2
         assert ob.enqueue_numbered(msg)[0] == 1
         assert ob.stats().depth == 3  # the first boot's rows are still there to replay
     clock.now = 1_800_000_000.0
     with Outbox(path, 1 << 20, clock=clock) as ob:
-        assert ob.begin_boot() == 1_800_000_000  # follows the wall clock when it is ahead
+        assert ob.begin_boot() >> BOOT_RANDOM_BITS == 1_800_000_000  # follows the wall clock when ahead
+    clock.now = 1_000.0  # the clock steps back a long way: boots still count up
+    with Outbox(path, 1 << 20, clock=clock) as ob:
+        assert ob.begin_boot() >> BOOT_RANDOM_BITS == 1_800_000_001
 
 
 def test_damaged_file_is_moved_aside_and_boots_stay_unique(
@@ -105,7 +109,8 @@ def test_damaged_file_is_moved_aside_and_boots_stay_unique(
     path.write_bytes(b"this is not a database" * 100)
     with Outbox(path, 1 << 20) as ob:
         assert ob.stats().depth == 0
-        assert ob.begin_boot() >= old_boot  # wall-clock based: no id reuse after the loss
+        new_boot = ob.begin_boot()  # wall-clock high part, random low part: no id reuse after the loss
+        assert new_boot != old_boot and new_boot >> BOOT_RANDOM_BITS >= old_boot >> BOOT_RANDOM_BITS
     assert len(list(tmp_path.glob("o.db.corrupt-*"))) >= 1
     assert any("damaged" in r.getMessage() for r in caplog.records)
 
@@ -149,12 +154,12 @@ def test_message_larger_than_outbox_is_dropped_not_stored(tmp_path: Path) -> Non
 
 def test_expired_rows_are_purged_and_never_returned(tmp_path: Path) -> None:
     clock = Clock()
-    with Outbox(tmp_path / "o.db", 1 << 20, clock=clock) as ob:
-        ob.enqueue(msg(0, expires_at=clock.now + 5))  # handed out before it expires
+    with Outbox(tmp_path / "o.db", 1 << 20, monotonic=clock) as ob:
+        ob.enqueue(msg(0, ttl_s=5))  # handed out before it expires
         first = ob.next_batch(0, 1)[0]
-        ob.enqueue(msg(1, expires_at=clock.now + 5))
-        ob.enqueue(msg(2, expires_at=None))
-        ob.enqueue(msg(3, expires_at=clock.now + 100))
+        ob.enqueue(msg(1, ttl_s=5))
+        ob.enqueue(msg(2, ttl_s=None))
+        ob.enqueue(msg(3, ttl_s=100))
         clock.now += 10
         assert [s.message.msg_id for s in ob.next_batch(first.row, 10)] == ["m2", "m3"]
         st = ob.stats()

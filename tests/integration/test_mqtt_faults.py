@@ -1,0 +1,147 @@
+"""Publisher and client faults against a real mosquitto: a disk that fills and frees, two clients with
+one client id (session takeover), and how quickly the client is back after an outage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.mqtt.client import RECONNECT_MAX_S, MqttClient
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.publisher import Publisher
+from edge.mqtt.topics import Topics
+from tests.integration.mqtt_stack import DEVICE, result_builder, wait_until
+from tests.plugins.mosquitto import Broker, Collector
+
+ROOT = f"edge/{DEVICE}"
+
+
+def test_full_disk_holds_results_reports_and_resumes(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/#")
+    free = [100 << 20]
+    settings = mosquitto.mqtt_settings()
+    topics = Topics.from_settings(settings, DEVICE)
+    client = MqttClient(settings, topics, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    outbox = Outbox(tmp_path / "o.db", 64 << 20, reserve_bytes=1 << 20, free_bytes=lambda: free[0])
+    pub = Publisher(client, outbox, topics, storage_retry_s=0.2, drop_report_interval_s=0.0)
+    client.start()
+    pub.start()
+    try:
+        assert client.wait_connected(10)
+        build = result_builder()
+        assert pub.publish_result(build) is not None
+        free[0] = 10_000  # the disk is full
+        held = [pub.publish_result(build) for _ in range(3)]
+        assert held == [None, None, None]  # no exception reaches the job thread
+        pub.publish_event(pub.event("job_failed", "x"))  # nor from the error path
+        st = pub.stats()
+        assert (st.storage, st.held) == ("full", 5)  # 3 results, the event, and the storage_full event
+        (ev,) = sub.wait_topic(f"{ROOT}/event")  # sent straight to the broker
+        assert ev.json()["event"] == "storage_full" and ev.json()["detail"]["free_bytes"] == 10_000
+        lines = [r for r in caplog.records if "storage full" in r.getMessage()]
+        assert (
+            len(lines) == 1
+            and str(outbox.path) in lines[0].getMessage()
+            and "10000 bytes free" in lines[0].getMessage()
+        )
+        free[0] = 100 << 20  # space returns: production resumes by itself
+        got = sub.wait_topic(f"{ROOT}/main/caption/result", 4)
+        wait_until(lambda: pub.stats().storage == "ok" and pub.stats().held == 0)
+        kinds = [m.json()["event"] for m in sub.wait_topic(f"{ROOT}/event", 4)]
+        errors = pub.stats().storage_errors
+    finally:
+        pub.stop(2)
+        client.stop()
+        outbox.close()
+    seqs = sorted({m.json()["seq"] for m in got})
+    assert seqs == [1, 2, 3, 4]  # held results were numbered when stored: no gap, nothing lost
+    assert "recovered" in kinds and "job_failed" in kinds
+    assert errors >= 1
+
+
+def test_held_results_beyond_the_bound_are_reported_lost(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path
+) -> None:
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/event")
+    free = [0]
+    settings = mosquitto.mqtt_settings()
+    topics = Topics.from_settings(settings, DEVICE)
+    client = MqttClient(settings, topics, reconnect_min_s=0.2, reconnect_max_s=1.0)
+    outbox = Outbox(tmp_path / "o.db", 64 << 20, reserve_bytes=1 << 20, free_bytes=lambda: free[0])
+    pub = Publisher(client, outbox, topics, storage_retry_s=0.2, hold_max=4)
+    client.start()
+    pub.start()
+    try:
+        assert client.wait_connected(10)
+        for _ in range(10):
+            pub.publish_result(result_builder())
+        free[0] = 100 << 20
+        wait_until(lambda: any(m.json()["event"] == "results_dropped" for m in sub.messages))
+    finally:
+        pub.stop(2)
+        client.stop()
+        outbox.close()
+    (ev,) = [m.json() for m in sub.messages if m.json()["event"] == "results_dropped"]
+    assert ev["detail"]["cause"] == "storage" and ev["detail"]["count"] == 7  # 10 + storage_full event - 4
+
+
+def test_session_takeover_is_detected_and_backed_off(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two daemons with one device_id: the broker drops one for the other. Before: ~1 fight a second."""
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/event")
+    settings = mosquitto.mqtt_settings()
+    stacks = []
+    for i in range(2):
+        topics = Topics.from_settings(settings, DEVICE)
+        client = MqttClient(settings, topics, reconnect_min_s=0.5, reconnect_max_s=1.0, takeover_backoff_s=4)
+        outbox = Outbox(tmp_path / f"o{i}.db", 1 << 20)
+        pub = Publisher(client, outbox, topics)
+        client.start()
+        pub.start()
+        stacks.append((client, pub, outbox))
+    try:
+        wait_until(lambda: any(c.takeovers for c, _, _ in stacks), timeout=20, what="takeover detected")
+        detected = time.monotonic()
+        connects = sum(c.connects for c, _, _ in stacks)
+        time.sleep(8)
+        later = sum(c.connects for c, _, _ in stacks)
+        sub.wait_topic(f"{ROOT}/event", timeout=15)
+    finally:
+        for client, pub, outbox in stacks:
+            pub.stop(1)
+            client.stop()
+            outbox.close()
+    lines = [r.getMessage() for r in caplog.records if "session taken over" in r.getMessage()]
+    assert 1 <= len(lines) <= 2 and "device_id" in lines[0]  # one line per client and episode
+    assert later - connects <= 4, f"still fighting: {later - connects} connects in 8 s after detection"
+    ev = [m.json() for m in sub.messages if m.json()["event"] == "session_takeover"]
+    assert ev and ev[0]["detail"]["client_id"] == f"edge-{DEVICE}"
+    assert detected
+
+
+def test_reconnect_after_a_long_outage_is_quick(mosquitto: Broker) -> None:
+    """The reconnect delay is capped at RECONNECT_MAX_S: back within seconds of the broker, not a minute."""
+    assert RECONNECT_MAX_S <= 5
+    settings = mosquitto.mqtt_settings()
+    client = MqttClient(settings, Topics.from_settings(settings, DEVICE))  # the daemon's defaults
+    client.start()
+    try:
+        assert client.wait_connected(10)
+        mosquitto.stop()
+        time.sleep(20)  # long enough for 1+2+4+8 s of backoff and more
+        back = time.monotonic()
+        mosquitto.start()
+        assert client.wait_connected(RECONNECT_MAX_S + 3)
+        took = time.monotonic() - back
+    finally:
+        client.stop()
+    logging.getLogger(__name__).warning("reconnected %.1f s after the broker came back", took)
+    print(f"reconnected {took:.1f} s after a 20 s outage")
+    assert took <= RECONNECT_MAX_S + 2
