@@ -306,6 +306,11 @@ def detect_backends(settings: Settings | None, timeout_s: float = 60.0) -> tuple
         if installed is not True:
             reports.append(BackendReport(name, False, str(installed)))
             continue
+        if name not in PROBE_FIXTURES:  # a remote endpoint has no local providers to load
+            reports.append(
+                BackendReport(name, True, "remote endpoint: `edge doctor` checks the configured one")
+            )
+            continue
         model, providers = _probe_plan(name, settings)
         if model is None:
             reports.append(BackendReport(name, True, "no model to probe providers with (set model.path)"))

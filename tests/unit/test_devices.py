@@ -255,7 +255,9 @@ def test_edge_devices_json_on_this_machine() -> None:
     assert doc["board"]["arch"] in ("x86_64", "aarch64")
     assert doc["board"]["cores"] >= 1 and doc["board"]["ram_mb"] > 0
     backends = {b["name"]: b for b in doc["backends"]}
-    assert set(backends) == {"ort-genai", "openvino"}
+    assert set(backends) == {"ort-genai", "openvino", "http"}
+    # a remote endpoint has no local providers: listed as installed, nothing probed
+    assert backends["http"]["installed"] and not backends["http"]["providers"]
     loadable = {
         name: sorted(p["provider"] for p in b["providers"] if p["ok"]) for name, b in backends.items()
     }
