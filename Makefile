@@ -25,8 +25,8 @@ test: check
 
 # Lint, formatting and types; the import walls are a test (tests/unit/test_import_boundaries.py).
 check: $(STAMP)
-	$(VENV)/bin/ruff check edge tests tools benchmarks
-	$(VENV)/bin/ruff format --check edge tests tools benchmarks
+	$(VENV)/bin/ruff check edge tests tools benchmarks examples
+	$(VENV)/bin/ruff format --check edge tests tools benchmarks examples
 	$(VENV)/bin/mypy edge
 
 # Kept for muscle memory: the same as `check`.

@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--jobs", type=int, default=20, help="jobs for the latency part (default 20)")
 
+    p = sub.add_parser(
+        "watch", help="the consumer's view: results, events, health, availability; gaps and redeliveries"
+    )
+    _settings_args(p)
+    p.add_argument("devices", nargs="*", metavar="DEVICE", help="only these device ids (default: all)")
+    p.add_argument("--json", action="store_true", help="one JSON line per message, gap and the summary")
+    p.add_argument("--prefix", help="topic prefix (default: mqtt.prefix)")
+    p.add_argument("--for", dest="duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument(
+        "--expect-complete", action="store_true", help="exit 1 on any gap in seq (or if no result came)"
+    )
+    p.add_argument("--from-start", action="store_true", help="expect every boot from seq 1 (no late join)")
+    p.add_argument("--group", help="join the shared subscription $share/GROUP/... (split the stream)")
+
     p = sub.add_parser("service", help="print the systemd unit for this install, or the env example")
     ssub = p.add_subparsers(dest="service_command", metavar="unit|env", required=True)
     ssub.add_parser(
@@ -143,6 +157,19 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _call("edge.cli.bench.command", "bench_command")(_load(args), args.json, args.jobs)
     if cmd == "service":
         return _call("edge.cli.service", "service_command")(args.service_command)
+    if cmd == "watch":
+        if args.duration is not None and args.duration <= 0:
+            raise ConfigError(["--for: must be a positive number of seconds"])
+        return _call("edge.cli.watch", "watch_command")(
+            _load(args).settings,
+            as_json=args.json,
+            expect_complete=args.expect_complete,
+            duration_s=args.duration,
+            prefix=args.prefix,
+            devices=args.devices,
+            group=args.group,
+            from_start=args.from_start,
+        )
     if cmd == "mqtt":
         return _forget(_load(args).settings)
     raise AssertionError(cmd)

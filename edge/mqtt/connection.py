@@ -101,17 +101,20 @@ def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return ctx
 
 
-def new_client(settings: MqttSettings, client_id: str) -> paho.Client:
+def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool = True) -> paho.Client:
     """A paho client with protocol, transport, TLS and credentials set; not connected.
 
     Raises ConfigError when a TLS file or the credential cannot be read. Each caller passes its own
-    `client_id`: two connections with one id make the broker drop the older one.
+    `client_id`: two connections with one id make the broker drop the older one. `clean_session`
+    is MQTT 3.1.1's (a persistent session is False); MQTT 5 sets clean_start on connect instead.
     """
+    v5 = settings.protocol == "5"
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
-        protocol=paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311,
+        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
         transport=settings.transport,
+        clean_session=None if v5 else clean_session,
     )
     if settings.transport == "websockets":
         client.ws_set_options(path=settings.ws_path)

@@ -113,6 +113,8 @@ class Broker:
     acl: str | None = None
     persistence: bool = True
     websockets: bool = False  # the listener speaks MQTT over websockets (mosquitto built with it)
+    # lines appended after the listener, e.g. a bridge (`connection ...` and its options)
+    extra_config: list[str] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -169,6 +171,7 @@ class Broker:
                 f"keyfile {self.tls.server_key}",
                 f"require_certificate {'true' if self.require_client_cert else 'false'}",
             ]
+        lines += self.extra_config
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> None:

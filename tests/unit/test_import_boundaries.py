@@ -38,7 +38,7 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core", "assets", ""),
     ("config",),
-    ("imaging", "capture", "inference", "mqtt", "serial"),
+    ("imaging", "capture", "inference", "mqtt", "serial", "consumer"),
     ("pipeline",),
     ("daemon",),
     ("cli",),
