@@ -131,6 +131,9 @@ class Daemon:
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
             return Supervisor(model, watchdog, events.worker)
 
+        def successor(model: ModelSettings, watchdog: WatchdogSettings, previous: Supervisor) -> Supervisor:
+            return _started(Supervisor(model, watchdog, events.worker, frames=previous.frame_slot))
+
         def new_grabber(camera: CameraSettings) -> Grabber:
             return Grabber(camera, events.camera)
 
@@ -209,7 +212,7 @@ class Daemon:
                 load=self._reload_loader,
                 scheduler=scheduler,
                 new_grabber=new_grabber,
-                new_supervisor=lambda m, w: _started(new_supervisor(m, w)),
+                new_supervisor=successor,
                 events=publisher,
                 notifier=self.notifier,
                 on_reloaded=state.publish,
