@@ -168,6 +168,12 @@ class Grabber:
                 self._cond.wait(remaining)
 
     @property
+    def alive(self) -> bool:
+        """The capture thread runs, or ended on purpose (stopped, or a finite source played out)."""
+        t = self._thread
+        return t is not None and (t.is_alive() or self._ended or self._stopping.is_set())
+
+    @property
     def state(self) -> CaptureState:
         return self._state
 

@@ -29,6 +29,7 @@ from edge.config.sources import LoadedSettings
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
+from edge.daemon.liveness import Liveness
 from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef
 from edge.daemon.reload import Reloader
 from edge.daemon.state import StateTracker, model_name, provider
@@ -56,6 +57,12 @@ DEMO_NOTICE = (
 )
 FIRST_FRAME_WAIT_S = 30.0
 QUEUE_SIZE = 8
+# How long a loop may go without a round before the watchdog calls it stuck. An executor's round can
+# hold a whole job (bounded by watchdog.total_s, which the supervisor enforces) plus the frame wait
+# and the outbox write.
+TRIGGERS_STALE_S = 10.0
+PUBLISHER_STALE_S = 30.0
+EXECUTOR_SLACK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class Parts:
     health: HealthReporter
     reloader: Reloader
     pinger: WatchdogPinger
+    liveness: Liveness
 
 
 class Daemon:
@@ -184,7 +192,6 @@ class Daemon:
             return discovery_payload(
                 topics,
                 p.settings.tasks,
-                cameras=(p.settings.camera.name,),
                 model=model_name(p),
                 expire_after_s=default_expire_after(p.settings.gate.max_interval_s, p.settings.tasks),
             )
@@ -197,6 +204,16 @@ class Daemon:
             gate=scheduler,
             state=lambda: state.state,
         )
+        liveness = self._liveness(ref, link, triggers, Serial(gnss, trigger, sink))
+        pinger = WatchdogPinger(
+            self.notifier,
+            lambda: not self.stop_requested.is_set() and ref.current.progressing(),
+            problem=lambda: None if self.stop_requested.is_set() else liveness.problem(),
+        )
+
+        def status(line: str) -> None:  # a dead thread stays in STATUS= until systemd acts on it
+            self.notifier.status(f"{pinger.problem}; {line}" if pinger.problem else line)
+
         return Parts(
             link=link,
             pipeline=ref,
@@ -206,7 +223,7 @@ class Daemon:
             state=state,
             router=router,
             discovery=Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None,
-            health=HealthReporter(sources, publisher.publish_health, self.notifier.status),
+            health=HealthReporter(sources, publisher.publish_health, status),
             reloader=Reloader(
                 pipeline=ref,
                 load=self._reload_loader,
@@ -217,10 +234,35 @@ class Daemon:
                 notifier=self.notifier,
                 on_reloaded=state.publish,
             ),
-            pinger=WatchdogPinger(
-                self.notifier, lambda: not self.stop_requested.is_set() and ref.current.progressing()
-            ),
+            pinger=pinger,
+            liveness=liveness,
         )
+
+    @staticmethod
+    def _liveness(ref: PipelineRef, link: Link, triggers: TriggerLoop, serial: Serial) -> Liveness:
+        """Every thread the pipeline needs, for the watchdog (the supervisors answer for themselves
+        in `Pipeline.progressing`). Grabbers are looked up through the pipeline: a reload swaps them."""
+        live = Liveness()
+
+        def executor(lane: Lane) -> None:
+            ex = lane.executor
+            stale = lambda: ref.current.settings.watchdog.total_s + EXECUTOR_SLACK_S  # noqa: E731
+            live.add(f"edge-exec-{lane.name}", lambda: ex.alive, lambda: ex.beat, stale)
+
+        def port(part: GnssReader | TriggerReader | SerialSink) -> None:
+            live.add(f"serial {type(part).__name__}", lambda: part.alive)
+
+        for lane in ref.current.lanes:
+            executor(lane)
+        live.add("edge-triggers", lambda: triggers.alive, lambda: triggers.beat, TRIGGERS_STALE_S)
+        live.add(
+            "mqtt-publisher", lambda: link.publisher.alive, lambda: link.publisher.beat, PUBLISHER_STALE_S
+        )
+        live.add("paho network loop", lambda: link.client.network_alive)
+        live.add(f"capture-{ref.current.settings.camera.name}", lambda: ref.current.grabber.alive)
+        for part in serial.parts:
+            port(part)
+        return live
 
     @staticmethod
     def _lane(
