@@ -26,6 +26,7 @@ from edge import __version__
 from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
+from edge.core.messages import Frame
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
@@ -56,6 +57,7 @@ DEMO_NOTICE = (
     "point model.path at a real Phi-3.5-vision folder for real captions (see devices/demo.toml)"
 )
 FIRST_FRAME_WAIT_S = 30.0
+STOP_POLL_S = 0.2  # how often a start-up wait looks for SIGTERM/SIGINT
 QUEUE_SIZE = 8
 # How long a loop may go without a round before the watchdog calls it stuck. An executor's round can
 # hold a whole job (bounded by watchdog.total_s, which the supervisor enforces) plus the frame wait
@@ -298,9 +300,14 @@ class Daemon:
         for sup in p.supervisors:
             sup.start()
         p.grabber.start()
+        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (issue 14, item 5): the handler
+        # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
-            loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s)
-            first = p.grabber.wait_frame(-1, FIRST_FRAME_WAIT_S)
+            loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)
+            first = self._first_frame(p.grabber)
+        if self.stop_requested.is_set():
+            log.info("stop requested during start-up; the pipeline is not started")
+            return
         if not loaded:
             log.error(
                 "model not loaded (%s); running degraded, retrying with backoff",
@@ -321,6 +328,18 @@ class Daemon:
         if s.profile == "demo":
             log.warning(DEMO_NOTICE)
         log.info("running: %d task(s), model %s on %s", len(s.tasks), model_name(p), provider(p))
+
+    def _first_frame(self, grabber: Grabber) -> Frame | None:
+        """The first frame within FIRST_FRAME_WAIT_S; None on timeout, a source that ended, or stop."""
+        deadline = time.monotonic() + FIRST_FRAME_WAIT_S
+        while not self.stop_requested.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            frame = grabber.wait_frame(-1, min(STOP_POLL_S, left))
+            if frame is not None or grabber.stats().ended:
+                return frame
+        return None
 
     # ------------------------------------------------------------------ main loop and stop
 

@@ -120,15 +120,17 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="edge-supervisor", daemon=True)
         self._thread.start()
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once a worker has loaded; False on timeout, a failed load, or stop."""
+    def wait_ready(self, timeout: float, cancel: threading.Event | None = None) -> bool:
+        """True once a worker has loaded; False on timeout, a failed load, stop, or `cancel` (seen
+        within 0.2 s: the daemon's stop request during start-up)."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
                 if self._worker is not None and self._mode in ("idle", "busy"):
                     return True
                 left = deadline - time.monotonic()
-                if self._faults.load_error is not None or self._stopping.is_set() or left <= 0:
+                cancelled = self._stopping.is_set() or (cancel is not None and cancel.is_set())
+                if self._faults.load_error is not None or cancelled or left <= 0:
                     return False
                 self._cv.wait(min(left, 0.2))
 
