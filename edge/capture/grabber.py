@@ -133,15 +133,18 @@ class Grabber:
         deadline = time.monotonic() + timeout
         if self._thread is not None:
             self._thread.join(max(0.0, deadline - time.monotonic()))
+        supervisor_done = not (self._thread and self._thread.is_alive())
         reader = session.thread if session is not None else None
-        if reader is not None:
+        # A supervisor that ended has retired the session: its reader returned within RETIRE_GRACE_S
+        # or was abandoned (and said so). Waiting for it again would only delay the daemon's stop by
+        # the rest of `timeout` for a read that will not return (a camera that accepts and is silent).
+        if reader is not None and not supervisor_done:
             reader.join(max(0.0, deadline - time.monotonic()))
-        stopped = not (self._thread and self._thread.is_alive()) and not (reader and reader.is_alive())
-        if not stopped:
+        if not supervisor_done:
             log.warning(
                 "camera %s: capture threads still busy after %.1fs (stuck native read)", self._source, timeout
             )
-        return stopped
+        return supervisor_done and not (reader and reader.is_alive())
 
     def latest(self, after_seq: int = -1) -> Frame | None:
         """The newest frame if it is newer than `after_seq`, else None. Never blocks on the camera."""
@@ -166,6 +169,12 @@ class Grabber:
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+
+    @property
+    def alive(self) -> bool:
+        """The capture thread runs, or ended on purpose (stopped, or a finite source played out)."""
+        t = self._thread
+        return t is not None and (t.is_alive() or self._ended or self._stopping.is_set())
 
     @property
     def state(self) -> CaptureState:

@@ -26,9 +26,11 @@ from edge import __version__
 from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
+from edge.core.messages import Frame
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
+from edge.daemon.liveness import Liveness
 from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef
 from edge.daemon.reload import Reloader
 from edge.daemon.state import StateTracker, model_name, provider
@@ -55,7 +57,14 @@ DEMO_NOTICE = (
     "point model.path at a real Phi-3.5-vision folder for real captions (see devices/demo.toml)"
 )
 FIRST_FRAME_WAIT_S = 30.0
+STOP_POLL_S = 0.2  # how often a start-up wait looks for SIGTERM/SIGINT
 QUEUE_SIZE = 8
+# How long a loop may go without a round before the watchdog calls it stuck. An executor's round can
+# hold a whole job (bounded by watchdog.total_s, which the supervisor enforces) plus the frame wait
+# and the outbox write.
+TRIGGERS_STALE_S = 10.0
+PUBLISHER_STALE_S = 30.0
+EXECUTOR_SLACK_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +103,7 @@ class Parts:
     health: HealthReporter
     reloader: Reloader
     pinger: WatchdogPinger
+    liveness: Liveness
 
 
 class Daemon:
@@ -130,6 +140,9 @@ class Daemon:
 
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
             return Supervisor(model, watchdog, events.worker)
+
+        def successor(model: ModelSettings, watchdog: WatchdogSettings, previous: Supervisor) -> Supervisor:
+            return _started(Supervisor(model, watchdog, events.worker, frames=previous.frame_slot))
 
         def new_grabber(camera: CameraSettings) -> Grabber:
             return Grabber(camera, events.camera)
@@ -181,7 +194,6 @@ class Daemon:
             return discovery_payload(
                 topics,
                 p.settings.tasks,
-                cameras=(p.settings.camera.name,),
                 model=model_name(p),
                 expire_after_s=default_expire_after(p.settings.gate.max_interval_s, p.settings.tasks),
             )
@@ -194,6 +206,16 @@ class Daemon:
             gate=scheduler,
             state=lambda: state.state,
         )
+        liveness = self._liveness(ref, link, triggers, Serial(gnss, trigger, sink))
+        pinger = WatchdogPinger(
+            self.notifier,
+            lambda: not self.stop_requested.is_set() and ref.current.progressing(),
+            problem=lambda: None if self.stop_requested.is_set() else liveness.problem(),
+        )
+
+        def status(line: str) -> None:  # a dead thread stays in STATUS= until systemd acts on it
+            self.notifier.status(f"{pinger.problem}; {line}" if pinger.problem else line)
+
         return Parts(
             link=link,
             pipeline=ref,
@@ -203,21 +225,46 @@ class Daemon:
             state=state,
             router=router,
             discovery=Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None,
-            health=HealthReporter(sources, publisher.publish_health, self.notifier.status),
+            health=HealthReporter(sources, publisher.publish_health, status),
             reloader=Reloader(
                 pipeline=ref,
                 load=self._reload_loader,
                 scheduler=scheduler,
                 new_grabber=new_grabber,
-                new_supervisor=lambda m, w: _started(new_supervisor(m, w)),
+                new_supervisor=successor,
                 events=publisher,
                 notifier=self.notifier,
                 on_reloaded=state.publish,
             ),
-            pinger=WatchdogPinger(
-                self.notifier, lambda: not self.stop_requested.is_set() and ref.current.progressing()
-            ),
+            pinger=pinger,
+            liveness=liveness,
         )
+
+    @staticmethod
+    def _liveness(ref: PipelineRef, link: Link, triggers: TriggerLoop, serial: Serial) -> Liveness:
+        """Every thread the pipeline needs, for the watchdog (the supervisors answer for themselves
+        in `Pipeline.progressing`). Grabbers are looked up through the pipeline: a reload swaps them."""
+        live = Liveness()
+
+        def executor(lane: Lane) -> None:
+            ex = lane.executor
+            stale = lambda: ref.current.settings.watchdog.total_s + EXECUTOR_SLACK_S  # noqa: E731
+            live.add(f"edge-exec-{lane.name}", lambda: ex.alive, lambda: ex.beat, stale)
+
+        def port(part: GnssReader | TriggerReader | SerialSink) -> None:
+            live.add(f"serial {type(part).__name__}", lambda: part.alive)
+
+        for lane in ref.current.lanes:
+            executor(lane)
+        live.add("edge-triggers", lambda: triggers.alive, lambda: triggers.beat, TRIGGERS_STALE_S)
+        live.add(
+            "mqtt-publisher", lambda: link.publisher.alive, lambda: link.publisher.beat, PUBLISHER_STALE_S
+        )
+        live.add("paho network loop", lambda: link.client.network_alive)
+        live.add(f"capture-{ref.current.settings.camera.name}", lambda: ref.current.grabber.alive)
+        for part in serial.parts:
+            port(part)
+        return live
 
     @staticmethod
     def _lane(
@@ -253,9 +300,14 @@ class Daemon:
         for sup in p.supervisors:
             sup.start()
         p.grabber.start()
+        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (issue 14, item 5): the handler
+        # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
-            loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s)
-            first = p.grabber.wait_frame(-1, FIRST_FRAME_WAIT_S)
+            loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)
+            first = self._first_frame(p.grabber)
+        if self.stop_requested.is_set():
+            log.info("stop requested during start-up; the pipeline is not started")
+            return
         if not loaded:
             log.error(
                 "model not loaded (%s); running degraded, retrying with backoff",
@@ -276,6 +328,18 @@ class Daemon:
         if s.profile == "demo":
             log.warning(DEMO_NOTICE)
         log.info("running: %d task(s), model %s on %s", len(s.tasks), model_name(p), provider(p))
+
+    def _first_frame(self, grabber: Grabber) -> Frame | None:
+        """The first frame within FIRST_FRAME_WAIT_S; None on timeout, a source that ended, or stop."""
+        deadline = time.monotonic() + FIRST_FRAME_WAIT_S
+        while not self.stop_requested.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            frame = grabber.wait_frame(-1, min(STOP_POLL_S, left))
+            if frame is not None or grabber.stats().ended:
+                return frame
+        return None
 
     # ------------------------------------------------------------------ main loop and stop
 

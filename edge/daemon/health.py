@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class Meters:
     """What the executors count and time; created once per daemon, read by health."""
 
-    counters: Counters = field(default_factory=lambda: Counters(["frames", "jobs", "failures"]))
+    # Frames are counted where they arrive: `health.frames` is the current grabber's count.
+    counters: Counters = field(default_factory=lambda: Counters(["jobs", "failures"]))
     ttft: Rolling = field(default_factory=Rolling)
     decode: Rolling = field(default_factory=Rolling)
     latency: Rolling = field(default_factory=Rolling)  # frame capture -> result in the outbox, ms

@@ -30,7 +30,9 @@ LIVE = ("tasks", "gate", "health")
 RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model")
 
 NewGrabber = Callable[[CameraSettings], Grabber]
-NewSupervisor = Callable[[ModelSettings, WatchdogSettings], Supervisor]
+# Builds and starts the supervisor that replaces `previous` (stopped by then): it inherits what
+# outlives one supervisor, so a reload allocates nothing that stays behind (the frame slot).
+NewSupervisor = Callable[[ModelSettings, WatchdogSettings, Supervisor], Supervisor]
 
 
 class EventSink(Protocol):
@@ -134,7 +136,7 @@ class Reloader:
     def _restart(self, lane: Lane, settings: Settings) -> Lane:
         model, watchdog = lane.model(settings), settings.watchdog
         lane.supervisor.stop(timeout=watchdog.generation_s + 10.0)
-        sup = self._new_supervisor(model, watchdog)
+        sup = self._new_supervisor(model, watchdog, lane.supervisor)
         ex = lane.executor
         ex.supervisor, ex.model, ex.watchdog = sup, model, watchdog
         log.info("reload: %s worker restarted", lane.name)

@@ -146,18 +146,27 @@ def extending_timeout(notifier: Notifier, step_s: float = 30.0) -> Iterator[None
 
 
 class WatchdogPinger:
-    """Sends WATCHDOG=1 every interval (default WATCHDOG_USEC/2) while `progress()` is true.
+    """Sends WATCHDOG=1 every interval (default WATCHDOG_USEC/2) while `progress()` is true and
+    `problem()` (when given: edge.daemon.liveness) finds no dead or stuck thread.
 
     When progress stops the pings stop, and systemd restarts the service after WatchdogSec. A
-    raising `progress` counts as no progress.
+    raising `progress` counts as no progress. A problem is logged as an error and put in STATUS=
+    (once per distinct problem); `problem` holds the current one for other STATUS= writers.
     """
 
     def __init__(
-        self, notifier: Notifier, progress: Callable[[], bool], interval_s: float | None = None
+        self,
+        notifier: Notifier,
+        progress: Callable[[], bool],
+        interval_s: float | None = None,
+        *,
+        problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.notifier = notifier
         self.progress = progress
         self.interval_s = notifier.watchdog_interval_s if interval_s is None else interval_s
+        self._problem = problem
+        self.problem: str | None = None
         self.pings = 0
         self.skipped = 0
         self._stop = threading.Event()
@@ -181,15 +190,34 @@ class WatchdogPinger:
         if self._thread is not None:
             self._thread.join(5.0)
 
+    def check(self) -> bool:
+        """One check: True when WATCHDOG=1 may be sent now."""
+        problem = None
+        if self._problem is not None:
+            try:
+                problem = self._problem()
+            except Exception as err:
+                problem = f"liveness check failed: {err!r}"
+        if problem is not None:
+            if problem != self.problem:
+                log.error("%s; withholding WATCHDOG=1 so that systemd restarts the service", problem)
+                self.notifier.status(f"{problem}; watchdog withheld")
+            self.problem = problem
+            return False
+        if self.problem is not None:
+            log.info("%s no more", self.problem)
+            self.problem = None
+        try:
+            return bool(self.progress())
+        except Exception:
+            log.exception("watchdog progress check failed; withholding WATCHDOG=1")
+            return False
+
     def _loop(self) -> None:
         assert self.interval_s
         stalled = False
         while True:
-            try:
-                ok = bool(self.progress())
-            except Exception:
-                log.exception("watchdog progress check failed; withholding WATCHDOG=1")
-                ok = False
+            ok = self.check()
             if ok:
                 self.notifier.watchdog()
                 self.pings += 1
@@ -198,7 +226,7 @@ class WatchdogPinger:
                 stalled = False
             else:
                 self.skipped += 1
-                if not stalled:
+                if not stalled and self.problem is None:
                     log.warning("pipeline not progressing; withholding WATCHDOG=1")
                 stalled = True
             if self._stop.wait(self.interval_s):

@@ -46,9 +46,14 @@ class TriggerLoop:
         self._enqueue = enqueue
         self._stop = stop
         self._thread = threading.Thread(target=self._run, name="edge-triggers", daemon=True)
+        self.beat = time.monotonic()  # each round of the loop (at least every half second)
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def on_serial_line(self, line: str) -> None:
         """The serial trigger reader's callback (its own thread)."""
@@ -59,6 +64,7 @@ class TriggerLoop:
     def _run(self) -> None:
         last_seq, grabber = -1, self._pipeline().grabber
         while not self._stop.is_set():
+            self.beat = time.monotonic()
             current = self._pipeline().grabber
             if current is not grabber:  # replaced by a reload: its frames count from zero
                 last_seq, grabber = -1, current

@@ -2,9 +2,18 @@
 
 A 640x480 frame is 900 KB: pickled, pushed through a 64 KB pipe buffer and unpickled it cost ~3 ms
 of the frame-to-publish latency here (benchmarks: `edge bench`), a 1080p frame several times that,
-more on a Pi. The slot is one shared buffer per supervisor, created once and handed to every
-(re)spawned worker like the heartbeat: the supervisor copies the job's images in (a memcpy), the
-RunJob carries only their offsets and shapes, and the worker reads them in place.
+more on a Pi. The slot is one shared buffer per model lane, created once and handed to every
+(re)spawned worker like the heartbeat, and to the supervisor that replaces this one on a reload: the
+supervisor copies the job's images in (a memcpy), the RunJob carries only their offsets and shapes,
+and the worker reads them in place.
+
+Memory: the buffer is taken from multiprocessing's shared heap, as `RawArray` does, but without
+`RawArray`'s zero fill, which writes (and so commits) every page: 12 MB of resident memory in the
+main process per slot, whatever the camera size, and one more slot for every reload while the old
+supervisors waited for the garbage collector (issue 13, item 6). A fresh arena is a sparse file:
+pages are committed when a frame is first written to them, so a 640x480 camera costs 900 KB and a
+text-only lane nothing. Stale bytes from a reused heap block are harmless: a job only reads what
+its own pack wrote.
 
 One job runs at a time and the worker never touches a request's images after it answered, so the
 next job's copy cannot race a reader. Images that do not fit travel in the pickled request, as before.
@@ -12,8 +21,8 @@ next job's copy cannot race a reader. Images that do not fit travel in the pickl
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
+from multiprocessing import heap
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -21,19 +30,21 @@ import numpy as np
 
 from edge.core.messages import GenerationRequest
 
-# Two 1080p frames. Pages are only committed when written, so a 640x480 camera costs 900 KB.
+# Two 1080p frames. Pages are only committed when written (see above).
 SLOT_BYTES = 2 * 1920 * 1080 * 3
 
 FrameRef = tuple[int, tuple[int, ...]]  # (byte offset, shape) of one uint8 image in the slot
 
 
 class FrameSlot:
-    def __init__(self, ctx: BaseContext, size: int = SLOT_BYTES) -> None:
+    def __init__(self, ctx: BaseContext | None = None, size: int = SLOT_BYTES) -> None:
+        """`ctx` is accepted for symmetry with the heartbeat; the heap serves every start method."""
+        del ctx
         self.size = size
-        self.array: Any = ctx.RawArray(ctypes.c_uint8, size)
+        self._wrapper: Any = heap.BufferWrapper(size)  # pickled to the worker like a RawArray's
 
     def _buffer(self) -> np.ndarray:
-        return np.frombuffer(self.array, dtype=np.uint8)
+        return np.frombuffer(self._wrapper.create_memoryview(), dtype=np.uint8)
 
     def pack(self, request: GenerationRequest) -> tuple[GenerationRequest, tuple[FrameRef, ...]] | None:
         """Copy the request's images into the slot: (request without images, refs), or None if they

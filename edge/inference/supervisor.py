@@ -75,7 +75,10 @@ class Supervisor:
         *,
         loader: str = DEFAULT_LOADER,
         poll_s: float = 0.05,
+        frames: FrameSlot | None = None,
     ) -> None:
+        """`frames`: the frame slot of the supervisor this one replaces (a reload), so a lane keeps
+        one slot for the life of the daemon; a new one when None."""
         # The chain of model endpoints: [model, *model.fallback]; one is in use at a time.
         self._chain = [model.model_copy(update={"fallback": []}), *model.fallback]
         self._at = 0
@@ -89,7 +92,7 @@ class Supervisor:
         self._poll_s = poll_s
         self._ctx = multiprocessing.get_context("spawn")
         self._beat = Heartbeat(self._ctx)
-        self._frames = FrameSlot(self._ctx)  # like the heartbeat: once, shared by every respawn
+        self._frames = frames or FrameSlot(self._ctx)  # like the heartbeat: shared by every respawn
         self._faults = FaultTracker(watchdog, list(model.providers), self._emit)
         self._cv = threading.Condition()
         self._count_lock = threading.Lock()
@@ -117,17 +120,24 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="edge-supervisor", daemon=True)
         self._thread.start()
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once a worker has loaded; False on timeout, a failed load, or stop."""
+    def wait_ready(self, timeout: float, cancel: threading.Event | None = None) -> bool:
+        """True once a worker has loaded; False on timeout, a failed load, stop, or `cancel` (seen
+        within 0.2 s: the daemon's stop request during start-up)."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
                 if self._worker is not None and self._mode in ("idle", "busy"):
                     return True
                 left = deadline - time.monotonic()
-                if self._faults.load_error is not None or self._stopping.is_set() or left <= 0:
+                cancelled = self._stopping.is_set() or (cancel is not None and cancel.is_set())
+                if self._faults.load_error is not None or cancelled or left <= 0:
                     return False
                 self._cv.wait(min(left, 0.2))
+
+    @property
+    def frame_slot(self) -> FrameSlot:
+        """For a successor (see __init__); safe to hand on once this supervisor has stopped."""
+        return self._frames
 
     @property
     def info(self) -> BackendInfo | None:

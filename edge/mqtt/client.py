@@ -213,6 +213,12 @@ class MqttClient:
         log.info("MQTT disconnected")
 
     @property
+    def network_alive(self) -> bool:
+        """paho's network thread runs (it ends only on stop(), or when something in it raised)."""
+        thread = self._client._thread  # paho sets it in loop_start and clears it when the loop ends
+        return thread is not None and thread.is_alive()
+
+    @property
     def is_connected(self) -> bool:
         return self._connected.is_set()
 

@@ -107,6 +107,7 @@ class Publisher:
         self._next_storage_try = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.beat = time.monotonic()
         client.add_ack_listener(self._on_ack)
         client.add_connect_listener(self._wake.set)
         client.add_disconnect_listener(self._wake.set)
@@ -362,6 +363,11 @@ class Publisher:
 
     # ------------------------------------------------------------------ the drain thread
 
+    @property
+    def alive(self) -> bool:
+        """For the systemd watchdog (edge.daemon.liveness); `beat` is the drain loop's last round."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
@@ -411,6 +417,7 @@ class Publisher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.beat = time.monotonic()
             self._wake.wait(1.0)
             self._wake.clear()
             try:

@@ -88,9 +88,15 @@ class Executor:
         self.busy = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"edge-exec-{name}", daemon=True)
+        self.beat = time.monotonic()  # each round of the loop: idle, every half second
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """For the systemd watchdog (edge.daemon.liveness)."""
+        return self._thread.is_alive()
 
     def close(self) -> None:
         """Stop taking jobs. Jobs still queued are failed with an event (and commands answered)."""
@@ -107,6 +113,7 @@ class Executor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            self.beat = time.monotonic()
             spec = self.queue.get(timeout=0.5)
             if spec is None:
                 continue

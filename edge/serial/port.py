@@ -112,6 +112,11 @@ class SerialLinePort:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def alive(self) -> bool:
+        """The port thread runs (it keeps running while unplugged, reconnecting)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
@@ -245,6 +250,10 @@ class PortOwner:
     @property
     def connected(self) -> bool:
         return self._port.connected
+
+    @property
+    def alive(self) -> bool:
+        return self._port.alive
 
     def wait_connected(self, timeout: float) -> bool:
         return self._port.wait_connected(timeout)

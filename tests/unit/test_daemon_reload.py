@@ -22,8 +22,10 @@ def settings(*overrides: str) -> Settings:
 
 
 class FakeSupervisor:
-    def __init__(self, model: ModelSettings, watchdog: WatchdogSettings) -> None:
+    def __init__(self, model: ModelSettings, watchdog: WatchdogSettings, previous: Any = None) -> None:
         self.model, self.watchdog, self.stopped = model, watchdog, False
+        self.previous = previous
+        self.stopped_before_successor = previous is None or previous.stopped
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopped = True
@@ -98,6 +100,9 @@ def test_watchdog_reload_restarts_every_worker_with_the_new_limits() -> None:
     for lane_, before in zip(p.lanes, old, strict=True):
         assert before.stopped, lane_.name
         assert lane_.supervisor is not before, lane_.name
+        # the successor is built from its stopped predecessor (it inherits the frame slot)
+        assert lane_.supervisor.previous is before, lane_.name  # type: ignore[attr-defined]
+        assert lane_.supervisor.stopped_before_successor, lane_.name  # type: ignore[attr-defined]
         assert lane_.supervisor.watchdog.token_s == 7.0, lane_.name  # type: ignore[attr-defined]
         assert lane_.executor.supervisor is lane_.supervisor
         assert lane_.executor.watchdog.token_s == 7.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 
 import numpy as np
+import psutil
 import pytest
 
 from edge.core.messages import GenerationRequest
@@ -42,3 +43,20 @@ def test_images_round_trip_through_the_slot_as_read_only_views() -> None:
 def test_what_does_not_fit_is_left_to_the_pipe(images: tuple[np.ndarray, ...]) -> None:
     slot = FrameSlot(CTX, size=200_000)
     assert slot.pack(GenerationRequest(prompt="p", images=images)) is None
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def test_an_unwritten_slot_costs_no_resident_memory() -> None:
+    """Regression (issue 13, item 6): RawArray's zero fill committed the whole slot (12 MB) in the
+    main process for every supervisor, and a reload made a new one each time."""
+    before = _rss_mb()
+    slots = [FrameSlot(CTX, size=32 * 2**20) for _ in range(4)]  # 128 MB if committed
+    assert _rss_mb() - before < 16
+    frame = np.full((480, 640, 3), 7, np.uint8)  # a write commits only what it touches
+    packed = slots[0].pack(GenerationRequest(prompt="p", images=(frame,)))
+    assert packed is not None
+    assert _rss_mb() - before < 24
+    np.testing.assert_array_equal(slots[0].unpack(*packed).images[0], frame)

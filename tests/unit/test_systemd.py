@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge.daemon.liveness import Liveness
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from tests.helpers.notify import NotifyListener
 
@@ -133,3 +135,27 @@ def test_pinger_treats_a_raising_check_as_no_progress(listener: NotifyListener) 
     pinger.stop()
     assert listener.times_of("WATCHDOG") == []
     assert pinger.skipped >= 3
+
+
+def test_pinger_stops_when_a_needed_thread_dies(listener: NotifyListener, caplog) -> None:
+    """Regression (issue 13, item 3): the pings went on after a pipeline thread died."""
+    live = Liveness()
+    # a loop that returns stands in for one that raised (the e2e test raises in the real daemon)
+    thread = threading.Thread(target=lambda: time.sleep(0.3), name="edge-triggers", daemon=True)
+    thread.start()
+    live.add("edge-triggers", thread.is_alive)
+    pinger = WatchdogPinger(Notifier(env=listener.env), lambda: True, problem=live.problem)
+    assert pinger.start()
+    thread.join(5)
+    died_at = time.monotonic()
+    time.sleep(0.4)
+    pinger.stop()
+    assert [t for t in listener.times_of("WATCHDOG", "1") if t < died_at]
+    assert not [t for t in listener.times_of("WATCHDOG", "1") if t > died_at + 0.06]
+    assert pinger.problem == "thread edge-triggers died"
+    statuses = [f["STATUS"] for f in listener.fields() if "STATUS" in f]
+    assert statuses == ["thread edge-triggers died; watchdog withheld"]  # said once
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "thread edge-triggers died; withholding WATCHDOG=1 so that systemd restarts the service"
+    ]
