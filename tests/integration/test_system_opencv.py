@@ -241,3 +241,43 @@ def test_numpy_2_beside_the_system_opencv_is_named(
     )
     assert lines["load"].startswith("skip"), doctor.stdout
     assert "Traceback" not in doctor.stderr, doctor.stderr[-2000:]
+
+
+_HANG = """
+import threading, time
+import edge.capture.gst as gst
+import edge.capture.grabber as grabber
+from edge.capture import Grabber
+from edge.config.settings import CameraSettings
+gst.missing_tools = lambda: "pretend gst-inspect-1.0 is missing"  # reach the native hang itself
+grabber.open_timeout_s = lambda settings: 0.3
+grabber.RETIRE_GRACE_S = 0.1
+before = threading.active_count()
+g = Grabber(CameraSettings(source="gst:nosuchelement ! videoconvert ! appsink", reconnect_s=0.2), backoff_initial_s=0.05)
+g.start()
+counts = []
+for _ in range(6):
+    time.sleep(0.5)
+    counts.append(threading.active_count() - before)
+s = g.stats()
+print(max(counts), s.state, s.abandoned, s.reconnects, flush=True)
+"""
+
+
+def test_a_pipeline_that_never_prerolls_keeps_the_thread_count_flat(
+    board_venv: tuple[Path, dict[str, str], Path],
+) -> None:
+    """The real native hang (OpenCV 4.6 + GStreamer, `nosuchelement ! videoconvert ! appsink`) with
+    the registry check bypassed: the grabber keeps one stuck reader, not one per retry."""
+    venv, env, cwd = board_venv
+    proc = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _HANG],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=cwd,
+    )
+    # the stuck native thread may keep the interpreter from exiting cleanly: judge the printed line
+    threads, state, abandoned, reconnects = proc.stdout.split()
+    assert int(threads) <= 2 and state == "lost" and abandoned == "1" and reconnects == "0", proc.stdout
