@@ -32,7 +32,6 @@ from edge.cli.doctor.checks import (
     check_serial,
     check_unit,
 )
-from edge.cli.doctor.endpoint import check_endpoint
 from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
 from edge.config.settings import Settings
 from edge.config.sources import LoadedSettings, load_settings
@@ -125,6 +124,10 @@ def run_doctor(
         ]
         for label, section, key in models:
             if section.backend == "http":
+                # imported here: the http backend takes frames through OpenCV, whose import failure
+                # is the opencv line's to report, not a crash of doctor
+                from edge.cli.doctor.endpoint import check_endpoint
+
                 for result in check_endpoint(label, section, host.broker_timeout_s):
                     add(result)
                 continue
