@@ -150,10 +150,31 @@ def check_source(settings: CameraSettings) -> None:
 
 
 def open_camera(settings: CameraSettings) -> Camera:
-    """Build and open the configured source (for one-shot use; the daemon uses a Grabber)."""
+    """Build and open the configured source (for one-shot use; the daemon uses a Grabber).
+
+    The open is bounded by open_timeout_s: a native open that never returns (a GStreamer pipeline
+    that cannot preroll) is left on a daemon thread and reported as one CameraError; a one-shot
+    process exits soon after, and the daemon's grabber never calls this."""
     check_source(settings)
     camera = build_camera(settings)
-    camera.open()
+    limit = open_timeout_s(settings)
+    box: dict[str, BaseException] = {}
+
+    def run_open() -> None:
+        try:
+            camera.open()
+        except BaseException as err:  # handed to the caller's thread
+            box["error"] = err
+
+    opener = threading.Thread(target=run_open, name="camera-open", daemon=True)
+    opener.start()
+    opener.join(limit)
+    if opener.is_alive():
+        raise CameraError(
+            f"camera {camera.description}: not open after {limit:.0f} s (the source never answered)"
+        )
+    if "error" in box:
+        raise box["error"]
     return camera
 
 

@@ -9,6 +9,16 @@ stream dies. So each connection attempt runs in its own reader thread ("session"
 supervisor thread that declares the camera lost after `stall_s` without a frame, abandons a reader
 stuck in native code, and reconnects with exponential backoff capped at `reconnect_s`. Nothing the
 runtime calls here ever waits on the camera: `latest()` is a lock and a copy of a reference.
+
+Threads stay bounded: while an abandoned reader is still stuck (a GStreamer pipeline that never
+prerolls, a driver that ignores timeouts), no new session starts; the camera stays lost until that
+reader returns, so retries never add a thread each.
+
+Flapping (a pipeline that ends after 0.2 s, a flaky RTSP camera): the backoff resets only after a
+session delivered frames for `stable_s`; a session that dies sooner is a flap. The first loss is one
+camera_lost and the recovery one camera_back; a second loss before the camera was stable is one
+camera_lost with "flapping": true and the count; after that the camera is quiet until a session
+stays up for `stable_s`, which ends the flapping with one camera_back carrying "flaps".
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ CaptureState = Literal["starting", "ok", "lost"]
 EventHandler = Callable[[str, dict[str, Any]], None]
 
 RETIRE_GRACE_S = 1.0  # how long a cancelled reader may take to return before it is abandoned
+STABLE_S = 30.0  # a session must deliver frames this long before the backoff resets
 _FPS_WINDOW = 30
 
 
@@ -50,7 +61,7 @@ class CaptureStats:
     dropped: int  # frames overwritten in the slot before anyone took them
     invalid: int  # frames refused by validation or decoding
     reconnects: int  # connection attempts after the first
-    losses: int  # camera_lost events
+    losses: int  # outages (a flapping camera counts each drop; camera_lost events are fewer)
     abandoned: int  # readers left stuck in a native call
     fps: float  # measured over the last frames
     width: int | None  # as reported by the device / stream
@@ -70,6 +81,7 @@ class _Session:
         self.started = time.monotonic()
         self.phase: Literal["opening", "reading", "done"] = "opening"
         self.frames = 0
+        self.first_frame_at: float | None = None
         self.error: str | None = None
         self.ended = False
         self.thread: threading.Thread | None = None
@@ -88,6 +100,7 @@ class Grabber:
         on_event: EventHandler | None = None,
         *,
         backoff_initial_s: float = 0.5,
+        stable_s: float = STABLE_S,
     ) -> None:
         self.settings = camera_settings
         self._on_event = on_event
@@ -95,6 +108,10 @@ class Grabber:
         self._kind = source_kind(camera_settings.source)
         build_camera(camera_settings)  # a source that can never work fails here, as one line
         self._backoff_initial = min(backoff_initial_s, camera_settings.reconnect_s)
+        self._stable_s = stable_s
+        self._flaps = 0  # losses since the camera was last stable for stable_s
+        self._flapping = False  # events are held back until a session is stable again
+        self._stuck: list[threading.Thread] = []  # abandoned readers still in a native call
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -219,6 +236,8 @@ class Grabber:
         backoff = self._backoff_initial
         number = 0
         while not self._stopping.is_set():
+            if not self._wait_unstuck():
+                break
             session = _Session(number)
             with self._cond:
                 if number > 0:
@@ -239,9 +258,10 @@ class Grabber:
             if session.ended:
                 self._mark_lost(reason, ended=True)
                 break
-            if session.frames:
+            up_s = time.monotonic() - session.first_frame_at if session.first_frame_at is not None else 0.0
+            if up_s >= self._stable_s:
                 backoff = self._backoff_initial
-            self._mark_lost(reason)
+            self._mark_lost(reason, flap=session.frames > 0 and up_s < self._stable_s)
             log.debug("camera %s: reconnecting in %.1fs (%s)", self._source, backoff, reason)
             if self._stopping.wait(backoff):
                 break
@@ -278,9 +298,26 @@ class Grabber:
             if session.thread.is_alive():
                 with self._cond:
                     self._counts["abandoned"] += 1
+                    self._stuck.append(session.thread)
                 log.warning("camera %s: reader stuck in a native call, abandoned", self._source)
 
-    def _mark_lost(self, reason: str, ended: bool = False) -> None:
+    def _wait_unstuck(self) -> bool:
+        """Before a new session: wait while an abandoned reader is still stuck; False when stopping."""
+        while True:
+            with self._cond:
+                self._stuck = [t for t in self._stuck if t.is_alive()]
+                if not self._stuck:
+                    return True
+                stuck = self._stuck[0]
+            log.debug(
+                "camera %s: waiting for the stuck reader %s before reconnecting", self._source, stuck.name
+            )
+            while stuck.is_alive():
+                if self._stopping.wait(0.25):
+                    return False
+
+    def _mark_lost(self, reason: str, ended: bool = False, flap: bool = False) -> None:
+        """`flap`: the session delivered frames but died before it was stable."""
         reason = redact_source(reason)
         with self._cond:
             self._last_error = reason
@@ -292,10 +329,20 @@ class Grabber:
                 self._attempts_while_lost = 0
                 self._counts["losses"] += 1
                 self._recent.clear()  # the measured rate restarts when the camera comes back
+                if not flap:
+                    self._flaps = 0
+                self._flaps += 1
             self._attempts_while_lost += 1
             frames = self._counts["frames"]
+            count = self._flaps
+            starts_flapping = first and flap and count >= 2 and not self._flapping
+            quiet = first and self._flapping
+            if starts_flapping:
+                self._flapping = True
             self._cond.notify_all()
-        if first:
+        if quiet:
+            log.debug("camera %s: flapping, drop #%d: %s", self._source, count, reason)
+        elif first:
             log.warning("camera lost camera=%s source=%s reason=%s", self.settings.name, self._source, reason)
             self._emit(
                 "camera_lost",
@@ -306,6 +353,8 @@ class Grabber:
                     "reason": reason,
                     "ended": ended,
                     "frames": frames,
+                    "count": count,  # losses since the camera was last stable
+                    "flapping": starts_flapping,
                 },
             )
         else:
@@ -398,10 +447,25 @@ class Grabber:
             self._seq += 1
             self._counts["frames"] += 1
             session.frames += 1
+            if session.first_frame_at is None:
+                session.first_frame_at = mono
             self._progress = mono
             self._recent.append(mono)
+            if self._flapping and mono - session.first_frame_at >= self._stable_s:
+                self._flapping = False  # stable again: one camera_back ends the flapping
+                back = {
+                    "camera": self.settings.name,
+                    "source": self._source,
+                    "kind": self._kind,
+                    "down_s": round(session.first_frame_at - (self._lost_since or mono), 3),
+                    "attempts": self._attempts_while_lost,
+                    "width": image.shape[1],
+                    "height": image.shape[0],
+                    "flaps": self._flaps,
+                }
+                self._flaps = 0
             if self._state != "ok":
-                if self._state == "lost":
+                if self._state == "lost" and not self._flapping:
                     back = {
                         "camera": self.settings.name,
                         "source": self._source,

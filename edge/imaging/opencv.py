@@ -4,14 +4,25 @@ OpenCV reads these variables once, when the library loads, so they are set befor
 (a value already in the environment wins: `OPENCV_LOG_LEVEL=DEBUG edge run` still debugs):
 - OPENCV_IO_MAX_IMAGE_*: its decoders refuse anything larger than our own frame limit, a second
   wall behind the header check in edge.imaging.header (OpenCV's default is 2^30 pixels).
-- OPENCV_LOG_LEVEL=ERROR: no "[ WARN:0@…] global cap.cpp …" in the journal on every reconnect;
+- OPENCV_LOG_LEVEL=ERROR: no "[ WARN:0@…] global cap.cpp …" in the journal on every reconnect
+  (nor GStreamer's "Cannot query video position" on every `gst:` open);
   our own log line already says what failed, with the source redacted.
 - OPENCV_FFMPEG_LOGLEVEL=-8 (AV_LOG_QUIET): no "[tcp @ 0x…] Connection … refused" from FFmpeg.
+
+OpenCV is not a core dependency: the `[opencv]` extra installs PyPI's wheel (no GStreamer), a board
+uses its system OpenCV (`python3-opencv` through a `--system-site-packages` venv). When `import cv2`
+fails, OpenCVUnavailable says which of the two usual causes it is (none installed, or a system
+OpenCV built against numpy 1.x beside a numpy 2 in the venv): one line, exit 1, never a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+
+from edge.core.errors import EdgeError
 
 MAX_EDGE = 8192  # pixels per edge; imageio.MAX_EDGE is this value
 
@@ -23,9 +34,47 @@ OPENCV_ENV = {
     "OPENCV_FFMPEG_LOGLEVEL": "-8",
 }
 
+
+class OpenCVUnavailable(EdgeError, ImportError):
+    """`import cv2` failed; the message names the cause and the fix (an ImportError too)."""
+
+
+def import_failure(err: BaseException) -> str:
+    """One line for a failed `import cv2`: what is wrong and what to install."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if isinstance(err, ModuleNotFoundError) and getattr(err, "name", None) == "cv2":
+        return (
+            "OpenCV is not installed: `pip install 'edge-vlm-agent[opencv]'` (PyPI's wheel), or on a board "
+            "`apt install python3-opencv` and a venv made with `python3 -m venv --system-site-packages`"
+        )
+    try:
+        import numpy
+
+        numpy_version = numpy.__version__
+    except Exception:  # numpy itself is broken: that is the cause
+        return f"OpenCV cannot be imported because numpy cannot ({text}): reinstall numpy"
+    if "numpy" in text.lower() or "_ARRAY_API" in text or "multiarray" in text:
+        return (
+            f"OpenCV (cv2) cannot be imported with numpy {numpy_version}: it was built against another "
+            f"numpy ({text}). A system python3-opencv needs the system's numpy 1.x: "
+            "`pip uninstall numpy` in the venv (or `pip install 'numpy<2'`), and do not install the "
+            "[opencv] extra there"
+        )
+    return f"OpenCV (cv2) cannot be imported: {text} (numpy {numpy_version})"
+
+
 for _key, _value in OPENCV_ENV.items():
     os.environ.setdefault(_key, _value)
 
-import cv2 as cv2  # noqa: E402  (after the environment above, on purpose)
+# numpy 2 prints a page (with a traceback) to sys.stderr when a module built for numpy 1.x loads;
+# our one line says the same, so that page is kept only if the import succeeds after all.
+_said = io.StringIO()
+try:
+    with contextlib.redirect_stderr(_said):
+        import cv2 as cv2  # noqa: E402  (after the environment above, on purpose)
+except ImportError as _err:
+    raise OpenCVUnavailable(import_failure(_err)) from None
+if _said.getvalue():
+    sys.stderr.write(_said.getvalue())
 
-__all__ = ["OPENCV_ENV", "cv2"]
+__all__ = ["OPENCV_ENV", "OpenCVUnavailable", "cv2", "import_failure"]

@@ -28,6 +28,7 @@ from tests.plugins.ptys import PtyLink
 REPO = Path(__file__).resolve().parents[2]
 ORDER = [
     "config",
+    "opencv",
     "model folder",
     "model permissions",
     "model load",

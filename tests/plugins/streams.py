@@ -202,11 +202,13 @@ class MjpegServer:
         size: tuple[int, int] = (320, 240),
         credentials: tuple[str, str] | None = None,
         content_length: bool = True,
+        close_after_s: float | None = None,
     ) -> None:
         self.fps = fps
         self.size = size
         self.credentials = credentials
         self.content_length = content_length
+        self.close_after_s = close_after_s  # a flapping camera: each stream ends after this long
         self.port = free_port()
         self.parts_sent = 0
         self.injected_sent = 0
@@ -304,7 +306,10 @@ class MjpegServer:
                 self.end_headers()
                 period = 1.0 / server.fps
                 n = 0
+                opened = time.monotonic()
                 while server._running.is_set():
+                    if server.close_after_s is not None and time.monotonic() - opened > server.close_after_s:
+                        return  # the handler closes the connection
                     if server._paused.is_set():
                         time.sleep(0.02)
                         continue

@@ -4,6 +4,8 @@ that can never work here (no GStreamer in PyPI's OpenCV, no picamera2)."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -124,3 +126,30 @@ def test_picamera2_missing_says_what_to_install() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(CameraConfigError, match="no such file or directory"):
         Grabber(CameraSettings(source=str(tmp_path / "nope.mp4")))
+
+
+def test_gst_pipeline_element_names() -> None:
+    from edge.capture.gst import element_names
+
+    jetson = (
+        "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1920,height=1080 ! nvvidconv ! "
+        "video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true"
+    )
+    assert element_names(jetson) == ["nvarguscamerasrc", "nvvidconv", "videoconvert", "appsink"]
+    tee = 'videotestsrc ! tee name=t t. ! queue ! appsink caps="video/x-raw ! x"'
+    assert element_names(tee) == ["videotestsrc", "tee", "queue", "appsink"]
+
+
+@pytest.mark.skipif(shutil.which("gst-inspect-1.0") is None, reason="apt install gstreamer1.0-tools")
+def test_gst_pipeline_with_a_missing_element_is_refused_at_once() -> None:
+    from edge.capture.gst import check_elements, element_exists
+
+    started = time.monotonic()
+    with pytest.raises(CameraConfigError) as err:
+        check_elements("nosuchelement ! libcamerasrc ! videoconvert ! appsink", "gst:nosuchelement")
+    assert "GStreamer has no element nosuchelement" in str(err.value)
+    if not element_exists("libcamerasrc"):
+        assert "nosuchelement, libcamerasrc" in str(err.value)
+        assert "it comes with gstreamer1.0-libcamera" in str(err.value)
+    check_elements("videotestsrc ! videoconvert ! appsink", "gst:videotestsrc")  # all present
+    assert time.monotonic() - started < 5

@@ -152,6 +152,48 @@ def check_model_load(name: str, section: ModelSettings, folder: ModelFolder, tim
     )
 
 
+# --------------------------------------------------------------------------- opencv
+
+
+def check_opencv(settings: CameraSettings) -> CheckResult:
+    """`import cv2` the way the daemon does: the camera and image preprocessing both need it, so a
+    missing OpenCV or one built against another numpy is named here, not blamed on the model."""
+    name = "opencv"
+    try:
+        from edge.imaging.opencv import OpenCVUnavailable
+    except ImportError as err:  # OpenCVUnavailable is an ImportError: the message names the cause
+        return CheckResult(name, "fail", str(err), OPENCV_FIX)
+    del OpenCVUnavailable
+    import numpy
+
+    from edge.capture.factory import source_kind
+    from edge.capture.gst import has_gstreamer, missing_tools
+    from edge.imaging.opencv import cv2
+
+    gst = "with GStreamer" if has_gstreamer() else "without GStreamer"
+    detail = f"cv2 {cv2.__version__} {gst} from {Path(cv2.__file__).parent}, numpy {numpy.__version__}"
+    if source_kind(settings.source) == "gst":
+        if not has_gstreamer():
+            return CheckResult(
+                name, "fail", detail, "a 'gst:' camera needs the system OpenCV (README: boards)"
+            )
+        tools = missing_tools()
+        if tools:
+            return CheckResult(
+                name,
+                "warn",
+                f"{detail}; {tools}",
+                "apt install gstreamer1.0-tools (pipelines are checked with it)",
+            )
+    return CheckResult(name, "ok", detail)
+
+
+OPENCV_FIX = (
+    "see the README's board table: PyPI's wheel via the [opencv] extra, or the system python3-opencv "
+    "in a --system-site-packages venv with the system's numpy"
+)
+
+
 # --------------------------------------------------------------------------- camera
 
 

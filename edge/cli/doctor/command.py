@@ -19,20 +19,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.cli.config_check import image_tasks
 from edge.cli.doctor.broker import check_broker
 from edge.cli.doctor.checks import (
+    OPENCV_FIX,
     CheckResult,
     check_camera,
     check_model_access,
     check_model_folder,
     check_model_load,
+    check_opencv,
     check_outbox,
     check_serial,
     check_unit,
 )
-from edge.cli.doctor.endpoint import check_endpoint
 from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
+from edge.config.settings import Settings
 from edge.config.sources import LoadedSettings, load_settings
 from edge.core.errors import ConfigError
 
@@ -97,6 +98,7 @@ def run_doctor(
 
     if loaded is None:
         for name in (
+            "opencv",
             "model folder",
             "model permissions",
             "model load",
@@ -108,6 +110,9 @@ def run_doctor(
             add(CheckResult(name, "skip", "settings invalid"))
     else:
         s = loaded.settings
+        opencv = check_opencv(s.camera)
+        add(opencv)
+        no_cv2 = opencv.status == "fail" and opencv.fix == OPENCV_FIX  # import failed: skip what needs it
         models = [("model", s.model, "model")]
         if s.text_model is not None:
             models.append(("text model", s.text_model, "text_model"))
@@ -119,11 +124,15 @@ def run_doctor(
         ]
         for label, section, key in models:
             if section.backend == "http":
+                # imported here: the http backend takes frames through OpenCV, whose import failure
+                # is the opencv line's to report, not a crash of doctor
+                from edge.cli.doctor.endpoint import check_endpoint
+
                 for result in check_endpoint(label, section, host.broker_timeout_s):
                     add(result)
                 continue
             origin = loaded.origins.get((key, "path"), "defaults")
-            needs_images = image_tasks(s) if key == "model" else []
+            needs_images = _image_tasks(s) if key == "model" else []
             result, folder = check_model_folder(f"{label} folder", section, origin, needs_images)
             add(result)
             if folder is None:
@@ -131,13 +140,29 @@ def run_doctor(
                 add(CheckResult(f"{label} load", "skip", "model folder invalid"))
                 continue
             add(check_model_access(f"{label} permissions", folder, unit, host.systemd_here))
+            if no_cv2:
+                add(CheckResult(f"{label} load", "skip", "OpenCV cannot be imported (see the opencv line)"))
+                continue
             add(check_model_load(f"{label} load", section, folder, load_timeout))
-        add(check_camera(s.camera, host.camera_timeout_s))
+        if no_cv2:
+            add(CheckResult("camera", "skip", "OpenCV cannot be imported (see the opencv line)"))
+        else:
+            add(check_camera(s.camera, host.camera_timeout_s))
         add(check_broker(s.mqtt, s.device_id, host.broker_timeout_s))
         add(check_outbox(s.mqtt, unit))
         add(check_serial(s.serial))
     add(check_unit(unit, unit_error, host.systemd_here, host.unit_dirs[0]))
     return results
+
+
+def _image_tasks(settings: Settings) -> list[str]:
+    """The tasks that give the model a frame; imported here, not at the top, because config_check
+    needs the camera package and so OpenCV, whose failure the opencv line reports instead."""
+    try:
+        from edge.cli.config_check import image_tasks
+    except ImportError:  # OpenCVUnavailable: the opencv check names it; judge the folder without tasks
+        return []
+    return image_tasks(settings)
 
 
 def _find_unit(host: Host) -> ServiceUnit | None:
