@@ -33,11 +33,21 @@ import numpy as np
 # --------------------------------------------------------------------------- ONNX Runtime GenAI
 
 
-def ort_load(path: str, provider: str = "cpu", options: dict[str, str] | None = None) -> tuple[Any, Any]:
+def ort_load(
+    path: str, provider: str = "cpu", options: dict[str, str] | None = None, threads: int | None = None
+) -> tuple[Any, Any]:
     import onnxruntime_genai as og
 
     config = og.Config(path)
     config.clear_providers()
+    if threads:  # intra_op_num_threads on every session the folder has (as the runtime's [model] threads)
+        model = json.loads((Path(path) / "genai_config.json").read_text())["model"]
+        sessions = [k for k in ("decoder", "vision", "embedding") if isinstance(model.get(k), dict)]
+        config.overlay(
+            json.dumps(
+                {"model": {k: {"session_options": {"intra_op_num_threads": threads}} for k in sessions}}
+            )
+        )
     if provider != "cpu":
         config.append_provider(provider)
         for key, value in (options or {}).items():
@@ -212,18 +222,26 @@ def _timings(n: int, t0: float, t_first: float, t_end: float, prompt_len: int, t
 
 class _Runner:
     def __init__(
-        self, backend: str, path: Path, provider: str, num_crops: int, options: dict[str, str]
+        self,
+        backend: str,
+        path: Path,
+        provider: str,
+        num_crops: int,
+        options: dict[str, str],
+        threads: int | None = None,
     ) -> None:
         self.backend = backend
         self._temp: Path | None = None
         t0 = time.perf_counter()
         if backend == "ort-genai":
-            self.model, self.tokenizer = ort_load(str(path), provider, options)
+            self.model, self.tokenizer = ort_load(str(path), provider, options, threads)
         else:
             vision = (path / "openvino_vision_embeddings_model.xml").exists()
             folder = path
             if vision:
                 folder, self._temp = ov_crops_folder(path, num_crops)
+            if threads and provider.upper().startswith("CPU"):
+                options = {"INFERENCE_NUM_THREADS": threads, **options}
             self.pipe = ov_load(str(folder), provider.upper(), vision=vision, **options)
             self.vision = vision
         self.load_ms = (time.perf_counter() - t0) * 1000.0
@@ -258,10 +276,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--provider", default="cpu")
     ap.add_argument("--num-crops", type=int, default=4)
     ap.add_argument("--provider-options", default="{}", help="JSON object of provider options")
+    ap.add_argument("--threads", type=int, default=None, help="runtime CPU threads (default: the runtime's)")
+    ap.add_argument("--nice", type=int, default=0, help="nice value of this process (as [model] worker_nice)")
     args = ap.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
     try:
         runner = _Runner(
-            args.backend, args.path, args.provider, args.num_crops, json.loads(args.provider_options)
+            args.backend,
+            args.path,
+            args.provider,
+            args.num_crops,
+            json.loads(args.provider_options),
+            args.threads,
         )
     except Exception as err:
         _reply(

@@ -122,6 +122,20 @@ class ModelSettings(Section):
     temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
     system_prompt: str | None = Field(None, description="Optional system message for every prompt.")
     cache_dir: Path | None = Field(None, description="Compiled-model cache (OpenVINO CACHE_DIR).")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        le=256,
+        description="CPU threads of the runtime (ORT intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS); "
+        "unset = the runtime's default (all cores). `edge bench --choose` measures it.",
+    )
+    worker_nice: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Nice value of the inference worker process: > 0 lets the publisher and the camera "
+        "run first when the worker saturates the CPU.",
+    )
     # ---- backend "http": an OpenAI-compatible chat-completions server (Ollama, llama.cpp, NIM, ...)
     url: str | None = Field(None, description="http: base URL, e.g. http://jetson.lan:11434/v1.")
     name: str | None = Field(None, description="http: the server's model name.")

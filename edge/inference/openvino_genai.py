@@ -95,6 +95,8 @@ def _properties(settings: ModelSettings, device: str, folder: ModelFolder) -> di
         worst_image = (settings.num_crops + 1) * 156 + 13 if folder.vision else 0
         props["MAX_PROMPT_LEN"] = max(1024, -(-(worst_image + 256) // 256) * 256)
         props["MIN_RESPONSE_LEN"] = settings.max_new_tokens
+    if settings.threads and device.startswith("CPU"):
+        props["INFERENCE_NUM_THREADS"] = int(settings.threads)  # provider_options may still override it
     for key, value in options_for(device, settings.provider_options).items():
         props[key] = int(value) if key in _INT_OPTIONS and str(value).strip().isdigit() else value
     return props

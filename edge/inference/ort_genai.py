@@ -10,6 +10,7 @@ to the supervisor, which kills the worker process.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -76,13 +77,27 @@ def _register_openvino_plugin(og: Any) -> str:
         return _ov_plugin
 
 
-def _load_model(og: Any, folder: ModelFolder, provider: str, options: dict[str, str]) -> Any:
+def thread_overlay(genai_config: dict[str, Any], threads: int) -> str:
+    """A genai_config overlay setting intra_op_num_threads on each of the folder's sessions."""
+    model = genai_config.get("model", {})
+    sections = [k for k in ("decoder", "vision", "embedding", "speech") if isinstance(model.get(k), dict)]
+    return json.dumps(
+        {"model": {k: {"session_options": {"intra_op_num_threads": int(threads)}} for k in sections}}
+    )
+
+
+def _load_model(
+    og: Any, folder: ModelFolder, provider: str, options: dict[str, str], threads: int | None = None
+) -> Any:
     name = canonical(provider, PROVIDERS, BACKEND)
     plugin_note = ""
     if name == "OpenVINO":
         plugin_note = _register_openvino_plugin(og)
     config = og.Config(str(folder.path))
     config.clear_providers()
+    if threads:
+        genai = json.loads((folder.path / "genai_config.json").read_text(encoding="utf-8"))
+        config.overlay(thread_overlay(genai, threads))
     try:
         if name != "cpu":
             config.append_provider(name)
@@ -219,7 +234,7 @@ def load(settings: ModelSettings) -> OrtGenAIBackend:
     t0 = time.perf_counter()
     model, used, tried = load_first(
         settings.providers,
-        lambda p: _load_model(og, folder, p, options_for(p, settings.provider_options)),
+        lambda p: _load_model(og, folder, p, options_for(p, settings.provider_options), settings.threads),
         what=f"{folder.name} with {BACKEND}",
     )
     load_ms = (time.perf_counter() - t0) * 1000.0

@@ -149,7 +149,11 @@ class BareProcess:
             str(model.num_crops),
             "--provider-options",
             json.dumps(options),
+            "--nice",
+            str(model.worker_nice),  # the same footing as the daemon's worker
         ]
+        if model.threads:
+            cmd += ["--threads", str(model.threads)]
         self._timeout = timeout_s
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -1,0 +1,31 @@
+"""[model] threads as each runtime reads it (no SDK needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge.config.settings import ModelSettings
+from edge.inference.model_folder import validate_for
+from edge.inference.openvino_genai import _properties
+from edge.inference.ort_genai import thread_overlay
+from tests.plugins.models import model_dir
+
+
+def test_ort_overlay_sets_intra_op_threads_on_each_session_the_folder_has() -> None:
+    vision = json.loads((model_dir("ort-phi3v-fp32") / "genai_config.json").read_text())
+    text = json.loads((model_dir("ort-phi3-fp32") / "genai_config.json").read_text())
+    v = json.loads(thread_overlay(vision, 3))["model"]
+    t = json.loads(thread_overlay(text, 2))["model"]
+    assert set(v) == {"decoder", "vision", "embedding"} and set(t) == {"decoder"}
+    assert all(s["session_options"] == {"intra_op_num_threads": 3} for s in v.values())
+
+
+def test_openvino_threads_on_cpu_only_and_provider_options_win(tmp_path: Path) -> None:
+    folder = validate_for(model_dir("ov-phi3v"), "openvino")
+    s = ModelSettings(path=folder.path, backend="openvino", providers=["CPU"], threads=2)
+    assert _properties(s, "CPU", folder)["INFERENCE_NUM_THREADS"] == 2
+    assert "INFERENCE_NUM_THREADS" not in _properties(s, "GPU", folder)
+    s2 = s.model_copy(update={"provider_options": {"CPU": {"INFERENCE_NUM_THREADS": "4"}}})
+    assert _properties(s2, "CPU", folder)["INFERENCE_NUM_THREADS"] == 4
+    assert "INFERENCE_NUM_THREADS" not in _properties(s.model_copy(update={"threads": None}), "CPU", folder)
