@@ -1,4 +1,5 @@
-"""Layered settings loading with provenance: defaults < profile < file < credentials < env < CLI.
+"""Layered settings loading with provenance:
+defaults < profile < file < drop-ins (conf.d/*.toml) < credentials < env < CLI.
 
 Every leaf value remembers the layer it came from, so `edge config show` can print it and every
 validation error can name the key and the file or variable that set it. Reading files and the
@@ -30,6 +31,7 @@ ENV_PREFIX = "EDGE_"
 # Variables that steer loading or logging, not settings keys.
 ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT"}
 DEFAULT_CONFIG = Path("/etc/edge/edge.toml")
+DROPIN_DIR = "conf.d"  # beside the config file (/etc/edge/conf.d without one): *.toml in name order
 # Paths given in a TOML file are relative to that file, so a profile or config can ship beside its model.
 # In any layer a path may instead start with "package:" to name a file shipped inside the installed
 # edge package (e.g. the demo model: "package:assets/models/demo-ort"), wherever it is installed.
@@ -256,6 +258,8 @@ def load_settings(
         if not config_file.is_file():
             raise ConfigError([f"config file {config_file}: not found"])
         layers.append(Layer(f"{config_file}", _read_toml(config_file, "config file")))
+    for dropin in dropin_files(config_file):
+        layers.append(Layer(f"drop-in {dropin}", _read_toml(dropin, "drop-in")))
     layers += [creds, env, cli]
 
     profile_name = next(
@@ -280,6 +284,25 @@ def load_settings(
     except TypeError as err:  # e.g. a section given as a plain value: [mqtt] replaced by mqtt = 3
         raise ConfigError([f"settings: {err}"]) from None
     return LoadedSettings(settings=settings, origins=origins, config_file=config_file)
+
+
+def dropin_dir(config_file: Path | None) -> Path:
+    """Where drop-ins are read from: conf.d beside the config file, else /etc/edge/conf.d."""
+    return (config_file.parent if config_file is not None else DEFAULT_CONFIG.parent) / DROPIN_DIR
+
+
+def dropin_files(config_file: Path | None) -> list[Path]:
+    """The drop-ins merged after the config file, in name order (10-x.toml before 50-bench.toml);
+    hidden files and editor leftovers (not ending in .toml) are skipped."""
+    d = dropin_dir(config_file)
+    try:
+        return sorted(
+            p for p in d.iterdir() if p.suffix == ".toml" and not p.name.startswith(".") and p.is_file()
+        )
+    except FileNotFoundError:
+        return []
+    except OSError as err:
+        raise ConfigError([f"drop-in directory {d}: cannot read: {err.strerror}"]) from None
 
 
 def _profile_layer(name: str) -> Layer:
