@@ -60,7 +60,7 @@ def settings_for(tmp_path: Path, broker: Any, model: str = "ort-phi3v-fp32") -> 
 def test_bench_json_on_the_fixture_model(
     tmp_path: Path, mosquitto: Any, collector_factory: Callable[..., Any]
 ) -> None:
-    res = bench(tmp_path, settings_for(tmp_path, mosquitto), "--json", "--jobs", "3")
+    res = bench(tmp_path, settings_for(tmp_path, mosquitto), "--json", "--jobs", "3", "--max-pairs", "5")
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)
     missing = [k for k in KEYS if k not in report]
@@ -85,6 +85,15 @@ def test_bench_json_on_the_fixture_model(
     assert report["pipeline_ms_p50"] >= 0
     assert set(report["targets"]) >= {"overhead_pct", "pipeline_ms_p95", "idle_cpu_pct"}
     assert all(t["met"] in (True, False, None) for t in report["targets"].values())
+    # every judged figure carries its 95 % interval, and the verdict follows from it
+    assert 3 <= report["overhead_pairs"] <= 5
+    lo, hi = report["ci95"]["overhead_pct"]
+    assert lo <= report["overhead_pct"] <= hi
+    assert report["ci95"]["pipeline_ms_p95"][1] is None  # 3 jobs cannot bound a p95 from above
+    assert report["targets"]["pipeline_ms_p95"]["verdict"] in ("inconclusive", "not met")
+    assert all(
+        t["verdict"] in ("met", "not met", "inconclusive", "not judged") for t in report["targets"].values()
+    )
     # the bench device leaves no retained status/state behind on a shared broker
     seen = collector_factory(mosquitto, "edge/cam-bench-bench/#")
     time.sleep(0.5)
@@ -97,3 +106,34 @@ def test_bench_table_needs_a_vision_model(tmp_path: Path, mosquitto: Any) -> Non
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("edge: error:") and "text-only" in lines[0]
     assert res.stdout == ""
+
+
+def test_choose_writes_a_dropin_that_config_check_accepts(tmp_path: Path, mosquitto: Any) -> None:
+    settings = settings_for(tmp_path, mosquitto)
+    settings["camera"].update(width=1280, height=720)
+    res = bench(tmp_path, settings, "--choose", "--budget-s", "20", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    dropin = tmp_path / "conf.d" / "50-bench.toml"
+    assert report["dropin"] == str(dropin) and dropin.is_file()
+    rows = report["candidates"]
+    assert rows[0]["dimension"] == "baseline" and rows[0]["job_s"] > 0 and rows[0]["image_tokens"] > 0
+    assert {r["dimension"] for r in rows} >= {"threads", "num_crops", "max_edge"}
+    assert all(r["accuracy"] is None for r in rows) and report["accuracy"] == "n/a"  # no eval manifest
+    assert sum(r["chosen"] for r in rows) <= 1 and report["why"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    config = str(tmp_path / "edge.toml")
+    check = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "config", "check", "--config", config],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    show = subprocess.run(
+        [sys.executable, "-m", "edge.cli", "config", "show", "--config", config],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert f"drop-in {dropin}" in show.stdout, show.stdout[-2000:]
+    # a budget too small for anything but the configured values still writes a valid drop-in
+    res = bench(tmp_path, settings, "--choose", "--budget-s", "0.01", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert any(r["skipped"] for r in json.loads(res.stdout)["candidates"])

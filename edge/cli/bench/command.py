@@ -54,6 +54,7 @@ from edge.cli.bench.measure import (
     median,
 )
 from edge.cli.bench.report import evaluate_targets, render_table
+from edge.cli.bench.stats import finite, mean_ci, percentile_ci, precise_enough
 from edge.config.settings import MqttSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings
 from edge.core.stats import percentile
@@ -66,7 +67,10 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class BenchOptions:
     jobs: int = 20  # latency phase
-    overhead_runs: int = 10  # daemon/bare pairs
+    overhead_runs: int = 10  # daemon/bare pairs at least (fewer only without a bare loop)
+    overhead_max_pairs: int = 40  # ... and then more, until the 95 % interval is narrow enough
+    overhead_half_width: float = 1.0  # points of overhead: the precision asked of the interval
+    overhead_budget_s: float = 240.0  # wall-clock cap of the extra pairs
     idle_s: float = 6.0
     force_local_broker: bool = False
     rss_sample_s: float | None = None  # benchmarks/pipeline.py: sample RSS during the job phase
@@ -76,10 +80,15 @@ def _stderr(msg: str) -> None:
     print(f"edge bench: {msg}", file=sys.stderr, flush=True)
 
 
-def bench_command(loaded: LoadedSettings, as_json: bool, jobs: int) -> int:
+def bench_command(
+    loaded: LoadedSettings, as_json: bool, jobs: int, max_pairs: int = 40, budget_s: float = 240.0
+) -> int:
     if jobs < 1:
         raise BenchError("--jobs must be at least 1")
-    opts = BenchOptions(jobs=jobs, overhead_runs=max(3, min(jobs, 10)))
+    runs = max(3, min(jobs, 10))
+    opts = BenchOptions(
+        jobs=jobs, overhead_runs=runs, overhead_max_pairs=max(runs, max_pairs), overhead_budget_s=budget_s
+    )
     report = run_bench(loaded.settings, opts, _stderr)
     if as_json:
         import json
@@ -320,10 +329,18 @@ def _overhead_phase(
             inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
             bp.generate(inputs, model.max_new_tokens)  # warm-up
             progress(
-                f"overhead: {opts.overhead_runs} daemon jobs alternating with {opts.overhead_runs} bare runs"
+                f"overhead: daemon jobs alternating with bare runs until the 95 % interval is within "
+                f"+/-{opts.overhead_half_width:g} points ({opts.overhead_runs}..{opts.overhead_max_pairs} pairs, "
+                f"{opts.overhead_budget_s:.0f} s)"
             )
             length = model.max_new_tokens
-            for i in range(opts.overhead_runs):
+            t_pairs = time.monotonic()
+            for i in range(opts.overhead_max_pairs):
+                if i >= opts.overhead_runs and (
+                    precise_enough(_pair_diffs(runtime, bare), opts.overhead_half_width)
+                    or time.monotonic() - t_pairs > opts.overhead_budget_s
+                ):
+                    break
                 # Pairs alternate D B, B D, D B ... so a drift or an order effect hits both sides
                 # alike, and the bare run is as long as the daemon's last answer: the camera's frame
                 # may have ended it early, and the fixed end of a generation (reading the sequence,
@@ -336,6 +353,10 @@ def _overhead_phase(
                     bare.append(bp.generate(inputs, length))
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
+                if i + 1 >= opts.overhead_runs and i % 5 == 4:
+                    ci = mean_ci(_pair_diffs(runtime, bare))
+                    if ci is not None:
+                        progress(f"overhead: {ci.n} pairs, {ci.value:+.2f} +/- {ci.half_width:.2f} points")
         finally:
             bp.close()
         if inputs.image_tokens != runtime[0]["image_tokens"]:
@@ -360,28 +381,40 @@ def _overhead_phase(
         )
         report["preprocess_ms"] = inputs.preprocess_ms
         # Each daemon job against the bare run next to it in time: a shared board drifts by more
-        # than the overhead between minutes, and the median of paired ratios cancels that drift.
-        # Pairs whose answers still differ in length (the bare loop's own EOS came first) are left out.
-        pairs = [
-            (r, b)
-            for r, b in zip(runtime, bare, strict=False)
-            if r["new_tokens"] > 1 and b["new_tokens"] > 1 and b["decode_tok_s"] > 0
-        ]
-        same = [(r, b) for r, b in pairs if r["new_tokens"] == b["new_tokens"]]
-        if len(same) >= max(3, len(pairs) // 3):
-            pairs = same
-        elif pairs:
+        # than the overhead between minutes, and pairing cancels that drift; the mean of the paired
+        # differences gets a t-interval (pairs are independent of each other, not of their minute).
+        pairs = _pairs(runtime, bare)
+        if pairs and len(pairs) < len(
+            [1 for r, b in zip(runtime, bare, strict=False) if r["new_tokens"] > 1]
+        ):
             report["notes"].append(
-                "answers differed in length between the two sides: overhead is approximate"
+                "answers differed in length between the two sides in some pairs: those were left out"
             )
         report["overhead_pairs"] = len(pairs)
-        if pairs:
-            report["overhead_pct"] = round(
-                (1.0 - (median([r["decode_tok_s"] / b["decode_tok_s"] for r, b in pairs]) or 1.0)) * 100, 2
-            )
-            best_rt = max(r["decode_tok_s"] for r, _ in pairs)
-            best_bare = max(b["decode_tok_s"] for _, b in pairs)
-            report["overhead_pct_best"] = round((1.0 - best_rt / best_bare) * 100, 2)
+        ci = mean_ci(_pair_diffs(runtime, bare))
+        if ci is not None:
+            report["overhead_pct"] = round(ci.value, 2)
+            report.setdefault("ci95", {})["overhead_pct"] = ci.rounded(2)
+            report["overhead_pct_median"] = round(median(_pair_diffs(runtime, bare)) or 0.0, 2)
+
+
+def _pairs(
+    runtime: list[dict[str, Any]], bare: list[dict[str, Any]]
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Daemon/bare pairs that can be compared: both decoded, and (when enough of them) equally long
+    answers (the bare loop's own EOS may come first)."""
+    pairs = [
+        (r, b)
+        for r, b in zip(runtime, bare, strict=False)
+        if r["new_tokens"] > 1 and b["new_tokens"] > 1 and b["decode_tok_s"] > 0
+    ]
+    same = [(r, b) for r, b in pairs if r["new_tokens"] == b["new_tokens"]]
+    return same if len(same) >= max(3, len(pairs) // 3) else pairs
+
+
+def _pair_diffs(runtime: list[dict[str, Any]], bare: list[dict[str, Any]]) -> list[float]:
+    """Per pair, the daemon's decode speed below the bare loop's, in percent."""
+    return [(1.0 - r["decode_tok_s"] / b["decode_tok_s"]) * 100.0 for r, b in _pairs(runtime, bare)]
 
 
 def _latency_phase(
@@ -426,6 +459,14 @@ def _latency_phase(
     report["pipeline_ms_p50"] = _round(percentile(pipe, 0.5), 2)
     report["pipeline_ms_p95"] = _round(percentile(pipe, 0.95), 2)
     report["pipeline_ms_max"] = _round(max(pipe), 2) if pipe else None
+    ci95 = report.setdefault("ci95", {})
+    for key, values, q in (
+        ("latency_ms_p50", lat, 0.5),
+        ("latency_ms_p95", lat, 0.95),
+        ("pipeline_ms_p50", pipe, 0.5),
+        ("pipeline_ms_p95", pipe, 0.95),
+    ):
+        ci95[key] = finite(percentile_ci(values, q), 2)
     if samples:
         report["rss_samples"] = [
             {"t": round(t - samples[0][0], 2), "jobs": n, "main_mb": _round(m, 2), "worker_mb": _round(w, 2)}

@@ -3,7 +3,10 @@ issue as it is."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+from edge.cli.bench.stats import Interval, Verdict, judge
 
 # key -> (what, target text, limit, needs): `needs` says when the target applies
 OVERHEAD_MIN_STEP_MS = 1.0  # the overhead target is judged on models whose decode step is >= 1 ms
@@ -13,14 +16,27 @@ def evaluate_targets(r: dict[str, Any]) -> dict[str, Any]:
     """Add r["targets"]: per target the value, the limit, and met (True/False, None = not judged)."""
     targets: dict[str, Any] = {}
 
+    ci95 = r.get("ci95", {})
+
     def add(key: str, what: str, limit: float, unit: str, note: str = "", judged: bool = True) -> None:
+        """met is True/False only when the 95 % interval (where the figure has one) says so."""
         value = r.get(key)
-        met = None if value is None or not judged else bool(value < limit)
+        verdict: Verdict
+        if value is None or not judged:
+            verdict = "not judged"
+        elif key in ci95:
+            lo, hi = ci95[key] or (None, None)
+            ci = Interval(value, -math.inf if lo is None else lo, math.inf if hi is None else hi, 0)
+            verdict = judge(ci, limit)
+        else:  # one measurement with no spread to speak of (gating, idle CPU)
+            verdict = "met" if value < limit else "not met"
         targets[key] = {
             "what": what,
             "value": value,
+            "ci95": ci95.get(key),
             "target": f"< {limit:g} {unit}",
-            "met": met,
+            "met": {"met": True, "not met": False}.get(verdict),
+            "verdict": verdict,
             "note": note,
         }
 
@@ -60,8 +76,17 @@ def _mark(r: dict[str, Any], key: str) -> str:
     t = r.get("targets", {}).get(key)
     if not t:
         return ""
-    flag = {True: "met", False: "**MISSED**", None: "not judged"}[t["met"]]
+    flag = {"met": "met", "not met": "**MISSED**"}.get(t["verdict"], t["verdict"])
     return f"{t['target']}: {flag}"
+
+
+def _ci(r: dict[str, Any], key: str, fmt: str = ".1f") -> str:
+    """' [lo, hi]' for a figure with a 95 % interval; an unbounded side is shown as such."""
+    ci = r.get("ci95", {}).get(key)
+    if not ci:
+        return ""
+    lo, hi = ci
+    return f" [{_f(lo, fmt) if lo is not None else '-inf'}, {_f(hi, fmt) if hi is not None else 'unbounded'}]"
 
 
 def render_table(r: dict[str, Any]) -> str:
@@ -102,18 +127,20 @@ def render_table(r: dict[str, Any]) -> str:
             "",
         ),
         (
-            f"runtime overhead on decode ({_f(r.get('overhead_pairs'), 'd')} job + bare-loop pairs)",
-            _f(r.get("overhead_pct"), "+.2f", " %"),
+            f"runtime overhead on decode ({_f(r.get('overhead_pairs'), 'd')} job + bare-loop pairs), 95 % CI",
+            _f(r.get("overhead_pct"), "+.2f", " %") + _ci(r, "overhead_pct", "+.2f"),
             _mark(r, "overhead_pct"),
         ),
         (
-            f"frame -> PUBACK latency p50 / p95 ({_f(r.get('jobs'), 'd')} jobs)",
-            f"{_f(r.get('latency_ms_p50'), '.1f')} / {_f(r.get('latency_ms_p95'), '.1f', ' ms')}",
+            f"frame -> PUBACK latency p50 / p95 ({_f(r.get('jobs'), 'd')} jobs), 95 % CI",
+            f"{_f(r.get('latency_ms_p50'), '.1f')}{_ci(r, 'latency_ms_p50')} / "
+            f"{_f(r.get('latency_ms_p95'), '.1f', ' ms')}{_ci(r, 'latency_ms_p95')}",
             "",
         ),
         (
             "  minus generation p50 / p95 (max)",
-            f"{_f(r.get('pipeline_ms_p50'), '.1f')} / {_f(r.get('pipeline_ms_p95'), '.1f', ' ms')} ({_f(r.get('pipeline_ms_max'), '.1f', ' ms')})",
+            f"{_f(r.get('pipeline_ms_p50'), '.1f')}{_ci(r, 'pipeline_ms_p50')} / "
+            f"{_f(r.get('pipeline_ms_p95'), '.1f', ' ms')}{_ci(r, 'pipeline_ms_p95')} (max {_f(r.get('pipeline_ms_max'), '.1f', ' ms')})",
             _mark(r, "pipeline_ms_p95"),
         ),
         (
@@ -148,8 +175,10 @@ def render_table(r: dict[str, Any]) -> str:
         lines.append(f"\nnote: {note}")
     if r.get("overhead_pct") is not None:
         lines.append(
-            "\noverhead = the daemon's worker against one bare-loop process (median of paired runs); where two "
-            "identical processes differ by a few % (VMs, shared hosts), compare several runs."
+            "\noverhead = the daemon's worker against one bare-loop process: the mean of paired differences "
+            "with its 95 % t-interval; pairs are added until the interval is within +/-1 point (or a cap). "
+            "A target is met only when the whole interval is below it, missed when the whole interval is "
+            "above it, else inconclusive (run more pairs or jobs)."
         )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
