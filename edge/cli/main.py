@@ -84,7 +84,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure load, ttft, decode speed, latency and overhead on this board")
     _settings_args(p)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--jobs", type=int, default=20, help="jobs for the latency part (default 20)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=80,
+        help="jobs for the latency part (default 80: a p95 needs >= 72 to be bounded)",
+    )
+    p.add_argument(
+        "--max-pairs",
+        type=int,
+        default=40,
+        help="cap of daemon/bare-loop pairs for the overhead interval (default 40)",
+    )
+    p.add_argument(
+        "--choose",
+        action="store_true",
+        help="sweep num_crops, threads, provider order and max_edge; write the chosen values as a drop-in config",
+    )
+    p.add_argument(
+        "--budget-s", type=float, default=None, help="time budget in seconds (--choose: default 600)"
+    )
+    p.add_argument(
+        "--job-s",
+        type=float,
+        default=None,
+        help="--choose: without an accuracy measure, the most detail whose job fits this many seconds",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="--choose: the drop-in to write (default <config dir>/conf.d/50-bench.toml)",
+    )
 
     p = sub.add_parser(
         "watch", help="the consumer's view: results, events, health, availability; gaps and redeliveries"
@@ -154,7 +185,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "doctor":
         return _call("edge.cli.doctor.command", "doctor_command")(args)
     if cmd == "bench":
-        return _call("edge.cli.bench.command", "bench_command")(_load(args), args.json, args.jobs)
+        if args.choose:
+            return _call("edge.cli.bench.choose", "choose_command")(
+                _load(args), args.json, args.budget_s or 600.0, args.out, args.job_s
+            )
+        return _call("edge.cli.bench.command", "bench_command")(
+            _load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0
+        )
     if cmd == "service":
         return _call("edge.cli.service", "service_command")(args.service_command)
     if cmd == "watch":
