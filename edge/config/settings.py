@@ -129,13 +129,6 @@ class ModelSettings(Section):
         description="CPU threads of the runtime (ORT intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS); "
         "unset = the runtime's default (all cores). `edge bench --choose` measures it.",
     )
-    worker_nice: int = Field(
-        0,
-        ge=0,
-        le=19,
-        description="Nice value of the inference worker process: > 0 lets the publisher and the camera "
-        "run first when the worker saturates the CPU.",
-    )
     # ---- backend "http": an OpenAI-compatible chat-completions server (Ollama, llama.cpp, NIM, ...)
     url: str | None = Field(None, description="http: base URL, e.g. http://jetson.lan:11434/v1.")
     name: str | None = Field(None, description="http: the server's model name.")

@@ -92,11 +92,6 @@ def worker_main(
     # daemon. Raising one's own score needs no privilege.
     with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
         fh.write("500")
-    # Below the daemon's threads when the CPU is saturated: the publisher and the camera go first
-    # (frame -> PUBACK latency), the generation takes what is left, which on a busy board is most.
-    if settings.worker_nice > 0:
-        with contextlib.suppress(OSError):
-            os.nice(settings.worker_nice)
     # Ctrl-C reaches the whole process group; shutdown is the supervisor's decision, not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(levelname)s worker[%(process)d] %(name)s: %(message)s")

@@ -192,15 +192,14 @@ def test_large_frame_crosses_to_the_worker_and_a_stalled_reader_cannot_block_us(
 
 
 @pytest.mark.parametrize("backend, model", [("ort-genai", "ort-phi3v-fp32"), ("openvino", "ov-phi3v")])
-def test_threads_and_worker_nice_reach_the_runtime_and_the_worker(backend: str, model: str) -> None:
+def test_threads_reach_the_runtime(backend: str, model: str) -> None:
     """[model] threads loads (ORT: an intra_op_num_threads overlay; OpenVINO: INFERENCE_NUM_THREADS)
-    and the worker runs below the daemon (worker_nice), jobs still succeed."""
+    and jobs still succeed."""
     pytest.importorskip("onnxruntime_genai" if backend == "ort-genai" else "openvino_genai")
-    settings = real_model(model_dir(model), backend, threads=1, worker_nice=7)
+    settings = real_model(model_dir(model), backend, threads=1)
     with running(settings, watchdog(), EventLog(), loader=REAL) as sup:
         out = sup.submit(job("t1", max_new_tokens=4, image=frame(320, 240)))
         assert out.ok, out
         pid = sup.stats().worker_pid
         assert pid is not None
-        assert os.getpriority(os.PRIO_PROCESS, pid) - os.getpriority(os.PRIO_PROCESS, 0) == 7
         assert len(os.listdir(f"/proc/{pid}/task")) < 40  # not a thread pool per core x sessions

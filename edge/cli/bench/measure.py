@@ -149,8 +149,6 @@ class BareProcess:
             str(model.num_crops),
             "--provider-options",
             json.dumps(options),
-            "--nice",
-            str(model.worker_nice),  # the same footing as the daemon's worker
         ]
         if model.threads:
             cmd += ["--threads", str(model.threads)]
