@@ -159,6 +159,7 @@ class Daemon:
             ttft=self._meters.ttft,
             decode=self._meters.decode,
             latency=self._meters.latency,
+            generation=self._meters.generation,
             camera_name=s.camera.name,
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
