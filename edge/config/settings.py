@@ -400,6 +400,21 @@ class HealthSettings(Section):
     interval_s: float = Field(60.0, gt=0, le=MAX_PERIOD_S)
 
 
+class MetricsSettings(Section):
+    """The optional Prometheus endpoint (the `metrics` extra): off unless `port` is set."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="Serve /metrics here; unset = off.")
+    host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Listen address; anything but loopback exposes the (unauthenticated) endpoint.",
+    )
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Built by `edge.config.sources.load_settings`, which merges the layers."""
 
@@ -416,6 +431,7 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     serial: SerialSettings = Field(default_factory=SerialSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_name(v)))
 

@@ -8,21 +8,33 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from edge.core.messages import Percentiles
 
 
 class Rolling:
-    """The last `size` samples; percentiles by sorting (size is small, the call is once a minute)."""
+    """The last `size` samples; percentiles by sorting (size is small, the call is once a minute).
+
+    Observers (`subscribe`) see every sample as it is added, on the adding thread: the metrics
+    histograms are fed here, so there is one place a latency is recorded.
+    """
 
     def __init__(self, size: int = 256) -> None:
         self._values: deque[float] = deque(maxlen=size)
         self._lock = threading.Lock()
+        self._observers: tuple[Callable[[float], object], ...] = ()
+
+    def subscribe(self, observer: Callable[[float], object]) -> None:
+        with self._lock:
+            self._observers = (*self._observers, observer)
 
     def add(self, value: float) -> None:
         with self._lock:
             self._values.append(value)
+            observers = self._observers
+        for observe in observers:
+            observe(value)
 
     def percentiles(self) -> Percentiles:
         with self._lock:

@@ -31,6 +31,7 @@ from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
 from edge.daemon.liveness import Liveness
+from edge.daemon.metrics import MetricsServer
 from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef
 from edge.daemon.reload import Reloader
 from edge.daemon.state import StateTracker, model_name, provider
@@ -104,6 +105,7 @@ class Parts:
     reloader: Reloader
     pinger: WatchdogPinger
     liveness: Liveness
+    metrics: MetricsServer
 
 
 class Daemon:
@@ -159,6 +161,7 @@ class Daemon:
             ttft=self._meters.ttft,
             decode=self._meters.decode,
             latency=self._meters.latency,
+            generation=self._meters.generation,
             camera_name=s.camera.name,
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
@@ -238,6 +241,7 @@ class Daemon:
             ),
             pinger=pinger,
             liveness=liveness,
+            metrics=MetricsServer(s.metrics, sources),
         )
 
     @staticmethod
@@ -290,6 +294,7 @@ class Daemon:
         link.client.set_state(parts.state.payload())
         link.client.start()
         link.publisher.start()
+        parts.metrics.start()
         log.info(
             "boot %d of %s; outbox %s holds %d message(s)",
             link.publisher.boot,
@@ -375,6 +380,7 @@ class Daemon:
         for part in parts.serial.parts:
             part.stop(2.0)
         parts.pinger.stop()
+        parts.metrics.stop()
         parts.link.publisher.stop(flush_timeout=5.0)
         parts.link.client.stop()
         parts.link.outbox.close()

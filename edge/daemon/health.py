@@ -28,6 +28,7 @@ class Meters:
     ttft: Rolling = field(default_factory=Rolling)
     decode: Rolling = field(default_factory=Rolling)
     latency: Rolling = field(default_factory=Rolling)  # frame capture -> result in the outbox, ms
+    generation: Rolling = field(default_factory=Rolling)  # the whole generation (prefill + decode), ms
     recent: RecentResults = field(default_factory=RecentResults)
     started: float = field(default_factory=time.monotonic)
 
@@ -115,3 +116,13 @@ class HealthReporter:
             f"{h.state}; camera {h.camera}; jobs {h.jobs} ({h.failures} failed, {h.restarts} restarts); "
             f"ttft p50 {ttft}, {tok} tok/s; outbox {h.outbox_depth}; rss {h.rss_mb:.0f}MB{temp}"
         )
+
+
+def snapshot(sources: HealthSources) -> HealthPayload:
+    """The health numbers now, read from the sources: what a metrics scrape exposes (the same
+    numbers, computed the same way, as the `health` message)."""
+    return HealthReporter(sources, publish=_ignore, status=_ignore).payload()
+
+
+def _ignore(_: object) -> None:
+    return None

@@ -3,8 +3,8 @@
 A new configuration that does not validate is rejected with a `config_rejected` event and the daemon
 keeps running on the old one. Tasks, the gate and health change live; a camera change restarts the
 grabber; a model change restarts the vision worker, a watchdog change every worker. Broker, serial,
-identity and text model changes need a restart of the service (they change what consumers see, or
-the set of workers), which the `config_reloaded` event says.
+identity, text model and metrics changes need a restart of the service (they change what consumers
+see, the set of workers, or a listening socket), which the `config_reloaded` event says.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from edge.pipeline.jobs import Scheduler
 log = logging.getLogger(__name__)
 
 LIVE = ("tasks", "gate", "health")
-RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model")
+RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model", "metrics")
 
 NewGrabber = Callable[[CameraSettings], Grabber]
 # Builds and starts the supervisor that replaces `previous` (stopped by then): it inherits what

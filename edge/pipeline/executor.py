@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
@@ -61,6 +61,7 @@ class ExecutorDeps:
     latency: Rolling  # frame capture -> result committed to the outbox, ms
     camera_name: str
     image_max_bytes: int
+    generation: Rolling = field(default_factory=Rolling)  # total generation time, ms
     position: Callable[[], PositionPayload | None] = lambda: None
     sink: Callable[[int, str, str], None] | None = None
     echo: bool = False
@@ -222,6 +223,7 @@ class Executor:
         if spec.task.publish_image and job.frame is not None:
             self._enqueue_image(spec.task, payload.camera, payload.id, job.frame)
         d.ttft.add(gen.stats.ttft_ms)
+        d.generation.add(gen.stats.total_ms)
         if gen.stats.new_tokens > 1:
             d.decode.add(gen.stats.decode_tok_s)
         captured = job.frame.captured_at if job.frame else time.time()

@@ -31,6 +31,7 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "httpx_sse": ("edge/inference/http_backend.py",),
     "httpcore": ("edge/inference/http_backend.py",),
     "openai": ("edge/inference/http_backend.py",),
+    "prometheus_client": ("edge/daemon/metrics.py",),  # only when [metrics] port is set
 }
 
 # Layers, lowest first: a package may import its own modules and any package of a LOWER layer;

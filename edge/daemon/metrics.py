@@ -1,0 +1,188 @@
+"""The optional Prometheus endpoint for fleet operators: `[metrics] port` (the `metrics` extra).
+
+Off unless a port is set; loopback (127.0.0.1) unless a host is set, and any other host is warned
+about once, since the endpoint has no authentication. The only importer of prometheus_client
+(tests/unit/test_import_boundaries.py), and only when the endpoint is on: the daemon runs without
+the package while metrics are off.
+
+No second bookkeeping: counters and gauges are read at scrape time from the same sources as the
+`health` message (`edge.daemon.health.snapshot`), and the latency histograms observe the meters'
+rolling windows (`Rolling.subscribe`) where the executors feed them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, get_args
+
+from edge import __version__
+from edge.config.settings import MetricsSettings
+from edge.core.errors import ConfigError
+from edge.core.kinds import DaemonState
+from edge.core.messages import HealthPayload
+from edge.daemon.health import HealthSources, Meters, snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
+
+MISSING = (
+    "metrics.port: is set, but prometheus_client is not installed; "
+    "install the extra (pip install 'edge-vlm-agent[metrics]') or unset metrics.port"
+)
+_WARNED_EXPOSED: set[tuple[str, int]] = set()  # a non-loopback listen address: said once per process
+
+# Seconds. A tiny CPU model answers in tens of ms, Phi-3.5-vision on a Pi takes minutes.
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+GENERATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+
+# name (without edge_ and _total), help, the health field
+COUNTERS: tuple[tuple[str, str, str], ...] = (
+    (
+        "frames",
+        "Frames the current camera grabber received (restarts at 0 when a reload swaps it).",
+        "frames",
+    ),
+    ("frames_dropped", "Frames dropped or invalid at capture.", "frames_dropped"),
+    ("gated", "Frames the gate did not pass to a task.", "gated"),
+    ("jobs", "Jobs that produced a result.", "jobs"),
+    ("failures", "Jobs that failed (timeout, crash, runtime error).", "failures"),
+    ("worker_restarts", "Inference worker restarts, all lanes.", "restarts"),
+    (
+        "dropped",
+        "Messages dropped: outbox drop-oldest, expired, and jobs replaced in a full queue.",
+        "dropped",
+    ),
+    ("storage_errors", "Outbox writes that failed since start.", "storage_errors"),
+)
+# name (without edge_), help, the health field, scale to base units
+GAUGES: tuple[tuple[str, str, str, float], ...] = (
+    ("outbox_depth", "Messages in the outbox, not yet acknowledged by the broker.", "outbox_depth", 1.0),
+    ("uptime_seconds", "Seconds since the daemon started.", "uptime_s", 1.0),
+    ("rss_bytes", "Resident memory of the daemon process.", "rss_mb", 2.0**20),
+    ("worker_rss_bytes", "Resident memory of the vision worker process.", "worker_rss_mb", 2.0**20),
+    ("cpu_temperature_celsius", "CPU/SoC temperature.", "cpu_temp_c", 1.0),
+    ("throttled", "1 while the Raspberry Pi firmware reports throttling.", "throttled", 1.0),
+)
+
+
+class HealthCollector:
+    """Counters and gauges read from a health snapshot at scrape time."""
+
+    def __init__(self, read: Callable[[], HealthPayload]) -> None:
+        self._read = read
+
+    def describe(self) -> list[Any]:
+        return []  # no registration-time collect: the sources may not be readable yet
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+        h = self._read()
+        yield InfoMetricFamily("edge", "The daemon.", value={"version": __version__, "device": h.device})
+        for name, doc, attr in COUNTERS:
+            value = getattr(h, attr)
+            if value is not None:
+                yield CounterMetricFamily(f"edge_{name}", doc, value=value)
+        for name, doc, attr, scale in GAUGES:
+            value = getattr(h, attr)
+            if value is not None:
+                yield GaugeMetricFamily(f"edge_{name}", doc, value=float(value) * scale)
+        state = GaugeMetricFamily("edge_state", "1 for the daemon's current state.", labels=["state"])
+        for s in get_args(DaemonState):
+            state.add_metric([s], 1.0 if h.state == s else 0.0)
+        yield state
+        yield GaugeMetricFamily(
+            "edge_camera_up", "1 while the camera delivers frames.", value=h.camera == "ok"
+        )
+        if h.storage is not None:
+            yield GaugeMetricFamily(
+                "edge_storage_ok", "1 while the outbox can write to its disk.", value=h.storage == "ok"
+            )
+
+
+def build_registry(read: Callable[[], HealthPayload], meters: Meters) -> CollectorRegistry:
+    """A private registry (several daemons may share a test process): the health collector and the
+    latency histograms, subscribed to the meters from now on."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()
+    registry.register(HealthCollector(read))
+    for rolling, name, doc, buckets in (
+        (meters.ttft, "edge_ttft_seconds", "Time to first token.", TTFT_BUCKETS),
+        (
+            meters.generation,
+            "edge_generation_seconds",
+            "Whole generation, prefill to last token.",
+            GENERATION_BUCKETS,
+        ),
+        (
+            meters.latency,
+            "edge_frame_to_outbox_seconds",
+            "Frame capture to its result stored in the outbox (durable, about to be published).",
+            GENERATION_BUCKETS,
+        ),
+    ):
+        rolling.subscribe(_in_seconds(Histogram(name, doc, registry=registry, buckets=buckets)))
+    return registry
+
+
+def _in_seconds(hist: Any) -> Callable[[float], None]:
+    def observe(ms: float) -> None:
+        hist.observe(ms / 1000.0)
+
+    return observe
+
+
+class MetricsServer:
+    """`/metrics` over HTTP in a daemon thread; does nothing when `[metrics] port` is unset."""
+
+    def __init__(self, settings: MetricsSettings, sources: HealthSources) -> None:
+        self._settings = settings
+        self._server: Any = None
+        self._thread: Any = None
+        self.registry: CollectorRegistry | None = None
+        if settings.port is None:
+            return
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ConfigError([MISSING]) from None
+        self.registry = build_registry(lambda: snapshot(sources), sources.meters)
+
+    @property
+    def port(self) -> int | None:
+        """The port listened on, once started."""
+        return None if self._server is None else int(self._server.server_port)
+
+    def start(self) -> None:
+        s = self._settings
+        if self.registry is None or s.port is None:
+            return
+        from prometheus_client import start_http_server
+
+        if not s.loopback and (s.host, s.port) not in _WARNED_EXPOSED:
+            _WARNED_EXPOSED.add((s.host, s.port))
+            log.warning(
+                "metrics: listening on %s:%d, beyond this machine; /metrics has no authentication "
+                "(it shows the device id and its health): firewall it or keep host = 127.0.0.1",
+                s.host,
+                s.port,
+            )
+        try:
+            self._server, self._thread = start_http_server(s.port, addr=s.host, registry=self.registry)
+        except OSError as err:  # the captions matter more than their metrics: keep running
+            log.error("metrics: cannot listen on %s:%d (%s); running without /metrics", s.host, s.port, err)
+            return
+        log.info("metrics: serving http://%s:%d/metrics", s.host, s.port)
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
