@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edge.core.kinds import BackendName, TaskKind, TriggerKind
+from edge.core.kinds import BackendName, RoiKind, TaskKind, TriggerKind
 from edge.core.names import check_name, sanitize
 
 
@@ -32,6 +32,8 @@ def _topic_level(value: str) -> str:
 
 MAX_PERIOD_S = 31 * 86400.0
 """Longest interval, gate period or window: a month. Beyond it a value is a typo (1e308 stopped a task)."""
+MIN_EVENT_FRAMES, MAX_EVENT_FRAMES, DEFAULT_EVENT_FRAMES = 2, 6, 3
+"""Frames of an event task: at least a before and an after; at most what one prompt and one frame slot hold."""
 MQTT_MAX_STRING_BYTES = 65535
 """MQTT encodes strings (client id, topics) with a 16-bit length: paho's thread dies on a longer one."""
 
@@ -246,6 +248,20 @@ class TaskSettings(Section):
     source_task: str | None = Field(None, description="Summarize: the task whose results to digest.")
     window_s: float = Field(3600.0, gt=0, le=MAX_PERIOD_S, description="Summarize: how far back to look.")
     max_items: int = Field(20, ge=1, le=200, description="Summarize: at most this many results.")
+    # ---- kind "event": several frames of one motion event in one multi-image prompt
+    frames: int | None = Field(
+        None, ge=MIN_EVENT_FRAMES, le=MAX_EVENT_FRAMES, description="Event: frames per event (2..6, default 3)."
+    )
+    max_event_s: float = Field(10.0, gt=0, le=3600, description="Event: the longest event collected.")
+    frame_interval_s: float = Field(
+        1.0, ge=0, le=3600, description="Event: at least this long between two frames of an event."
+    )
+    preroll: int = Field(1, ge=0, le=MAX_EVENT_FRAMES - 1, description="Event: frames from before motion.")
+    quiet_s: float = Field(2.0, gt=0, le=3600, description="Event: motion below threshold this long ends it.")
+    roi: RoiKind = Field("full", description="full: the whole frame; motion: the box around the motion.")
+    num_crops: int | None = Field(
+        None, ge=1, le=16, description="Phi-3.5-vision HD crops for this task (default: model.num_crops)."
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
@@ -259,6 +275,19 @@ class TaskSettings(Section):
             raise ValueError(f"task {self.name!r}: trigger 'interval' needs interval_s")
         if self.kind == "summarize" and not self.source_task:
             raise ValueError(f"task {self.name!r}: kind 'summarize' needs source_task")
+        if self.frames is not None and self.kind != "event":
+            raise ValueError(f"task {self.name!r}: frames is only for kind 'event'")
+        if self.kind == "event":
+            if self.trigger != "motion":
+                raise ValueError(f"task {self.name!r}: kind 'event' is started by motion (trigger 'motion')")
+            if self.roi != "full":
+                raise ValueError(f"task {self.name!r}: roi 'motion' is not supported for kind 'event'")
+            if self.preroll >= self.event_frames:
+                raise ValueError(f"task {self.name!r}: preroll must be less than frames ({self.event_frames})")
+        if self.roi == "motion" and (self.trigger != "motion" or self.kind not in ("caption", "structured")):
+            raise ValueError(
+                f"task {self.name!r}: roi 'motion' needs trigger 'motion' and kind caption or structured"
+            )
         if self.topic is not None:
             # Each level follows the name rule: an override of "cmd/ask" would land in the commands.
             for level in self.topic.split("/"):
@@ -267,6 +296,11 @@ class TaskSettings(Section):
                 except ValueError as err:
                     raise ValueError(f"task {self.name!r}: topic {self.topic!r}: {err}") from None
         return self
+
+    @property
+    def event_frames(self) -> int:
+        """Frames per event (kind event): `frames`, or the default."""
+        return self.frames if self.frames is not None else DEFAULT_EVENT_FRAMES
 
 
 def _default_tasks() -> list[TaskSettings]:

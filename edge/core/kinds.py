@@ -10,8 +10,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-TaskKind = Literal["caption", "structured", "ask", "summarize"]
-"""What a task asks the model: a caption, JSON against a schema, a question, a summary of results."""
+TaskKind = Literal["caption", "structured", "ask", "summarize", "event"]
+"""What a task asks the model: a caption, JSON against a schema, a question, a summary of results,
+or an event told from several frames collected while motion lasted."""
+
+RoiKind = Literal["full", "motion"]
+"""What part of a frame a task describes: the whole frame, or the box around the gate's motion."""
 
 TriggerKind = Literal["interval", "motion", "command", "serial"]
 """What starts a job: a timer, the motion gate, an MQTT command, a matching serial line."""

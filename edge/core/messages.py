@@ -74,6 +74,7 @@ class GenerationRequest:
     temperature: float = 0.0
     deadline_s: float | None = None  # soft: generation stops itself and returns the partial text
     json_schema: dict[str, Any] | None = None
+    num_crops: int | None = None  # Phi-3.5-vision HD crops for this request (None: the model's setting)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,12 @@ class PositionPayload(_Payload):
     age_s: float | None = None
 
 
+class FramePayload(_Payload):
+    """One frame of an event result."""
+
+    captured_at: str
+
+
 class ResultPayload(_Payload):
     """`{prefix}/{device}/{camera}/{task}/result`. `id` is stable across redelivery: consumers de-duplicate on it."""
 
@@ -159,6 +166,8 @@ class ResultPayload(_Payload):
     position: PositionPayload | None = None
     context: dict[str, Any] | None = None  # e.g. {"serial_line": "..."} or {"summarized": [ids]}
     clock_synced: bool | None = None  # False: the wall clock (captured_at) was not NTP-synchronised
+    frames: list[FramePayload] | None = None  # event tasks: the capture time of each frame, in order
+    roi: list[int] | None = None  # [x, y, w, h] in full-frame pixels of the region described; None: all
 
 
 class EventPayload(_Payload):

@@ -4,7 +4,7 @@ A 640x480 frame is 900 KB: pickled, pushed through a 64 KB pipe buffer and unpic
 of the frame-to-publish latency here (benchmarks: `edge bench`), a 1080p frame several times that,
 more on a Pi. The slot is one shared buffer per model lane, created once and handed to every
 (re)spawned worker like the heartbeat, and to the supervisor that replaces this one on a reload: the
-supervisor copies the job's images in (a memcpy), the RunJob carries only their offsets and shapes,
+supervisor copies the job's images in (a memcpy; an event's N frames one after another), the RunJob carries only their offsets and shapes,
 and the worker reads them in place.
 
 Memory: the buffer is taken from multiprocessing's shared heap, as `RawArray` does, but without
@@ -28,10 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from edge.config.settings import MAX_EVENT_FRAMES
 from edge.core.messages import GenerationRequest
 
-# Two 1080p frames. Pages are only committed when written (see above).
-SLOT_BYTES = 2 * 1920 * 1080 * 3
+# An event's frames at 1080p (six: task.frames at most): 37 MB of address space, but pages are only
+# committed when written (see above), so the resident cost is the largest request actually sent:
+# 900 KB for one 640x480 frame, 5.5 MB for a 6-frame event at 640x480, 16.6 MB at 1280x720. The same
+# pages are mapped by the worker (shared, not a second copy); over the pipe each frame would be
+# pickled, copied through the pipe and unpickled instead.
+SLOT_BYTES = MAX_EVENT_FRAMES * 1920 * 1080 * 3
 
 FrameRef = tuple[int, tuple[int, ...]]  # (byte offset, shape) of one uint8 image in the slot
 

@@ -8,7 +8,13 @@ heartbeat, and returning STOP is how cancel and the soft deadline end a run (1-2
 
 num_crops: VLMPipeline reads it from preprocessor_config.json and ignores it at generate time, so a
 different model.num_crops is applied through a "shadow" folder of symlinks with a rewritten
-preprocessor_config.json; the model files are never copied or modified.
+preprocessor_config.json; the model files are never copied or modified. A request may ask for
+another num_crops (a task's own `num_crops`, e.g. 1 for multi-frame events): the first such request
+builds one more pipeline through that value's shadow folder on the device already in use, kept for
+the life of the backend (one per distinct value; the configured tasks bound how many). Its cost:
+one more compile and the pipeline's runtime memory; on CPU the weights are mmapped from the same
+files, so the page cache holds them once. Several images go in as a list of tensors, tagged
+`<|image_1|>…<|image_N|>` in the prompt.
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ class OpenVINOBackend:
         settings: ModelSettings,
         info: BackendInfo,
         temp_dir: Path | None = None,
+        make_pipe: Any = None,
     ):
         self._ov = ov
         self._ovg = ovg
@@ -175,7 +182,21 @@ class OpenVINOBackend:
         self._num_crops = settings.num_crops if folder.vision else 0
         self._guidance = structured.Guidance("structured output")
         self._temp_dir = temp_dir  # a shadow folder of ours, removed on close
+        self._make_pipe = make_pipe  # num_crops -> (pipeline, temporary shadow or None)
+        self._extra: dict[int, tuple[Any, Path | None]] = {}  # pipelines for other num_crops values
         self.info = info
+
+    def _pipe_for(self, num_crops: int) -> Any:
+        """The pipeline that preprocesses images with `num_crops` (built on first use, then kept)."""
+        if num_crops == self._num_crops or not self.info.vision:
+            return self._pipe
+        if num_crops not in self._extra:
+            if self._make_pipe is None:
+                raise GenerationError(f"num_crops {num_crops} is not available on this backend")
+            t0 = time.perf_counter()
+            self._extra[num_crops] = self._make_pipe(num_crops)
+            log.info("num_crops %d: extra pipeline built in %.0f ms", num_crops, (time.perf_counter() - t0) * 1e3)
+        return self._extra[num_crops][0]
 
     def _config(self, request: GenerationRequest) -> Any:
         cfg = self._pipe.get_generation_config()  # keeps the folder's eos / stop token ids
@@ -206,7 +227,8 @@ class OpenVINOBackend:
         images = [validate_array(img) for img in request.images]  # FrameError before anything else
         if images and not self.info.vision:
             raise GenerationError(f"model {self.info.name} is text-only and cannot take images")
-        image_tokens = sum(ov_image_tokens(i.shape[0], i.shape[1], self._num_crops) for i in images)
+        num_crops = (request.num_crops or self._num_crops) if self.info.vision else 0
+        image_tokens = sum(ov_image_tokens(i.shape[0], i.shape[1], num_crops) for i in images)
         if clock.cancelled_before_start():
             return self._result("", clock, 0, image_tokens, 0, request)
         text = request.prompt
@@ -220,7 +242,8 @@ class OpenVINOBackend:
             if self.info.vision:
                 # VLMPipeline wants RGB uint8 HWC, one tensor per image (a batched tensor fails for phi3_v)
                 tensors = [self._ov.Tensor(np.ascontiguousarray(i[:, :, ::-1])) for i in images]
-                res = self._pipe.generate(prompt, images=tensors, generation_config=cfg, streamer=streamer)
+                pipe = self._pipe_for(num_crops) if images else self._pipe
+                res = pipe.generate(prompt, images=tensors, generation_config=cfg, streamer=streamer)
             else:
                 res = self._pipe.generate([prompt], cfg, streamer)
         except RuntimeError as err:
@@ -255,6 +278,10 @@ class OpenVINOBackend:
 
     def close(self) -> None:
         self._pipe = None
+        for _, temp in self._extra.values():
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
+        self._extra.clear()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
             self._temp_dir = None
@@ -291,6 +318,24 @@ def load(settings: ModelSettings) -> OpenVINOBackend:
         load_ms=round(load_ms, 1),
         providers_tried=tuple((by_device.get(d, d), why) for d, why in tried),
     )
-    backend = OpenVINOBackend(ov, ovg, pipe, folder, settings, info, temp_dir=path if temporary else None)
+    device_used = used
+
+    def make_pipe(num_crops: int) -> tuple[Any, Path | None]:
+        try:
+            shadow, temp = _crops_folder(folder, num_crops, settings.cache_dir)
+        except OSError as err:
+            raise GenerationError(f"cannot prepare num_crops={num_crops} for {folder.path}: {err}") from None
+        try:
+            return pipeline(str(shadow), device_used, **_properties(settings, device_used, folder)), (
+                shadow if temp else None
+            )
+        except Exception:
+            if temp:
+                shutil.rmtree(shadow, ignore_errors=True)
+            raise
+
+    backend = OpenVINOBackend(
+        ov, ovg, pipe, folder, settings, info, temp_dir=path if temporary else None, make_pipe=make_pipe
+    )
     log.info("loaded %s (%s) with %s on %s in %.0f ms", folder.name, folder.kind, BACKEND, used, load_ms)
     return backend

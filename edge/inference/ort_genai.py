@@ -3,7 +3,9 @@
 The only module that imports onnxruntime_genai, lazily. Frames never reach ORT's image decoder
 (garbage kills the process, a truncated JPEG hangs it): they are validated arrays preprocessed by
 phi3v_preprocess and fed as NamedTensors, which also makes num_crops work (the 0.18 processor
-ignores it). Generation is a plain append/generate_next_token loop; nothing native can be
+ignores it), per request. Several images go in one prompt: `<|image_1|>…<|image_N|>`, pixel_values
+[N, crops+1, 3, 336, 336], image_sizes [N, 2], num_image_tokens [N, 1]; N frames at num_crops k cost
+N x tokens(k) image tokens. Generation is a plain append/generate_next_token loop; nothing native can be
 interrupted, so cancel and the soft deadline are checked between tokens and the hard limits belong
 to the supervisor, which kills the worker process.
 """
@@ -134,7 +136,8 @@ class OrtGenAIBackend:
             ids = np.asarray(self._tokenizer.encode(prompt), np.int32)
             return ids, int(ids.shape[-1]), 0
         pieces = [p.index if isinstance(p, ImageSlot) else p for p in split_image_tags(prompt)]
-        vi = phi3v_preprocess.prepare(images, self._settings.num_crops, pieces, self._tokenizer.encode)
+        num_crops = request.num_crops or self._settings.num_crops  # per task, else the model's
+        vi = phi3v_preprocess.prepare(images, num_crops, pieces, self._tokenizer.encode)
         named = self._og.NamedTensors()
         named["input_ids"] = vi.input_ids
         named["pixel_values"] = vi.pixel_values
