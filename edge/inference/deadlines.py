@@ -3,6 +3,11 @@
 The supervisor polls `observe()` a few times a second; the worker never sends anything per token.
 "When did the counter last move" is measured on the supervisor's clock, so no cross-process clock is
 assumed. `healthy()` is what the systemd watchdog pinger asks (from another thread).
+
+Deadlines scale with the prompt: watchdog.first_token_s is sized for one frame, and an event's N
+frames (or a task with more crops) prefill longer, so each job's limits are `Limits.scaled` by
+`prompt_scale(request)`: first_token_s x the ratio of the request's image tokens to one frame's, with
+the soft and total limits moved by the same extra prefill time.
 """
 
 from __future__ import annotations
@@ -10,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from edge.config.settings import WatchdogSettings
+from edge.core.messages import GenerationRequest
 from edge.inference.heartbeat import Heartbeat
+from edge.inference.phi3v_preprocess import tokens_for_frame
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,38 @@ class Limits:
     @classmethod
     def from_settings(cls, w: WatchdogSettings) -> Limits:
         return cls(w.first_token_s, w.token_s, w.total_s, w.generation_s)
+
+    def scaled(self, factor: float) -> Limits:
+        """Limits for a prompt `factor` times the prefill of the single-frame prompt the settings are
+        sized for: the first-token deadline is multiplied, and the soft and total limits are moved
+        by the same extra prefill time (decode is unchanged, so token_s is too)."""
+        if factor <= 1.0:
+            return self
+        extra = self.first_token_s * (factor - 1.0)
+        return Limits(self.first_token_s * factor, self.token_s, self.total_s + extra, self.soft_s + extra)
+
+
+def prompt_scale(request: GenerationRequest, model_num_crops: int) -> float:
+    """How many single-frame prefills a request is worth (>= 1), for `Limits.scaled`.
+
+    watchdog.first_token_s is sized for one frame at model.num_crops. A request's images cost
+    tokens(num_crops) each (the Phi-3.5 HD formula, the same for both local backends), so the scale
+    is its image tokens over those of one of its frames at the model's num_crops: a 4-frame event at
+    the same num_crops is 4x, the same event at num_crops 1 (313 tokens each for 640x480, against 757
+    at 4) about 1.65x. The vision encoder's work grows with crops like the tokens, so one ratio serves
+    both. Text-only requests are 1x; a frame whose size the formula refuses counts as one frame.
+    """
+    images = request.images
+    if len(images) <= 1 and (request.num_crops is None or request.num_crops <= model_num_crops):
+        return 1.0
+    crops = request.num_crops or model_num_crops
+    try:
+        h, w = int(images[0].shape[0]), int(images[0].shape[1])
+        base = tokens_for_frame(h, w, model_num_crops)
+        total = sum(tokens_for_frame(int(i.shape[0]), int(i.shape[1]), crops) for i in images)
+    except (ValueError, IndexError, AttributeError, ZeroDivisionError):
+        return float(max(1, len(images)))
+    return max(1.0, total / base)
 
 
 @dataclass(frozen=True)

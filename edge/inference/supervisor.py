@@ -13,6 +13,7 @@ between jobs. Events go to `on_event(kind, detail)`; detail always has reason, j
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -29,7 +30,7 @@ from edge.core.errors import FrameError
 from edge.core.messages import Generation, Job, ModelPayload
 from edge.imaging.imageio import validate_array
 from edge.inference.base import BackendInfo
-from edge.inference.deadlines import JobWatch, Limits
+from edge.inference.deadlines import JobWatch, Limits, prompt_scale
 from edge.inference.faults import FaultTracker
 from edge.inference.frame_slot import FrameSlot
 from edge.inference.heartbeat import Heartbeat
@@ -336,9 +337,16 @@ class Supervisor:
         self._current = item
         self._seq += 1
         t0 = time.monotonic()
-        self._watch = JobWatch(self._limits, self._beat, t0)
+        limits, request = self._limits, job.request
+        scale = prompt_scale(request, self._model.num_crops)
+        if scale > 1.0:  # several frames (or more crops) prefill longer: see deadlines.py
+            limits = limits.scaled(scale)
+            if request.deadline_s is not None:
+                extra = limits.soft_s - self._limits.soft_s
+                request = dataclasses.replace(request, deadline_s=request.deadline_s + extra)
+        self._watch = JobWatch(limits, self._beat, t0)
         self._set_mode("busy")
-        msg = RunJob(self._seq, job.id, job.request, self._limits.soft_s)
+        msg = RunJob(self._seq, job.id, request, limits.soft_s)
         try:
             run = run_one(
                 worker, self._beat, self._watch, msg, self._poll_s, self._set_tick, self._stop_schedule
