@@ -22,6 +22,7 @@ import numpy as np
 
 from edge.config.settings import GateSettings
 from edge.core.messages import Frame
+from edge.imaging.crops import Box, motion_box
 from edge.imaging.opencv import cv2
 
 GateReason = Literal["motion", "max_interval", "min_interval", "cooldown", "below_threshold", "first_frame"]
@@ -55,10 +56,12 @@ class MotionScorer:
         self.scene_cut = scene_cut
         self._background: np.ndarray | None = None
         self._last_t: float | None = None
+        self.last_mask: np.ndarray | None = None  # changed pixels of the last scored frame (small copy)
 
     def reset(self) -> None:
         self._background = None
         self._last_t = None
+        self.last_mask = None
 
     def _small_gray(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]
@@ -78,12 +81,14 @@ class MotionScorer:
         if background is None or background.shape != gray.shape:
             # First frame, or the camera came back at another size: everything is new.
             score = 0.0 if background is None else 1.0
+            self.last_mask = None if background is None else np.ones(gray.shape, bool)
             self._background = gray
             self._last_t = t
             return score
         diff = cv2.absdiff(gray, background)
-        changed = int(np.count_nonzero(diff > self.pixel_delta))
-        score = changed / diff.size
+        mask = diff > self.pixel_delta
+        self.last_mask = mask
+        score = int(np.count_nonzero(mask)) / diff.size
         if score >= self.scene_cut:
             self._background = gray
             self._last_t = t
@@ -131,6 +136,11 @@ class Gate:
         if decision.run:
             self._last_run = now
         return decision
+
+    def motion_box(self, frame: Frame) -> Box | None:
+        """The padded box around what changed in the last frame scored (`frame`), in its pixels."""
+        mask = self.scorer.last_mask
+        return None if mask is None else motion_box(mask, frame.width, frame.height)
 
     def mark_triggered(self, now: float) -> None:
         """A job was triggered (by this gate or anything else) at `now`: hold motion runs for cooldown_s."""
