@@ -250,7 +250,10 @@ class TaskSettings(Section):
     max_items: int = Field(20, ge=1, le=200, description="Summarize: at most this many results.")
     # ---- kind "event": several frames of one motion event in one multi-image prompt
     frames: int | None = Field(
-        None, ge=MIN_EVENT_FRAMES, le=MAX_EVENT_FRAMES, description="Event: frames per event (2..6, default 3)."
+        None,
+        ge=MIN_EVENT_FRAMES,
+        le=MAX_EVENT_FRAMES,
+        description="Event: frames per event (2..6, default 3).",
     )
     max_event_s: float = Field(10.0, gt=0, le=3600, description="Event: the longest event collected.")
     frame_interval_s: float = Field(
@@ -283,7 +286,9 @@ class TaskSettings(Section):
             if self.roi != "full":
                 raise ValueError(f"task {self.name!r}: roi 'motion' is not supported for kind 'event'")
             if self.preroll >= self.event_frames:
-                raise ValueError(f"task {self.name!r}: preroll must be less than frames ({self.event_frames})")
+                raise ValueError(
+                    f"task {self.name!r}: preroll must be less than frames ({self.event_frames})"
+                )
         if self.roi == "motion" and (self.trigger != "motion" or self.kind not in ("caption", "structured")):
             raise ValueError(
                 f"task {self.name!r}: roi 'motion' needs trigger 'motion' and kind caption or structured"

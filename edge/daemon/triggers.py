@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from edge.daemon.pipeline import Pipeline
-from edge.pipeline.jobs import FRAME_KINDS, JobQueue, JobSpec, Scheduler
+from edge.pipeline.jobs import JobQueue, JobSpec, Scheduler
 
 Enqueue = Callable[[JobSpec], str]
 
@@ -23,7 +23,7 @@ class JobRouter:
         self._text = text
 
     def enqueue(self, spec: JobSpec) -> str:
-        text_only = spec.task.kind not in FRAME_KINDS and not (spec.task.kind == "ask" and spec.with_image)
+        text_only = not spec.needs_frame
         queue = self._text if (text_only and self._text is not None) else self._vision
         outcome = queue.put(spec)
         if outcome in ("rejected", "closed") and spec.is_command:

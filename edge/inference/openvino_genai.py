@@ -195,7 +195,9 @@ class OpenVINOBackend:
                 raise GenerationError(f"num_crops {num_crops} is not available on this backend")
             t0 = time.perf_counter()
             self._extra[num_crops] = self._make_pipe(num_crops)
-            log.info("num_crops %d: extra pipeline built in %.0f ms", num_crops, (time.perf_counter() - t0) * 1e3)
+            log.info(
+                "num_crops %d: extra pipeline built in %.0f ms", num_crops, (time.perf_counter() - t0) * 1e3
+            )
         return self._extra[num_crops][0]
 
     def _config(self, request: GenerationRequest) -> Any:

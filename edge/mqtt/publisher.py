@@ -167,17 +167,22 @@ class Publisher:
         self._wake.set()
         return built[0]
 
-    def publish_image(self, camera: str, task: str, result_id: str, jpeg: bytes) -> None:
-        """The frame a result describes, on `{camera}/{task}/image`, through the outbox after its result."""
+    def publish_image(
+        self, camera: str, task: str, result_id: str, jpeg: bytes, part: int | None = None
+    ) -> None:
+        """The frame a result describes, on `{camera}/{task}/image`, through the outbox after its result.
+
+        `part`: which of an event's key frames (0 first, 1 last); user property `frame`."""
+        extra = (("frame", str(part)),) if part is not None else ()
         self._store(
             OutboxMessage(
                 topic=self.topics.image(camera, task),
                 payload=jpeg,
-                msg_id=f"{result_id}-image",
+                msg_id=f"{result_id}-image" if part is None else f"{result_id}-image-{part}",
                 kind="image",
                 qos=self.qos,
                 content_type="image/jpeg",
-                user_properties=(("id", result_id), *self.user_properties),
+                user_properties=(("id", result_id), *extra, *self.user_properties),
                 ttl_s=self.ttl_s(),
             )
         )

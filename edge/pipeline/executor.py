@@ -16,8 +16,9 @@ from typing import Any, Protocol
 
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
 from edge.core.errors import FrameError
-from edge.core.messages import Frame, Job, PositionPayload
+from edge.core.messages import Frame, Job, PositionPayload, utc_iso
 from edge.core.stats import Counters, Rolling
+from edge.imaging.crops import crop
 from edge.imaging.imageio import encode_jpeg
 from edge.inference.protocol import JobOutcome
 from edge.mqtt.publisher import Publisher
@@ -35,6 +36,15 @@ from edge.pipeline.results import ResultInput, build_result, console_line
 log = logging.getLogger(__name__)
 
 FRAME_WAIT_S = 2.0
+
+
+def _result_context(context: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's context as the result carries it: no gate reason; an event's times as UTC strings."""
+    out = {k: v for k, v in context.items() if k != "gate"}
+    event = out.get("event")
+    if isinstance(event, dict):
+        out["event"] = {k: utc_iso(v) if k in ("started_at", "ended_at") else v for k, v in event.items()}
+    return out or None
 
 
 class Submitter(Protocol):
@@ -135,12 +145,21 @@ class Executor:
     def run(self, spec: JobSpec) -> None:
         d = self.deps
         jid = job_id(d.device, str(d.publisher.boot))
-        frame: Frame | None = None
-        if spec.needs_frame:
-            frame = self._frame()
-            if frame is None:
+        frames: tuple[Frame, ...] = spec.frames  # an event's clip, or the frame a motion box is on
+        if not frames and spec.needs_frame:
+            newest = self._frame()
+            if newest is None:
                 self._fail(spec, jid, "no_frame", "no camera frame available")
                 return
+            frames = (newest,)
+        frame = frames[0] if frames else None
+        image: Any = None
+        if spec.roi is not None and frame is not None:
+            image = crop(frame.image, spec.roi)  # roi "motion": that region instead of the whole frame
+        elif len(frames) > 1:
+            image = tuple(f.image for f in frames)  # event: one multi-image prompt
+        elif frame is not None:
+            image = frame.image
         prompt = spec.prompt
         context = dict(spec.context)
         if spec.task.kind == "summarize":
@@ -158,7 +177,7 @@ class Executor:
             JobSpec(task=spec.task, trigger=spec.trigger, prompt=prompt),
             self.model,
             self.watchdog.generation_s,
-            frame.image if frame is not None else None,
+            image,
         )
         job = Job(
             id=jid,
@@ -177,7 +196,7 @@ class Executor:
             failure = outcome.failure
             self._fail(spec, jid, failure.reason if failure else "failed", failure.message if failure else "")
             return
-        self._publish(spec, job, outcome, context)
+        self._publish(spec, job, outcome, context, frames)
 
     def _frame(self) -> Frame | None:
         """The newest frame, if it is fresh: a result must never describe a camera that went away."""
@@ -189,7 +208,9 @@ class Executor:
             frame = frames.wait_frame(frame.seq if frame is not None else -1, FRAME_WAIT_S)
         return frame
 
-    def _publish(self, spec: JobSpec, job: Job, outcome: JobOutcome, context: dict[str, Any]) -> None:
+    def _publish(
+        self, spec: JobSpec, job: Job, outcome: JobOutcome, context: dict[str, Any], frames: tuple[Frame, ...]
+    ) -> None:
         d = self.deps
         gen, model = outcome.generation, outcome.model
         assert gen is not None and model is not None
@@ -203,7 +224,9 @@ class Executor:
             captured_at=job.frame.captured_at if job.frame is not None else None,
             gate_score=spec.gate_score,
             position=d.position(),
-            context={k: v for k, v in context.items() if k != "gate"} or None,
+            context=_result_context(context),
+            frames=tuple(f.captured_at for f in frames) if spec.task.kind == "event" else None,
+            roi=spec.roi,
         )
         payload = d.publisher.publish_result(lambda seq, rid: build_result(item, seq, rid))
         if payload is None:  # the disk cannot take it now: held in memory, stored when it can
@@ -218,10 +241,13 @@ class Executor:
                     "published when the outbox can store it"
                 )
             return
-        if job.frame is not None:
-            d.latency.add((time.monotonic() - job.frame.monotonic) * 1000.0)
-        if spec.task.publish_image and job.frame is not None:
-            self._enqueue_image(spec.task, payload.camera, payload.id, job.frame)
+        if frames:
+            d.latency.add((time.monotonic() - frames[-1].monotonic) * 1000.0)
+        if spec.task.publish_image and frames:
+            # an event's key frames: its first and its last (the full frame for a ROI: the box is in the result)
+            keys = (frames[0], frames[-1]) if len(frames) > 1 else frames[:1]
+            for i, key in enumerate(keys):
+                self._enqueue_image(spec.task, payload.camera, payload.id, key, i if len(keys) > 1 else None)
         d.ttft.add(gen.stats.ttft_ms)
         d.generation.add(gen.stats.total_ms)
         if gen.stats.new_tokens > 1:
@@ -244,14 +270,16 @@ class Executor:
         if spec.is_command:
             spec.reply.ok(json.loads(payload.model_dump_json()))
 
-    def _enqueue_image(self, task: TaskSettings, camera: str, result_id: str, frame: Frame) -> None:
+    def _enqueue_image(
+        self, task: TaskSettings, camera: str, result_id: str, frame: Frame, part: int | None = None
+    ) -> None:
         d = self.deps
         try:
             jpeg = encode_jpeg(frame.image, d.image_max_bytes)
         except FrameError as err:
             log.warning("task %s: image not published: %s", task.name, err)
             return
-        d.publisher.publish_image(camera, task.name, result_id, jpeg)
+        d.publisher.publish_image(camera, task.name, result_id, jpeg, part=part)
 
     def _fail(self, spec: JobSpec, jid: str | None, reason: str, message: str) -> None:
         d = self.deps

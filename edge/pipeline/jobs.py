@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from edge.config.settings import ModelSettings, TaskSettings
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Frame, GenerationRequest
+from edge.pipeline.events import EventClip, EventCollector
 
 if TYPE_CHECKING:
     from edge.imaging.gate import Gate
@@ -42,6 +43,9 @@ class JobSpec:
     context: dict[str, Any] = field(default_factory=dict)
     reply: Any = None  # edge.mqtt.commands.Reply for command jobs: always answered, never dropped
     created: float = field(default_factory=time.monotonic)
+    # Frames fixed at trigger time: an event's clip, or the gated frame a motion box belongs to.
+    frames: tuple[Frame, ...] = ()
+    roi: tuple[int, int, int, int] | None = None  # roi "motion": the box of frames[0] to describe
 
     @property
     def is_command(self) -> bool:
@@ -49,7 +53,20 @@ class JobSpec:
 
     @property
     def needs_frame(self) -> bool:
-        return self.task.kind in FRAME_KINDS or (self.task.kind == "ask" and self.with_image)
+        return (
+            self.task.kind in FRAME_KINDS
+            or self.task.kind == "event"
+            or (self.task.kind == "ask" and self.with_image)
+        )
+
+    @classmethod
+    def for_event(cls, task: TaskSettings, clip: EventClip) -> JobSpec:
+        context = {
+            "event": {"started_at": clip.started_at, "ended_at": clip.ended_at, "ended_by": clip.ended_by}
+        }
+        return cls(
+            task=task, trigger="motion", gate_score=clip.peak_score, context=context, frames=clip.frames
+        )
 
 
 class Scheduler:
@@ -62,6 +79,7 @@ class Scheduler:
         self._last_run: dict[str, float] = {}
         self.paused = False
         self.gated = 0  # frames the gate looked at and held back
+        self._events: dict[str, EventCollector] = {}  # event tasks' frame collectors
 
     @property
     def tasks(self) -> list[TaskSettings]:
@@ -69,6 +87,21 @@ class Scheduler:
 
     def replace_tasks(self, tasks: Iterable[TaskSettings]) -> None:
         self._tasks = list(tasks)
+        self._events.clear()  # an event in progress under the old settings is dropped
+
+    def _event_specs(
+        self, tasks: list[TaskSettings], frame: Frame, score: float, now: float
+    ) -> list[JobSpec]:
+        out = []
+        for t in tasks:
+            c = self._events.get(t.name)
+            if c is None or c.task is not t:
+                c = self._events[t.name] = EventCollector(t, self.gate.settings.motion_threshold)
+            c.threshold = self.gate.settings.motion_threshold
+            clip = c.on_frame(frame, score, now)
+            if clip is not None:
+                out.append(JobSpec.for_event(t, clip))
+        return out
 
     def _interval_due(self, t: TaskSettings, now: float) -> bool:
         if t.trigger != "interval" or t.interval_s is None:
@@ -88,19 +121,29 @@ class Scheduler:
             for t in self._tasks
             if t.kind in FRAME_KINDS and self._interval_due(t, now)
         ]
-        motion = [t for t in self._tasks if t.trigger == "motion"]
-        if motion:
-            decision = self.gate.decide(frame, now)
-            if decision.run:
-                self.gate.mark_triggered(now)
-                due.extend(
+        motion = [t for t in self._tasks if t.trigger == "motion" and t.kind != "event"]
+        events = [t for t in self._tasks if t.kind == "event"]
+        if not (motion or events):
+            return due
+        decision = self.gate.decide(frame, now)
+        if motion and decision.run:
+            self.gate.mark_triggered(now)
+            box = self.gate.motion_box(frame) if any(t.roi == "motion" for t in motion) else None
+            for t in motion:
+                pinned = t.roi == "motion" and box is not None  # the box belongs to this frame
+                due.append(
                     JobSpec(
-                        task=t, trigger="motion", gate_score=decision.score, context={"gate": decision.reason}
+                        task=t,
+                        trigger="motion",
+                        gate_score=decision.score,
+                        context={"gate": decision.reason},
+                        frames=(frame,) if pinned else (),
+                        roi=box if pinned else None,
                     )
-                    for t in motion
                 )
-            else:
-                self.gated += 1
+        elif motion:
+            self.gated += 1
+        due.extend(self._event_specs(events, frame, decision.score, now))
         return due
 
     def on_tick(self, now: float) -> list[JobSpec]:
@@ -253,9 +296,13 @@ def summarize_prompt(task: TaskSettings, items: list[Recent]) -> str:
 def build_request(
     spec: JobSpec, model: ModelSettings, deadline_s: float, image: Any | None
 ) -> GenerationRequest:
+    """`image`: one frame's array, a tuple of them (an event: one prompt, `<|image_1|>…<|image_N|>`),
+    or None. The task's own num_crops, if set, overrides the model's for this request."""
+    images = image if isinstance(image, tuple) else ((image,) if image is not None else ())
     return GenerationRequest(
         prompt=spec.prompt or spec.task.prompt,
-        images=(image,) if image is not None else (),
+        images=images,
+        num_crops=spec.task.num_crops,
         system=model.system_prompt,
         max_new_tokens=model.max_new_tokens,
         temperature=model.temperature,

@@ -14,7 +14,14 @@ from typing import Any
 
 from edge.core.clock import clock_synchronised
 from edge.core.kinds import TriggerKind
-from edge.core.messages import Generation, ModelPayload, PositionPayload, ResultPayload, utc_iso
+from edge.core.messages import (
+    FramePayload,
+    Generation,
+    ModelPayload,
+    PositionPayload,
+    ResultPayload,
+    utc_iso,
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,8 @@ class ResultInput:
     gate_score: float | None = None
     position: PositionPayload | None = None
     context: dict[str, Any] | None = None
+    frames: tuple[float, ...] | None = None  # event: each frame's wall-clock capture time, in order
+    roi: tuple[int, int, int, int] | None = None  # the region described, in frame pixels (None: all)
 
 
 def build_result(item: ResultInput, seq: int, result_id: str, now: float | None = None) -> ResultPayload:
@@ -61,6 +70,8 @@ def build_result(item: ResultInput, seq: int, result_id: str, now: float | None 
         position=item.position,
         context=item.context or None,
         clock_synced=clock_synchronised(),
+        frames=[FramePayload(captured_at=utc_iso(t)) for t in item.frames] if item.frames else None,
+        roi=list(item.roi) if item.roi is not None else None,
     )
 
 

@@ -14,7 +14,13 @@ IMG = np.zeros((4, 4, 3), np.uint8)
 
 
 def _task(**kw: object) -> TaskSettings:
-    base: dict[str, object] = {"name": "ev", "kind": "event", "frames": 3, "frame_interval_s": 1.0, "preroll": 1}
+    base: dict[str, object] = {
+        "name": "ev",
+        "kind": "event",
+        "frames": 3,
+        "frame_interval_s": 1.0,
+        "preroll": 1,
+    }
     base.update(kw)
     return TaskSettings(**base)  # type: ignore[arg-type]
 
@@ -90,3 +96,45 @@ def test_roi_and_num_crops_keys() -> None:
         TaskSettings(name="c", num_crops=17)
     s = Settings(tasks=[{"name": "ev", "kind": "event"}])  # type: ignore[list-item]
     assert s.tasks[0].event_frames == 3
+
+
+# ----------------------------------------------------------------------------- scheduler wiring
+
+
+def _scene(x: int) -> np.ndarray:
+    img = np.full((480, 640, 3), 80, np.uint8)
+    if x >= 0:
+        img[200:240, x : x + 40] = 250
+    return img
+
+
+def test_scheduler_turns_each_motion_event_into_one_job_with_its_frames() -> None:
+    from edge.config.settings import GateSettings
+    from edge.imaging.gate import Gate
+    from edge.pipeline.jobs import Scheduler, build_request
+
+    task = _task(frames=3, frame_interval_s=0.5, num_crops=1)
+    caption = TaskSettings(name="cap", roi="motion")
+    sched = Scheduler([task, caption], Gate(GateSettings(motion_threshold=0.001, min_interval_s=0)))
+    specs = []
+    xs = [-1, -1, 100, 150, 200, 250, 300]
+    for i, x in enumerate(xs):
+        f = Frame(_scene(x), 1000.0 + i * 0.5, i * 0.5, i)
+        specs += sched.on_frame(f, i * 0.5)
+    events = [s for s in specs if s.task.name == "ev"]
+    assert len(events) == 2  # motion went on: a second event followed the first (seq 4, 5, 6)
+    ev = events[0]
+    assert [f.seq for f in events[1].frames] == [4, 5, 6]
+    assert [f.seq for f in ev.frames] == [1, 2, 3] and ev.context["event"]["ended_by"] == "frames"
+    req = build_request(ev, _model(), 30.0, tuple(f.image for f in ev.frames))
+    assert len(req.images) == 3 and req.num_crops == 1
+    rois = [s for s in specs if s.task.name == "cap" and s.roi is not None]
+    assert rois and all(len(s.frames) == 1 for s in rois)
+    x, y, w, h = rois[0].roi  # the first motion frame: the square at x=100..140, y=200..240
+    assert x <= 100 and y <= 200 and x + w >= 140 and y + h >= 240
+
+
+def _model():  # type: ignore[no-untyped-def]
+    from edge.config.settings import ModelSettings
+
+    return ModelSettings()

@@ -47,7 +47,9 @@ def test_minimum_size_around_the_centre() -> None:
 
 
 @pytest.mark.parametrize("blob", [(0, 0, 3, 3), (157, 87, 3, 3), (0, 80, 5, 10)])
-def test_boxes_at_the_edges_stay_inside_the_frame_and_keep_their_size(blob: tuple[int, int, int, int]) -> None:
+def test_boxes_at_the_edges_stay_inside_the_frame_and_keep_their_size(
+    blob: tuple[int, int, int, int],
+) -> None:
     box = motion_box(_mask(90, 160, blob), 1280, 720)
     assert box is not None
     x, y, w, h = box
