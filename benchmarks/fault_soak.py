@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 
-from fault_soak_report import Window, table, to_json  # noqa: E402
+from fault_soak_report import Window, fmt_s, table, to_json  # noqa: E402
 from fault_soak_rig import (  # noqa: E402
     FAKETIME_LIB,
     Daemons,
@@ -240,8 +240,8 @@ class Soak:
     def worker_stall(self, w: Window) -> None:
         pid = self.d.wait_worker()
         os.kill(pid, signal.SIGSTOP)
-        w.injected = "SIGSTOP the inference worker (left to the watchdog)"
-        self.rec.wait(lambda: pid not in self.d.worker_pids(), 60)
+        took = self.rec.wait(lambda: pid not in self.d.worker_pids(), 60)
+        w.injected = f"SIGSTOP the inference worker; the watchdog killed it after {fmt_s(took)} s"
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # if the watchdog had not killed it: let it go
 
