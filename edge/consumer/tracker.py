@@ -76,6 +76,7 @@ class _Boot:
     received: int = 0
     duplicates: int = 0
     late: int = 0
+    announced_last: int = 0  # the last seq the device says this boot produced (outbox_damaged)
 
     @property
     def highest(self) -> int:
@@ -119,6 +120,8 @@ class _Boot:
             out.append(Gap(self.device, self.boot, self.start, ivs[0][0] - 1))
         for a, b in zip(ivs, ivs[1:], strict=False):
             out.append(Gap(self.device, self.boot, a[1] + 1, b[0] - 1))
+        if ivs and self.announced_last > self.highest:  # lost at the end of the boot, announced
+            out.append(Gap(self.device, self.boot, self.highest + 1, self.announced_last))
         return tuple(out)
 
 
@@ -265,6 +268,14 @@ class Tracker:
             dev.event_ids.add(event.id)
             if event.event == "outbox_dropped":
                 dev.dropped_reported += int(event.detail.get("count", 0) or 0)
+            elif event.event == "outbox_damaged":
+                # Results lost at the end of a boot leave no gap in seq; the event names that boot's
+                # last seq (when the damaged file still said it), which turns the loss into one.
+                dev.dropped_reported += int(event.detail.get("count", 0) or 0)
+                boot, last = event.detail.get("boot"), event.detail.get("last_seq")
+                if isinstance(boot, int) and isinstance(last, int) and boot in dev.boots:
+                    b = dev.boots[boot]
+                    b.announced_last = max(b.announced_last, last)
             return True
 
     def status(self, device: str, value: str) -> Literal["online", "offline"] | None:

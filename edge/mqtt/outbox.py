@@ -174,6 +174,10 @@ class Damage:
     results: int | None
     first_id: str | None
     last_id: str | None
+    # Kept in the small meta table, which often survives the page that held the rows: with them a
+    # consumer can tell which results of that boot it never got, even when `messages` is unknown.
+    boot: int = 0
+    last_seq: int | None = None
 
 
 @dataclass(frozen=True)
@@ -305,7 +309,8 @@ class Outbox:
     def _recover(self, why: str) -> None:
         """Move a damaged file aside (kept for a post mortem), start empty, remember what was lost."""
         lost = _salvage_counts(self._db if hasattr(self, "_db") else None)
-        old_boot = _salvage_boot(self._db if hasattr(self, "_db") else None)
+        old_boot = _salvage_meta(self._db if hasattr(self, "_db") else None, "boot") or 0
+        old_seq = _salvage_meta(self._db if hasattr(self, "_db") else None, "seq")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
         with contextlib.suppress(Exception):
             self._db.close()
@@ -315,7 +320,7 @@ class Outbox:
                 src.rename(f"{aside}{suffix}")
         self._open(self._synchronous)
         messages, results, first, last = lost
-        self.damage = Damage(aside, messages, results, first, last)
+        self.damage = Damage(aside, messages, results, first, last, old_boot, old_seq)
         log.error(
             "outbox %s is damaged (%s); moved to %s, starting empty; %s queued message(s) lost",
             self.path,
@@ -705,13 +710,14 @@ def _salvage_counts(db: sqlite3.Connection | None) -> tuple[int | None, int | No
         return None, None, None, None
 
 
-def _salvage_boot(db: sqlite3.Connection | None) -> int:
+def _salvage_meta(db: sqlite3.Connection | None, key: str) -> int | None:
+    """One counter of the meta table of a damaged file, or None where it cannot be read."""
     if db is None:
-        return 0
+        return None
     try:
-        return int(db.execute("SELECT value FROM meta WHERE key = 'boot'").fetchone()[0])
+        return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
     except (sqlite3.Error, TypeError, ValueError):
-        return 0
+        return None
 
 
 def _stored(r: tuple[Any, ...]) -> StoredMessage:

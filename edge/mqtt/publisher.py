@@ -545,6 +545,10 @@ class Publisher:
                         "count": None if report.count < 0 else report.count,
                         "results": damage.results if damage else None,
                         "aside": str(damage.aside) if damage else None,
+                        # the damaged file's boot and last seq: results of that boot up to last_seq
+                        # that a consumer never received were lost with it
+                        "boot": damage.boot if damage and damage.boot else None,
+                        "last_seq": damage.last_seq if damage else None,
                     },
                 )
             else:

@@ -189,6 +189,20 @@ def test_availability_and_events() -> None:
     assert (dev.online, dev.offline_count, dev.events, dev.dropped_reported) == (False, 1, 1, 7)
 
 
+def test_results_lost_with_a_damaged_outbox_at_the_end_of_a_boot_become_a_gap() -> None:
+    """No later seq reveals them; the outbox_damaged event's boot and last_seq do."""
+    t = Tracker()
+    for s in (1, 2, 3):
+        t.result(result(s))
+    assert t.report().complete
+    detail = {"count": None, "boot": BOOT, "last_seq": 7}
+    ev = EventPayload(
+        id=f"cam-01-{BOOT + 1}-e1", device="cam-01", at="x", event="outbox_damaged", detail=detail
+    )
+    assert t.event(ev)
+    assert [(g.first, g.last) for g in t.report().gaps] == [(4, 7)]
+
+
 def test_report_as_dict_is_json() -> None:
     t = Tracker()
     for s in (1, 3):

@@ -117,6 +117,8 @@ def test_damaged_page_found_on_open_moved_aside_and_losses_reported(tmp_path: Pa
     _damage_page(path, 2)  # the recipe in notes/faults.md: dd ... bs=4096 seek=2 count=1
     with Outbox(path, 1 << 30) as ob:
         assert ob.damage is not None
+        if ob.damage.last_seq is not None:  # the meta page survived: the boot and its last seq are kept
+            assert (ob.damage.boot, ob.damage.last_seq) == (boot, 200)
         assert ob.stats().depth == 0
         got = ob.report_drops(event, "damaged")
         assert got is not None and got.count in (-1, *range(1, 201))
@@ -212,3 +214,17 @@ def test_boots_increase_whatever_the_clock_does(tmp_path: Path) -> None:
         with Outbox(path, 1 << 20, clock=wall) as ob:
             seen.append(ob.begin_boot())
     assert seen == sorted(seen) and len(set(seen)) == len(seen)
+
+
+def test_damage_that_hides_the_row_count_still_names_the_boot_and_its_last_seq(tmp_path: Path) -> None:
+    """Page 1 (schema) overwritten: the rows cannot be counted, but the meta table still reads, so the
+    `outbox_damaged` event can say which boot lost results up to which seq (the fault soak's case)."""
+    path = tmp_path / "o.db"
+    with Outbox(path, 1 << 30) as ob:
+        boot = ob.begin_boot()
+        for _ in range(50):
+            ob.enqueue_numbered(lambda s: msg(s, size=300))
+    _damage_page(path, 1)
+    with Outbox(path, 1 << 30) as ob:
+        assert ob.damage is not None and ob.damage.messages is None
+        assert (ob.damage.boot, ob.damage.last_seq) == (boot, 50)
