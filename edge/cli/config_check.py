@@ -49,9 +49,12 @@ def problems(loaded: LoadedSettings) -> list[str]:
         problem = text_only_problem(key, s, kind)
         if problem:
             found.append(f"{problem} (set by {origin})")
-    try:
-        check_source(s.camera)
-    except CameraConfigError as err:
-        origin = loaded.origin(("camera", "source"))
-        found.append(f"camera.source ({origin}): {err}")
+    shorthand = len(s.cameras) == 1 and ("cameras",) not in loaded.origins
+    for i, camera in enumerate(s.cameras):
+        try:
+            check_source(camera)
+        except CameraConfigError as err:
+            key = "camera.source" if shorthand else f"cameras.{i}.source"
+            origin = loaded.origin(("camera", "source") if shorthand else ("cameras",))
+            found.append(f"{key} ({origin}): {err}")
     return found

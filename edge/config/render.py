@@ -46,8 +46,18 @@ def _emit_table(out: list[str], loaded: LoadedSettings, path: tuple[str, ...], t
 def render(loaded: LoadedSettings) -> str:
     data = loaded.settings.model_dump(mode="json", by_alias=True)
     tasks = data.pop("tasks")
+    cameras = data.pop("cameras")
     out = [f"# effective settings; config file: {loaded.config_file or '(none)'}"]
     _emit_table(out, loaded, (), data)
+    # [camera] (the one-camera shorthand) is shown as the list of one it stands for, each key with
+    # its own source; a [[cameras]] list has one source.
+    shorthand = ("cameras",) not in loaded.origins
+    for camera in cameras:
+        out.append("")
+        out.append("[[cameras]]" + ("" if shorthand else f"  # {loaded.origin(('cameras',))}"))
+        for k, v in camera.items():
+            note = f"  # {loaded.origin(('camera', k))}" if shorthand else ""
+            out.append(f"# {k} = (unset){note}" if v is None else f"{k} = {_value(v)}{note}")
     origin = loaded.origin(("tasks",))
     for task in tasks:
         out.append("")

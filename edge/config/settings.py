@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.core.kinds import BackendName, RoiKind, TaskKind, TriggerKind
@@ -23,6 +24,15 @@ from edge.core.names import check_name, sanitize
 def _topic_name(value: str) -> str:
     """A name placed in the device's topic tree: topic-safe and not a reserved word."""
     return check_name(value)
+
+
+KEYED_ERROR = "edge_keyed"
+"""Error type of a cross-field check that knows which key is wrong (`ctx["loc"]`): the loader reports
+that key and its source instead of the whole settings."""
+
+
+def keyed_error(loc: tuple[str | int, ...], message: str) -> PydanticCustomError:
+    return PydanticCustomError(KEYED_ERROR, "{message}", {"message": message, "loc": ".".join(map(str, loc))})
 
 
 def _topic_level(value: str) -> str:
@@ -265,8 +275,24 @@ class TaskSettings(Section):
     num_crops: int | None = Field(
         None, ge=1, le=16, description="Phi-3.5-vision HD crops for this task (default: model.num_crops)."
     )
+    cameras: list[str] | None = Field(
+        None, description="Names of the cameras this task runs on (default: all of them)."
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+    @field_validator("cameras")
+    @classmethod
+    def _cameras(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("empty: leave cameras unset to run the task on every camera")
+        for name in v:
+            _topic_name(name)
+        if len(set(v)) != len(v):
+            raise ValueError(f"a camera is named twice: {v}")
+        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> TaskSettings:
@@ -461,7 +487,11 @@ class Settings(BaseSettings):
 
     device_id: str = Field(default_factory=default_device_id)
     profile: str | None = None
-    camera: CameraSettings = Field(default_factory=CameraSettings)
+    cameras: list[CameraSettings] = Field(
+        default_factory=lambda: [CameraSettings()],
+        min_length=1,
+        description="The cameras ([[cameras]]); [camera] is the one-camera shorthand for a list of one.",
+    )
     gate: GateSettings = Field(default_factory=GateSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     text_model: ModelSettings | None = None
@@ -487,16 +517,58 @@ class Settings(BaseSettings):
         # environment again here would double-apply it and lose track of where a value came from.
         return (init_settings,)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _camera_shorthand(cls, data: Any) -> Any:
+        """`[camera]` is `[[cameras]]` with one entry; giving both is an error naming both."""
+        if isinstance(data, dict) and "camera" in data:
+            if "cameras" in data:
+                raise keyed_error(
+                    ("camera",),
+                    "camera and cameras are both set: use [[cameras]] for several cameras, "
+                    "or [camera] alone as the one-camera shorthand",
+                )
+            data = {k: v for k, v in data.items() if k != "camera"} | {"cameras": [data["camera"]]}
+        return data
+
     @model_validator(mode="after")
     def _tasks(self) -> Settings:
+        cams = [c.name for c in self.cameras]
+        dupes = sorted({n for n in cams if cams.count(n) > 1})
+        if dupes:
+            raise keyed_error(("cameras",), f"duplicate camera names: {', '.join(dupes)}")
         names = [t.name for t in self.tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate task names: {', '.join(dupes)}")
-        for t in self.tasks:
+        for i, t in enumerate(self.tasks):
             if t.kind == "summarize" and t.source_task not in names:
                 raise ValueError(f"task {t.name!r}: source_task {t.source_task!r} is not a task")
+            unknown = [c for c in t.cameras or () if c not in cams]
+            if unknown:
+                raise keyed_error(
+                    ("tasks", i, "cameras"),
+                    f"task {t.name!r}: no camera named {', '.join(map(repr, unknown))} "
+                    f"(cameras: {', '.join(cams)})",
+                )
         return self
+
+    @property
+    def camera(self) -> CameraSettings:
+        """The first camera: the default of cmd/capture and cmd/ask, and what one-shot tools open."""
+        return self.cameras[0]
+
+    @property
+    def camera_names(self) -> list[str]:
+        return [c.name for c in self.cameras]
+
+    def camera_settings(self, name: str) -> CameraSettings | None:
+        return next((c for c in self.cameras if c.name == name), None)
+
+    def task_cameras(self, task: TaskSettings) -> list[str]:
+        """The cameras a task runs on, in the order of [[cameras]]."""
+        names = self.camera_names
+        return [n for n in names if n in task.cameras] if task.cameras else names
 
     def task(self, name: str) -> TaskSettings | None:
         return next((t for t in self.tasks if t.name == name), None)

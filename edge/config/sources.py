@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge.assets import PACKAGE_PREFIX, package_file
-from edge.config.settings import Settings
+from edge.config.settings import KEYED_ERROR, Settings
 from edge.core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -273,14 +273,15 @@ def load_settings(
     for layer in layers:
         _merge(merged, layer.values)
         for path in _leaf_paths(layer.values):
-            # A whole list (tasks, providers) is replaced by the higher layer, so it has one origin.
-            key = path[:1] if path and path[0] == "tasks" else path
+            # A whole list (tasks, cameras, providers) is replaced by the higher layer: one origin.
+            key = path[:1] if path and path[0] in ("tasks", "cameras") else path
             origins = {p: o for p, o in origins.items() if p[: len(key)] != key}
             origins[key] = layer.origins.get(key, layer.origins.get(path, layer.label))
+    _cameras(merged, origins, layers)
     try:
         settings = Settings(**merged)
     except ValidationError as err:
-        raise ConfigError(_explain(err, origins)) from None
+        raise ConfigError(_explain(err, origins, shorthand="camera" in merged)) from None
     except TypeError as err:  # e.g. a section given as a plain value: [mqtt] replaced by mqtt = 3
         raise ConfigError([f"settings: {err}"]) from None
     return LoadedSettings(settings=settings, origins=origins, config_file=config_file)
@@ -305,6 +306,44 @@ def dropin_files(config_file: Path | None) -> list[Path]:
         raise ConfigError([f"drop-in directory {d}: cannot read: {err.strerror}"]) from None
 
 
+def _cameras(merged: dict[str, Any], origins: dict[tuple[str, ...], str], layers: list[Layer]) -> None:
+    """`[camera]` and `[[cameras]]`. A profile's `[camera]` (the board's usual camera settings) gives
+    the defaults of each `[[cameras]]` entry, and a drop-in's `[camera]` (e.g. `edge bench --choose`
+    writing max_edge) overrides those keys in each entry; never the name or source. Both set in any
+    other layer is an error naming both keys and where each came from."""
+    if "camera" not in merged or "cameras" not in merged:
+        return
+
+    def kind(layer: Layer) -> str:
+        return (
+            "profile"
+            if layer.label.startswith("profile ")
+            else ("dropin" if layer.label.startswith("drop-in ") else "")
+        )
+
+    with_camera = [layer for layer in layers if "camera" in layer.values]
+    if any(not kind(layer) for layer in with_camera) or not isinstance(merged["cameras"], list):
+        camera = sorted({o for p, o in origins.items() if p[:1] == ("camera",)})
+        raise ConfigError(
+            [
+                f"camera: camera (from {', '.join(camera)}) and cameras (from "
+                f"{origins.get(('cameras',), 'defaults')}) are both set: use [[cameras]] for several "
+                "cameras, or [camera] alone as the one-camera shorthand"
+            ]
+        )
+    parts: dict[str, dict[str, Any]] = {"profile": {}, "dropin": {}}
+    for layer in with_camera:
+        section = layer.values["camera"]
+        if isinstance(section, dict):
+            parts[kind(layer)].update({k: v for k, v in section.items() if k not in ("name", "source")})
+    merged.pop("camera")
+    merged["cameras"] = [
+        {**parts["profile"], **c, **parts["dropin"]} if isinstance(c, dict) else c for c in merged["cameras"]
+    ]
+    for path in [p for p in origins if p[:1] == ("camera",)]:
+        del origins[path]
+
+
 def _profile_layer(name: str) -> Layer:
     if not name or "/" in name or name.startswith("."):
         raise ConfigError([f"profile: invalid profile name {name!r}"])
@@ -320,14 +359,22 @@ def _profile_layer(name: str) -> Layer:
     )
 
 
-def _explain(err: ValidationError, origins: dict[tuple[str, ...], str]) -> list[str]:
+def _explain(
+    err: ValidationError, origins: dict[tuple[str, ...], str], *, shorthand: bool = False
+) -> list[str]:
     lines = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
+        if e["type"] == KEYED_ERROR:  # a cross-field check that knows the key at fault
+            loc = tuple(str((e.get("ctx") or {}).get("loc", "")).split("."))
+        if shorthand and loc[:2] == ("cameras", "0"):  # [camera] is reported as what the user wrote
+            loc = ("camera", *loc[2:])
         key = ".".join(loc) or "settings"
         sources = _sources_for(loc, origins)
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif e["type"] == KEYED_ERROR:
+            msg = str((e.get("ctx") or {}).get("message", e["msg"]))
         else:
             msg = e["msg"].removeprefix("Value error, ")
             if "input" in e and e["type"] not in ("missing",) and not isinstance(e["input"], (dict, list)):

@@ -197,10 +197,11 @@ OPENCV_FIX = (
 # --------------------------------------------------------------------------- camera
 
 
-def check_camera(settings: CameraSettings, timeout_s: float | None = None) -> CheckResult:
+def check_camera(
+    settings: CameraSettings, timeout_s: float | None = None, name: str = "camera"
+) -> CheckResult:
     from edge.capture.factory import grab_frame, open_timeout_s, source_kind
 
-    name = "camera"
     limit = timeout_s if timeout_s is not None else max(settings.stall_s, CAMERA_FLOOR_S)
     box: dict[str, Any] = {}
 

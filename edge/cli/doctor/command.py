@@ -147,7 +147,9 @@ def run_doctor(
         if no_cv2:
             add(CheckResult("camera", "skip", "OpenCV cannot be imported (see the opencv line)"))
         else:
-            add(check_camera(s.camera, host.camera_timeout_s))
+            for camera in s.cameras:
+                label = "camera" if len(s.cameras) == 1 else f"camera {camera.name}"
+                add(check_camera(camera, host.camera_timeout_s, label))
         add(check_broker(s.mqtt, s.device_id, host.broker_timeout_s))
         add(check_outbox(s.mqtt, unit))
         add(check_serial(s.serial))
