@@ -181,6 +181,7 @@ class EventPayload(_Payload):
     reason: str = ""
     job_id: str | None = None
     task: str | None = None
+    camera: str | None = None  # the camera it is about (camera_lost, camera_back, job_failed)
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -196,11 +197,23 @@ class StatePayload(_Payload):
     provider: str | None
     tasks: list[str]
     since: str
+    cameras: list[str] = Field(default_factory=list)
 
 
 class Percentiles(_Payload):
     p50: float | None
     p95: float | None
+
+
+class CameraHealth(_Payload):
+    """One camera in `health.cameras`."""
+
+    state: CameraState
+    frames: int  # valid frames the grabber put into its slot
+    dropped: int  # frames overwritten before anyone took them, or refused as invalid
+    gated: int  # frames the motion gate held back
+    jobs_dropped: int  # scheduled jobs superseded by a newer one of the same task, or skipped
+    fps: float
 
 
 class HealthPayload(_Payload):
@@ -225,7 +238,8 @@ class HealthPayload(_Payload):
     worker_rss_mb: float | None = None
     cpu_temp_c: float | None = None
     throttled: bool | None = None
-    camera: CameraState = "starting"
+    camera: CameraState = "starting"  # the worst of the cameras: lost if any is, ok if all are
+    cameras: dict[str, CameraHealth] = Field(default_factory=dict)
     storage: StorageState | None = None  # can the outbox write to its disk?
     storage_errors: int | None = None  # failed outbox writes since start
 

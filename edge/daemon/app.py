@@ -3,8 +3,8 @@
 Build: every component is constructed first (nothing runs yet), so each collaborator is handed only
 what it needs and every part exists before the first thread starts; a camera source that can never
 work fails here, before the daemon says `online`.
-Start: outbox and MQTT -> workers and model load -> camera -> serial -> executors -> triggers -> READY=1.
-Stop (SIGTERM/SIGINT): triggers -> the running job finishes or hits its deadline -> workers -> camera
+Start: outbox and MQTT -> workers and model load -> cameras -> serial -> executors -> triggers -> READY=1.
+Stop (SIGTERM/SIGINT): triggers -> the running job finishes or hits its deadline -> workers -> cameras
 -> outbox flushed -> `offline` -> exit 0. SIGHUP reloads settings (edge.daemon.reload).
 Every stop below is safe on a part that never started, so a start that fails half way still stops
 cleanly. Nothing imports this module.
@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,22 +26,20 @@ from edge import __version__
 from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
-from edge.core.messages import Frame
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
 from edge.daemon.liveness import Liveness
 from edge.daemon.metrics import MetricsServer
-from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef
+from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef, queue_size
 from edge.daemon.reload import Reloader
 from edge.daemon.state import StateTracker, model_name, provider
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from edge.daemon.triggers import JobRouter, TriggerLoop
-from edge.imaging.gate import Gate
 from edge.inference.supervisor import Supervisor
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
-from edge.mqtt.discovery import Discovery, default_expire_after, discovery_payload
+from edge.mqtt.discovery import Discovery, discovery_payload
 from edge.mqtt.outbox import Outbox, default_outbox_path
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
@@ -59,7 +57,6 @@ DEMO_NOTICE = (
 )
 FIRST_FRAME_WAIT_S = 30.0
 STOP_POLL_S = 0.2  # how often a start-up wait looks for SIGTERM/SIGINT
-QUEUE_SIZE = 8
 # How long a loop may go without a round before the watchdog calls it stuck. An executor's round can
 # hold a whole job (bounded by watchdog.total_s, which the supervisor enforces) plus the frame wait
 # and the outbox write.
@@ -149,35 +146,43 @@ class Daemon:
         def new_grabber(camera: CameraSettings) -> Grabber:
             return Grabber(camera, events.camera)
 
-        grabber = new_grabber(s.camera)
+        grabbers = {camera.name: new_grabber(camera) for camera in s.cameras}
         gnss = GnssReader(s.serial) if s.serial.gnss_port else None
         sink = SerialSink(s.serial) if s.serial.sink_port else None
+
+        def frames(camera: str) -> Grabber | None:  # through the pipeline: a reload swaps grabbers
+            return ref.current.grabber(camera)
+
+        def max_frame_age_s(camera: str) -> float:
+            cam = ref.current.settings.camera_settings(camera)
+            return cam.stall_s if cam is not None else 10.0
+
         deps = ExecutorDeps(
             device=s.device_id,
             publisher=publisher,
-            frames=grabber,
+            frames=frames,
             recent=self._meters.recent,
             counters=self._meters.counters,
             ttft=self._meters.ttft,
             decode=self._meters.decode,
             latency=self._meters.latency,
             generation=self._meters.generation,
-            camera_name=s.camera.name,
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
             sink=sink.write_result if sink else None,
             echo=sys.stdout.isatty() or s.profile == "demo",
-            max_frame_age_s=s.camera.stall_s,
+            max_frame_age_s=max_frame_age_s,
         )
-        lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor)]
+        size = queue_size(s)
+        lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
         if s.text_model is not None:
-            lanes.append(self._lane("text", s.text_model, s.watchdog, deps, new_supervisor))
-        ref = PipelineRef(Pipeline(settings=s, grabber=grabber, lanes=tuple(lanes)))
+            lanes.append(self._lane("text", s.text_model, s.watchdog, deps, new_supervisor, size))
+        ref = PipelineRef(Pipeline(settings=s, grabbers=grabbers, lanes=tuple(lanes)))
 
         def current() -> Pipeline:
             return ref.current
 
-        scheduler = Scheduler(s.tasks, Gate(s.gate))
+        scheduler = Scheduler(s.tasks, s.gate, s.camera_names)
         text = ref.current.text
         jobs = JobRouter(ref.current.vision.queue, text.queue if text else None)
         triggers = TriggerLoop(current, scheduler, jobs.enqueue, self.stop_requested)
@@ -197,8 +202,8 @@ class Daemon:
             return discovery_payload(
                 topics,
                 p.settings.tasks,
-                model=model_name(p),
-                expire_after_s=default_expire_after(p.settings.gate.max_interval_s, p.settings.tasks),
+                cameras=p.settings.camera_names,
+                qos=p.settings.mqtt.qos,
             )
 
         sources = HealthSources(
@@ -265,7 +270,8 @@ class Daemon:
             "mqtt-publisher", lambda: link.publisher.alive, lambda: link.publisher.beat, PUBLISHER_STALE_S
         )
         live.add("paho network loop", lambda: link.client.network_alive)
-        live.add(f"capture-{ref.current.settings.camera.name}", lambda: ref.current.grabber.alive)
+        # Every camera's capture thread, looked up at each check: a reload adds and removes cameras.
+        live.add_each("capture-", lambda: {name: _alive(g) for name, g in ref.current.grabbers.items()})
         for part in serial.parts:
             port(part)
         return live
@@ -277,8 +283,9 @@ class Daemon:
         watchdog: WatchdogSettings,
         deps: ExecutorDeps,
         new_supervisor: Callable[[ModelSettings, WatchdogSettings], Supervisor],
+        size: int,
     ) -> Lane:
-        queue = JobQueue(maxsize=QUEUE_SIZE)
+        queue = JobQueue(maxsize=size)
         sup = new_supervisor(model, watchdog)
         return Lane(name, queue, sup, Executor(name, queue, sup, model, watchdog, deps))
 
@@ -304,12 +311,13 @@ class Daemon:
         )
         for sup in p.supervisors:
             sup.start()
-        p.grabber.start()
+        for grabber in p.grabbers.values():
+            grabber.start()
         # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (issue 14, item 5): the handler
         # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
             loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)
-            first = self._first_frame(p.grabber)
+            missing = self._first_frames(p.grabbers)
         if self.stop_requested.is_set():
             log.info("stop requested during start-up; the pipeline is not started")
             return
@@ -318,9 +326,11 @@ class Daemon:
                 "model not loaded (%s); running degraded, retrying with backoff",
                 p.vision.supervisor.stats().degraded_reason or "load failed",
             )
-        if first is None:
+        if missing:
             log.warning(
-                "no camera frame within %.0fs; continuing, the grabber keeps reconnecting", FIRST_FRAME_WAIT_S
+                "no frame from camera %s within %.0fs; continuing, its grabber keeps reconnecting",
+                ", ".join(missing),
+                FIRST_FRAME_WAIT_S,
             )
         for part in parts.serial.parts:
             part.start()
@@ -332,19 +342,31 @@ class Daemon:
         self.notifier.ready(parts.health.status_line())
         if s.profile == "demo":
             log.warning(DEMO_NOTICE)
-        log.info("running: %d task(s), model %s on %s", len(s.tasks), model_name(p), provider(p))
+        log.info(
+            "running: %d task(s) on %d camera(s) (%s), model %s on %s",
+            len(s.tasks),
+            len(p.grabbers),
+            ", ".join(p.grabbers),
+            model_name(p),
+            provider(p),
+        )
 
-    def _first_frame(self, grabber: Grabber) -> Frame | None:
-        """The first frame within FIRST_FRAME_WAIT_S; None on timeout, a source that ended, or stop."""
+    def _first_frames(self, grabbers: Mapping[str, Grabber]) -> list[str]:
+        """Wait up to FIRST_FRAME_WAIT_S in all for each camera's first frame; the cameras that sent
+        none (timeout, a source that ended; all that are left on stop)."""
         deadline = time.monotonic() + FIRST_FRAME_WAIT_S
-        while not self.stop_requested.is_set():
+        waiting = dict(grabbers)
+        while waiting and not self.stop_requested.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
-                return None
+                break
+            name, grabber = next(iter(waiting.items()))
             frame = grabber.wait_frame(-1, min(STOP_POLL_S, left))
-            if frame is not None or grabber.stats().ended:
-                return frame
-        return None
+            if frame is not None:
+                del waiting[name]
+            elif grabber.stats().ended:
+                return [*waiting]
+        return [*waiting]
 
     # ------------------------------------------------------------------ main loop and stop
 
@@ -376,7 +398,8 @@ class Daemon:
             sup.stop(timeout=max(1.0, deadline - time.monotonic()))
         for lane in p.lanes:
             lane.executor.join(10.0)
-        p.grabber.stop(5.0)
+        for grabber in p.grabbers.values():
+            grabber.stop(5.0)
         for part in parts.serial.parts:
             part.stop(2.0)
         parts.pinger.stop()
@@ -385,6 +408,10 @@ class Daemon:
         parts.link.client.stop()
         parts.link.outbox.close()
         log.info("stopped")
+
+
+def _alive(grabber: Grabber) -> Callable[[], bool]:
+    return lambda: grabber.alive
 
 
 def _started(sup: Supervisor) -> Supervisor:

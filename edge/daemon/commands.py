@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from edge.config.settings import GateSettings, TaskSettings
+from edge.config.settings import GateSettings, Settings, TaskSettings
 from edge.daemon.pipeline import Pipeline, PipelineRef
 from edge.daemon.state import StateTracker
 from edge.daemon.triggers import Enqueue
@@ -51,8 +51,18 @@ class DaemonCommands:
             return
         if task is None:
             task = next((t for t in settings.tasks if t.kind == "ask"), ASK_TASK)
+        camera = self._camera(settings, task if cmd.task else None, cmd.camera, reply)
+        if camera is None:
+            return
         self._enqueue(
-            JobSpec(task=task, trigger="command", prompt=cmd.prompt, with_image=cmd.image, reply=reply)
+            JobSpec(
+                task=task,
+                trigger="command",
+                prompt=cmd.prompt,
+                with_image=cmd.image,
+                reply=reply,
+                camera=camera,
+            )
         )
 
     def on_capture(self, cmd: CaptureCommand, reply: Reply) -> None:
@@ -63,11 +73,35 @@ class DaemonCommands:
                 reply.error(f"unknown task {cmd.task!r}")
                 return
         else:
-            task = next((t for t in settings.tasks if t.kind in FRAME_KINDS), None)
+            frame_tasks = [t for t in settings.tasks if t.kind in FRAME_KINDS]
+            # The first caption or structured task that runs on the camera asked for.
+            task = next((t for t in frame_tasks if cmd.camera in settings.task_cameras(t)), None)
+            task = task or (frame_tasks[0] if frame_tasks else None)
             if task is None:
                 reply.error("no caption or structured task is configured")
                 return
-        self._enqueue(JobSpec(task=task, trigger="command", reply=reply))
+        camera = self._camera(settings, task, cmd.camera, reply)
+        if camera is None:
+            return
+        self._enqueue(JobSpec(task=task, trigger="command", reply=reply, camera=camera, reply_ref=True))
+
+    @staticmethod
+    def _camera(settings: Settings, task: TaskSettings | None, asked: str | None, reply: Reply) -> str | None:
+        """The camera a command runs on: the one asked for, else the first (of the task's cameras).
+        None after an error reply (no such camera, or the task does not run on it)."""
+        names = settings.task_cameras(task) if task is not None else settings.camera_names
+        if asked is None:
+            return names[0]
+        if asked not in settings.camera_names:
+            reply.error(f"unknown camera {asked!r}; cameras: {', '.join(settings.camera_names)}")
+            return None
+        if asked not in names:
+            assert task is not None
+            reply.error(
+                f"task {task.name!r} does not run on camera {asked!r} (its cameras: {', '.join(names)})"
+            )
+            return None
+        return asked
 
     def on_pause(self, reply: Reply) -> None:
         self.set_paused(True)
@@ -110,7 +144,7 @@ class DaemonCommands:
                     raise ValueError(f"{key}: not a runtime-settable key")
             new_gate = GateSettings.model_validate(gate)
             new_tasks = [TaskSettings.model_validate(tasks[t.name]) for t in s.tasks]
-            self._scheduler.gate.settings = new_gate
+            self._scheduler.gate_settings = new_gate
             self._scheduler.replace_tasks(new_tasks)
             return replace(p, settings=s.model_copy(update={"gate": new_gate, "tasks": new_tasks}))
 

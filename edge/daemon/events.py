@@ -26,4 +26,6 @@ class EventRelay:
 
     def camera(self, kind: str, detail: dict[str, Any]) -> None:
         reason = str(detail.get("reason", ""))
-        self._publisher.publish_event(self._publisher.event(kind, reason, detail=detail))
+        camera = detail.get("camera")
+        event = self._publisher.event(kind, reason, camera=str(camera) if camera else None, detail=detail)
+        self._publisher.publish_event(event)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge.core.messages import DaemonState, HealthPayload, utc_iso
+from edge.core.kinds import CameraState
+from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 from edge.daemon.pipeline import Pipeline
@@ -38,7 +39,7 @@ class OutboxSource(Protocol):
 
 
 class GatedSource(Protocol):
-    gated: int
+    def gated_by_camera(self) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -76,21 +77,38 @@ class HealthReporter:
 
     def payload(self) -> HealthPayload:
         src, p = self._src, self._src.pipeline()
-        cam = p.grabber.stats()
+        cams = {name: g.stats() for name, g in p.grabbers.items()}
+        gated = src.gate.gated_by_camera()
+        jobs_dropped: dict[str, int] = {}
+        for q in src.queues:
+            for name, n in q.stats.by_camera.items():
+                jobs_dropped[name] = jobs_dropped.get(name, 0) + n
+        per_camera = {
+            name: CameraHealth(
+                state=_camera_state(c.state),
+                frames=c.frames,
+                dropped=c.dropped + c.invalid,
+                gated=gated.get(name, 0),
+                jobs_dropped=jobs_dropped.get(name, 0),
+                fps=c.fps,
+            )
+            for name, c in cams.items()
+        }
+        states = {c.state for c in per_camera.values()}
+        camera: CameraState = "lost" if "lost" in states else ("starting" if "starting" in states else "ok")
         sup = p.vision.supervisor.stats()
         restarts = sum(s.stats().restarts for s in p.supervisors)
         ob = src.outbox.stats()
         queue_drops = sum(q.stats.replaced + q.stats.rejected for q in src.queues)
-        camera = "starting" if cam.state == "starting" else ("ok" if cam.state == "ok" else "lost")
         m = src.meters
         return HealthPayload(
             device=p.settings.device_id,
             at=utc_iso(time.time()),
             state=src.state(),
             uptime_s=round(time.monotonic() - m.started, 1),
-            frames=cam.frames,
-            frames_dropped=cam.dropped + cam.invalid,
-            gated=src.gate.gated,
+            frames=sum(c.frames for c in per_camera.values()),
+            frames_dropped=sum(c.dropped for c in per_camera.values()),
+            gated=sum(c.gated for c in per_camera.values()),
             jobs=m.counters.get("jobs"),
             failures=m.counters.get("failures"),
             restarts=restarts,
@@ -103,6 +121,7 @@ class HealthReporter:
             cpu_temp_c=cpu_temp_c(),
             throttled=pi_throttled(),
             camera=camera,
+            cameras=per_camera,
             storage=ob.storage,
             storage_errors=ob.storage_errors,
         )
@@ -112,8 +131,12 @@ class HealthReporter:
         ttft = f"{h.ttft_ms.p50:.0f}ms" if h.ttft_ms.p50 is not None else "-"
         tok = f"{h.decode_tok_s.p50:.1f}" if h.decode_tok_s.p50 is not None else "-"
         temp = f" {h.cpu_temp_c:.0f}C" if h.cpu_temp_c is not None else ""
+        lost = [name for name, c in h.cameras.items() if c.state == "lost"]
+        camera = f"camera {h.camera}" if len(h.cameras) <= 1 else f"{len(h.cameras)} cameras"
+        if len(h.cameras) > 1 and lost:
+            camera += f" ({', '.join(lost)} lost)"
         return (
-            f"{h.state}; camera {h.camera}; jobs {h.jobs} ({h.failures} failed, {h.restarts} restarts); "
+            f"{h.state}; {camera}; jobs {h.jobs} ({h.failures} failed, {h.restarts} restarts); "
             f"ttft p50 {ttft}, {tok} tok/s; outbox {h.outbox_depth}; rss {h.rss_mb:.0f}MB{temp}"
         )
 
@@ -126,3 +149,7 @@ def snapshot(sources: HealthSources) -> HealthPayload:
 
 def _ignore(_: object) -> None:
     return None
+
+
+def _camera_state(state: str) -> CameraState:
+    return "starting" if state == "starting" else ("ok" if state == "ok" else "lost")

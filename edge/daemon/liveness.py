@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -30,6 +30,7 @@ class Liveness:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._sources: dict[str, Source] = {}
+        self._groups: dict[str, Callable[[], Mapping[str, Callable[[], bool]]]] = {}
         self._lock = threading.Lock()
 
     def add(
@@ -42,10 +43,18 @@ class Liveness:
         with self._lock:
             self._sources[name] = Source(name, alive, beat, stale_s)
 
+    def add_each(self, prefix: str, members: Callable[[], Mapping[str, Callable[[], bool]]]) -> None:
+        """A set of threads that changes at run time (one capture thread per camera, which a reload
+        adds and removes): `members()` is asked at each check, each member named `{prefix}{key}`."""
+        with self._lock:
+            self._groups[prefix] = members
+
     @property
     def names(self) -> list[str]:
         with self._lock:
-            return list(self._sources)
+            groups = list(self._groups.items())
+            names = list(self._sources)
+        return names + [f"{prefix}{key}" for prefix, members in groups for key in members()]
 
     def problem(self) -> str | None:
         """The first source that is dead or stuck, in words naming it; None while all are well.
@@ -54,6 +63,12 @@ class Liveness:
         """
         with self._lock:
             sources = list(self._sources.values())
+            groups = list(self._groups.items())
+        for prefix, members in groups:
+            try:
+                sources += [Source(f"{prefix}{key}", alive) for key, alive in members().items()]
+            except Exception as err:
+                return f"threads {prefix}*: liveness check failed: {err!r}"
         now = self._clock()
         for src in sources:
             try:

@@ -9,7 +9,7 @@ other's change.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,6 +20,16 @@ from edge.pipeline.executor import Executor
 from edge.pipeline.jobs import JobQueue
 
 LaneName = Literal["vision", "text"]
+
+MIN_QUEUE = 8
+COMMAND_ROOM = 4
+
+
+def queue_size(settings: Settings) -> int:
+    """Room for one scheduled job per (camera, task) pair (newest wins per pair) and some commands,
+    so that a full queue is rare and never the normal way a camera loses its turn."""
+    pairs = sum(len(settings.task_cameras(t)) for t in settings.tasks)
+    return max(MIN_QUEUE, pairs + COMMAND_ROOM)
 
 
 @dataclass(frozen=True)
@@ -42,11 +52,17 @@ class Lane:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Settings, camera and model lanes as one value; the vision lane comes first and always exists."""
+    """Settings, cameras and model lanes as one value; the vision lane comes first and always exists.
+
+    `grabbers` has one grabber per configured camera, in the order of `settings.cameras`.
+    """
 
     settings: Settings
-    grabber: Grabber
+    grabbers: Mapping[str, Grabber]
     lanes: tuple[Lane, ...]
+
+    def grabber(self, camera: str) -> Grabber | None:
+        return self.grabbers.get(camera)
 
     @property
     def vision(self) -> Lane:
@@ -63,13 +79,16 @@ class Pipeline:
     def progressing(self) -> bool:
         """For the systemd watchdog: frames arrive and every generator is idle or heartbeating.
 
-        A camera that is reported lost still counts as progress: the grabber is reconnecting with
+        A camera that is reported lost still counts as progress: its grabber is reconnecting with
         backoff and says so in events and health, while a service restart cannot bring a camera
-        back and would only exhaust the unit's start limit during a long outage.
+        back and would only exhaust the unit's start limit during a long outage; the other cameras
+        go on meanwhile. A grabber still starting (no first frame yet) is not progress.
         """
-        cam = self.grabber.stats()
-        frames_ok = cam.state in ("ok", "lost") or cam.ended
-        return frames_ok and all(sup.progressing() for sup in self.supervisors)
+        for grabber in self.grabbers.values():
+            cam = grabber.stats()
+            if not (cam.state in ("ok", "lost") or cam.ended):
+                return False
+        return all(sup.progressing() for sup in self.supervisors)
 
 
 class PipelineRef:

@@ -1,10 +1,11 @@
 """SIGHUP and cmd/reload: re-read the settings and restart only what changed.
 
 A new configuration that does not validate is rejected with a `config_rejected` event and the daemon
-keeps running on the old one. Tasks, the gate and health change live; a camera change restarts the
-grabber; a model change restarts the vision worker, a watchdog change every worker. Broker, serial,
-identity, text model and metrics changes need a restart of the service (they change what consumers
-see, the set of workers, or a listening socket), which the `config_reloaded` event says.
+keeps running on the old one. Tasks, the gate and health change live; a camera added, removed or
+changed starts, stops or restarts that camera's grabber only (the others keep reading); a model
+change restarts the vision worker, a watchdog change every worker. Broker, serial, identity, text
+model and metrics changes need a restart of the service (they change what consumers see, the set of
+workers, or a listening socket), which the `config_reloaded` event says.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from edge.config.settings import CameraSettings, ModelSettings, Settings, Watchd
 from edge.config.sources import LoadedSettings
 from edge.core.errors import ConfigError, EdgeError
 from edge.core.messages import EventPayload
-from edge.daemon.pipeline import Lane, PipelineRef
+from edge.daemon.pipeline import Lane, PipelineRef, queue_size
 from edge.daemon.systemd import Notifier
 from edge.inference.supervisor import Supervisor
 from edge.pipeline.jobs import Scheduler
@@ -89,9 +90,14 @@ class Reloader:
         if "tasks" in applied:
             self._scheduler.replace_tasks(new.tasks)
         if "gate" in applied:
-            self._scheduler.gate.settings = new.gate
-        if "camera" in changed and self._swap_camera(new.camera):
-            applied.append("camera")
+            self._scheduler.gate_settings = new.gate
+        cameras: dict[str, list[str]] = {}
+        if "cameras" in changed:
+            cameras = self._swap_cameras(new.cameras)
+            applied.append("cameras")
+        p = self._pipeline.current
+        for lane in p.lanes:
+            lane.queue.resize(queue_size(p.settings))
         if "model" in changed or "watchdog" in changed:
             self._restart_workers(new, vision_only="watchdog" not in changed)
             applied += [k for k in ("model", "watchdog") if k in changed]
@@ -100,27 +106,69 @@ class Reloader:
             log.warning("reload: %s changed; restart the service to apply", ", ".join(pending))
         log.info("settings reloaded: applied %s", ", ".join(applied) or "nothing (no change)")
         self._events.publish_event(
-            self._events.event("config_reloaded", "", detail={"applied": applied, "needs_restart": pending})
+            self._events.event(
+                "config_reloaded",
+                "",
+                detail={
+                    "applied": applied,
+                    "needs_restart": pending,
+                    **({"cameras": cameras} if cameras else {}),
+                },
+            )
         )
         self._on_reloaded()
         self._notifier.ready("settings reloaded")
         return True
 
-    def _swap_camera(self, camera: CameraSettings) -> bool:
-        try:
-            grabber = self._new_grabber(camera)
-        except EdgeError as err:
-            log.error("reload: camera not changed: %s", err)
-            return False
-        old = self._pipeline.current.grabber
-        old.stop(5.0)
-        grabber.start()
-        p = self._pipeline.swap(
-            lambda p: replace(p, grabber=grabber, settings=p.settings.model_copy(update={"camera": camera}))
+    def _swap_cameras(self, cameras: list[CameraSettings]) -> dict[str, list[str]]:
+        """Start the grabbers of added cameras, stop those of removed ones, restart those whose
+        settings changed; the others keep reading. A camera whose new source cannot work keeps its
+        running grabber and settings (or, if new, is left out), and the log says why."""
+        current = self._pipeline.current
+        old = {c.name: c for c in current.settings.cameras}
+        kept: dict[str, Grabber] = {}
+        settings: list[CameraSettings] = []
+        started: dict[str, Grabber] = {}
+        for camera in cameras:
+            running = current.grabbers.get(camera.name)
+            if running is not None and old.get(camera.name) == camera:
+                kept[camera.name] = running
+                settings.append(camera)
+                continue
+            try:
+                started[camera.name] = self._new_grabber(camera)
+                settings.append(camera)
+            except EdgeError as err:
+                log.error("reload: camera %s not changed: %s", camera.name, err)
+                if running is not None:
+                    kept[camera.name] = running
+                    settings.append(old[camera.name])
+        stopped = [name for name in current.grabbers if name not in kept]
+        for name in stopped:  # removed or replaced: release the device before the new one opens it
+            current.grabbers[name].stop(5.0)
+        for grabber in started.values():
+            grabber.start()
+        order = [c.name for c in settings]
+        grabbers = {name: kept.get(name) or started[name] for name in order}
+        self._pipeline.swap(
+            lambda p: replace(
+                p, grabbers=grabbers, settings=p.settings.model_copy(update={"cameras": settings})
+            )
         )
-        for lane in p.lanes:
-            lane.executor.deps.frames = grabber
-        return True
+        self._scheduler.set_cameras(order)
+        for name in started:
+            self._scheduler.reset_camera(name)
+        change = {
+            "added": [n for n in started if n not in current.grabbers],
+            "removed": [n for n in stopped if n not in grabbers],
+            "restarted": [n for n in started if n in current.grabbers],
+        }
+        log.info(
+            "reload: cameras added %s, removed %s, restarted %s; unchanged %s",
+            *(", ".join(change[k]) or "-" for k in ("added", "removed", "restarted")),
+            ", ".join(n for n in kept) or "-",
+        )
+        return change
 
     def _restart_workers(self, new: Settings, *, vision_only: bool) -> None:
         """New workers for the lanes whose model or watchdog changed; each executor follows its lane."""

@@ -58,6 +58,7 @@ class StateTracker:
             provider=provider(p),
             tasks=[t.name for t in p.settings.tasks],
             since=utc_iso(time.time()),
+            cameras=p.settings.camera_names,
         )
 
     def publish(self) -> None:

@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from edge.capture import Grabber
+from edge.core.messages import Frame
 from edge.daemon.pipeline import Pipeline
 from edge.pipeline.jobs import JobQueue, JobSpec, Scheduler
 
@@ -31,8 +33,18 @@ class JobRouter:
         return outcome
 
 
+POLL_S = 0.02
+"""With several cameras the loop looks at each grabber's slot this often when none had a new frame
+(a lock and a reference each; the model takes seconds, 20 ms of latency is nothing)."""
+
+
 class TriggerLoop:
-    """One thread: waits for the next frame (or half a second) and enqueues what the scheduler says is due."""
+    """One thread: takes each camera's newest frame as it arrives and enqueues what the scheduler
+    says is due (each camera's gate runs here), and ticks the clock for text-only tasks.
+
+    The grabbers are looked up through the pipeline each round: a reload adds, removes or replaces
+    them. One camera that is lost only has no new frames; the others go on.
+    """
 
     def __init__(
         self,
@@ -62,18 +74,32 @@ class TriggerLoop:
             self._enqueue(spec)
 
     def _run(self) -> None:
-        last_seq, grabber = -1, self._pipeline().grabber
+        seen: dict[str, tuple[Grabber, int]] = {}  # camera -> (its grabber, last frame seq taken)
         while not self._stop.is_set():
             self.beat = time.monotonic()
-            current = self._pipeline().grabber
-            if current is not grabber:  # replaced by a reload: its frames count from zero
-                last_seq, grabber = -1, current
-            frame = grabber.wait_frame(last_seq, 0.5)
+            grabbers = self._pipeline().grabbers
+            frames: list[Frame] = []
+            for name, grabber in grabbers.items():
+                last = seen.get(name)
+                # A grabber replaced by a reload counts its frames from zero.
+                frame = grabber.latest(last[1] if last and last[0] is grabber else -1)
+                if frame is not None:
+                    seen[name] = (grabber, frame.seq)
+                    frames.append(frame)
+            for name in [n for n in seen if n not in grabbers]:
+                del seen[name]
             now = time.monotonic()
             for spec in self._scheduler.on_tick(now):
                 self._enqueue(spec)
-            if frame is None:
+            for frame in frames:
+                for spec in self._scheduler.on_frame(frame, now):
+                    self._enqueue(spec)
+            if frames:
                 continue
-            last_seq = frame.seq
-            for spec in self._scheduler.on_frame(frame, now):
-                self._enqueue(spec)
+            if len(grabbers) == 1:  # one camera: sleep until its next frame (as before several)
+                ((name, grabber),) = grabbers.items()
+                last = seen.get(name)
+                if grabber.wait_frame(last[1] if last and last[0] is grabber else -1, 0.5) is None:
+                    self._stop.wait(POLL_S)  # a source that ended answers at once: no busy loop
+            else:
+                self._stop.wait(POLL_S)

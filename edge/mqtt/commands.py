@@ -52,12 +52,14 @@ class AskCommand(_Body):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     task: str | None = None
     image: bool = True
+    camera: str | None = None  # default: the first camera
 
 
 class CaptureCommand(_Body):
     """cmd/capture: run a task (default: the first caption task) on the current frame now."""
 
     task: str | None = None
+    camera: str | None = None  # default: the first camera the task runs on
 
 
 class _Empty(_Body):

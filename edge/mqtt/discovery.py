@@ -1,13 +1,28 @@
 """Home Assistant MQTT device-based discovery (HA 2024.11+): one retained config for the device.
 
 `{discovery_prefix}/device/{device_id}/config` describes the device and all its entities:
-availability (our `status` topic), per (camera, task) a text sensor (state cut to HA's 255 characters, the
-whole result as attributes, `expire_after` so a silent camera shows as unavailable) and a latency
-sensor, a state sensor, the captioning switch (pause/resume through `cmd/set {"paused": ...}`: an HA
-switch has one command topic), the describe-now button (`cmd/capture`), and the last image of tasks
-that publish one. It is published on every connect and again, after a random short delay so a fleet
-does not answer at once, when HA announces itself on `homeassistant/status` (`online`). `forget()`
-publishes the empty retained payload that removes the device from HA.
+availability (our `status` topic, the LWT), per (camera, task) a text sensor (state cut to HA's 255
+characters; a few stable attributes: the full text, camera, task, trigger, latency) and a latency
+sensor, and the last image of tasks that publish one; per camera a describe-now button (`cmd/capture`
+naming the camera) and a diagnostic camera-state sensor (from `health`); a state sensor, the AI model
+(diagnostic, from `state`), and the captioning switch (pause/resume through `cmd/set {"paused": ...}`:
+an HA switch has one command topic). It is published on every connect and again, after a random
+short delay so a fleet does not answer at once, when HA announces itself on `homeassistant/status`
+(`online`). `forget()` publishes the empty retained payload that removes the device from HA.
+
+Choices, from what a real HA (2025.4.4) did with the first version:
+- `qos` is in each component: HA ignores a device-level `qos` and subscribed (and sent button and
+  switch commands) at QoS 0.
+- No `expire_after`: it counts from the last message on the state topic, so a paused device (online,
+  publishing nothing on purpose) had its last answer turn `unavailable`. A device that is gone is
+  shown by availability (the LWT sets `status` to `offline`); a camera that is gone by its camera
+  sensor and the `camera_lost` event. The last answer stays what it is: the last answer.
+- Names carry the camera (when there is more than one) and the task, first word capitalised only:
+  "Caption", "Caption latency", "Gate caption latency". Entity ids (`unique_id`) carry both always.
+- The device's `model` is the product ("edge vision agent"); the AI model is a diagnostic sensor.
+  No `configuration_url`: the daemon has no web page to link to.
+- Attributes are small and stable (`json_attributes_template`), not the whole result: ids, seq and
+  timestamps change with every result and would fill HA's recorder.
 """
 
 from __future__ import annotations
@@ -29,33 +44,40 @@ from edge.mqtt.topics import DEFAULT_CAMERA, Topics
 log = logging.getLogger(__name__)
 
 HA_STATE_MAX = 255
+PRODUCT = "edge vision agent"
+ATTRIBUTES_TEMPLATE = (
+    "{{ {'text': value_json.text, 'camera': value_json.camera, 'task': value_json.task, "
+    "'trigger': value_json.trigger, 'latency_ms': value_json.stats.total_ms} | tojson }}"
+)
 
 
-def default_expire_after(max_interval_s: float, tasks: Sequence[TaskSettings]) -> int:
-    """Three missed results: the longest gap a healthy device leaves between results, times 3."""
-    gaps = [max_interval_s, *(t.interval_s for t in tasks if t.trigger == "interval" and t.interval_s)]
-    return max(60, int(3 * max(gaps)))
+def label(*words: str) -> str:
+    """An entity name: the words joined, '_' and '-' as spaces, only the first letter capitalised."""
+    text = " ".join(w.replace("_", " ").replace("-", " ") for w in words if w)
+    return text[:1].upper() + text[1:]
 
 
 def _task_components(
-    topics: Topics, camera: str, task: TaskSettings, name_camera: bool, expire_after_s: int | None
+    topics: Topics, camera: str, task: TaskSettings, name_camera: bool, qos: int
 ) -> dict[str, dict[str, Any]]:
     """Last-result text sensor, latency sensor and (if published) the image of one (camera, task)."""
     dev, key = topics.device_id, f"{camera}_{task.name}"
-    label = f"{camera} " if name_camera else ""
+    cam = camera if name_camera else ""
     result = topics.result(camera, task.name)
     text: dict[str, Any] = {
         "platform": "sensor",
-        "name": f"{label}{task.name} text" if task.kind != "caption" else f"{label}last caption".capitalize(),
+        "name": label(cam, task.name),
         "unique_id": f"{dev}_{key}_text",
         "state_topic": result,
         "value_template": f"{{{{ value_json.text[:{HA_STATE_MAX}] }}}}",
         "json_attributes_topic": result,
+        "json_attributes_template": ATTRIBUTES_TEMPLATE,
         "icon": "mdi:text-box-outline",
+        "qos": qos,
     }
     latency: dict[str, Any] = {
         "platform": "sensor",
-        "name": f"{label}{task.name} latency",
+        "name": label(cam, task.name, "latency"),
         "unique_id": f"{dev}_{key}_latency",
         "state_topic": result,
         "value_template": "{{ value_json.stats.total_ms | round(0) }}",
@@ -63,19 +85,46 @@ def _task_components(
         "device_class": "duration",
         "state_class": "measurement",
         "entity_category": "diagnostic",
+        "qos": qos,
     }
-    if expire_after_s:
-        text["expire_after"] = latency["expire_after"] = int(expire_after_s)
     out = {f"{key}_text": text, f"{key}_latency": latency}
     if task.publish_image:
         out[f"{key}_image"] = {
             "platform": "image",
-            "name": f"{label}{task.name} image",
+            "name": label(cam, task.name, "image"),
             "unique_id": f"{dev}_{key}_image",
             "image_topic": topics.image(camera, task.name),
             "content_type": "image/jpeg",
+            "qos": qos,
         }
     return out
+
+
+def _camera_components(topics: Topics, camera: str, name_camera: bool, qos: int) -> dict[str, dict[str, Any]]:
+    """The describe-now button and the camera-state sensor of one camera."""
+    dev = topics.device_id
+    cam = camera if name_camera else ""
+    return {
+        f"{camera}_describe_now": {
+            "platform": "button",
+            "name": label(cam, "describe now"),
+            "unique_id": f"{dev}_{camera}_describe_now",
+            "command_topic": topics.command("capture"),
+            "payload_press": json.dumps({"camera": camera}),
+            "icon": "mdi:camera",
+            "qos": qos,
+        },
+        f"{camera}_camera": {
+            "platform": "sensor",
+            "name": label(cam, "camera"),
+            "unique_id": f"{dev}_{camera}_camera",
+            "state_topic": topics.health,
+            "value_template": f"{{{{ value_json.cameras.get('{camera}', {{}}).get('state', 'unknown') }}}}",
+            "entity_category": "diagnostic",
+            "icon": "mdi:cctv",
+            "qos": qos,
+        },
+    }
 
 
 def discovery_payload(
@@ -84,19 +133,21 @@ def discovery_payload(
     *,
     cameras: Sequence[str] = (DEFAULT_CAMERA,),
     device_name: str | None = None,
-    model: str | None = None,
-    expire_after_s: int | None = None,
+    qos: int = 1,
 ) -> dict[str, Any]:
     """The device discovery document, with HA's full (unabbreviated) key names.
 
-    Result entities are per (camera, task), as the result topics are; their ids carry the camera so a
-    second camera adds entities instead of renaming the first camera's.
+    Result entities are per (camera, task), for each camera the task runs on, as the result topics
+    are; their ids carry the camera so a second camera adds entities instead of renaming the first's.
     """
     dev = topics.device_id
+    several = len(cameras) > 1
     components: dict[str, dict[str, Any]] = {}
     for camera in cameras:
         for task in tasks:
-            components.update(_task_components(topics, camera, task, len(cameras) > 1, expire_after_s))
+            if task.cameras is None or camera in task.cameras:
+                components.update(_task_components(topics, camera, task, several, qos))
+        components.update(_camera_components(topics, camera, several, qos))
     components["state"] = {
         "platform": "sensor",
         "name": "State",
@@ -105,6 +156,19 @@ def discovery_payload(
         "value_template": "{{ value_json.state }}",
         "entity_category": "diagnostic",
         "icon": "mdi:state-machine",
+        "qos": qos,
+    }
+    components["ai_model"] = {
+        "platform": "sensor",
+        "name": "AI model",
+        "unique_id": f"{dev}_ai_model",
+        "state_topic": topics.state,
+        "value_template": "{{ value_json.model or 'none' }}",
+        "json_attributes_topic": topics.state,
+        "json_attributes_template": "{{ {'backend': value_json.backend, 'provider': value_json.provider} | tojson }}",
+        "entity_category": "diagnostic",
+        "icon": "mdi:brain",
+        "qos": qos,
     }
     components["captioning"] = {
         "platform": "switch",
@@ -118,28 +182,20 @@ def discovery_payload(
         "state_on": "ON",
         "state_off": "OFF",
         "icon": "mdi:eye",
-    }
-    components["describe_now"] = {
-        "platform": "button",
-        "name": "Describe now",
-        "unique_id": f"{dev}_describe_now",
-        "command_topic": topics.command("capture"),
-        "payload_press": "{}",
-        "icon": "mdi:camera",
+        "qos": qos,
     }
     return {
         "device": {
             "identifiers": [f"edge-{dev}"],
             "name": device_name or dev,
             "manufacturer": "edge",
-            "model": model or "edge vision agent",
+            "model": PRODUCT,
             "sw_version": __version__,
         },
         "origin": {"name": "edge", "sw_version": __version__},
         "availability_topic": topics.status,
         "payload_available": "online",
         "payload_not_available": "offline",
-        "qos": 1,
         "components": components,
     }
 

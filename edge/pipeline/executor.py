@@ -63,19 +63,19 @@ class ExecutorDeps:
 
     device: str
     publisher: Publisher
-    frames: FrameSource | None
+    frames: Callable[[str], FrameSource | None]  # camera name -> its grabber (None: no such camera)
     recent: RecentResults
     counters: Counters
     ttft: Rolling
     decode: Rolling
     latency: Rolling  # frame capture -> result committed to the outbox, ms
-    camera_name: str
     image_max_bytes: int
     generation: Rolling = field(default_factory=Rolling)  # total generation time, ms
     position: Callable[[], PositionPayload | None] = lambda: None
     sink: Callable[[int, str, str], None] | None = None
     echo: bool = False
-    max_frame_age_s: float = 10.0  # camera.stall_s: an older frame is from a camera that is gone
+    # The camera's stall_s: an older frame is from a camera that is gone.
+    max_frame_age_s: Callable[[str], float] = lambda camera: 10.0
 
 
 class Executor:
@@ -147,9 +147,9 @@ class Executor:
         jid = job_id(d.device, str(d.publisher.boot))
         frames: tuple[Frame, ...] = spec.frames  # an event's clip, or the frame a motion box is on
         if not frames and spec.needs_frame:
-            newest = self._frame()
+            newest = self._frame(spec.camera)
             if newest is None:
-                self._fail(spec, jid, "no_frame", "no camera frame available")
+                self._fail(spec, jid, "no_frame", f"no frame from camera {spec.camera}")
                 return
             frames = (newest,)
         frame = frames[0] if frames else None
@@ -164,7 +164,10 @@ class Executor:
         context = dict(spec.context)
         if spec.task.kind == "summarize":
             items = d.recent.window(
-                spec.task.source_task or "", time.time() - spec.task.window_s, spec.task.max_items
+                spec.task.source_task or "",
+                time.time() - spec.task.window_s,
+                spec.task.max_items,
+                camera=spec.camera,
             )
             if not items:
                 log.info("task %s: nothing to summarize from %s yet", spec.task.name, spec.task.source_task)
@@ -198,13 +201,13 @@ class Executor:
             return
         self._publish(spec, job, outcome, context, frames)
 
-    def _frame(self) -> Frame | None:
-        """The newest frame, if it is fresh: a result must never describe a camera that went away."""
-        frames = self.deps.frames
+    def _frame(self, camera: str) -> Frame | None:
+        """The camera's newest frame, if it is fresh: a result must never describe a camera that went away."""
+        frames = self.deps.frames(camera)
         if frames is None:
             return None
         frame = frames.latest()
-        if frame is None or time.monotonic() - frame.monotonic > self.deps.max_frame_age_s:
+        if frame is None or time.monotonic() - frame.monotonic > self.deps.max_frame_age_s(camera):
             frame = frames.wait_frame(frame.seq if frame is not None else -1, FRAME_WAIT_S)
         return frame
 
@@ -217,7 +220,7 @@ class Executor:
         item = ResultInput(
             device=d.device,
             task=spec.task.name,
-            camera=d.camera_name,
+            camera=spec.camera,
             trigger=spec.trigger,
             generation=gen,
             model=model,
@@ -253,21 +256,30 @@ class Executor:
         if gen.stats.new_tokens > 1:
             d.decode.add(gen.stats.decode_tok_s)
         captured = job.frame.captured_at if job.frame else time.time()
-        d.recent.add(Recent(id=payload.id, task=spec.task.name, text=gen.text, captured_at=captured))
+        d.recent.add(
+            Recent(
+                id=payload.id, task=spec.task.name, text=gen.text, captured_at=captured, camera=spec.camera
+            )
+        )
         if d.echo:
             print(console_line(payload), file=sys.stdout, flush=True)
         if d.sink is not None:
             d.sink(payload.seq, spec.task.name, gen.text)
         log.info(
-            "result %s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
+            "result %s camera=%s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
             payload.id,
+            payload.camera,
             spec.task.name,
             spec.trigger,
             gen.stats.new_tokens,
             gen.stats.stop_reason,
             gen.stats.total_ms,
         )
-        if spec.is_command:
+        if spec.is_command and spec.reply_ref:
+            # cmd/capture: the result goes to its topic anyway; the reply says where (HA never reads it).
+            topic = d.publisher.topics.result(payload.camera, payload.task)
+            spec.reply.ok({"id": payload.id, "topic": topic})
+        elif spec.is_command:
             spec.reply.ok(json.loads(payload.model_dump_json()))
 
     def _enqueue_image(
@@ -284,12 +296,20 @@ class Executor:
     def _fail(self, spec: JobSpec, jid: str | None, reason: str, message: str) -> None:
         d = self.deps
         d.counters.inc("failures")
-        log.warning("job %s task=%s failed: %s: %s", jid or "-", spec.task.name, reason, message)
+        log.warning(
+            "job %s camera=%s task=%s failed: %s: %s",
+            jid or "-",
+            spec.camera,
+            spec.task.name,
+            reason,
+            message,
+        )
         event = d.publisher.event(
             "job_failed",
             reason,
             job_id=jid,
             task=spec.task.name,
+            camera=spec.camera,
             detail={"message": message, "trigger": spec.trigger},
         )
         d.publisher.publish_event(event)

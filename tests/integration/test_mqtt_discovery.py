@@ -23,7 +23,7 @@ def test_discovery_published_resent_on_ha_birth_and_forgotten(
     discovery = Discovery(
         stack.client,
         stack.topics,
-        lambda: discovery_payload(stack.topics, tasks, expire_after_s=900),
+        lambda: discovery_payload(stack.topics, tasks),
         resend_delay_s=(0.2, 0.4),
         rng=random.Random(1),
     )

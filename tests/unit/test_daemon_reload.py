@@ -10,7 +10,6 @@ from edge.config.settings import ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings, load_settings
 from edge.daemon.pipeline import Lane, Pipeline, PipelineRef
 from edge.daemon.reload import Reloader
-from edge.imaging.gate import Gate
 from edge.pipeline.executor import Executor
 from edge.pipeline.jobs import JobQueue, Scheduler
 
@@ -74,12 +73,13 @@ def reloader(running: Settings, new: Settings) -> tuple[Reloader, PipelineRef, E
         lane("vision", running.model, running.watchdog),
         lane("text", running.text_model, running.watchdog),
     )
-    ref = PipelineRef(Pipeline(settings=running, grabber=FakeGrabber(running.camera), lanes=lanes))  # type: ignore[arg-type]
+    grabbers = {c.name: FakeGrabber(c) for c in running.cameras}
+    ref = PipelineRef(Pipeline(settings=running, grabbers=grabbers, lanes=lanes))  # type: ignore[arg-type]
     events = Events()
     r = Reloader(
         pipeline=ref,
         load=lambda: LoadedSettings(settings=new, origins={}, config_file=None),
-        scheduler=Scheduler(running.tasks, Gate(running.gate)),
+        scheduler=Scheduler(running.tasks, running.gate, running.camera_names),
         new_grabber=FakeGrabber,  # type: ignore[arg-type]
         new_supervisor=FakeSupervisor,  # type: ignore[arg-type]
         events=events,
@@ -133,10 +133,43 @@ def test_text_model_change_waits_for_a_service_restart() -> None:
 def test_live_and_camera_changes_swap_the_pipeline_value() -> None:
     running, new = settings(), settings("gate.cooldown_s=3.0", "camera.fps=5")
     r, ref, _ = reloader(running, new)
-    old_grabber = ref.current.grabber
+    old_grabber = ref.current.grabbers["main"]
     assert r.reload()
     p = ref.current
     assert p.settings.gate.cooldown_s == 3.0 and p.settings.camera.fps == 5
-    assert old_grabber.stopped and p.grabber is not old_grabber and p.grabber.started  # type: ignore[attr-defined]
-    assert all(lane.executor.deps.frames is p.grabber for lane in p.lanes)
+    new_grabber = p.grabbers["main"]
+    assert old_grabber.stopped and new_grabber is not old_grabber and new_grabber.started  # type: ignore[attr-defined]
     assert running.gate.cooldown_s != 3.0  # the running value was replaced, not mutated
+
+
+CAMS = [
+    'cameras=[{name="gate", source="testsrc"}, {name="yard", source="testsrc"}, {name="shed", source="testsrc"}]'
+]
+
+
+def test_camera_reload_restarts_only_the_cameras_that_changed() -> None:
+    running = load_settings(overrides=[*BASE[1:], *CAMS], environ={}).settings
+    new = load_settings(
+        overrides=[
+            *BASE[1:],
+            'cameras=[{name="gate", source="testsrc"}, {name="yard", source="testsrc", fps=5}, '
+            '{name="barn", source="testsrc"}]',
+        ],
+        environ={},
+    ).settings
+    r, ref, events = reloader(running, new)
+    before = dict(ref.current.grabbers)
+    r._scheduler.gate("yard").mark_triggered(0.0)  # type: ignore[attr-defined,union-attr]
+    assert r.reload()
+    p = ref.current
+    assert list(p.grabbers) == ["gate", "yard", "barn"] == p.settings.camera_names
+    assert p.grabbers["gate"] is before["gate"] and not before["gate"].stopped  # type: ignore[attr-defined]
+    assert p.grabbers["yard"] is not before["yard"] and before["yard"].stopped  # type: ignore[attr-defined]
+    assert p.grabbers["yard"].started and p.grabbers["barn"].started  # type: ignore[attr-defined]
+    assert before["shed"].stopped  # type: ignore[attr-defined]
+    assert r._scheduler.cameras == ("gate", "yard", "barn")  # type: ignore[attr-defined]
+    assert events.published[-1].detail["cameras"] == {
+        "added": ["barn"],
+        "removed": ["shed"],
+        "restarted": ["yard"],
+    }

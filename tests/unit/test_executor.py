@@ -86,15 +86,14 @@ def executor(publisher: Publisher, sup: Supervisor, frames: Frames) -> Executor:
     deps = ExecutorDeps(
         device="cam",
         publisher=publisher,
-        frames=frames,
+        frames=lambda camera: frames if camera == "main" else None,
         recent=RecentResults(),
         counters=Counters([]),
         ttft=Rolling(),
         decode=Rolling(),
         latency=Rolling(),
-        camera_name="main",
         image_max_bytes=65536,
-        max_frame_age_s=5.0,
+        max_frame_age_s=lambda camera: 5.0,
     )
     return Executor("t", JobQueue(), sup, ModelSettings(), WatchdogSettings(), deps)
 
@@ -147,3 +146,16 @@ def test_summarize_without_source_results_answers_and_runs_nothing(publisher: Pu
     )
     assert sup.jobs == [] and queued(publisher) == []
     assert reply.answers == [(False, "no results of caption to summarize")]
+
+
+def test_a_job_describes_its_own_camera_and_a_capture_reply_is_small(publisher: Publisher) -> None:
+    sup, reply = Supervisor(), Reply()
+    ex = executor(publisher, sup, Frames(frame(0.1)))
+    ex.run(JobSpec(task=CAPTION, trigger="command", reply=reply, reply_ref=True))
+    (result,) = queued(publisher)
+    assert result["camera"] == "main"
+    assert reply.answers == [(True, {"id": result["id"], "topic": "edge/cam/main/caption/result"})]
+    other = Reply()
+    ex.run(JobSpec(task=CAPTION, trigger="command", reply=other, camera="yard"))  # no such grabber
+    (_, event) = queued(publisher)
+    assert event["reason"] == "no_frame" and event["camera"] == "yard" and other.answers[0][0] is False

@@ -115,4 +115,4 @@ def test_a_skipped_scheduled_job_is_counted_and_logged(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING, logger="edge.pipeline.jobs"):
         assert q.put(frame_job(ASK_INTERVAL, "c")) == "queued"
     assert q.stats.skipped == 1
-    assert "scheduled job caption (interval) skipped" in caplog.text
+    assert "scheduled job main/caption (interval) skipped" in caplog.text
