@@ -110,12 +110,13 @@ def _scene(x: int) -> np.ndarray:
 
 def test_scheduler_turns_each_motion_event_into_one_job_with_its_frames() -> None:
     from edge.config.settings import GateSettings
-    from edge.imaging.gate import Gate
     from edge.pipeline.jobs import Scheduler, build_request
 
     task = _task(frames=3, frame_interval_s=0.5, num_crops=1)
     caption = TaskSettings(name="cap", roi="motion")
-    sched = Scheduler([task, caption], Gate(GateSettings(motion_threshold=0.001, min_interval_s=0)))
+    sched = Scheduler(
+        [task, caption], GateSettings(motion_threshold=0.001, min_interval_s=0)
+    )  # one gate per camera
     specs = []
     xs = [-1, -1, 100, 150, 200, 250, 300]
     for i, x in enumerate(xs):
