@@ -100,7 +100,9 @@ def test_system_prompt_adds_tokens(text: openvino_genai.OpenVINOBackend) -> None
 
 def test_deadline_returns_partial_text(text: openvino_genai.OpenVINOBackend) -> None:
     g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=200, deadline_s=0.0))
-    assert g.stats.stop_reason == "deadline" and 1 <= g.stats.new_tokens <= 3
+    # The streamer asks to stop at the first token; OpenVINO GenAI's streamer thread can lag the
+    # generation loop by a few tokens on a loaded machine (10 seen under CI-like load), never by many.
+    assert g.stats.stop_reason == "deadline" and 1 <= g.stats.new_tokens <= 20
 
 
 def test_deadline_during_decoding(vision: openvino_genai.OpenVINOBackend) -> None:
