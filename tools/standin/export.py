@@ -271,3 +271,38 @@ def export_all(work: Path, out: Path) -> tuple[Path, Path]:
             f.chmod(0o644)
     log.info("exported %s %s", ort_dir, ov_dir)
     return ort_dir, ov_dir
+
+
+def write_manifest(work: Path, out: Path) -> None:
+    """manifest.json + README.md beside the folders: the world, the prompts, the answer forms."""
+    from . import world as W
+    from .train import DECODER_SIZES
+
+    meta = json.loads((work / "train_meta.json").read_text()) if (work / "train_meta.json").exists() else {}
+    manifest = {
+        "what": "a tiny Phi-3.5-vision-format model trained on synthetic shapes (not Phi-3.5-vision)",
+        "folders": {"ort-genai": "ort-phi3v-standin", "openvino": "ov-phi3v-standin"},
+        "world": {
+            "background": "uniform grey 64-192, mild noise",
+            "frame": "320x240 .. 1920x1080, landscape or portrait, JPEG quality 70-95",
+            "shapes": list(W.SHAPES),
+            "colors": list(W.COLORS),
+            "positions": list(W.POSITIONS),
+            "rule": "0-3 shapes, at most one per horizontal third, size 8-20% of the height (fits its third)",
+            "overlay": "the demo camera's digital clock text (bottom left) is ignored",
+        },
+        "caption_prompts": list(W.CAPTION_PROMPTS),
+        "caption_form": "A red circle on the left, a blue square in the center and a green triangle on the right.",
+        "questions": {
+            "What color is the <shape>?": "red | red and blue | there is no <shape>",
+            "How many shapes are there?": "zero | one | two | three",
+            "Is there a <color> <shape>?": "yes | no",
+            "Where is the <color> <shape>?": "on the left | in the center | on the right | there is no <color> <shape>",
+        },
+        "structured_prompts": list(W.JSON_PROMPTS),
+        "schema": W.SCHEMA,
+        "json_form": '{"shapes":[{"shape":"circle","color":"red","position":"left"}]}',
+        "decoder": {k: v for k, v in DECODER_SIZES.items() if k != "initializer_range"},
+        "training": meta,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

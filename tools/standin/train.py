@@ -170,7 +170,24 @@ DECODER_SIZES = dict(
 )
 
 
-def train_decoder(out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int = 6, per_scene: int = 6) -> Path:
+def _ov_encoder(tokenizer_dir: Path):
+    """OpenVINO Tokenizers' encoding of a text chunk (without <s>), from the same tokenizer.json."""
+    import openvino_genai as ovg
+
+    from fixture_models.ov_text import write_ov_tokenizer
+
+    ov_dir = tokenizer_dir.parent / "ov-tokenizer"
+    ov_dir.mkdir(exist_ok=True)
+    write_ov_tokenizer(tokenizer_dir, ov_dir)
+    tok = ovg.Tokenizer(str(ov_dir))
+
+    def encode(text: str) -> list[int]:
+        return [int(i) for i in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
+
+    return encode
+
+
+def train_decoder(out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int = 4, per_scene: int = 8) -> Path:
     from transformers import DynamicCache, Phi3ForCausalLM
 
     torch.manual_seed(SEED + 1)
@@ -183,15 +200,20 @@ def train_decoder(out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int =
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     )
     enc = D.Encoder(str(tokenizer_dir / "tokenizer.json"), ids.bos, ids.end)
+    ov_encode = _ov_encoder(tokenizer_dir)
     rng = np.random.default_rng(SEED + 1)
     emb_layer = model.get_input_embeddings()
     t0 = time.time()
     hist = []
     for step in range(steps):
         r = rng.random()
-        n_img = 313 if r < 0.4 else 757 if r < 0.8 else int(np.exp(rng.uniform(np.log(100), np.log(1400))))
-        bos = rng.random() < 0.4
-        head = ([ids.bos] if bos else []) + enc.encode(D.USER_PIECE)
+        n_img = 313 if r < 0.45 else 757 if r < 0.9 else int(rng.integers(150, 900))
+        # Prompt text as ORT GenAI's tokenizer encodes it (= HF tokenizers), or as OpenVINO
+        # Tokenizers does (other merges around special tokens and newlines, <s> per chunk).
+        ov_side = rng.random() < 0.5
+        encode = ov_encode if ov_side else enc.encode
+        p_bos = (0.8, 0.8) if ov_side else (0.2, 0.1)
+        head = ([ids.bos] if rng.random() < p_bos[0] else []) + encode(D.USER_PIECE)
         codes, texts, starts = [], [], []
         for _ in range(scenes):
             scene = W.random_scene(rng)
@@ -199,7 +221,7 @@ def train_decoder(out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int =
             for _ in range(per_scene):
                 kind, prompt, answer = W.sample_task(scene, rng)
                 _, tail = D.prompt_pieces(prompt)
-                t = ([ids.bos] if rng.random() < 0.2 else []) + enc.encode(tail)
+                t = ([ids.bos] if rng.random() < p_bos[1] else []) + encode(tail)
                 starts.append(len(t))
                 texts.append(t + enc.encode(answer) + [ids.end])
         vec = proj(torch.from_numpy(np.stack(codes)))  # [S,H]
