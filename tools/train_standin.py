@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/standin-out"))
     ap.add_argument("--steps", type=int)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--resume", type=int, default=0, help="decoder: continue the saved one (round number)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--backends", default="ort,openvino")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "vision":
         pipeline.vision(args.work, args.steps or 2000, args.workers)
     elif args.stage == "decoder":
-        pipeline.decoder(args.work, args.steps or 1000)
+        pipeline.decoder(args.work, args.steps or 700, args.resume)
     elif args.stage == "export":
         pipeline.export(args.work, args.out)
     else:

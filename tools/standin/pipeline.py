@@ -23,11 +23,11 @@ def vision(work: Path, steps: int, workers: int) -> None:
     train_vision(work, steps, workers=workers, reuse=4)
 
 
-def decoder(work: Path, steps: int) -> None:
+def decoder(work: Path, steps: int, resume: int = 0) -> None:
     from .train import train_decoder
 
     ids = tokenizer(work)
-    train_decoder(work, work / "tokenizer", ids, steps)
+    train_decoder(work, work / "tokenizer", ids, steps, resume=resume)
 
 
 def export(work: Path, out: Path) -> None:

@@ -187,21 +187,30 @@ def _ov_encoder(tokenizer_dir: Path):
     return encode
 
 
-def train_decoder(out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int = 4, per_scene: int = 8) -> Path:
+def train_decoder(
+    out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int = 4, per_scene: int = 8, resume: int = 0
+) -> Path:
+    """resume > 0: continue from the saved decoder for `steps` more steps (seeded by `resume`) at a
+    lower peak learning rate."""
     from transformers import DynamicCache, Phi3ForCausalLM
 
-    torch.manual_seed(SEED + 1)
+    torch.manual_seed(SEED + 1 + resume)
     model = Phi3ForCausalLM(decoder_config(ids))
     proj = D.SceneProjection(model.config.hidden_size)
+    if resume:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(out / "decoder-hf" / "model.safetensors")), strict=False)
+        proj.load_state_dict(torch.load(out / "projection.pt"))
     params = list(model.parameters()) + list(proj.parameters())
-    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.01)
-    warm = 100
+    opt = torch.optim.AdamW(params, lr=1e-3 if resume else 3e-3, weight_decay=0.01)
+    warm = 20 if resume else 100
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
     )
     enc = D.Encoder(str(tokenizer_dir / "tokenizer.json"), ids.bos, ids.end)
     ov_encode = _ov_encoder(tokenizer_dir)
-    rng = np.random.default_rng(SEED + 1)
+    rng = np.random.default_rng([SEED + 1, resume] if resume else SEED + 1)
     emb_layer = model.get_input_embeddings()
     t0 = time.time()
     hist = []
