@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/standin-out"))
     ap.add_argument("--steps", type=int)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--resume", type=int, default=0, help="decoder: continue the saved one (round number)")
+    ap.add_argument("--stop", type=int, help="decoder: stop (and save) after this many steps of the schedule")
+    ap.add_argument("--resume", type=int, default=0, help="continue the saved stage (round number)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--backends", default="ort,openvino")
@@ -42,9 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "tokenizer":
         pipeline.tokenizer(args.work)
     elif args.stage == "vision":
-        pipeline.vision(args.work, args.steps or 2000, args.workers)
+        pipeline.vision(args.work, args.steps or 2000, args.workers, args.resume)
     elif args.stage == "decoder":
-        pipeline.decoder(args.work, args.steps or 700, args.resume)
+        pipeline.decoder(args.work, args.steps or 700, args.resume, args.stop)
     elif args.stage == "export":
         pipeline.export(args.work, args.out)
     else:

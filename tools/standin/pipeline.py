@@ -17,17 +17,17 @@ def tokenizer(work: Path):
     return write_tokenizer(work / "tokenizer", corpus=corpus())
 
 
-def vision(work: Path, steps: int, workers: int) -> None:
+def vision(work: Path, steps: int, workers: int, resume: int = 0) -> None:
     from .train import train_vision
 
-    train_vision(work, steps, workers=workers, reuse=4)
+    train_vision(work, steps, workers=workers, reuse=4, resume=resume)
 
 
-def decoder(work: Path, steps: int, resume: int = 0) -> None:
+def decoder(work: Path, steps: int, resume: int = 0, stop: int | None = None) -> None:
     from .train import train_decoder
 
     ids = tokenizer(work)
-    train_decoder(work, work / "tokenizer", ids, steps, resume=resume)
+    train_decoder(work, work / "tokenizer", ids, steps, resume=resume, stop=stop)
 
 
 def export(work: Path, out: Path) -> None:

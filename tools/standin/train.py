@@ -88,30 +88,38 @@ def to_input(u8: np.ndarray) -> torch.Tensor:
     return torch.stack([_LUT[ch][t[:, ch]] for ch in range(3)], 1)
 
 
-def train_vision(out: Path, steps: int, batch: int = 64, workers: int = 1, reuse: int = 2, window: int = 48) -> Path:
-    torch.manual_seed(SEED)
+def train_vision(
+    out: Path, steps: int, batch: int = 64, workers: int = 1, reuse: int = 2, window: int = 48, resume: int = 0
+) -> Path:
+    """resume > 0: continue the saved classifier for `steps` more steps on fresh chunks, lower lr."""
+    torch.manual_seed(SEED + resume)
     model = V.Vision()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
-    warm = 100
+    if resume:
+        model.load_state_dict(torch.load(out / "vision.pt"))
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4 if resume else 2e-3, weight_decay=0.01)
+    warm = 20 if resume else 100
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
     n_chunks = steps // reuse + 1
     ctx = mp.get_context("fork")
     q = ctx.Queue(maxsize=window)
-    procs = [ctx.Process(target=_worker, args=(i, workers, n_chunks, q), daemon=True) for i in range(workers)]
+    base = 1_000_000 * resume  # chunk ids of a resumed round: scenes not seen before
+    procs = [
+        ctx.Process(target=_worker, args=(base + i, workers, base + n_chunks, q), daemon=True) for i in range(workers)
+    ]
     for p in procs:
         p.start()
     chunks: dict[int, tuple] = {}
-    rng = np.random.default_rng(SEED)
+    rng = np.random.default_rng([SEED, resume] if resume else SEED)
     t0 = time.time()
     hist = []
     for step in range(steps):
-        need = step // reuse
+        need = base + step // reuse
         while need not in chunks:
             k, data = q.get()
             chunks[k] = data
-        lo = max(0, need - window + 1)
+        lo = max(base, need - window + 1)
         for k in [k for k in chunks if k < lo]:
             del chunks[k]
         avail = list(range(lo, need + 1))
@@ -188,7 +196,14 @@ def _ov_encoder(tokenizer_dir: Path):
 
 
 def train_decoder(
-    out: Path, tokenizer_dir: Path, ids, steps: int, scenes: int = 4, per_scene: int = 8, resume: int = 0
+    out: Path,
+    tokenizer_dir: Path,
+    ids,
+    steps: int,
+    scenes: int = 4,
+    per_scene: int = 8,
+    resume: int = 0,
+    stop: int | None = None,
 ) -> Path:
     """resume > 0: continue from the saved decoder for `steps` more steps (seeded by `resume`) at a
     lower peak learning rate."""
@@ -214,7 +229,7 @@ def train_decoder(
     emb_layer = model.get_input_embeddings()
     t0 = time.time()
     hist = []
-    for step in range(steps):
+    for step in range(steps if stop is None else min(stop, steps)):
         r = rng.random()
         n_img = 313 if r < 0.45 else 757 if r < 0.9 else int(rng.integers(150, 900))
         # Prompt text as ORT GenAI's tokenizer encodes it (= HF tokenizers), or as OpenVINO
@@ -264,7 +279,7 @@ def train_decoder(
                 "decoder step=%d n_img=%d loss=%.4f seq_exact(25)=%.3f %.1fs",
                 step, n_img, loss.item(), float(np.mean(hist[-25:])), time.time() - t0,
             )
-        if step % 200 == 199 or step == steps - 1:
+        if step % 200 == 199 or step == steps - 1 or step == (stop or 0) - 1:
             model.save_pretrained(str(out / "decoder-hf"), safe_serialization=True)
             torch.save(proj.state_dict(), out / "projection.pt")
     return out / "decoder-hf"
