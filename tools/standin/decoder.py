@@ -89,16 +89,37 @@ def sample_example(enc: Encoder, rng: np.random.Generator, n_image: int | None =
     return enc.example(prompt, answer, code_from_scene(scene, rng, blur=0.25), n, rng), kind
 
 
+THIRD_CODE = 3 + N_SHAPE + N_COLOR  # one-hot third, its shape and color probabilities
+
+
+def third_codes(code: torch.Tensor) -> torch.Tensor:
+    """Scene code [B,30] -> per-third codes [B,3,13]: (one-hot third, shape probs, color probs)."""
+    b = code.shape[0]
+    shape = code[:, : 3 * N_SHAPE].reshape(b, 3, N_SHAPE)
+    color = code[:, 3 * N_SHAPE :].reshape(b, 3, N_COLOR)
+    eye = torch.eye(3, dtype=code.dtype).expand(b, 3, 3)
+    return torch.cat([eye, shape, color], -1)
+
+
 class SceneProjection(nn.Module):
-    """Scene code [B,30] -> the image token vector [B,H]."""
+    """Scene code [B,30] -> three image token vectors [B,3,H], one per third.
+
+    Image token r of a frame carries vector r mod 3, so a text position can pick a third by content
+    (attention keys differ per third) and the answer does not depend on how many tokens there are.
+    """
 
     def __init__(self, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(CODE, hidden)
+        self.fc1 = nn.Linear(THIRD_CODE, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(code)))
+        return self.fc2(torch.relu(self.fc1(third_codes(code))))
+
+
+def image_rows(vecs: torch.Tensor, n: int) -> torch.Tensor:
+    """[B,3,H] -> [B,n,H], row r = vecs[:, r % 3]."""
+    return vecs[:, torch.arange(n) % 3]
 
 
 def batch_tensors(examples: list[Example], model, proj: SceneProjection):
@@ -114,8 +135,12 @@ def batch_tensors(examples: list[Example], model, proj: SceneProjection):
     for i, e in enumerate(examples):
         is_img[i, : len(e.ids)] = torch.tensor(e.ids) < 0
     emb = model.get_input_embeddings()(ids)
-    vec = proj(torch.from_numpy(np.stack([e.code for e in examples])))  # [B,H]
-    emb = torch.where(is_img[..., None], vec[:, None, :].expand_as(emb), emb)
+    vecs = proj(torch.from_numpy(np.stack([e.code for e in examples])))  # [B,3,H]
+    rows = torch.zeros_like(emb)
+    for i, e in enumerate(examples):
+        first = e.ids.index(-1)
+        rows[i, first : first + e.n_image] = image_rows(vecs[i : i + 1], e.n_image)[0]
+    emb = torch.where(is_img[..., None], rows, emb)
     return emb, labels
 
 

@@ -83,6 +83,13 @@ def ort_vision_model(w: dict[str, np.ndarray]):
         _i64("shape_s", [0, 3, V.N_SHAPE]),
         _i64("shape_c", [0, 3, V.N_COLOR]),
         _i64("split", [3 * V.N_SHAPE, 3 * V.N_COLOR]),
+        _i64("zero1", [0]),
+        _i64("three1", [3]),
+        _i64("two1", [2]),
+        _i64("three", 3),
+        _i64("shape_rows", [-1, hidden]),
+        numpy_helper.from_array(np.array(0.0, np.float32), "fzero"),
+        numpy_helper.from_array(np.eye(3, dtype=np.float32), "eye3"),
     ]
     nodes = [
         node("Gather", ["pixel_values", "zero"], ["glob"], axis=1),  # [n,3,336,336] global views
@@ -108,12 +115,17 @@ def ort_vision_model(w: dict[str, np.ndarray]):
         node("Reshape", ["lc", "shape_c"], ["lc3"]),
         node("Softmax", ["lc3"], ["pc3"], axis=-1),
         node("Reshape", ["pc3", "shape_flat"], ["pc"]),
-        node("Concat", ["ps", "pc"], ["code"], axis=1),  # [n,30]
-        node("MatMul", ["code", "p1w"], ["q1"]),
+        # per-third codes (one-hot third, shape probs, color probs) -> three vectors per image
+        node("Slice", ["ps3", "zero1", "three1", "two1"], ["ps3_head"]),
+        node("Mul", ["ps3_head", "fzero"], ["zeros3"]),
+        node("Add", ["zeros3", "eye3"], ["eyes"]),  # [n,3,3]
+        node("Concat", ["eyes", "ps3", "pc3"], ["third_code"], axis=2),  # [n,3,13]
+        node("MatMul", ["third_code", "p1w"], ["q1"]),
         node("Add", ["q1", "p1b"], ["q1a"]),
         node("Relu", ["q1a"], ["q1r"]),
         node("MatMul", ["q1r", "p2w"], ["q2"]),
-        node("Add", ["q2", "p2b"], ["img_vec"]),  # [n,H]
+        node("Add", ["q2", "p2b"], ["vecs"]),  # [n,3,H]
+        node("Reshape", ["vecs", "shape_rows"], ["table"]),  # [n*3,H]
         # rows per image: ((h/336)(w/336)+1)*144 + 1 + (h/336+1)*12, as the runtime expects
         node("Div", ["image_sizes", "crop_px"], ["crops_hw"]),
         node("Gather", ["crops_hw", "zero"], ["hc"], axis=1),
@@ -133,7 +145,14 @@ def ort_vision_model(w: dict[str, np.ndarray]):
         node("GreaterOrEqual", ["pos_col", "ends_row"], ["past_end"]),
         node("Cast", ["past_end"], ["past_end_i64"], to=TensorProto.INT64),
         node("ReduceSum", ["past_end_i64", "axis1"], ["image_of_row"], keepdims=0),
-        node("Gather", ["img_vec", "image_of_row"], ["image_features"], axis=0),
+        # row r of an image (counted from its first row) carries that image's vector r mod 3
+        node("Sub", ["ends", "n_tok"], ["starts"]),
+        node("Gather", ["starts", "image_of_row"], ["row_start"], axis=0),
+        node("Sub", ["pos", "row_start"], ["local"]),
+        node("Mod", ["local", "three"], ["third_of_row"]),
+        node("Mul", ["image_of_row", "three"], ["table_base"]),
+        node("Add", ["table_base", "third_of_row"], ["table_row"]),
+        node("Gather", ["table", "table_row"], ["image_features"], axis=0),
     ]
     graph = helper.make_graph(
         nodes,
@@ -199,12 +218,16 @@ def ov_vision_graphs(w: dict[str, np.ndarray], out: Path) -> None:
     flat = ops.reshape(tokens, i64([0, -1]), special_zero=True)  # [B,4608]
     logits = linear(linear(flat, "vision.head.fc1", True), "vision.head.fc2", False)
     ls, lc = ops.variadic_split(logits, i64(1), i64([3 * V.N_SHAPE, 3 * V.N_COLOR])).outputs()
-    ps = ops.reshape(ops.softmax(ops.reshape(ls, i64([0, 3, V.N_SHAPE]), True), -1), i64([0, -1]), True)
-    pc = ops.reshape(ops.softmax(ops.reshape(lc, i64([0, 3, V.N_COLOR]), True), -1), i64([0, -1]), True)
-    code = ops.concat([ps, pc], 1)
-    vec = linear(linear(code, "proj.fc1", True), "proj.fc2", False)  # [B,H]
-    zeros = ops.multiply(ops.slice(x, i64([0]), i64([1]), i64([1]), i64([2])), ops.constant(np.float32(0)))
-    y = ops.add(zeros, ops.unsqueeze(vec, i64([1])))  # [B,L,H]
+    ps3 = ops.softmax(ops.reshape(ls, i64([0, 3, V.N_SHAPE]), True), -1)
+    pc3 = ops.softmax(ops.reshape(lc, i64([0, 3, V.N_COLOR]), True), -1)
+    zeros3 = ops.multiply(ops.slice(ps3, i64([0]), i64([3]), i64([1]), i64([2])), ops.constant(np.float32(0)))
+    eyes = ops.add(zeros3, ops.constant(np.eye(3, dtype=np.float32)[None]))
+    third_code = ops.concat([eyes, ps3, pc3], 2)  # [B,3,13]
+    vecs = linear(linear(third_code, "proj.fc1", True), "proj.fc2", False)  # [B,3,H]
+    length = ops.gather(ops.shape_of(x), i64([1]), i64(0))  # [1]
+    reps = ops.divide(ops.add(length, i64([2])), i64([3]))
+    tiled = ops.tile(vecs, ops.concat([i64([1]), reps, i64([1])], 0))  # [B,3*reps,H]
+    y = ops.slice(tiled, i64([0]), length, i64([1]), i64([1]))  # row r = vecs[r % 3]
     y.output(0).get_tensor().set_names({"last_hidden_state"})
     ov.save_model(
         ov.Model([y], [x], "standin_phi3v_vision_projection"),

@@ -47,7 +47,8 @@ def check(work: Path, out: Path, bgr: np.ndarray, num_crops: int) -> dict[str, f
     hd = pp.hd_transform(bgr, num_crops)
     with torch.no_grad():
         g = torch.from_numpy(hd.pixel_values[:1])
-        ref = proj(V.scene_code(model(g)))[0].numpy()
+        vecs = proj(V.scene_code(model(g)))
+        ref = D.image_rows(vecs, hd.num_tokens)[0].numpy()
         g2 = torch.from_numpy(V.global_view(bgr, num_crops)[None])
         same_view = float((g - g2).abs().max())
     sess = ort.InferenceSession(str(out / "ort-phi3v-standin" / "phi-3.5-v-instruct-vision.onnx"))

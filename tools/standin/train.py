@@ -248,9 +248,9 @@ def train_decoder(
                 t = ([ids.bos] if rng.random() < p_bos[1] else []) + encode(tail)
                 starts.append(len(t))
                 texts.append(t + enc.encode(answer) + [ids.end])
-        vec = proj(torch.from_numpy(np.stack(codes)))  # [S,H]
+        vecs = proj(torch.from_numpy(np.stack(codes)))  # [S,3,H]
         prefix = emb_layer(torch.tensor(head))[None].expand(scenes, -1, -1)
-        block = torch.cat([prefix, vec[:, None, :].expand(-1, n_img, -1)], 1)
+        block = torch.cat([prefix, D.image_rows(vecs, n_img)], 1)
         base = model.model(inputs_embeds=block, use_cache=True)
         cache = DynamicCache()
         for i, layer in enumerate(base.past_key_values.layers):
