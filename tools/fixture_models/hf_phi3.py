@@ -17,10 +17,13 @@ from .tokenizer import copy_tokenizer
 log = logging.getLogger(__name__)
 
 
-def phi3_config_kwargs(ids: TokenIds) -> dict:
-    """Phi3Config arguments shared by the HF checkpoint and the OpenVINO phi3_v language model."""
+def phi3_config_kwargs(ids: TokenIds, **overrides) -> dict:
+    """Phi3Config arguments shared by the HF checkpoint and the OpenVINO phi3_v language model.
+
+    `overrides` replace entries (the trained stand-in model uses its own sizes).
+    """
     half = spec.HEAD_DIM // 2
-    return {
+    kwargs = {
         "vocab_size": ids.vocab_size,
         "hidden_size": spec.HIDDEN,
         "intermediate_size": spec.INTERMEDIATE,
@@ -47,6 +50,8 @@ def phi3_config_kwargs(ids: TokenIds) -> dict:
             "rope_theta": spec.ROPE_THETA,
         },
     }
+    kwargs.update(overrides)
+    return kwargs
 
 
 def write_checkpoint(

@@ -29,7 +29,9 @@ CLIP_PATCHES = (spec.CROP_PX // 14) ** 2  # 576
 HD_DIM = 4 * CLIP_DIM  # 2x2 patch merge before the projection
 
 
-def _export_language_model(hf_text_dir: Path, out: Path, work: Path, ids: TokenIds) -> None:
+def _export_language_model(
+    hf_text_dir: Path, out: Path, work: Path, ids: TokenIds, config_overrides: dict | None = None
+) -> None:
     """Wrap the Phi-3 decoder in a tiny llava so optimum-intel exports it as a VLM language model."""
     import torch
     from safetensors.torch import load_file
@@ -45,7 +47,9 @@ def _export_language_model(hf_text_dir: Path, out: Path, work: Path, ids: TokenI
         patch_size=14,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=Phi3Config(**phi3_config_kwargs(ids)), image_token_index=ids.image
+        vision_config=vision,
+        text_config=Phi3Config(**phi3_config_kwargs(ids, **(config_overrides or {}))),
+        image_token_index=ids.image,
     )
     torch.manual_seed(spec.SEED)
     model = LlavaForConditionalGeneration(config).eval()
@@ -112,8 +116,8 @@ def _write_vision_graphs(out: Path, hidden: int, rng) -> None:
     )
 
 
-def _write_configs(out: Path, ids: TokenIds, rng) -> None:
-    text = phi3_config_kwargs(ids)
+def _write_configs(out: Path, ids: TokenIds, rng, config_overrides: dict | None = None) -> None:
+    text = phi3_config_kwargs(ids, **(config_overrides or {}))
     rope = dict(text.pop("rope_scaling"))
     config = {
         "_name_or_path": "Phi-3.5-vision-instruct",

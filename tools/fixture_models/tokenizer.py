@@ -69,7 +69,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def _train() -> Tokenizer:
+def _train(corpus: list[str] | None = None) -> Tokenizer:
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     # Train with a SentencePiece-like split (merges stay inside words, digits and punctuation
@@ -90,7 +90,7 @@ def _train() -> Tokenizer:
         show_progress=False,
         limit_alphabet=200,
     )
-    tok.train_from_iterator(_CORPUS, trainer=trainer)
+    tok.train_from_iterator(_CORPUS if corpus is None else corpus, trainer=trainer)
     tok.pre_tokenizer = None
     tok.add_special_tokens(
         [
@@ -118,11 +118,14 @@ def _to_phi35_layout(raw: dict) -> dict:
     return raw
 
 
-def write_tokenizer(out: Path) -> TokenIds:
-    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out`."""
+def write_tokenizer(out: Path, corpus: list[str] | None = None) -> TokenIds:
+    """Write tokenizer.json, tokenizer_config.json and special_tokens_map.json into `out`.
+
+    `corpus` replaces the BPE training text (the trained stand-in model uses its own words).
+    """
     out.mkdir(parents=True, exist_ok=True)
     path = out / "tokenizer.json"
-    _train().save(str(path))
+    _train(corpus).save(str(path))
     raw = _to_phi35_layout(json.loads(path.read_text(encoding="utf-8")))
     path.write_text(json.dumps(raw, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 

@@ -1,0 +1,57 @@
+"""Train the Phi-3.5-vision stand-in that sees (synthetic shapes), export it for both runtimes, check it.
+
+    python tools/train_standin.py vision  --work DIR [--steps N]   # stage 1: the vision classifier
+    python tools/train_standin.py decoder --work DIR [--steps N]   # stage 2: the decoder (no pixels)
+    python tools/train_standin.py export  --work DIR --out OUT     # ORT phi3v + OpenVINO phi3_v folders
+    python tools/train_standin.py eval    --out OUT [--scenes N]   # through the real runtimes
+
+Stages 1 and 2 are independent and may run at the same time. Seeds are fixed. See tools/standin/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=["tokenizer", "vision", "decoder", "export", "eval"])
+    ap.add_argument("--work", type=Path, default=Path("/tmp/standin-work"))
+    ap.add_argument("--out", type=Path, default=Path("/tmp/standin-out"))
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stop", type=int, help="decoder: stop (and save) after this many steps of the schedule")
+    ap.add_argument("--resume", type=int, default=0, help="continue the saved stage (round number)")
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--scenes", type=int, default=100)
+    ap.add_argument("--backends", default="ort,openvino")
+    ap.add_argument("--crops", default="1,4")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from standin import pipeline
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.stage == "tokenizer":
+        pipeline.tokenizer(args.work)
+    elif args.stage == "vision":
+        pipeline.vision(args.work, args.steps or 2000, args.workers, args.resume)
+    elif args.stage == "decoder":
+        pipeline.decoder(args.work, args.steps or 700, args.resume, args.stop)
+    elif args.stage == "export":
+        pipeline.export(args.work, args.out)
+    else:
+        return pipeline.evaluate(args.out, args.scenes, args.backends.split(","), [int(c) for c in args.crops.split(",")])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
