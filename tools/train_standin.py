@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "export":
         pipeline.export(args.work, args.out)
     else:
-        return pipeline.evaluate(args.out, args.scenes, args.backends.split(","), [int(c) for c in args.crops.split(",")])
+        return pipeline.evaluate(
+            args.out, args.scenes, args.backends.split(","), [int(c) for c in args.crops.split(",")]
+        )
     return 0
 
 

@@ -177,7 +177,7 @@ def test_the_walker_sees_lazy_and_dynamic_imports(tmp_path: Path) -> None:
         "    import cv2\n"
         "    from paho.mqtt import client\n"
         "    _call('edge.daemon.app', 'run')\n"
-        "from edge.cli import main\n"
+        "from edge.cli.main import main\n"
     )
     found = violations(_imports(src, tmp_path))
     for line in (2, 3, 4, 5):

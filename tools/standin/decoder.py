@@ -16,7 +16,7 @@ from torch import nn
 
 from edge.inference import phi3v_preprocess as pp
 
-from .vision import CODE, N_COLOR, N_SHAPE
+from .vision import N_COLOR, N_SHAPE
 from .world import COLORS, POSITIONS, SHAPES, Scene, random_scene, sample_task
 
 USER_PIECE = "<|user|>\n"
@@ -72,7 +72,9 @@ class Encoder:
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
 
-    def example(self, prompt: str, answer: str, code: np.ndarray, n_image: int, rng: np.random.Generator) -> Example:
+    def example(
+        self, prompt: str, answer: str, code: np.ndarray, n_image: int, rng: np.random.Generator
+    ) -> Example:
         head, tail = prompt_pieces(prompt)
         ids = ([self.bos] if rng.random() < 0.4 else []) + self.encode(head)
         ids += [-1] * n_image

@@ -51,9 +51,9 @@ def pure_blue() -> tuple[np.ndarray, W.Scene]:
 
 
 def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
+    from edge.config.settings import ModelSettings
+    from edge.core.messages import GenerationRequest
     from edge.inference.registry import load_backend
-    from edge.messages import GenerationRequest
-    from edge.settings import ModelSettings
 
     folders = {"ort-genai": out / "ort-phi3v-standin", "openvino": out / "ov-phi3v-standin"}
     names = {"ort": "ort-genai", "ort-genai": "ort-genai", "openvino": "openvino", "ov": "openvino"}
@@ -64,18 +64,28 @@ def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
     for b in backends:
         backend_name = names[b]
         for nc in crops:
-            settings = ModelSettings(path=folders[backend_name], backend=backend_name, num_crops=nc, max_new_tokens=160)
+            settings = ModelSettings(
+                path=folders[backend_name], backend=backend_name, num_crops=nc, max_new_tokens=160
+            )
             be = load_backend(settings)
             stats: dict[str, list[int]] = {}
             t0 = time.time()
             failures = []
             for i, (img, scene, tasks) in enumerate(data):
                 for kind, prompt, expected, schema in tasks:
-                    gen = be.generate(GenerationRequest(prompt=prompt, images=(img,), max_new_tokens=160, json_schema=schema))
+                    gen = be.generate(
+                        GenerationRequest(
+                            prompt=prompt, images=(img,), max_new_tokens=160, json_schema=schema
+                        )
+                    )
                     text = gen.text.strip()
                     answers[(backend_name, nc, i, kind)] = text
                     if schema is not None:
-                        ok = gen.data is not None and gen.schema_error is None and gen.data == json.loads(expected)
+                        ok = (
+                            gen.data is not None
+                            and gen.schema_error is None
+                            and gen.data == json.loads(expected)
+                        )
                         key = "json"
                     else:
                         ok = text == expected
@@ -98,7 +108,9 @@ def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
         for nc in crops:
             keys = [k for k in answers if k[0] == "ort-genai" and k[1] == nc]
             same = [answers[k] == answers.get(("openvino",) + k[1:]) for k in keys]
-            report[f"agreement num_crops={nc}"] = f"{sum(same)}/{len(same)} = {100.0 * sum(same) / len(same):.1f}%"
+            report[f"agreement num_crops={nc}"] = (
+                f"{sum(same)}/{len(same)} = {100.0 * sum(same) / len(same):.1f}%"
+            )
     print(json.dumps(report, indent=2))
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0

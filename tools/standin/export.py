@@ -50,9 +50,8 @@ def merged_channel_index(c: int = CLIP_DIM) -> np.ndarray:
 
 def ort_vision_model(w: dict[str, np.ndarray]):
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
     from fixture_models.ort_vision import _IR_VERSION, _OPSET, _i64
+    from onnx import TensorProto, helper, numpy_helper
 
     hidden = w["proj.fc2.weight"].shape[0]
     node = helper.make_node
@@ -202,7 +201,9 @@ def ov_vision_graphs(w: dict[str, np.ndarray], out: Path) -> None:
     pixels = ops.parameter([-1, 3, -1, -1], ov.Type.f32, name="pixel_values")
     feat = conv(conv(conv(pixels, "conv1", 0), "conv2", 1), "conv3", 1)  # [N,8,24,24]
     seq = ops.transpose(ops.reshape(feat, i64([0, V.TRUNK_CH, -1]), special_zero=True), i64([0, 2, 1]))
-    padded = ops.pad(seq, i64([0, 0, 0]), i64([0, 0, CLIP_DIM - V.TRUNK_CH]), "constant", ops.constant(np.float32(0)))
+    padded = ops.pad(
+        seq, i64([0, 0, 0]), i64([0, 0, CLIP_DIM - V.TRUNK_CH]), "constant", ops.constant(np.float32(0))
+    )
     padded.output(0).get_tensor().set_names({"last_hidden_state"})
     ov.save_model(
         ov.Model([padded], [pixels], "standin_phi3v_vision_embeddings"),
@@ -211,7 +212,9 @@ def ov_vision_graphs(w: dict[str, np.ndarray], out: Path) -> None:
     )
 
     x = ops.parameter([-1, -1, 4 * CLIP_DIM], ov.Type.f32, name="input")
-    glob = ops.slice(x, i64([-GLOBAL_ROWS]), i64([np.iinfo(np.int64).max]), i64([1]), i64([1]))  # [B,156,4096]
+    glob = ops.slice(
+        x, i64([-GLOBAL_ROWS]), i64([np.iinfo(np.int64).max]), i64([1]), i64([1])
+    )  # [B,156,4096]
     grid = ops.reshape(glob, i64([0, V.MERGED, V.MERGED + 1, 4 * CLIP_DIM]), special_zero=True)
     tokens = ops.slice(grid, i64([0]), i64([V.MERGED]), i64([1]), i64([2]))  # drop sub_GN column
     tokens = ops.gather(tokens, i64(merged_channel_index()), i64(3))  # [B,12,12,32]
@@ -241,9 +244,8 @@ def ov_vision_graphs(w: dict[str, np.ndarray], out: Path) -> None:
 
 def hf_checkpoint(work: Path, ids, dst: Path) -> Path:
     """The trained decoder as an HF checkpoint the ORT builder reads as a phi3v text model."""
-    from transformers import GenerationConfig
-
     from fixture_models.tokenizer import copy_tokenizer
+    from transformers import GenerationConfig
 
     if dst.exists():
         shutil.rmtree(dst)

@@ -52,7 +52,9 @@ def check(work: Path, out: Path, bgr: np.ndarray, num_crops: int) -> dict[str, f
         g2 = torch.from_numpy(V.global_view(bgr, num_crops)[None])
         same_view = float((g - g2).abs().max())
     sess = ort.InferenceSession(str(out / "ort-phi3v-standin" / "phi-3.5-v-instruct-vision.onnx"))
-    feats = sess.run(None, {"pixel_values": hd.pixel_values[None], "image_sizes": np.array([hd.size], np.int64)})[0]
+    feats = sess.run(
+        None, {"pixel_values": hd.pixel_values[None], "image_sizes": np.array([hd.size], np.int64)}
+    )[0]
     core = ov.Core()
     ovd = out / "ov-phi3v-standin"
     emb = core.compile_model(str(ovd / "openvino_vision_embeddings_model.xml"), "CPU")
@@ -60,7 +62,13 @@ def check(work: Path, out: Path, bgr: np.ndarray, num_crops: int) -> dict[str, f
     n_sub = (hd.size[0] // 336) * (hd.size[1] // 336)
     f = emb(hd.pixel_values[: 1 + n_sub])[0]
     cfg = json.loads((ovd / "config.json").read_text())
-    lay = _ov_layout(f, hd.size[0] // 336, hd.size[1] // 336, np.array(cfg["sub_GN"], np.float32), np.array(cfg["glb_GN"], np.float32))
+    lay = _ov_layout(
+        f,
+        hd.size[0] // 336,
+        hd.size[1] // 336,
+        np.array(cfg["sub_GN"], np.float32),
+        np.array(cfg["glb_GN"], np.float32),
+    )
     assert lay.shape[1] >= GLOBAL_ROWS
     y = prj(lay)[0][0]
     return {

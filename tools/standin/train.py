@@ -89,7 +89,13 @@ def to_input(u8: np.ndarray) -> torch.Tensor:
 
 
 def train_vision(
-    out: Path, steps: int, batch: int = 64, workers: int = 1, reuse: int = 2, window: int = 48, resume: int = 0
+    out: Path,
+    steps: int,
+    batch: int = 64,
+    workers: int = 1,
+    reuse: int = 2,
+    window: int = 48,
+    resume: int = 0,
 ) -> Path:
     """resume > 0: continue the saved classifier for `steps` more steps on fresh chunks, lower lr."""
     torch.manual_seed(SEED + resume)
@@ -106,7 +112,8 @@ def train_vision(
     q = ctx.Queue(maxsize=window)
     base = 1_000_000 * resume  # chunk ids of a resumed round: scenes not seen before
     procs = [
-        ctx.Process(target=_worker, args=(base + i, workers, base + n_chunks, q), daemon=True) for i in range(workers)
+        ctx.Process(target=_worker, args=(base + i, workers, base + n_chunks, q), daemon=True)
+        for i in range(workers)
     ]
     for p in procs:
         p.start()
@@ -125,9 +132,9 @@ def train_vision(
         avail = list(range(lo, need + 1))
         pick_c = rng.choice(avail, batch)
         pick_i = rng.integers(0, CHUNK, batch)
-        x = np.stack([chunks[c][0][i] for c, i in zip(pick_c, pick_i)])
-        ys = np.stack([chunks[c][1][i] for c, i in zip(pick_c, pick_i)])
-        yc = np.stack([chunks[c][2][i] for c, i in zip(pick_c, pick_i)])
+        x = np.stack([chunks[c][0][i] for c, i in zip(pick_c, pick_i, strict=False)])
+        ys = np.stack([chunks[c][1][i] for c, i in zip(pick_c, pick_i, strict=False)])
+        yc = np.stack([chunks[c][2][i] for c, i in zip(pick_c, pick_i, strict=False)])
         flip = rng.random(batch) < 0.5  # mirror: left and right swap, shapes are symmetric
         x[flip] = x[flip][..., ::-1]
         ys[flip] = ys[flip][:, ::-1]
@@ -136,7 +143,9 @@ def train_vision(
         ls, lc = V.split_logits(logits)
         ts, tc = torch.from_numpy(ys.copy()), torch.from_numpy(yc.copy())
         loss = torch.nn.functional.cross_entropy(ls.reshape(-1, V.N_SHAPE), ts.reshape(-1))
-        loss = loss + torch.nn.functional.cross_entropy(lc.reshape(-1, V.N_COLOR), tc.reshape(-1), ignore_index=-100)
+        loss = loss + torch.nn.functional.cross_entropy(
+            lc.reshape(-1, V.N_COLOR), tc.reshape(-1), ignore_index=-100
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -147,7 +156,11 @@ def train_vision(
         if step % 50 == 0 or step == steps - 1:
             log.info(
                 "vision step=%d loss=%.4f scene_acc(50)=%.3f chunks=%d %.1fs",
-                step, loss.item(), float(np.mean(hist[-50:])), need, time.time() - t0,
+                step,
+                loss.item(),
+                float(np.mean(hist[-50:])),
+                need,
+                time.time() - t0,
             )
         if step % 500 == 499 or step == steps - 1:
             torch.save(model.state_dict(), out / "vision.pt")
@@ -181,7 +194,6 @@ DECODER_SIZES = dict(
 def _ov_encoder(tokenizer_dir: Path):
     """OpenVINO Tokenizers' encoding of a text chunk (without <s>), from the same tokenizer.json."""
     import openvino_genai as ovg
-
     from fixture_models.ov_text import write_ov_tokenizer
 
     ov_dir = tokenizer_dir.parent / "ov-tokenizer"
@@ -221,7 +233,10 @@ def train_decoder(
     opt = torch.optim.AdamW(params, lr=1e-3 if resume else 3e-3, weight_decay=0.01)
     warm = 20 if resume else 100
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+        ),
     )
     enc = D.Encoder(str(tokenizer_dir / "tokenizer.json"), ids.bos, ids.end)
     ov_encode = _ov_encoder(tokenizer_dir)
@@ -254,11 +269,13 @@ def train_decoder(
         base = model.model(inputs_embeds=block, use_cache=True)
         cache = DynamicCache()
         for i, layer in enumerate(base.past_key_values.layers):
-            cache.update(layer.keys.repeat_interleave(per_scene, 0), layer.values.repeat_interleave(per_scene, 0), i)
+            cache.update(
+                layer.keys.repeat_interleave(per_scene, 0), layer.values.repeat_interleave(per_scene, 0), i
+            )
         length = max(len(t) for t in texts)
         tok = torch.zeros((len(texts), length), dtype=torch.long)
         lab = torch.full((len(texts), length), -100, dtype=torch.long)
-        for i, (t, s) in enumerate(zip(texts, starts)):
+        for i, (t, s) in enumerate(zip(texts, starts, strict=False)):
             tok[i, : len(t)] = torch.tensor(t)
             lab[i, s - 1 : len(t) - 1] = torch.tensor(t[s:])
         p0 = block.shape[1]
@@ -277,7 +294,11 @@ def train_decoder(
         if step % 25 == 0 or step == steps - 1:
             log.info(
                 "decoder step=%d n_img=%d loss=%.4f seq_exact(25)=%.3f %.1fs",
-                step, n_img, loss.item(), float(np.mean(hist[-25:])), time.time() - t0,
+                step,
+                n_img,
+                loss.item(),
+                float(np.mean(hist[-25:])),
+                time.time() - t0,
             )
         if step % 200 == 199 or step == steps - 1 or step == (stop or 0) - 1:
             model.save_pretrained(str(out / "decoder-hf"), safe_serialization=True)

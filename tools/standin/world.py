@@ -62,18 +62,20 @@ def random_size(rng: np.random.Generator) -> tuple[int, int]:
     return short_side, long_side
 
 
-def random_scene(rng: np.random.Generator, n_shapes: int | None = None, size: tuple[int, int] | None = None) -> Scene:
+def random_scene(
+    rng: np.random.Generator, n_shapes: int | None = None, size: tuple[int, int] | None = None
+) -> Scene:
     if n_shapes is None:
         n_shapes = int(rng.choice(4, p=[0.04, 0.24, 0.32, 0.40]))
     thirds = sorted(rng.choice(3, size=n_shapes, replace=False).tolist())
-    shapes = tuple(
-        Shape(SHAPES[rng.integers(3)], COLORS[rng.integers(6)], POSITIONS[t]) for t in thirds
-    )
+    shapes = tuple(Shape(SHAPES[rng.integers(3)], COLORS[rng.integers(6)], POSITIONS[t]) for t in thirds)
     w, h = size if size is not None else random_size(rng)
     return Scene(shapes, w, h, int(rng.integers(64, 193)))
 
 
-def draw(scene: Scene, rng: np.random.Generator, *, overlay: bool | None = None, jpeg: bool = True) -> np.ndarray:
+def draw(
+    scene: Scene, rng: np.random.Generator, *, overlay: bool | None = None, jpeg: bool = True
+) -> np.ndarray:
     """The scene as an HxWx3 uint8 BGR frame (what the camera hands the daemon)."""
     w, h = scene.width, scene.height
     img = np.full((h, w, 3), scene.background, np.uint8)
@@ -192,10 +194,7 @@ def caption(scene: Scene) -> str:
     if not scene.shapes:
         return "An empty grey background."
     parts = [f"a {s.color} {s.shape} {WHERE[s.position]}" for s in scene.shapes]
-    if len(parts) == 1:
-        text = parts[0]
-    else:
-        text = ", ".join(parts[:-1]) + " and " + parts[-1]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     return text[0].upper() + text[1:] + "."
 
 
@@ -229,7 +228,11 @@ def as_json(scene: Scene) -> str:
 def question_prompts(shape: str, color: str) -> dict[str, tuple[str, ...]]:
     return {
         "color": (f"What color is the {shape}?", f"What colour is the {shape}?"),
-        "count": ("How many shapes are there?", "How many shapes are in the image?", "How many shapes do you see?"),
+        "count": (
+            "How many shapes are there?",
+            "How many shapes are in the image?",
+            "How many shapes do you see?",
+        ),
         "exists": (f"Is there a {color} {shape}?", f"Is there a {color} {shape} in the image?"),
         "where": (f"Where is the {color} {shape}?",),
     }
