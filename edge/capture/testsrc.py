@@ -1,8 +1,14 @@
 """`testsrc`: a synthetic moving scene with a clock, for the demo and for tests without a camera.
 
-Frame n depends only on n and the size (the clock shows stream time n/fps, not the wall clock), so
-tests and benchmarks are reproducible; the moving ball and the sweeping hand give the motion gate
-something to see at any resolution.
+It draws the demo model's world (edge.imaging.scenes): a uniform grey background with one to three
+circles / squares / triangles in red, green, blue, yellow, white or black, at most one per horizontal
+third, each 8-20 % of the image height, and the digital clock text bottom left. The shapes drift
+inside their thirds all the time (the motion gate always has something to see), and every
+SCENE_S seconds of stream time the scene changes to another one, so the demo model's captions name
+what is on screen and change as it changes. `scene_at(frame_number(...))` says what is on screen.
+
+Frame n depends only on n, the size and the fps (the clock shows stream time n/fps, not the wall
+clock), so tests and benchmarks are reproducible.
 """
 
 from __future__ import annotations
@@ -14,59 +20,63 @@ import numpy as np
 
 from edge.capture.base import CameraInfo, Pacer
 from edge.imaging.opencv import cv2
+from edge.imaging.scenes import (
+    COLOR_BGR,
+    Scene,
+    centre_range,
+    clock_label,
+    clock_text,
+    draw_shape,
+    random_scene,
+    size_range,
+)
+
+SCENE_S = 8.0  # stream seconds each scene stays on screen
+SEED = 20240915  # the test pattern's scene sequence
+MIN_CONTRAST = 40  # grey levels between a shape and the background (the motion gate sees it)
 
 
-def _background(width: int, height: int) -> np.ndarray:
-    """A static gradient with a grid and a few fixed shapes: texture for the gate, cheap to copy."""
-    x = np.linspace(40, 120, width, dtype=np.float32)
-    y = np.linspace(30, 90, height, dtype=np.float32)[:, None]
-    img = np.empty((height, width, 3), dtype=np.uint8)
-    img[..., 0] = (x + y).clip(0, 255).astype(np.uint8)
-    img[..., 1] = (x * 0.6 + y * 0.8).clip(0, 255).astype(np.uint8)
-    img[..., 2] = (y * 1.5).clip(0, 255).astype(np.uint8)
-    step = max(16, min(width, height) // 8)
-    for gx in range(0, width, step):
-        cv2.line(img, (gx, 0), (gx, height - 1), (70, 70, 70), 1)
-    for gy in range(0, height, step):
-        cv2.line(img, (0, gy), (width - 1, gy), (70, 70, 70), 1)
-    s = min(width, height)
-    cv2.rectangle(
-        img, (width // 10, height // 2), (width // 10 + s // 6, height // 2 + s // 5), (40, 90, 160), -1
-    )
-    cv2.circle(img, (width * 8 // 10, height * 3 // 4), max(4, s // 12), (150, 60, 60), -1)
-    return img
+def _grey(bgr: tuple[int, int, int]) -> float:
+    b, g, r = bgr
+    return 0.114 * b + 0.587 * g + 0.299 * r
 
 
-def render_frame(
-    n: int, width: int, height: int, fps: float, background: np.ndarray | None = None
-) -> np.ndarray:
+def scene_index(n: int, fps: float) -> int:
+    """Which scene frame n shows."""
+    return int((n / fps) // SCENE_S)
+
+
+def scene_at(k: int, width: int, height: int) -> tuple[Scene, np.random.Generator]:
+    """Scene k of the sequence at this size (1-3 shapes, each clearly off the background) and its motion rng."""
+    rng = np.random.default_rng([SEED, k])
+    while True:
+        scene = random_scene(rng, n_shapes=int(rng.integers(1, 4)), size=(width, height))
+        if all(abs(_grey(COLOR_BGR[s.color]) - scene.background) >= MIN_CONTRAST for s in scene.shapes):
+            return scene, rng
+
+
+def render_frame(n: int, width: int, height: int, fps: float) -> np.ndarray:
     """Frame `n` of the synthetic scene (uint8 HxWx3 BGR)."""
-    img = (background if background is not None else _background(width, height)).copy()
     t = n / fps
-    s = min(width, height)
-    # A ball bouncing on a Lissajous path: always moving, crosses most of the frame.
-    r = max(4, s // 10)
-    cx = int(r + (width - 2 * r) * (0.5 + 0.5 * math.sin(t * 0.9)))
-    cy = int(r + (height - 2 * r) * (0.5 + 0.5 * math.sin(t * 1.3 + 1.0)))
-    cv2.circle(img, (cx, cy), r, (30, 200, 240), -1, cv2.LINE_AA)
-    # An analog clock face with a seconds hand, top right.
-    cr = max(8, s // 8)
-    cc = (width - cr - max(4, s // 40), cr + max(4, s // 40))
-    cv2.circle(img, cc, cr, (235, 235, 235), -1, cv2.LINE_AA)
-    cv2.circle(img, cc, cr, (20, 20, 20), max(1, s // 240), cv2.LINE_AA)
-    angle = (t % 60.0) / 60.0 * 2 * math.pi
-    tip = (int(cc[0] + 0.9 * cr * math.sin(angle)), int(cc[1] - 0.9 * cr * math.cos(angle)))
-    cv2.line(img, cc, tip, (0, 0, 200), max(1, s // 160), cv2.LINE_AA)
-    # The digital clock and frame number, bottom left.
-    hours, rem = divmod(t, 3600.0)
-    minutes, seconds = divmod(rem, 60.0)
-    label = f"{int(hours):02d}:{int(minutes):02d}:{seconds:06.3f}  #{n}"
-    scale = max(0.35, s / 600.0)
-    thickness = max(1, int(round(scale * 2)))
-    org = (max(4, s // 40), height - max(6, s // 30))
-    cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
-    cv2.putText(img, label, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
+    scene, rng = scene_at(scene_index(n, fps), width, height)
+    img = np.full((height, width, 3), scene.background, np.uint8)
+    r_min, r_max = size_range(width, height)
+    for s in scene.shapes:
+        # Size and path are fixed per scene: a Lissajous drift inside the shape's third.
+        r = rng.uniform(r_min + 0.15 * (r_max - r_min), r_max - 0.15 * (r_max - r_min))
+        wx, wy = rng.uniform(1.2, 2.0), rng.uniform(0.8, 1.4)
+        px, py = rng.uniform(0, 2 * math.pi, 2)
+        (x0, x1), (y0, y1) = centre_range(width, height, s.position, r)
+        cx = x0 + (x1 - x0) * (0.5 + 0.5 * math.sin(wx * t + px))
+        cy = y0 + (y1 - y0) * (0.5 + 0.5 * math.sin(wy * t + py))
+        draw_shape(img, s.shape, cx, cy, r, COLOR_BGR[s.color], cv2.LINE_AA)
+    clock_text(img, clock_label(t, n))
     return img
+
+
+def scene_of_frame(n: int, width: int, height: int, fps: float) -> Scene:
+    """What frame n shows (the truth the demo model's caption is checked against)."""
+    return scene_at(scene_index(n, fps), width, height)[0]
 
 
 class TestSource:
@@ -87,20 +97,18 @@ class TestSource:
         self.description = "testsrc"
         self.paced_by_consumer = not realtime
         self._pacer = Pacer(fps, cancel) if realtime else None
-        self._background: np.ndarray | None = None
         self._n = 0
 
     def open(self) -> CameraInfo:
-        self._background = _background(self.width, self.height)
         self._n = 0
         return CameraInfo(self.kind, self.description, self.width, self.height, self.fps, backend="synthetic")
 
     def read(self) -> np.ndarray:
         if self._pacer is not None:
             self._pacer.wait()
-        frame = render_frame(self._n, self.width, self.height, self.fps, self._background)
+        frame = render_frame(self._n, self.width, self.height, self.fps)
         self._n += 1
         return frame
 
     def close(self) -> None:
-        self._background = None
+        pass

@@ -15,9 +15,10 @@ import pytest
 from edge.capture import CameraConfigError, Grabber, build_camera, source_kind
 from edge.capture.frames import prepare_image
 from edge.capture.gst import APPSINK_TAIL, has_gstreamer, pipeline_of
-from edge.capture.testsrc import TestSource, render_frame
+from edge.capture.testsrc import SCENE_S, TestSource, render_frame, scene_of_frame
 from edge.config.settings import CameraSettings
 from edge.core.errors import EdgeError, FrameError
+from edge.imaging.scenes import COLOR_BGR, caption
 
 
 @pytest.mark.parametrize(
@@ -53,6 +54,24 @@ def test_testsrc_is_deterministic_and_moves() -> None:
     assert a.shape == (240, 320, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)
     assert np.count_nonzero(cv2.absdiff(a, c)) > 100
+
+
+def test_testsrc_draws_the_demo_models_world() -> None:
+    """Grey background, 1-3 grammar shapes one per third in their nominal BGR colors; the scene changes."""
+    fps = 5.0
+    captions = []
+    for k in range(6):
+        n = int(k * SCENE_S * fps) + 3
+        scene, frame = scene_of_frame(n, 640, 480, fps), render_frame(n, 640, 480, fps)
+        assert 1 <= len(scene.shapes) <= 3 and 64 <= scene.background <= 192
+        assert len({s.position for s in scene.shapes}) == len(scene.shapes)
+        colors, counts = np.unique(frame.reshape(-1, 3), axis=0, return_counts=True)
+        assert tuple(colors[counts.argmax()]) == (scene.background,) * 3  # most pixels: the grey
+        for s in scene.shapes:  # each shape's exact color covers a real area (>= 1 % of the frame)
+            assert counts[(colors == COLOR_BGR[s.color]).all(axis=1)].sum() > 0.01 * 640 * 480
+        assert scene_of_frame(n + int(SCENE_S * fps) - 4, 640, 480, fps) == scene  # stays for SCENE_S
+        captions.append(caption(scene))
+    assert len(set(captions)) == 6
 
 
 @pytest.mark.parametrize(("w", "h"), [(64, 48), (640, 480), (1920, 1080), (480, 640)])
