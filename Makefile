@@ -5,7 +5,7 @@ VENV   ?= .venv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint venv clean
+.PHONY: demo demo-openvino test check lint venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/edge run --profile demo
+
+demo-openvino: $(STAMP)
+	$(VENV)/bin/edge run --profile demo-openvino
 
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
 # The static checks run first: `.ci/run` calls `make test`, so CI fails on a lint or type error too.

@@ -51,6 +51,7 @@ from edge.serial.trigger import TriggerReader
 
 log = logging.getLogger(__name__)
 
+DEMO_PROFILES = ("demo", "demo-openvino")  # echo results to stdout, say what the model is
 DEMO_NOTICE = (
     "demo profile: the model is a RANDOM TINY TEST MODEL, its text is noise by design; "
     "point model.path at a real Phi-3.5-vision folder for real captions (see devices/demo.toml)"
@@ -170,7 +171,7 @@ class Daemon:
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
             sink=sink.write_result if sink else None,
-            echo=sys.stdout.isatty() or s.profile == "demo",
+            echo=sys.stdout.isatty() or s.profile in DEMO_PROFILES,
             max_frame_age_s=max_frame_age_s,
         )
         size = queue_size(s)
@@ -340,7 +341,7 @@ class Daemon:
         parts.pinger.start()
         parts.state.update()
         self.notifier.ready(parts.health.status_line())
-        if s.profile == "demo":
+        if s.profile in DEMO_PROFILES:
             log.warning(DEMO_NOTICE)
         log.info(
             "running: %d task(s) on %d camera(s) (%s), model %s on %s",

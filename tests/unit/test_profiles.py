@@ -25,7 +25,7 @@ DEVICES = Path(__file__).resolve().parents[2] / "devices"
 PACKAGED = package_file("config/profiles")
 MODELS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "models"
 BOARDS = ["rpi5", "jetson-orin", "intel-core-ultra-npu", "qualcomm-qcs", "x86-cpu"]
-PROFILES = [*BOARDS, "demo"]
+PROFILES = [*BOARDS, "demo", "demo-openvino"]
 
 
 def test_the_profile_set_is_complete() -> None:
@@ -93,3 +93,18 @@ def test_demo_runs_on_the_packaged_demo_model() -> None:
         1,
     )
     assert [(t.trigger, t.interval_s) for t in settings.tasks] == [("interval", 5)]
+
+
+def test_demo_openvino_runs_the_packaged_openvino_demo_model() -> None:
+    settings = load_settings(profile="demo-openvino", environ={}).settings
+    assert settings.model.path == package_file("assets/models/demo-ov")
+    assert (settings.model.path / "openvino_language_model.xml").is_file()
+    assert (settings.model.backend, settings.model.providers) == ("openvino", ["CPU"])
+    demo = load_settings(profile="demo", environ={}).settings
+    # The same demo otherwise: camera, gate, tasks, broker.
+    for part in ("camera", "gate", "tasks", "mqtt", "health"):
+        assert getattr(settings, part) == getattr(demo, part), part
+    assert (settings.model.num_crops, settings.model.max_new_tokens) == (
+        demo.model.num_crops,
+        demo.model.max_new_tokens,
+    )
