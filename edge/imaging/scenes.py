@@ -170,6 +170,16 @@ CAPTION_PROMPTS = (
     "Describe the image in one sentence.",
     "What can you see in this picture?",
 )
+# Prompts for the structured task (the schema below is added by edge.inference.structured).
+STRUCTURED_PROMPTS = (
+    "List the shapes.",
+    "List the shapes in the image.",
+    "Describe the shapes in the image.",
+    "What shapes are there?",
+    "Describe what you see in one sentence.",
+    "List every shape with its color and position.",
+)
+QUESTION_KINDS = ("color", "count", "exists", "where")
 # The structured task's schema: {"shapes": [{"shape", "color", "position"}]} (enums constrain decoding).
 SCHEMA = {
     "type": "object",
@@ -238,3 +248,24 @@ def question_prompts(shape: str, color: str) -> dict[str, tuple[str, ...]]:
         "exists": (f"Is there a {color} {shape}?", f"Is there a {color} {shape} in the image?"),
         "where": (f"Where is the {color} {shape}?",),
     }
+
+
+def question(scene: Scene, kind: str, rng: np.random.Generator) -> tuple[str, str]:
+    """(prompt, right answer) of a `kind` question (QUESTION_KINDS) about `scene`: about a shape that is
+    there 60 % of the time (its color changed in 3 of 10 of those), else about any shape and color."""
+    if scene.shapes and rng.random() < 0.6:
+        s = scene.shapes[rng.integers(len(scene.shapes))]
+        shape, color = s.shape, s.color
+        if rng.random() < 0.3:
+            color = COLORS[rng.integers(6)]
+    else:
+        shape, color = SHAPES[rng.integers(3)], COLORS[rng.integers(6)]
+    options = question_prompts(shape, color)[kind]
+    prompt = options[rng.integers(len(options))]
+    answer = {
+        "color": lambda: answer_color(scene, shape),
+        "count": lambda: answer_count(scene),
+        "exists": lambda: answer_exists(scene, color, shape),
+        "where": lambda: answer_where(scene, color, shape),
+    }[kind]()
+    return prompt, answer
