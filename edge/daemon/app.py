@@ -53,8 +53,8 @@ log = logging.getLogger(__name__)
 
 DEMO_PROFILES = ("demo", "demo-openvino")  # echo results to stdout, say what the model is
 DEMO_NOTICE = (
-    "demo profile: the model is a RANDOM TINY TEST MODEL, its text is noise by design; "
-    "point model.path at a real Phi-3.5-vision folder for real captions (see devices/demo.toml)"
+    "demo profile: the model is a tiny stand-in trained on synthetic shapes (the test pattern's world), "
+    "not Phi-3.5-vision; point model.path at a real Phi-3.5-vision folder for real scenes (see devices/demo.toml)"
 )
 FIRST_FRAME_WAIT_S = 30.0
 STOP_POLL_S = 0.2  # how often a start-up wait looks for SIGTERM/SIGINT
