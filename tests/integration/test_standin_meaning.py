@@ -5,9 +5,9 @@ A random-weight model cannot tell a BGR/RGB swap, a stale frame in the slot or c
 order from a correct pipeline; this model can: it was trained on the scenes of edge.imaging.scenes.
 Scenes the model gets right are fixed by seed; accuracy overall is in the benchmark
 (benchmarks/standin_accuracy.py, README "The demo model"). Meaning is asserted only where that
-accuracy makes it reliable: captions, counts and structured answers (98-100 %); the color / exists /
+accuracy makes it reliable: captions (95 %), counts (100 %) and structured answers (95 %); the color / exists /
 where questions are below 60 % on this model, so they are not asserted. One test draws fresh scenes
-every run and can fail by chance (>= 90 % right over 20 scenes, measured ~99 %).
+every run and can fail by chance (>= 90 % right over 60 scenes; captions measured 95 %).
 """
 
 from __future__ import annotations
@@ -110,11 +110,12 @@ def test_questions_and_structured_answers(worker: Supervisor) -> None:
 
 
 def test_at_least_90_percent_of_fresh_scenes_are_captioned_right(worker: Supervisor) -> None:
-    """Statistical, and it can fail: 20 scenes never seen before (a new seed each run)."""
+    """Statistical, and it can fail: 60 scenes never seen before (a new seed each run). At the measured
+    95 % (benchmark) it fails about 3 runs in 100 per backend by chance; well below 90 % it fails."""
     seed = int.from_bytes(os.urandom(4), "little")
     rng = np.random.default_rng(seed)
     right = []
-    for _ in range(20):
+    for _ in range(60):
         scene = S.random_scene(rng, n_shapes=int(rng.integers(1, 4)))
         right.append(ask(worker, S.draw(scene, rng)).text.strip() == S.caption(scene))
-    assert sum(right) >= 18, f"{sum(right)}/20 right (seed {seed})"
+    assert sum(right) >= 54, f"{sum(right)}/60 right (seed {seed})"
