@@ -6,8 +6,9 @@ order from a correct pipeline; this model can: it was trained on the scenes of e
 Scenes the model gets right are fixed by seed; accuracy overall is in the benchmark
 (benchmarks/standin_accuracy.py, README "The demo model"). Meaning is asserted only where that
 accuracy makes it reliable: captions (95 %), counts (100 %) and structured answers (95 %); the color / exists /
-where questions are below 60 % on this model, so they are not asserted. One test draws fresh scenes
-every run and can fail by chance (>= 90 % right over 60 scenes; captions measured 95 %).
+where questions are below 60 % on this model, so they are not asserted. One test asks for >= 90 % right
+over 60 held-out scenes of one fixed seed (captions measured 95 % on fresh scenes): it fails when the
+pipeline degrades, never by chance; EDGE_TEST_FRESH_SCENES=1 draws a new seed for a manual check.
 """
 
 from __future__ import annotations
@@ -110,9 +111,11 @@ def test_questions_and_structured_answers(worker: Supervisor) -> None:
 
 
 def test_at_least_90_percent_of_fresh_scenes_are_captioned_right(worker: Supervisor) -> None:
-    """Statistical, and it can fail: 60 scenes never seen before (a new seed each run). At the measured
-    95 % (benchmark) it fails about 3 runs in 100 per backend by chance; well below 90 % it fails."""
-    seed = int.from_bytes(os.urandom(4), "little")
+    """60 held-out scenes (a seed the trainer never used), >= 90 % right. Fixed so CI never fails by
+    chance (a new seed each run would, ~3 % per backend at the measured 95 %); a pipeline that blurs,
+    swaps channels or serves stale frames falls far below it. EDGE_TEST_FRESH_SCENES=1: a new seed."""
+    fresh = os.environ.get("EDGE_TEST_FRESH_SCENES") == "1"
+    seed = int.from_bytes(os.urandom(4), "little") if fresh else 20261129
     rng = np.random.default_rng(seed)
     right = []
     for _ in range(60):
