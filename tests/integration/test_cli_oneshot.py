@@ -37,7 +37,9 @@ def test_caption_from_the_camera_prints_one_result_payload() -> None:
     (line,) = res.stdout.strip().splitlines()
     payload = ResultPayload.model_validate(json.loads(line))
     assert payload.trigger == "command" and payload.captured_at is not None
-    assert payload.stats.image_tokens == 313 and 0 < payload.stats.new_tokens <= 6
+    # the random fixture's words are noise: it may even end at once on some frames (EOS first)
+    assert payload.stats.image_tokens == 313 and 0 <= payload.stats.new_tokens <= 6
+    assert payload.stats.stop_reason in ("eos", "max_tokens")
 
 
 def test_caption_of_a_truncated_jpeg_is_one_line_and_exit_1(tmp_path: Path) -> None:

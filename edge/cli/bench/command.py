@@ -303,7 +303,8 @@ def _overhead_phase(
         t0 = time.monotonic()
         reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
         walls.append(time.monotonic() - t0)
-        runtime.append(dict(reply["result"]["stats"]))
+        # the reply is small ({id, topic}); the stats come with the result on its own topic
+        runtime.append(observer.result(str(reply["result"]["id"]), 30).stats)
 
     folder_mb = sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
     low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256

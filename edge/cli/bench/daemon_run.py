@@ -328,6 +328,14 @@ class Observer:
                 self._lock.wait(0.2)
             return list(self.results)
 
+    def result(self, rid: str, timeout_s: float) -> ResultSample:
+        """The result with this id (a capture reply names it; the result itself comes on its topic)."""
+        found = self.wait_for(lambda rs: any(r.payload.get("id") == rid for r in rs), timeout_s)
+        for sample in found:
+            if sample.payload.get("id") == rid:
+                return sample
+        raise BenchError(f"result {rid} announced by a reply did not arrive within {timeout_s:.0f} s")
+
     def command(self, verb: str, body: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """Send cmd/{verb} and return the daemon's reply (CommandReply as a dict)."""
         replies = self._replies.setdefault(verb, queue.SimpleQueue())
