@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", help="decoder: color,count,exists,where weights (default equal)")
     ap.add_argument("--per-scene", type=int, default=8, help="decoder: prompts per scene code")
     ap.add_argument("--lr", type=float, help="decoder: peak learning rate")
-    ap.add_argument("--layers", type=int, help="decoder: layer count (default 4; a resumed smaller one is grown)")
+    ap.add_argument("--layers", type=int, help="decoder: layer count (default 2; a resumed smaller one is grown)")
     ap.add_argument("--seq-mean", action="store_true", help="decoder: loss = mean over answers of their mean")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--scenes", type=int, default=100)

@@ -186,7 +186,7 @@ DECODER_SIZES = dict(
     num_attention_heads=8,
     num_key_value_heads=8,
     intermediate_size=256,
-    num_hidden_layers=4,  # round 2: the 2 round-1 layers + 2 grown ones (see train_decoder)
+    num_hidden_layers=2,  # --layers 4 grows a saved 2-layer decoder (round 2, see train_decoder)
     initializer_range=0.02,
 )
 
