@@ -28,6 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--stop", type=int, help="decoder: stop (and save) after this many steps of the schedule")
     ap.add_argument("--resume", type=int, default=0, help="continue the saved stage (round number)")
+    ap.add_argument("--tasks", help="decoder: caption,question,json weights (default 0.35,0.4,0.25)")
+    ap.add_argument("--questions", help="decoder: color,count,exists,where weights (default equal)")
+    ap.add_argument("--per-scene", type=int, default=8, help="decoder: prompts per scene code")
+    ap.add_argument("--lr", type=float, help="decoder: peak learning rate")
+    ap.add_argument(
+        "--layers", type=int, help="decoder: layer count (default 2; a resumed smaller one is grown)"
+    )
+    ap.add_argument("--seq-mean", action="store_true", help="decoder: loss = mean over answers of their mean")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--backends", default="ort,openvino")
@@ -45,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.stage == "vision":
         pipeline.vision(args.work, args.steps or 2000, args.workers, args.resume)
     elif args.stage == "decoder":
-        pipeline.decoder(args.work, args.steps or 700, args.resume, args.stop)
+        kw = {"per_scene": args.per_scene, "lr": args.lr, "seq_mean": args.seq_mean, "layers": args.layers}
+        if args.tasks:
+            kw["task_weights"] = tuple(float(x) for x in args.tasks.split(","))
+        if args.questions:
+            kw["question_weights"] = tuple(float(x) for x in args.questions.split(","))
+        pipeline.decoder(args.work, args.steps or 700, args.resume, args.stop, **kw)
     elif args.stage == "export":
         pipeline.export(args.work, args.out)
     else:

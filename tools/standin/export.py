@@ -286,6 +286,9 @@ def export_all(work: Path, out: Path) -> tuple[Path, Path]:
         shutil.rmtree(ov_dir)
     ov_dir.mkdir(parents=True)
     cfg = {k: v for k, v in DECODER_SIZES.items() if k != "initializer_range"}
+    cfg["num_hidden_layers"] = json.loads((work / "decoder-hf" / "config.json").read_text())[
+        "num_hidden_layers"
+    ]
     ov_vision._export_language_model(hf, ov_dir, work, ids, config_overrides=cfg)
     ov_vision_graphs(w, ov_dir)
     ov_vision._write_configs(ov_dir, ids, np.random.default_rng(0), config_overrides=cfg)
@@ -327,7 +330,12 @@ def write_manifest(work: Path, out: Path) -> None:
         "structured_prompts": list(W.JSON_PROMPTS),
         "schema": W.SCHEMA,
         "json_form": '{"shapes":[{"shape":"circle","color":"red","position":"left"}]}',
-        "decoder": {k: v for k, v in DECODER_SIZES.items() if k != "initializer_range"},
+        "decoder": {
+            **{k: v for k, v in DECODER_SIZES.items() if k != "initializer_range"},
+            "num_hidden_layers": json.loads((work / "decoder-hf" / "config.json").read_text())[
+                "num_hidden_layers"
+            ],
+        },
         "training": meta,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

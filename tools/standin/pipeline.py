@@ -22,11 +22,11 @@ def vision(work: Path, steps: int, workers: int, resume: int = 0) -> None:
     train_vision(work, steps, workers=workers, reuse=4, resume=resume)
 
 
-def decoder(work: Path, steps: int, resume: int = 0, stop: int | None = None) -> None:
+def decoder(work: Path, steps: int, resume: int = 0, stop: int | None = None, **kw) -> None:
     from .train import train_decoder
 
     ids = tokenizer(work)
-    train_decoder(work, work / "tokenizer", ids, steps, resume=resume, stop=stop)
+    train_decoder(work, work / "tokenizer", ids, steps, resume=resume, stop=stop, **kw)
 
 
 def export(work: Path, out: Path) -> None:

@@ -176,7 +176,7 @@ def decoder_config(ids, **extra):
     from fixture_models.hf_phi3 import phi3_config_kwargs
     from transformers import Phi3Config
 
-    cfg = Phi3Config(**phi3_config_kwargs(ids, **DECODER_SIZES, **extra))
+    cfg = Phi3Config(**phi3_config_kwargs(ids, **{**DECODER_SIZES, **extra}))
     cfg._attn_implementation = "sdpa"
     return cfg
 
@@ -186,7 +186,7 @@ DECODER_SIZES = dict(
     num_attention_heads=8,
     num_key_value_heads=8,
     intermediate_size=256,
-    num_hidden_layers=2,
+    num_hidden_layers=2,  # --layers 4 grows a saved 2-layer decoder (round 2, see train_decoder)
     initializer_range=0.02,
 )
 
@@ -216,21 +216,39 @@ def train_decoder(
     per_scene: int = 8,
     resume: int = 0,
     stop: int | None = None,
+    task_weights=(0.35, 0.4, 0.25),
+    question_weights=None,
+    lr: float | None = None,
+    seq_mean: bool = False,
+    layers: int | None = None,
 ) -> Path:
     """resume > 0: continue from the saved decoder for `steps` more steps (seeded by `resume`) at a
-    lower peak learning rate."""
+    lower peak learning rate. A saved decoder with fewer layers than DECODER_SIZES is grown: the new
+    layers go on top with zero output projections, so training starts from the saved model's answers.
+    layers overrides DECODER_SIZES' layer count (round 1 trained 2).
+    task_weights (caption, question, json) and question_weights (color, count, exists, where) set the
+    curriculum."""
     from transformers import DynamicCache, Phi3ForCausalLM
 
     torch.manual_seed(SEED + 1 + resume)
-    model = Phi3ForCausalLM(decoder_config(ids))
+    model = Phi3ForCausalLM(decoder_config(ids, **({"num_hidden_layers": layers} if layers else {})))
     proj = D.SceneProjection(model.config.hidden_size)
     if resume:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(out / "decoder-hf" / "model.safetensors")), strict=False)
+        missing = model.load_state_dict(
+            load_file(str(out / "decoder-hf" / "model.safetensors")), strict=False
+        ).missing_keys
+        grown = sorted({int(k.split(".")[2]) for k in missing if k.startswith("model.layers.")})
+        with torch.no_grad():
+            for i in grown:  # a new layer starts as the identity (residual only)
+                model.model.layers[i].self_attn.o_proj.weight.zero_()
+                model.model.layers[i].mlp.down_proj.weight.zero_()
+        if grown:
+            log.info("grown decoder layers %s", grown)
         proj.load_state_dict(torch.load(out / "projection.pt"))
     params = list(model.parameters()) + list(proj.parameters())
-    opt = torch.optim.AdamW(params, lr=1e-3 if resume else 3e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(params, lr=lr or (1e-3 if resume else 3e-3), weight_decay=0.01)
     warm = 20 if resume else 100
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -244,6 +262,7 @@ def train_decoder(
     emb_layer = model.get_input_embeddings()
     t0 = time.time()
     hist = []
+    per_kind: dict[str, list] = {}
     for step in range(steps if stop is None else min(stop, steps)):
         r = rng.random()
         n_img = 313 if r < 0.45 else 757 if r < 0.9 else int(rng.integers(150, 900))
@@ -253,12 +272,13 @@ def train_decoder(
         encode = ov_encode if ov_side else enc.encode
         p_bos = (0.8, 0.8) if ov_side else (0.2, 0.1)
         head = ([ids.bos] if rng.random() < p_bos[0] else []) + encode(D.USER_PIECE)
-        codes, texts, starts = [], [], []
+        codes, texts, starts, kinds = [], [], [], []
         for _ in range(scenes):
             scene = W.random_scene(rng)
             codes.append(D.code_from_scene(scene, rng, blur=0.25))
             for _ in range(per_scene):
-                kind, prompt, answer = W.sample_task(scene, rng)
+                kind, prompt, answer = W.sample_task(scene, rng, task_weights, question_weights)
+                kinds.append(kind)
                 _, tail = D.prompt_pieces(prompt)
                 t = ([ids.bos] if rng.random() < p_bos[1] else []) + encode(tail)
                 starts.append(len(t))
@@ -281,7 +301,14 @@ def train_decoder(
         p0 = block.shape[1]
         pos = torch.arange(p0, p0 + length)[None].expand(len(texts), -1)
         logits = model(inputs_embeds=emb_layer(tok), past_key_values=cache, position_ids=pos).logits
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1))
+        tok_loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), reduction="none"
+        ).reshape(lab.shape)
+        n_lab = (lab >= 0).sum(-1).clamp(min=1)
+        if seq_mean:  # each answer counts once, however long: short question answers are not drowned
+            loss = (tok_loss.sum(-1) / n_lab).mean()
+        else:
+            loss = tok_loss.sum() / n_lab.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -289,8 +316,11 @@ def train_decoder(
         sched.step()
         with torch.no_grad():
             pred = logits.argmax(-1)
-            ok = ((pred == lab) | (lab < 0)).all(-1).float().mean().item()
+            ok_row = ((pred == lab) | (lab < 0)).all(-1)
+            ok = ok_row.float().mean().item()
         hist.append(ok)
+        for k, v in zip(kinds, ok_row.tolist(), strict=True):
+            per_kind.setdefault(k, []).append(v)
         if step % 25 == 0 or step == steps - 1:
             log.info(
                 "decoder step=%d n_img=%d loss=%.4f seq_exact(25)=%.3f %.1fs",
@@ -300,7 +330,11 @@ def train_decoder(
                 float(np.mean(hist[-25:])),
                 time.time() - t0,
             )
-        if step % 200 == 199 or step == steps - 1 or step == (stop or 0) - 1:
+            log.info(
+                "  by kind (last 400): %s",
+                {k: round(float(np.mean(v[-400:])), 3) for k, v in sorted(per_kind.items())},
+            )
+        if step % 50 == 49 or step == steps - 1 or step == (stop or 0) - 1:
             model.save_pretrained(str(out / "decoder-hf"), safe_serialization=True)
             torch.save(proj.state_dict(), out / "projection.pt")
     return out / "decoder-hf"

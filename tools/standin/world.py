@@ -72,7 +72,9 @@ def schema_prompt(prompt: str, schema: dict) -> str:
     return f"{prompt}\nAnswer with only a JSON value that matches this JSON schema:\n{text}"
 
 
-def sample_task(scene: Scene, rng: np.random.Generator, weights=(0.35, 0.4, 0.25)) -> tuple[str, str, str]:
+def sample_task(
+    scene: Scene, rng: np.random.Generator, weights=(0.35, 0.4, 0.25), question_weights=None
+) -> tuple[str, str, str]:
     """(kind, prompt, answer) for one scene: a caption, a question or a structured request."""
     kind = ("caption", "question", "json")[int(rng.choice(3, p=np.array(weights) / sum(weights)))]
     if kind == "caption":
@@ -95,7 +97,11 @@ def sample_task(scene: Scene, rng: np.random.Generator, weights=(0.35, 0.4, 0.25
             color = COLORS[rng.integers(6)]
     else:
         shape, color = SHAPES[rng.integers(3)], COLORS[rng.integers(6)]
-    sub = ("color", "count", "exists", "where")[rng.integers(4)]
+    if question_weights is None:
+        sub = ("color", "count", "exists", "where")[rng.integers(4)]
+    else:
+        qw = np.array(question_weights, dtype=float)
+        sub = ("color", "count", "exists", "where")[int(rng.choice(4, p=qw / qw.sum()))]
     options = question_prompts(shape, color)[sub]
     prompt = options[rng.integers(len(options))]
     answer = {
