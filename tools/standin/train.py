@@ -305,10 +305,8 @@ def train_decoder(
             logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), reduction="none"
         ).reshape(lab.shape)
         n_lab = (lab >= 0).sum(-1).clamp(min=1)
-        if seq_mean:  # each answer counts once, however long: short question answers are not drowned
-            loss = (tok_loss.sum(-1) / n_lab).mean()
-        else:
-            loss = tok_loss.sum() / n_lab.sum()
+        # seq_mean: each answer counts once, however long (short question answers are not drowned)
+        loss = (tok_loss.sum(-1) / n_lab).mean() if seq_mean else tok_loss.sum() / n_lab.sum()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
