@@ -14,7 +14,7 @@ from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 from edge.daemon.pipeline import Pipeline
-from edge.mqtt.outbox import OutboxStats
+from edge.mqtt.outbox_records import OutboxStats
 from edge.pipeline.jobs import JobQueue, RecentResults
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload
-from edge.mqtt.outbox import Outbox, OutboxMessage
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.outbox_records import OutboxMessage
 from tests.e2e.harness import base_settings, start_daemon
 from tests.plugins.mosquitto import Collector
 

@@ -20,7 +20,8 @@ import tomli_w
 
 from edge.cli.doctor.checks import CheckResult
 from edge.cli.doctor.command import Host, run_doctor
-from edge.mqtt.outbox import Outbox, OutboxMessage
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.outbox_records import OutboxMessage
 from tests.plugins.models import model_dir
 from tests.plugins.mosquitto import USERS, Broker, TlsFiles
 from tests.plugins.ptys import PtyLink

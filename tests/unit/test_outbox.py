@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt.outbox import BOOT_RANDOM_BITS, DropReport, Outbox, OutboxError, OutboxMessage
+from edge.mqtt.outbox import BOOT_RANDOM_BITS, Outbox
+from edge.mqtt.outbox_records import DropReport, OutboxError, OutboxMessage
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -193,7 +194,8 @@ CHILD = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from edge.mqtt.outbox import Outbox, OutboxMessage
+    from edge.mqtt.outbox import Outbox
+    from edge.mqtt.outbox_records import OutboxMessage
     ob = Outbox(Path(sys.argv[1]), 1 << 30)
     ob.begin_boot()
     i = 0

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.mqtt.outbox import (
-    BOOT_RANDOM_BITS,
-    DropReport,
-    Outbox,
-    OutboxMessage,
-    StorageError,
-)
+from edge.mqtt.outbox import BOOT_RANDOM_BITS, Outbox
+from edge.mqtt.outbox_records import DropReport, OutboxMessage, StorageError
 
 
 def msg(i: int, size: int = 100, **kw: object) -> OutboxMessage:

@@ -25,7 +25,8 @@ from edge.cli.service_unit import ANOTHER_USER, ServiceUnit, UnitError, service_
 from edge.config.settings import CameraSettings, ModelSettings, MqttSettings, SerialSettings
 from edge.core.errors import EdgeError
 from edge.inference.model_folder import ModelFolder, validate_for
-from edge.mqtt.outbox import Outbox, OutboxError, default_outbox_path
+from edge.mqtt.outbox import Outbox, default_outbox_path
+from edge.mqtt.outbox_records import OutboxError
 
 log = logging.getLogger(__name__)
 
