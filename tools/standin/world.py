@@ -23,6 +23,7 @@ from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and ex
     POSITIONS,
     SCHEMA,
     SHAPES,
+    STRUCTURED_PROMPTS,
     WHERE,
     Scene,
     Shape,
@@ -38,14 +39,7 @@ from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and ex
     random_size,
 )
 
-JSON_PROMPTS = (
-    "List the shapes.",
-    "List the shapes in the image.",
-    "Describe the shapes in the image.",
-    "What shapes are there?",
-    "Describe what you see in one sentence.",
-    "List every shape with its color and position.",
-)
+JSON_PROMPTS = STRUCTURED_PROMPTS  # one list: the demo's structured prompts are the trained ones
 SCHEMA_PLAIN = {
     "type": "object",
     "properties": {
