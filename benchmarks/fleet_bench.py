@@ -37,9 +37,9 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.assets import package_file  # noqa: E402
 from edge.consumer import Delivery, Observation, Tracker  # noqa: E402
 from edge.consumer.stream import RESULTS, Consumer  # noqa: E402
+from tests.helpers.bridge import render_bridge  # noqa: E402
 from tests.integration.mqtt_stack import Stack, make_stack, result_builder  # noqa: E402
 from tests.plugins.mosquitto import Broker  # noqa: E402
 
@@ -56,17 +56,7 @@ def bridge_lines(central: Broker, client_id: str) -> list[str]:
         "bridge_cafile": None,
         "restart_timeout": "1 2",
     }
-    out = []
-    for line in package_file("assets/mosquitto/bridge.conf.example").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key = line.split()[0]
-        if key in overrides:
-            if overrides[key] is None:
-                continue
-            line = f"{key} {overrides[key]}"
-        out.append(line)
-    return out
+    return render_bridge(overrides)
 
 
 def pct(values: list[float], q: float) -> float:

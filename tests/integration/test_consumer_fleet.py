@@ -8,28 +8,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from edge.assets import package_file
 from edge.consumer import Delivery, Observation, Tracker
 from edge.consumer.stream import RESULTS, Consumer
+from tests.helpers.bridge import render_bridge
 from tests.integration.mqtt_stack import make_stack, result_builder, wait_until
 from tests.plugins.mosquitto import Broker, BrokerFactory, TlsFiles
-
-BRIDGE_EXAMPLE = package_file("assets/mosquitto/bridge.conf.example")
-
-
-def render_bridge(overrides: dict[str, str | None]) -> list[str]:
-    """The packaged example with some options' values replaced (None: the line dropped)."""
-    out = []
-    for line in BRIDGE_EXAMPLE.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key = line.split()[0]
-        if key in overrides:
-            if overrides[key] is None:
-                continue
-            line = f"{key} {overrides[key]}"
-        out.append(line)
-    return out
 
 
 def test_shared_subscription_splits_a_fleet_with_nothing_lost(mosquitto: Broker, tmp_path: Path) -> None:
