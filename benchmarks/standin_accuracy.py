@@ -39,13 +39,17 @@ MAX_NEW = 96
 MANIFEST = "standin-manifest.json"
 
 
-def cases(n: int) -> list[dict[str, Any]]:
-    """n scenes, each with a caption request, a question (kinds in turn) and a structured request."""
+def cases(n: int, two_image: bool = False) -> list[dict[str, Any]]:
+    """n scenes, each with a caption request, a question (kinds in turn) and a structured request;
+    with two_image also "what changed" between the frame and a second one of the scene after 0-2
+    edits (scenes.random_change), drawn at the same size."""
     out = []
     for i in range(n):
         rng = np.random.default_rng([BENCH_SEED, i])
         scene = S.random_scene(rng)
         frame = S.draw(scene, rng)
+        after = S.random_change(scene, rng)
+        after_frame = S.draw(after, rng)
         kind = S.QUESTION_KINDS[i % len(S.QUESTION_KINDS)]
         q, a = S.question(scene, kind, rng)
         cap = S.CAPTION_PROMPTS[0] if i % 2 == 0 else S.CAPTION_PROMPTS[i // 2 % len(S.CAPTION_PROMPTS)]
@@ -62,7 +66,20 @@ def cases(n: int) -> list[dict[str, Any]]:
                         S.as_json(scene),
                         S.SCHEMA,
                     ),
-                ],
+                ]
+                + (
+                    [
+                        (
+                            "change",
+                            S.CHANGE_PROMPTS[i % len(S.CHANGE_PROMPTS)],
+                            S.answer_changed(scene, after),
+                            None,
+                        )
+                    ]
+                    if two_image
+                    else []
+                ),
+                "after": after_frame,
             }
         )
     return out
@@ -90,14 +107,14 @@ def run_one(backend: str, folder: Path, num_crops: int, data: list[dict[str, Any
     t0 = time.perf_counter()
     for i, case in enumerate(data):
         for kind, prompt, expected, schema in case["tasks"]:
-            req = GenerationRequest(
-                prompt=prompt, images=(case["frame"],), max_new_tokens=MAX_NEW, json_schema=schema
-            )
+            images = (case["frame"], case["after"]) if kind == "change" else (case["frame"],)
+            req = GenerationRequest(prompt=prompt, images=images, max_new_tokens=MAX_NEW, json_schema=schema)
             gen = be.generate(req)
             text = gen.text.strip()
             texts[(i, kind)] = text
-            ttft.append(gen.stats.ttft_ms)
-            image_tokens.append(gen.stats.image_tokens)
+            if kind != "change":
+                ttft.append(gen.stats.ttft_ms)
+                image_tokens.append(gen.stats.image_tokens)
             if schema is not None:
                 valid = gen.data is not None and gen.schema_error is None
                 right = valid and gen.data == json.loads(expected)
@@ -143,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args(argv)
     folders = {"ort-genai": args.ort, "openvino": args.ov}
-    data = cases(args.n)
+    two_image = all(two_image_supported(folders[b]) for b in args.backends)
+    data = cases(args.n, two_image)
     results: dict[tuple[str, int], dict[str, Any]] = {}
     for backend in args.backends:
         for nc in args.crops:
@@ -153,9 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Demo model (trained stand-in), {args.n} held-out scenes, greedy, CPU.\n")
     print(
         "| backend | num_crops | image tokens | ttft ms (median) | captions right | answers right | "
-        "structured valid | structured right | " + " | ".join(k.split(":")[1] for k in kinds) + " |"
+        "structured valid | structured right | "
+        + " | ".join(k.split(":")[1] for k in kinds)
+        + " | what changed (2 images) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(kinds))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * (len(kinds) + 1))
     for (backend, nc), r in results.items():
         ok = r["ok"]
         cells = [
@@ -168,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             pct(ok.get("structured valid", [])),
             pct(ok.get("structured", [])),
             *[pct(ok.get(k, [])) for k in kinds],
+            pct(ok.get("change", [])),
         ]
         print("| " + " | ".join(cells) + " |")
     agreement: dict[int, float] = {}
@@ -182,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|---:|---:|")
         for nc, v in agreement.items():
             print(f"| {nc} | {v:.1f} % |")
-    if not any(two_image_supported(folders[b]) for b in args.backends):
+    if not two_image:
         print('\nTwo-image "what changed": not measured (the model\'s manifest lists no two-image task).')
     misses = [m for r in results.values() for m in r["misses"]]
     if misses:

@@ -2,6 +2,9 @@
 
     python tools/train_standin.py vision  --work DIR [--steps N]   # stage 1: the vision classifier
     python tools/train_standin.py decoder --work DIR [--steps N]   # stage 2: the decoder (no pixels)
+    python tools/train_standin.py bank    --work DIR               # stage 2 (round 3): token-id bank
+    python tools/standin/train_bank.py --bank DIR/bank.npz --out T # ... trained anywhere torch runs
+    python tools/train_standin.py adopt   --work DIR --from T      # ... back into DIR/decoder-hf
     python tools/train_standin.py export  --work DIR --out OUT     # ORT phi3v + OpenVINO phi3_v folders
     python tools/train_standin.py eval    --out OUT [--scenes N]   # through the real runtimes
 
@@ -21,7 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=["tokenizer", "vision", "decoder", "export", "eval"])
+    ap.add_argument(
+        "stage", choices=["tokenizer", "vision", "vision-from", "decoder", "bank", "adopt", "export", "eval"]
+    )
+    ap.add_argument(
+        "--from", dest="source", type=Path, help="vision-from: an ORT folder; adopt: train_bank's out"
+    )
+    ap.add_argument("--train-examples", type=int, default=800_000, help="bank: training examples")
     ap.add_argument("--work", type=Path, default=Path("/tmp/standin-work"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/standin-out"))
     ap.add_argument("--steps", type=int)
@@ -50,6 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     if args.stage == "tokenizer":
         pipeline.tokenizer(args.work)
+    elif args.stage == "vision-from":
+        pipeline.vision_from_folder(args.work, args.source)
+    elif args.stage == "bank":
+        pipeline.bank(args.work, args.train_examples, 3000)
+    elif args.stage == "adopt":
+        pipeline.adopt(args.work, args.source)
     elif args.stage == "vision":
         pipeline.vision(args.work, args.steps or 2000, args.workers, args.resume)
     elif args.stage == "decoder":

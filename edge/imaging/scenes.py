@@ -269,3 +269,77 @@ def question(scene: Scene, kind: str, rng: np.random.Generator) -> tuple[str, st
         "where": lambda: answer_where(scene, color, shape),
     }[kind]()
     return prompt, answer
+
+
+# ----------------------------------------------------------------------------- two frames: what changed
+
+# Prompts for two images (before, after), e.g. an event task of two frames on the demo model.
+CHANGE_PROMPTS = (
+    "What changed?",
+    "What changed between the two images?",
+    "What is different in the second image?",
+)
+NOTHING_CHANGED = "Nothing changed."
+
+
+def random_change(scene: Scene, rng: np.random.Generator) -> Scene:
+    """`scene` after 0-2 random edits (a shape appears, disappears, moves to an empty third, or is
+    replaced by another shape or color); same frame size and background."""
+    by_third: dict[str, Shape] = {s.position: s for s in scene.shapes}
+    edits = int(rng.choice(3, p=[0.12, 0.58, 0.30]))
+    for _ in range(edits):
+        empty = [p for p in POSITIONS if p not in by_third]
+        kinds = [
+            k for k, ok in (("appear", empty), ("disappear", by_third), ("move", by_third and empty)) if ok
+        ]
+        kinds += ["replace"] if by_third else []
+        kind = kinds[rng.integers(len(kinds))]
+        if kind == "appear":
+            p = empty[rng.integers(len(empty))]
+            by_third[p] = Shape(SHAPES[rng.integers(3)], COLORS[rng.integers(6)], p)
+        elif kind == "disappear":
+            del by_third[sorted(by_third)[rng.integers(len(by_third))]]
+        elif kind == "move":
+            old = by_third.pop(sorted(by_third)[rng.integers(len(by_third))])
+            p = empty[rng.integers(len(empty))]
+            by_third[p] = Shape(old.shape, old.color, p)
+        else:
+            p = sorted(by_third)[rng.integers(len(by_third))]
+            old = by_third[p]
+            while (new := Shape(SHAPES[rng.integers(3)], COLORS[rng.integers(6)], p)) == old:
+                pass
+            by_third[p] = new
+    shapes = tuple(by_third[p] for p in POSITIONS if p in by_third)
+    return Scene(shapes, scene.width, scene.height, scene.background)
+
+
+def answer_changed(before: Scene, after: Scene) -> str:
+    """The one right answer to "What changed?" for two frames: every shape that moved, disappeared or
+    appeared, ordered by the third it was in (a move by where it came from), e.g. "The red circle
+    moved from the left to the right and a blue square appeared in the center."."""
+    gone = [s for s in before.shapes if s not in after.shapes]
+    new = [s for s in after.shapes if s not in before.shapes]
+    events: list[tuple[int, int, str]] = []
+    for s in list(gone):  # a shape of the same kind and color that left one third and arrived in another
+        match = next((n for n in new if (n.shape, n.color) == (s.shape, s.color)), None)
+        if match is not None:
+            gone.remove(s)
+            new.remove(match)
+            events.append(
+                (
+                    POSITIONS.index(s.position),
+                    0,
+                    f"the {s.color} {s.shape} moved from the {s.position} to the {match.position}",
+                )
+            )
+    events += [
+        (POSITIONS.index(s.position), 1, f"the {s.color} {s.shape} {WHERE[s.position]} disappeared")
+        for s in gone
+    ]
+    events += [
+        (POSITIONS.index(s.position), 2, f"a {s.color} {s.shape} appeared {WHERE[s.position]}") for s in new
+    ]
+    if not events:
+        return NOTHING_CHANGED
+    text = _join([e[2] for e in sorted(events)])
+    return text[0].upper() + text[1:] + "."

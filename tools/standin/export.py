@@ -242,6 +242,29 @@ def ov_vision_graphs(w: dict[str, np.ndarray], out: Path) -> None:
 # ----------------------------------------------------------------------------- folders
 
 
+def fix_lm_head_input(text_onnx: Path) -> bool:
+    """Wire the logits MatMul to the final norm, where ORT GenAI 0.18's model builder may not.
+
+    The builder takes any nn.Linear with out_features == vocab_size for the LM head
+    (builders/base.py has_lm_head); with hidden 192 the fused qkv_proj has 3 x 192 = 576 outputs,
+    the padded vocab, so the builder starts an LM head inside layer 0 and the logits node keeps that
+    input (the real lm_head weights, layer 0's post-attention norm). Returns whether it rewired;
+    numerics.check_text compares the logits with transformers afterwards.
+    """
+    import onnx
+
+    model = onnx.load(str(text_onnx), load_external_data=False)
+    nodes = model.graph.node
+    logits = next(n for n in nodes if "logits" in n.output)
+    final = next(o for n in nodes for o in n.output if o.endswith("final_norm_layernorm/output_0"))
+    if logits.input[0] == final:
+        return False
+    log.warning("ORT builder wired the LM head to %s; rewiring it to %s", logits.input[0], final)
+    logits.input[0] = final
+    onnx.save(model, str(text_onnx))
+    return True
+
+
 def hf_checkpoint(work: Path, ids, dst: Path) -> Path:
     """The trained decoder as an HF checkpoint the ORT builder reads as a phi3v text model."""
     from fixture_models.tokenizer import copy_tokenizer
@@ -277,6 +300,7 @@ def export_all(work: Path, out: Path) -> tuple[Path, Path]:
     if ort_dir.exists():
         shutil.rmtree(ort_dir)
     ort_vision.build_phi3v(hf, ort_dir, work / "ort-cache", work / "tokenizer")
+    fix_lm_head_input(ort_dir / f"{ort_vision.PREFIX}-text.onnx")
     for stale in ort_dir.glob(f"{ort_vision.PREFIX}-vision.onnx*"):
         stale.unlink()
     ort_vision._save(ort_vision_model(w), ort_dir / f"{ort_vision.PREFIX}-vision.onnx", size_threshold=512)
@@ -297,6 +321,10 @@ def export_all(work: Path, out: Path) -> tuple[Path, Path]:
     for d in (ort_dir, ov_dir):
         for f in d.iterdir():
             f.chmod(0o644)
+    write_manifest(work, out)
+    for d in (ort_dir, ov_dir):
+        shutil.copy(out / "manifest.json", d / "standin-manifest.json")
+        (d / "standin-manifest.json").chmod(0o644)
     log.info("exported %s %s", ort_dir, ov_dir)
     return ort_dir, ov_dir
 
@@ -326,6 +354,12 @@ def write_manifest(work: Path, out: Path) -> None:
             "How many shapes are there?": "zero | one | two | three",
             "Is there a <color> <shape>?": "yes | no",
             "Where is the <color> <shape>?": "on the left | in the center | on the right | there is no <color> <shape>",
+        },
+        "two_images": {
+            "what": "what changed between two frames of one camera (before, after): 0-2 edits",
+            "prompts": list(W.CHANGE_PROMPTS),
+            "answer_form": "The red circle moved from the left to the right and a blue square appeared in "
+            "the center. | The green triangle on the left disappeared. | Nothing changed.",
         },
         "structured_prompts": list(W.JSON_PROMPTS),
         "schema": W.SCHEMA,

@@ -79,3 +79,40 @@ def check(work: Path, out: Path, bgr: np.ndarray, num_crops: int) -> dict[str, f
         "ov_rows": y.shape[0],
         "ov_max_diff": float(np.abs(y - ref).max()),
     }
+
+
+def check_text(work: Path, out: Path, length: int = 400) -> dict[str, float]:
+    """Max |logits| difference of both exported decoders against transformers on random embeddings."""
+    import onnxruntime as ort
+    import openvino as ov
+    from transformers import Phi3ForCausalLM
+
+    hf = Phi3ForCausalLM.from_pretrained(str(work / "decoder-hf")).eval()
+    cfg = hf.config
+    torch.manual_seed(0)
+    x = torch.randn(1, length, cfg.hidden_size) * 0.05
+    with torch.no_grad():
+        ref = hf(inputs_embeds=x).logits.numpy()
+    sess = ort.InferenceSession(str(out / "ort-phi3v-standin" / "phi-3.5-v-instruct-text.onnx"))
+    heads, dim = cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads
+    feeds = {"inputs_embeds": x.numpy(), "attention_mask": np.ones((1, length), np.int64)}
+    for i in sess.get_inputs():
+        if i.name.startswith("past_key_values"):
+            feeds[i.name] = np.zeros((1, heads, 0, dim), np.float32)
+    ort_logits = sess.run(["logits"], feeds)[0]
+    lm = ov.Core().read_model(str(out / "ov-phi3v-standin" / "openvino_language_model.xml"))
+    names = {p.get_any_name() for p in lm.inputs}
+    req = ov.Core().compile_model(lm, "CPU").create_infer_request()
+    inputs = {
+        "inputs_embeds": x.numpy(),
+        "attention_mask": np.ones((1, length), np.int64),
+        "position_ids": np.arange(length, dtype=np.int64)[None],
+    }
+    if "beam_idx" in names:
+        inputs["beam_idx"] = np.zeros(1, np.int32)
+    ov_logits = req.infer({k: v for k, v in inputs.items() if k in names})["logits"]
+    return {
+        "ort_logits_max_diff": float(np.abs(ort_logits - ref).max()),
+        "ov_logits_max_diff": float(np.abs(ov_logits - ref).max()),
+        "logits_max_abs": float(np.abs(ref).max()),
+    }

@@ -17,6 +17,7 @@ import numpy as np
 # benchmark draw the same scenes); edge never imports tools, so this module takes them from there.
 from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and exporters use W.*)
     CAPTION_PROMPTS,
+    CHANGE_PROMPTS,
     COLOR_BGR,
     COLORS,
     NUMBER,
@@ -27,6 +28,7 @@ from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and ex
     WHERE,
     Scene,
     Shape,
+    answer_changed,
     answer_color,
     answer_count,
     answer_exists,
@@ -35,6 +37,7 @@ from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and ex
     caption,
     draw,
     question_prompts,
+    random_change,
     random_scene,
     random_size,
 )
@@ -123,5 +126,9 @@ def corpus() -> list[str]:
                         out.extend(opts)
                     out.append(answer_where(scene, color, shape))
                     out.append(answer_color(scene, shape))
-    out += ["What changed?", "yes", "no", "zero one two three"] * 10
+    for _ in range(300):
+        before = random_scene(rng, size=(640, 480))
+        out.append(answer_changed(before, random_change(before, rng)))
+    out += list(CHANGE_PROMPTS) * 10
+    out += ["yes", "no", "zero one two three"] * 10
     return out
