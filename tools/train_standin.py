@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "stage", choices=["tokenizer", "vision", "vision-from", "decoder", "bank", "adopt", "export", "eval"]
+        "stage",
+        choices=["tokenizer", "vision", "vision-from", "decoder", "bank", "adopt", "export", "eval", "choose-cases"],
     )
     ap.add_argument(
         "--from", dest="source", type=Path, help="vision-from: an ORT folder; adopt: train_bank's out"
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.tokenizer(args.work)
     elif args.stage == "vision-from":
         pipeline.vision_from_folder(args.work, args.source)
+    elif args.stage == "choose-cases":  # --out edge/assets/models
+        from standin.export import write_choose_cases
+
+        write_choose_cases(args.out)
     elif args.stage == "bank":
         pipeline.bank(args.work, args.train_examples, 3000)
     elif args.stage == "adopt":

@@ -373,3 +373,37 @@ def write_manifest(work: Path, out: Path) -> None:
         "training": meta,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def write_choose_cases(models: Path, n: int = 8) -> Path:
+    """`models`/manifest.json + eval/*.jpg: held-out scenes with a prompt and the one right answer each,
+    the accuracy cases `edge bench --choose` reads beside a model folder (edge/cli/bench/choose.py:
+    a manifest.json above the folder with an "eval" list), shared by demo-ort and demo-ov."""
+    import cv2
+
+    from . import world as W
+
+    eval_dir = models / "eval"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for i in range(n):
+        rng = np.random.default_rng([31337, i])
+        scene = W.random_scene(rng, n_shapes=1 + i % 3)
+        image = W.draw(scene, rng)
+        name = f"eval/scene{i}.jpg"
+        cv2.imwrite(str(models / name), image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if i % 2 == 0:
+            prompt, answer = W.CAPTION_PROMPTS[0], W.caption(scene)
+        else:
+            from edge.imaging.scenes import QUESTION_KINDS, question
+
+            prompt, answer = question(scene, QUESTION_KINDS[i // 2 % len(QUESTION_KINDS)], rng)
+        cases.append({"image": name, "prompt": prompt, "answer": answer, "size": [scene.width, scene.height]})
+    doc = {
+        "what": "accuracy cases of the demo models (demo-ort, demo-ov) for `edge bench --choose`: held-out "
+        "scenes of their world (tools/standin/world.py), one prompt and the one right answer each",
+        "eval": cases,
+    }
+    path = models / "manifest.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return path
