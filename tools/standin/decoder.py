@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from edge.inference import phi3v_preprocess as pp
 
+# The projection lives in phi3_torch (one definition: train_bank.py imports it without this project).
+from .phi3_torch import THIRD_CODE, SceneProjection, third_codes  # noqa: F401
 from .vision import N_COLOR, N_SHAPE
 from .world import COLORS, POSITIONS, SHAPES, Scene, random_scene, sample_task
 
@@ -89,34 +90,6 @@ def sample_example(enc: Encoder, rng: np.random.Generator, n_image: int | None =
     kind, prompt, answer = sample_task(scene, rng)
     n = n_image if n_image is not None else COUNTS[rng.integers(len(COUNTS))]
     return enc.example(prompt, answer, code_from_scene(scene, rng, blur=0.25), n, rng), kind
-
-
-THIRD_CODE = 3 + N_SHAPE + N_COLOR  # one-hot third, its shape and color probabilities
-
-
-def third_codes(code: torch.Tensor) -> torch.Tensor:
-    """Scene code [B,30] -> per-third codes [B,3,13]: (one-hot third, shape probs, color probs)."""
-    b = code.shape[0]
-    shape = code[:, : 3 * N_SHAPE].reshape(b, 3, N_SHAPE)
-    color = code[:, 3 * N_SHAPE :].reshape(b, 3, N_COLOR)
-    eye = torch.eye(3, dtype=code.dtype).expand(b, 3, 3)
-    return torch.cat([eye, shape, color], -1)
-
-
-class SceneProjection(nn.Module):
-    """Scene code [B,30] -> three image token vectors [B,3,H], one per third.
-
-    Image token r of a frame carries vector r mod 3, so a text position can pick a third by content
-    (attention keys differ per third) and the answer does not depend on how many tokens there are.
-    """
-
-    def __init__(self, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(THIRD_CODE, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
-
-    def forward(self, code: torch.Tensor) -> torch.Tensor:
-        return self.fc2(torch.relu(self.fc1(third_codes(code))))
 
 
 def image_rows(vecs: torch.Tensor, n: int) -> torch.Tensor:
