@@ -26,7 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "stage",
-        choices=["tokenizer", "vision", "vision-from", "decoder", "bank", "adopt", "export", "eval", "choose-cases"],
+        choices=[
+            "tokenizer",
+            "vision",
+            "vision-from",
+            "vision-eval",
+            "decoder",
+            "bank",
+            "adopt",
+            "export",
+            "eval",
+            "choose-cases",
+        ],
     )
     ap.add_argument(
         "--from", dest="source", type=Path, help="vision-from: an ORT folder; adopt: train_bank's out"
@@ -62,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.tokenizer(args.work)
     elif args.stage == "vision-from":
         pipeline.vision_from_folder(args.work, args.source)
+    elif args.stage == "vision-eval":  # held-out scene accuracy of work/vision.pt (and --from FILE)
+        from standin.evaluate import vision_accuracy
+
+        print(
+            vision_accuracy([args.work / "vision.pt", *([args.source] if args.source else [])], args.scenes)
+        )
     elif args.stage == "choose-cases":  # --out edge/assets/models
         from standin.export import write_choose_cases
 

@@ -114,3 +114,32 @@ def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
     print(json.dumps(report, indent=2))
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def vision_accuracy(weights: list[Path], n: int = 300, seed: int = 5150) -> dict[str, str]:
+    """Held-out scenes (seed [seed, i], the whole grammar, num_crops 1 view) whose every third the
+    classifier gets right (shape, and color where a shape is), per weights file: the cap on captions."""
+    import torch
+
+    from . import vision as V
+    from .train import _quantize, to_input
+
+    models = {}
+    for path in weights:
+        model = V.Vision()
+        model.load_state_dict(torch.load(path, map_location="cpu"))
+        models[str(path)] = model.eval()
+    right = dict.fromkeys(models, 0)
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        scene = W.random_scene(rng)
+        x = to_input(_quantize(V.global_view(W.draw(scene, rng), 1))[None])
+        shapes, colors = V.targets(scene)
+        for name, model in models.items():
+            with torch.no_grad():
+                ls, lc = V.split_logits(model(x))
+            ok = (ls.argmax(-1)[0].numpy() == shapes).all() and all(
+                colors[t] < 0 or lc.argmax(-1)[0, t].item() == colors[t] for t in range(3)
+            )
+            right[name] += int(ok)
+    return {name: f"{k}/{n}" for name, k in right.items()}
