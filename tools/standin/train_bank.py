@@ -45,9 +45,8 @@ class Bank:
         self.meta = json.loads(bytes(z["meta"]).decode())
         self.z = {k: z[k] for k in z.files}
         self.kinds: list[str] = self.meta["kinds"]
-        json_answer = self.split("train")["answer"][self.split("train")["kind"] == self.kinds.index("json")][
-            0
-        ]
+        train = self.split("train")
+        json_answer = train["answer"][train["kind"] == self.kinds.index("json")][0]
         self.space = int(self.answer(int(json_answer))[0])  # the "▁" before "{" of every JSON answer
         self.names = [*self.kinds, "json:nospace"]
 

@@ -43,24 +43,10 @@ from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and ex
 )
 
 JSON_PROMPTS = STRUCTURED_PROMPTS  # one list: the demo's structured prompts are the trained ones
-SCHEMA_PLAIN = {
-    "type": "object",
-    "properties": {
-        "shapes": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "shape": {"type": "string"},
-                    "color": {"type": "string"},
-                    "position": {"type": "string"},
-                },
-                "required": ["shape", "color", "position"],
-            },
-        }
-    },
-    "required": ["shapes"],
-}
+# The same schema without enums (what a user might send): the trainer asks with both.
+SCHEMA_PLAIN = json.loads(json.dumps(SCHEMA))
+for _field in SCHEMA_PLAIN["properties"]["shapes"]["items"]["properties"].values():
+    del _field["enum"]
 
 
 def schema_prompt(prompt: str, schema: dict) -> str:
