@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[opencv,ort,openvino,http,metrics,dev]'
+	$(VENV)/bin/python -m pip install -q -e '.[opencv,ort,openvino,http,metrics,view,dev]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

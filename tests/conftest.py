@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.plugins.mosquitto",
     "tests.plugins.models",
     "tests.plugins.streams",
+    "tests.plugins.postgres",
 ]

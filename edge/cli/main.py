@@ -131,6 +131,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from-start", action="store_true", help="expect every boot from seq 1 (no late join)")
     p.add_argument("--group", help="join the shared subscription $share/GROUP/... (split the stream)")
 
+    p = sub.add_parser(
+        "view", help="a web page of what the cameras saw: latest pictures, timeline, search (stores as it goes)"
+    )
+    _settings_args(p)
+    p.add_argument("devices", nargs="*", metavar="DEVICE", help="only these device ids (default: all)")
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default 127.0.0.1:8080")
+    p.add_argument(
+        "--store",
+        default="edge-view.db",
+        metavar="PATH|URL",
+        help="SQLite file (default edge-view.db) or postgresql://... (the [view] extra)",
+    )
+    p.add_argument("--prefix", help="topic prefix (default: mqtt.prefix)")
+    p.add_argument("--group", help="join the shared subscription $share/GROUP/... (several views, one store)")
+    p.add_argument("--keep-days", type=float, default=None, help="remove what was received before (default: keep)")
+    p.add_argument("--max-gb", type=float, default=None, help="keep the stored pictures under this size")
+    p.add_argument(
+        "--password-file",
+        type=Path,
+        default=None,
+        help="HTTP Basic password (user 'edge'); needed to listen beyond loopback ($EDGE_VIEW_PASSWORD too)",
+    )
+    p.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", type=Path, default=None, help="the certificate's key (PEM)")
+
     p = sub.add_parser("service", help="print the systemd unit for this install, or the env example")
     ssub = p.add_subparsers(dest="service_command", metavar="unit|env", required=True)
     ssub.add_parser(
@@ -206,6 +231,24 @@ def _dispatch(args: argparse.Namespace) -> int:
             devices=args.devices,
             group=args.group,
             from_start=args.from_start,
+        )
+    if cmd == "view":
+        from edge.cli.view import ViewOptions, view_command
+
+        return view_command(
+            _load(args).settings,
+            ViewOptions(
+                listen=args.listen,
+                store=args.store,
+                devices=tuple(args.devices),
+                prefix=args.prefix,
+                group=args.group,
+                keep_days=args.keep_days,
+                max_gb=args.max_gb,
+                password_file=args.password_file,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
+            ),
         )
     if cmd == "mqtt":
         return _forget(_load(args).settings)

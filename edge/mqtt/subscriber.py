@@ -35,6 +35,9 @@ from edge.mqtt.connection import Client, Message, new_client
 log = logging.getLogger(__name__)
 
 MessageCallback = Callable[[str, bytes, bool], None]  # topic, payload, retain
+# topic, payload, retain, MQTT 5 user properties ({} on MQTT 3.1.1): for consumers that join a
+# message to another by what the daemon names there (an image's `id` is its result's id)
+PropertiesCallback = Callable[[str, bytes, bool, dict[str, str]], None]
 
 
 class SubscribeError(EdgeError):
@@ -62,6 +65,7 @@ class Subscriber:
         on_connection: Callable[[bool], None] | None = None,
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
+        on_message_props: PropertiesCallback | None = None,
     ) -> None:
         self.settings = settings
         self.filters = [shared(f, group) for f in filters]
@@ -70,6 +74,7 @@ class Subscriber:
         self.persistent = session_expiry_s > 0
         self.session_expiry_s = session_expiry_s
         self._on_message = on_message
+        self._on_message_props = on_message_props
         self._on_connection = on_connection
         self._subscribed = threading.Event()
         self._connected = threading.Event()
@@ -143,6 +148,11 @@ class Subscriber:
     def _message(self, _c: Client, _u: Any, msg: Message) -> None:
         self.received += 1
         try:
-            self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))
+            if self._on_message_props is not None:
+                user = getattr(msg.properties, "UserProperty", None) if msg.properties else None
+                props = {str(k): str(v) for k, v in (user or [])}
+                self._on_message_props(msg.topic, bytes(msg.payload), bool(msg.retain), props)
+            else:
+                self._on_message(msg.topic, bytes(msg.payload), bool(msg.retain))
         except Exception:
             log.exception("consumer callback failed on a message on %s", msg.topic)

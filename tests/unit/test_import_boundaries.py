@@ -32,6 +32,7 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "httpcore": ("edge/inference/http_backend.py",),
     "openai": ("edge/inference/http_backend.py",),
     "prometheus_client": ("edge/daemon/metrics.py",),  # only when [metrics] port is set
+    "psycopg": ("edge/view/store_pg.py",),  # only for a PostgreSQL store ([view] extra)
 }
 
 # Layers, lowest first: a package may import its own modules and any package of a LOWER layer;
@@ -40,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core", "assets", ""),
     ("config",),
     ("imaging", "capture", "inference", "mqtt", "serial", "consumer"),
-    ("pipeline",),
+    ("pipeline", "view"),
     ("daemon",),
     ("cli",),
 )

@@ -1,0 +1,520 @@
+"""What `edge view` keeps: results, their pictures, events and each device's latest status, state
+and health, in SQLite (the embedded default) or PostgreSQL (a fleet's shared store).
+
+Both stores have one schema and one set of queries; they differ only in SQL dialect (placeholders,
+blobs, full-text search), so the page cannot show one thing on SQLite and another on PostgreSQL. The
+schema is versioned: `MIGRATIONS` are applied in order, each in its own transaction, and the version
+reached is kept in `schema_version`, so a store written by an older `edge view` is brought forward on
+open and never rebuilt.
+
+Writes are idempotent (a result's `id` and an event's `id` are primary keys): redelivery under
+at-least-once, or several `edge view` processes of one shared-subscription group writing into one
+PostgreSQL database, store each message once.
+
+Threading: one connection and one lock per store; paho's thread writes, the HTTP server's threads
+read. Pages are small (a page of 50 rows), so the lock is held for milliseconds.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge.consumer.models import EventPayload, HealthPayload, ResultPayload, StatePayload, parse_result_id
+
+
+def epoch(iso: str | None) -> float | None:
+    """An ISO 8601 time from a payload as epoch seconds; None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def search_text(result: ResultPayload) -> str:
+    """What search looks in: the caption or answer, and a structured answer's values."""
+    parts = [result.text]
+    if result.data is not None:
+        parts.append(" ".join(_values(result.data)))
+    return " ".join(p for p in parts if p)
+
+
+def _values(data: Any) -> Iterator[str]:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield str(key)
+            yield from _values(value)
+    elif isinstance(data, list):
+        for value in data:
+            yield from _values(value)
+    elif data is not None:
+        yield str(data)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    id: str
+    device: str
+    boot: int
+    seq: int
+    camera: str
+    task: str
+    at: float  # captured (or published) time, epoch seconds
+    text: str
+    images: int  # pictures stored for it (0, 1, or an event's key frames)
+    payload: str  # the result as received (JSON)
+
+    def result(self) -> ResultPayload:
+        return ResultPayload.model_validate_json(self.payload)
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: str
+    device: str
+    at: float
+    event: str
+    reason: str
+    camera: str | None
+    task: str | None
+    payload: str
+
+    def detail(self) -> dict[str, Any]:
+        value = json.loads(self.payload).get("detail") or {}
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device: str
+    status: str | None  # online / offline (the retained status, the LWT)
+    state: StatePayload | None
+    health: HealthPayload | None
+    updated: float
+
+
+@dataclass(frozen=True)
+class GapRow:
+    """Results never received: seqs first..last of one boot, missing between two that arrived."""
+
+    device: str
+    boot: int
+    first: int
+    last: int
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a timeline or a search is narrowed to (empty strings and None: no filter)."""
+
+    device: str = ""
+    camera: str = ""
+    task: str = ""
+    since: float | None = None
+    until: float | None = None
+
+
+# Each migration is a list of statements per dialect; version N is MIGRATIONS[N - 1].
+_COMMON_1 = [
+    """CREATE TABLE IF NOT EXISTS results (
+        id TEXT PRIMARY KEY, device TEXT NOT NULL, boot BIGINT NOT NULL, seq BIGINT NOT NULL,
+        camera TEXT NOT NULL, task TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL, text TEXT NOT NULL, search TEXT NOT NULL,
+        images INTEGER NOT NULL DEFAULT 0, payload TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS results_at ON results(at)",
+    "CREATE INDEX IF NOT EXISTS results_where ON results(device, camera, task, at)",
+    "CREATE INDEX IF NOT EXISTS results_seq ON results(device, boot, seq)",
+    """CREATE TABLE IF NOT EXISTS events (
+        id TEXT PRIMARY KEY, device TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, event TEXT NOT NULL,
+        reason TEXT NOT NULL, camera TEXT, task TEXT, received_at DOUBLE PRECISION NOT NULL,
+        payload TEXT NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS events_at ON events(at)",
+    """CREATE TABLE IF NOT EXISTS devices (
+        device TEXT PRIMARY KEY, status TEXT, state TEXT, health TEXT,
+        updated DOUBLE PRECISION NOT NULL)""",
+]
+MIGRATIONS: dict[str, list[list[str]]] = {
+    "sqlite": [
+        [
+            *_COMMON_1,
+            """CREATE TABLE IF NOT EXISTS images (
+                result_id TEXT NOT NULL, part INTEGER NOT NULL, jpeg BLOB NOT NULL,
+                bytes INTEGER NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (result_id, part))""",
+            "CREATE VIRTUAL TABLE IF NOT EXISTS results_fts USING fts5(id UNINDEXED, search)",
+        ],
+    ],
+    "postgresql": [
+        [
+            *_COMMON_1,
+            """CREATE TABLE IF NOT EXISTS images (
+                result_id TEXT NOT NULL, part INTEGER NOT NULL, jpeg BYTEA NOT NULL,
+                bytes INTEGER NOT NULL, received_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (result_id, part))""",
+            "ALTER TABLE results ADD COLUMN IF NOT EXISTS tsv tsvector "
+            "GENERATED ALWAYS AS (to_tsvector('simple', search)) STORED",
+            "CREATE INDEX IF NOT EXISTS results_tsv ON results USING GIN (tsv)",
+        ],
+    ],
+}
+SCHEMA_VERSION = 1
+
+_GAPS = """
+SELECT device, boot, prev + 1, seq - 1 FROM (
+    SELECT device, boot, seq, LAG(seq) OVER (PARTITION BY device, boot ORDER BY seq) AS prev
+    FROM results WHERE device = {p}
+) AS s WHERE prev IS NOT NULL AND seq > prev + 1
+"""
+
+_RESULT_COLS = "id, device, boot, seq, camera, task, at, text, images, payload"
+_EVENT_COLS = "id, device, at, event, reason, camera, task, payload"
+
+
+class ViewStore(ABC):
+    """The store's operations in portable SQL; subclasses give the connection and the dialect."""
+
+    dialect: str
+    placeholder: str  # "?" (sqlite3) or "%s" (psycopg)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    # ---- the dialect
+
+    @abstractmethod
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run one statement; return the cursor."""
+
+    @abstractmethod
+    @contextmanager
+    def _transaction(self) -> Iterator[None]: ...
+
+    @abstractmethod
+    def _index_search(self, result_id: str, text: str) -> None:
+        """Make a stored result findable (SQLite's FTS table; PostgreSQL's column is generated)."""
+
+    @abstractmethod
+    def _search_where(self, query: str) -> tuple[str, list[Any]]:
+        """A WHERE clause (on table `results`) matching every word of `query`."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # ---- schema
+
+    def _migrate(self) -> None:
+        with self._lock, self._transaction():
+            self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = self._execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+        for version, statements in enumerate(MIGRATIONS[self.dialect], start=1):
+            if version <= current:
+                continue
+            with self._lock, self._transaction():
+                for sql in statements:
+                    self._execute(sql)
+                self._execute(f"INSERT INTO schema_version VALUES ({self.placeholder})", (version,))
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._execute("SELECT MAX(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{p}", self.placeholder)
+
+    # ---- writes (paho's thread)
+
+    def add_result(self, result: ResultPayload, received_at: float | None = None) -> bool:
+        """Store a result unless its id is stored already; True if it was new."""
+        rid = parse_result_id(result.id)
+        if rid is None:
+            raise ValueError(f"result id {result.id!r} is not <device>-<boot>-<seq>")
+        now = time.time() if received_at is None else received_at
+        at = epoch(result.captured_at) or epoch(result.published_at) or now
+        text = search_text(result)
+        row = (result.id, result.device, rid.boot, result.seq, result.camera, result.task, at, now, result.text,
+               text, result.model_dump_json())  # fmt: skip
+        sql = self._sql(
+            "INSERT INTO results (id, device, boot, seq, camera, task, at, received_at, text, search, payload)"
+            " VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p},{p},{p}) ON CONFLICT (id) DO NOTHING"
+        )
+        with self._lock, self._transaction():
+            new = self._execute(sql, row).rowcount == 1
+            if new:
+                self._index_search(result.id, text)
+                # pictures that arrived before their result (another subscriber thread, a replay)
+                n = self._execute(self._sql("SELECT COUNT(*) FROM images WHERE result_id = {p}"), (result.id,))
+                count = int(n.fetchone()[0])
+                if count:
+                    self._execute(self._sql("UPDATE results SET images = {p} WHERE id = {p}"), (count, result.id))
+        return new
+
+    def add_image(self, result_id: str, jpeg: bytes, part: int = 0, received_at: float | None = None) -> bool:
+        now = time.time() if received_at is None else received_at
+        insert = self._sql(
+            "INSERT INTO images (result_id, part, jpeg, bytes, received_at) VALUES ({p},{p},{p},{p},{p})"
+            " ON CONFLICT (result_id, part) DO NOTHING"
+        )
+        with self._lock, self._transaction():
+            new = self._execute(insert, (result_id, part, jpeg, len(jpeg), now)).rowcount == 1
+            if new:
+                self._execute(
+                    self._sql("UPDATE results SET images = images + 1 WHERE id = {p}"), (result_id,)
+                )
+        return new
+
+    def add_event(self, event: EventPayload, received_at: float | None = None) -> bool:
+        now = time.time() if received_at is None else received_at
+        at = epoch(event.at) or now
+        sql = self._sql(
+            "INSERT INTO events (id, device, at, event, reason, camera, task, received_at, payload)"
+            " VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p}) ON CONFLICT (id) DO NOTHING"
+        )
+        row = (event.id, event.device, at, event.event, event.reason, event.camera, event.task, now,
+               event.model_dump_json())  # fmt: skip
+        with self._lock, self._transaction():
+            return bool(self._execute(sql, row).rowcount == 1)
+
+    def set_device(
+        self,
+        device: str,
+        *,
+        status: str | None = None,
+        state: StatePayload | None = None,
+        health: HealthPayload | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Update what is known of a device; fields left None keep their stored value."""
+        now = time.time() if at is None else at
+        values = (
+            device,
+            status,
+            state.model_dump_json() if state else None,
+            health.model_dump_json() if health else None,
+            now,
+        )
+        sql = self._sql(
+            "INSERT INTO devices (device, status, state, health, updated) VALUES ({p},{p},{p},{p},{p})"
+            " ON CONFLICT (device) DO UPDATE SET status = COALESCE(excluded.status, devices.status),"
+            " state = COALESCE(excluded.state, devices.state),"
+            " health = COALESCE(excluded.health, devices.health), updated = excluded.updated"
+        )
+        with self._lock, self._transaction():
+            self._execute(sql, values)
+
+    # ---- reads (the HTTP server's threads)
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._execute(self._sql(sql), params).fetchall())
+
+    @staticmethod
+    def _result(row: Sequence[Any]) -> ResultRow:
+        return ResultRow(str(row[0]), str(row[1]), int(row[2]), int(row[3]), str(row[4]), str(row[5]),
+                         float(row[6]), str(row[7]), int(row[8]), str(row[9]))  # fmt: skip
+
+    @staticmethod
+    def _event(row: Sequence[Any]) -> EventRow:
+        return EventRow(str(row[0]), str(row[1]), float(row[2]), str(row[3]), str(row[4]),
+                        row[5], row[6], str(row[7]))  # fmt: skip
+
+    def _where(self, f: Filters, *, events: bool = False) -> tuple[str, list[Any]]:
+        clauses, params = ["1=1"], []
+        for column, value in (("device", f.device), ("camera", f.camera), ("task", f.task)):
+            if value:
+                clauses.append(f"{column} = {{p}}")
+                params.append(value)
+        if f.since is not None:
+            clauses.append("at >= {p}")
+            params.append(f.since)
+        if f.until is not None:
+            clauses.append("at < {p}")
+            params.append(f.until)
+        return " AND ".join(clauses), params
+
+    def results(self, f: Filters = Filters(), *, limit: int = 50, offset: int = 0) -> list[ResultRow]:
+        where, params = self._where(f)
+        rows = self._rows(
+            f"SELECT {_RESULT_COLS} FROM results WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}} OFFSET {{p}}",
+            [*params, limit, offset],
+        )
+        return [self._result(r) for r in rows]
+
+    def events(self, f: Filters = Filters(), *, limit: int = 50) -> list[EventRow]:
+        clauses, params = ["1=1"], []
+        for column, value in (("device", f.device), ("camera", f.camera), ("task", f.task)):
+            if value:
+                clauses.append(f"{column} = {{p}}")
+                params.append(value)
+        for op, value in ((">=", f.since), ("<", f.until)):
+            if value is not None:
+                clauses.append(f"at {op} {{p}}")
+                params.append(value)
+        rows = self._rows(
+            f"SELECT {_EVENT_COLS} FROM events WHERE {' AND '.join(clauses)} ORDER BY at DESC, id DESC LIMIT {{p}}",
+            [*params, limit],
+        )
+        return [self._event(r) for r in rows]
+
+    def result(self, result_id: str) -> ResultRow | None:
+        rows = self._rows(f"SELECT {_RESULT_COLS} FROM results WHERE id = {{p}}", (result_id,))
+        return self._result(rows[0]) if rows else None
+
+    def event(self, event_id: str) -> EventRow | None:
+        rows = self._rows(f"SELECT {_EVENT_COLS} FROM events WHERE id = {{p}}", (event_id,))
+        return self._event(rows[0]) if rows else None
+
+    def image(self, result_id: str, part: int = 0) -> bytes | None:
+        rows = self._rows("SELECT jpeg FROM images WHERE result_id = {p} AND part = {p}", (result_id, part))
+        return bytes(rows[0][0]) if rows else None
+
+    def search(self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0) -> list[ResultRow]:
+        if not query.split():
+            return []
+        where, params = self._where(f)
+        match, match_params = self._search_where(query)
+        rows = self._rows(
+            f"SELECT {_RESULT_COLS} FROM results WHERE {where} AND {match}"
+            " ORDER BY at DESC, id DESC LIMIT {p} OFFSET {p}",
+            [*params, *match_params, limit, offset],
+        )
+        return [self._result(r) for r in rows]
+
+    def devices(self) -> list[DeviceRow]:
+        rows = self._rows("SELECT device, status, state, health, updated FROM devices ORDER BY device")
+        out = []
+        for device, status, state, health, updated in rows:
+            out.append(
+                DeviceRow(
+                    str(device),
+                    status,
+                    StatePayload.model_validate_json(state) if state else None,
+                    HealthPayload.model_validate_json(health) if health else None,
+                    float(updated),
+                )
+            )
+        return out
+
+    def cameras(self) -> list[tuple[str, str]]:
+        """Every (device, camera) that has published a result, in order."""
+        rows = self._rows("SELECT DISTINCT device, camera FROM results ORDER BY device, camera")
+        return [(str(d), str(c)) for d, c in rows]
+
+    def latest(self, device: str, camera: str) -> tuple[ResultRow | None, ResultRow | None]:
+        """The newest result of a camera, and the newest one with a picture (often the same)."""
+        newest = self.results(Filters(device=device, camera=camera), limit=1)
+        rows = self._rows(
+            f"SELECT {_RESULT_COLS} FROM results WHERE device = {{p}} AND camera = {{p}} AND images > 0"
+            " ORDER BY at DESC, id DESC LIMIT 1",
+            (device, camera),
+        )
+        return (newest[0] if newest else None, self._result(rows[0]) if rows else None)
+
+    def gaps(self, device: str) -> list[GapRow]:
+        rows = self._rows(_GAPS, (device,))
+        return [GapRow(str(d), int(b), int(first), int(last)) for d, b, first, last in rows]
+
+    def count(self) -> int:
+        return int(self._rows("SELECT COUNT(*) FROM results")[0][0])
+
+    # ---- retention
+
+    def prune(self, *, keep_days: float | None = None, max_image_bytes: int | None = None) -> tuple[int, int]:
+        """Drop results, events and pictures received more than `keep_days` ago, then the oldest
+        pictures until they take at most `max_image_bytes`; (results removed, pictures removed)."""
+        results = images = 0
+        with self._lock, self._transaction():
+            if keep_days is not None:
+                cutoff = time.time() - keep_days * 86400.0
+                p = self.placeholder
+                images += self._execute(f"DELETE FROM images WHERE received_at < {p}", (cutoff,)).rowcount
+                self._prune_search(cutoff)
+                results += self._execute(f"DELETE FROM results WHERE received_at < {p}", (cutoff,)).rowcount
+                self._execute(f"DELETE FROM events WHERE received_at < {p}", (cutoff,))
+            if max_image_bytes is not None:
+                total = int(self._execute("SELECT COALESCE(SUM(bytes), 0) FROM images").fetchone()[0])
+                if total > max_image_bytes:
+                    rows = self._execute(
+                        "SELECT result_id, part, bytes FROM images ORDER BY received_at, result_id, part"
+                    ).fetchall()
+                    for result_id, part, size in rows:
+                        if total <= max_image_bytes:
+                            break
+                        p = self.placeholder
+                        self._execute(f"DELETE FROM images WHERE result_id = {p} AND part = {p}", (result_id, part))
+                        self._execute(f"UPDATE results SET images = images - 1 WHERE id = {p}", (result_id,))
+                        total -= int(size)
+                        images += 1
+        return results, images
+
+    def _prune_search(self, cutoff: float) -> None:
+        """Remove search entries of results about to be deleted (PostgreSQL's are in the row)."""
+
+
+class SqliteViewStore(ViewStore):
+    """The embedded store: one file, WAL, FTS5 for search."""
+
+    dialect = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(sql, tuple(params))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _index_search(self, result_id: str, text: str) -> None:
+        self._db.execute("INSERT INTO results_fts (id, search) VALUES (?, ?)", (result_id, text))
+
+    def _search_where(self, query: str) -> tuple[str, list[Any]]:
+        # every word as a quoted FTS5 string: the user's text is never FTS5 syntax
+        phrase = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
+        return "id IN (SELECT id FROM results_fts WHERE results_fts MATCH ?)", [phrase]
+
+    def _prune_search(self, cutoff: float) -> None:
+        self._db.execute(
+            "DELETE FROM results_fts WHERE id IN (SELECT id FROM results WHERE received_at < ?)", (cutoff,)
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def open_store(where: str) -> ViewStore:
+    """A store from `--store`: a `postgresql://` URL, or a path to an SQLite file."""
+    if where.startswith(("postgresql://", "postgres://")):
+        from edge.view.store_pg import PostgresViewStore
+
+        return PostgresViewStore(where)
+    return SqliteViewStore(where)

@@ -1,0 +1,58 @@
+"""The fleet store: the view's schema in PostgreSQL, through psycopg 3 (the `[view]` extra).
+
+Several `edge view` processes of one shared-subscription group write into one database: each
+message reaches one of them, inserts are idempotent on the ids, and every page reads the whole
+fleet. Search is PostgreSQL's full-text search over a generated `tsvector` column ('simple'
+configuration: captions are short and their words are the colours and shapes people type, so no
+stemming or stop words in the way).
+
+This module is the only place psycopg is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from edge.view.store import ViewStore
+
+
+class PostgresViewStore(ViewStore):
+    dialect = "postgresql"
+    placeholder = "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._db = psycopg.connect(url, autocommit=True)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        # two processes opening one new database at once: one migrates, the other waits for it
+        with self._db.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(764201)")
+            try:
+                super()._migrate()
+            finally:
+                cur.execute("SELECT pg_advisory_unlock(764201)")
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._db.execute(sql, tuple(params))  # type: ignore[arg-type]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        with self._db.transaction():
+            yield
+
+    def _index_search(self, result_id: str, text: str) -> None:
+        """Nothing to do: `tsv` is a generated column of the row itself."""
+
+    def _search_where(self, query: str) -> tuple[str, list[Any]]:
+        return "tsv @@ plainto_tsquery('simple', %s)", [query]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
