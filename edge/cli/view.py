@@ -54,7 +54,9 @@ def read_password(opts: ViewOptions) -> str | None:
         try:
             text = opts.password_file.read_text().strip()
         except OSError as err:
-            raise ConfigError([f"--password-file: cannot read {opts.password_file}: {err.strerror}"]) from None
+            raise ConfigError(
+                [f"--password-file: cannot read {opts.password_file}: {err.strerror}"]
+            ) from None
         if not text:
             raise ConfigError([f"--password-file: {opts.password_file} is empty"])
         return text
@@ -85,7 +87,9 @@ def _open(where: str) -> ViewStore:
     try:
         return open_store(where)
     except ImportError:
-        raise ConfigError(["--store: a PostgreSQL store needs the [view] extra (pip install 'edge-vlm-agent[view]')"]) from None
+        raise ConfigError(
+            ["--store: a PostgreSQL store needs the [view] extra (pip install 'edge-vlm-agent[view]')"]
+        ) from None
     except Exception as err:
         raise ConfigError([f"--store {where.split('@')[-1]}: cannot open: {err}".splitlines()[0]]) from None
 

@@ -101,8 +101,8 @@ def overview(
 ) -> str:
     """Per device and camera: the latest picture with its caption and age, status and health."""
     if not cards and not devices:
-        return page("Cameras", '<p class=muted>Nothing received yet.</p>')
-    out = ['<div class=grid>']
+        return page("Cameras", "<p class=muted>Nothing received yet.</p>")
+    out = ["<div class=grid>"]
     seen = set()
     for device, camera, newest, pictured in cards:
         seen.add(device)
@@ -121,11 +121,11 @@ def overview(
         if shown is not None:
             out.append(
                 f'<p class=caption data-result="{escape(shown.id)}">{escape(shown.text)}</p>'
-                f'<p class=muted><span class=age>{age(shown.at, now)}</span> · {escape(shown.task)}'
+                f"<p class=muted><span class=age>{age(shown.at, now)}</span> · {escape(shown.task)}"
                 f' · <a href="{_link("/timeline", device=device, camera=camera)}">timeline</a></p>'
             )
         if newest is not None and pictured is not None and newest.id != pictured.id:
-            out.append(f'<p class=muted>newest ({escape(newest.task)}): {escape(newest.text)}</p>')
+            out.append(f"<p class=muted>newest ({escape(newest.task)}): {escape(newest.text)}</p>")
         out.append(_health(dev) + "</section>")
     for device, dev in sorted(devices.items()):
         if device not in seen:
@@ -160,7 +160,7 @@ def _result_row(r: ResultRow, now: float) -> str:
         f'<div class="row result" data-result="{escape(r.id)}" data-device="{escape(r.device)}" '
         f'data-camera="{escape(r.camera)}">{thumb}<div>'
         f'<div class=text><a href="/result/{quote(r.id)}">{escape(r.text) or "(empty)"}</a></div>'
-        f'<div class=meta>{clock(r.at)} ({age(r.at, now)}) · {escape(r.device)} · {escape(r.camera)}/'
+        f"<div class=meta>{clock(r.at)} ({age(r.at, now)}) · {escape(r.device)} · {escape(r.camera)}/"
         f"{escape(r.task)} · #{r.seq}</div></div></div>"
     )
 
@@ -201,7 +201,7 @@ def rows_with_gaps(
                 out.append(_gap_row(gap))
         else:
             out.append(_event_row(by_id_e[key], now))
-    return "".join(out) or '<p class=muted>Nothing here.</p>'
+    return "".join(out) or "<p class=muted>Nothing here.</p>"
 
 
 def _filter_form(action: str, f: Filters, q: str | None, options: dict[str, Sequence[str]]) -> str:
@@ -230,7 +230,7 @@ def _pager(path: str, number: int, full: bool, **params: object) -> str:
         links.append(f'<a rel=prev href="{escape(_link(path, **params, page=number - 1))}">newer</a>')
     if full:
         links.append(f'<a rel=next href="{escape(_link(path, **params, page=number + 1))}">older</a>')
-    return f'<nav class=pages>{"".join(links)}</nav>'
+    return f"<nav class=pages>{''.join(links)}</nav>"
 
 
 def _filter_params(f: Filters) -> dict[str, object]:
@@ -259,12 +259,17 @@ def timeline(
 
 
 def search(
-    q: str, results: Sequence[ResultRow], f: Filters, number: int, options: dict[str, Sequence[str]], now: float
+    q: str,
+    results: Sequence[ResultRow],
+    f: Filters,
+    number: int,
+    options: dict[str, Sequence[str]],
+    now: float,
 ) -> str:
     head = _filter_form("/search", f, q, options)
     if not q.strip():
         return page("Search", head + "<p class=muted>Type words that a caption or answer holds.</p>", q)
-    found = f'<p class=muted id=found>{len(results)}{"+" if len(results) == PAGE_SIZE else ""} result(s) for “{escape(q)}”</p>'
+    found = f"<p class=muted id=found>{len(results)}{'+' if len(results) == PAGE_SIZE else ''} result(s) for “{escape(q)}”</p>"
     rows = "".join(_result_row(r, now) for r in results) or "<p class=muted>No result holds these words.</p>"
     pager = _pager("/search", number, len(results) == PAGE_SIZE, q=q, **_filter_params(f))
     return page(f"Search: {q}", head + found + rows + pager, q)
@@ -280,7 +285,11 @@ def result(r: ResultRow, now: float) -> str:
         for part in range(r.images)
     )
     changed = "<h2>What changed</h2>" if r.images > 1 else ""
-    data = f"<h2>Answer</h2><pre>{escape(json.dumps(payload.data, indent=2))}</pre>" if payload.data is not None else ""
+    data = (
+        f"<h2>Answer</h2><pre>{escape(json.dumps(payload.data, indent=2))}</pre>"
+        if payload.data is not None
+        else ""
+    )
     body = (
         f'<div class=card data-result="{escape(r.id)}">{pictures}{changed}'
         f"<p class=caption>{escape(r.text)}</p>"

@@ -128,7 +128,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if not self._authorized():
-            self._send(401, b"password required\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edge view"'})
+            self._send(
+                401, b"password required\n", "text/plain", {"WWW-Authenticate": 'Basic realm="edge view"'}
+            )
             return
         url = urlsplit(self.path)
         q = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -158,7 +160,9 @@ class _Handler(BaseHTTPRequestHandler):
             window = f
             if results:  # the events between the page's oldest and newest result (all newer on page 0)
                 newest = None if number == 0 else results[0].at + 1e-6
-                window = Filters(f.device, f.camera, f.task, max(f.since or 0.0, results[-1].at), newest or f.until)
+                window = Filters(
+                    f.device, f.camera, f.task, max(f.since or 0.0, results[-1].at), newest or f.until
+                )
             events = store.events(window, limit=pages.PAGE_SIZE)
             gaps = [g for d in sorted({r.device for r in results}) for g in store.gaps(d)]
             self._html(pages.timeline(results, events, gaps, f, number, self.view.options(), now))
@@ -168,10 +172,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._html(pages.search(text, found, f, number, self.view.options(), now))
         elif len(parts) == 2 and parts[0] == "result":
             row = store.result(parts[1])
-            self._html(pages.result(row, now) if row else pages.not_found(f"no result {parts[1]}"), 200 if row else 404)
+            self._html(
+                pages.result(row, now) if row else pages.not_found(f"no result {parts[1]}"),
+                200 if row else 404,
+            )
         elif len(parts) == 2 and parts[0] == "event":
             ev = store.event(parts[1])
-            self._html(pages.event(ev, now) if ev else pages.not_found(f"no event {parts[1]}"), 200 if ev else 404)
+            self._html(
+                pages.event(ev, now) if ev else pages.not_found(f"no event {parts[1]}"), 200 if ev else 404
+            )
         elif parts and parts[0] == "image" and len(parts) in (2, 3):
             part = int(parts[2]) if len(parts) == 3 and parts[2].isdigit() else 0
             jpeg = store.image(parts[1], part)

@@ -258,10 +258,14 @@ class ViewStore(ABC):
             if new:
                 self._index_search(result.id, text)
                 # pictures that arrived before their result (another subscriber thread, a replay)
-                n = self._execute(self._sql("SELECT COUNT(*) FROM images WHERE result_id = {p}"), (result.id,))
+                n = self._execute(
+                    self._sql("SELECT COUNT(*) FROM images WHERE result_id = {p}"), (result.id,)
+                )
                 count = int(n.fetchone()[0])
                 if count:
-                    self._execute(self._sql("UPDATE results SET images = {p} WHERE id = {p}"), (count, result.id))
+                    self._execute(
+                        self._sql("UPDATE results SET images = {p} WHERE id = {p}"), (count, result.id)
+                    )
         return new
 
     def add_image(self, result_id: str, jpeg: bytes, part: int = 0, received_at: float | None = None) -> bool:
@@ -383,7 +387,9 @@ class ViewStore(ABC):
         rows = self._rows("SELECT jpeg FROM images WHERE result_id = {p} AND part = {p}", (result_id, part))
         return bytes(rows[0][0]) if rows else None
 
-    def search(self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0) -> list[ResultRow]:
+    def search(
+        self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0
+    ) -> list[ResultRow]:
         if not query.split():
             return []
         where, params = self._where(f)
@@ -456,7 +462,9 @@ class ViewStore(ABC):
                         if total <= max_image_bytes:
                             break
                         p = self.placeholder
-                        self._execute(f"DELETE FROM images WHERE result_id = {p} AND part = {p}", (result_id, part))
+                        self._execute(
+                            f"DELETE FROM images WHERE result_id = {p} AND part = {p}", (result_id, part)
+                        )
                         self._execute(f"UPDATE results SET images = images - 1 WHERE id = {p}", (result_id,))
                         total -= int(size)
                         images += 1

@@ -29,7 +29,9 @@ def result(seq: int, text: str, *, device: str = "gate", camera: str = "main", t
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ViewStore]:
-    where = str(tmp_path / "view.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    where = (
+        str(tmp_path / "view.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    )
     s = open_store(where)
     assert s.dialect == request.param
     yield s
@@ -59,14 +61,16 @@ def test_search_finds_the_words_and_nothing_else(store: ViewStore) -> None:
              "Nothing changed.", 'Quotes "red" and an OR NEAR(fts) * trap']  # fmt: skip
     for i, t in enumerate(texts, 1):
         store.add_result(result(i, t))
-    store.add_result(result(9, "{}", task="shapes", data={"shapes": [{"color": "yellow", "shape": "triangle"}]}))
+    store.add_result(
+        result(9, "{}", task="shapes", data={"shapes": [{"color": "yellow", "shape": "triangle"}]})
+    )
     ids = lambda rows: sorted(r.seq for r in rows)  # noqa: E731
     assert ids(store.search("red")) == [1, 3, 5]
     assert ids(store.search("red square")) == [3]
     assert ids(store.search("yellow")) == [9]  # a structured answer's values
     assert ids(store.search("purple")) == []
     assert ids(store.search("   ")) == []
-    assert ids(store.search('NEAR(fts) *')) == [5]  # user text is never query syntax
+    assert ids(store.search("NEAR(fts) *")) == [5]  # user text is never query syntax
     assert ids(store.search("red", Filters(task="shapes"))) == []
 
 
@@ -111,7 +115,9 @@ def test_retention_removes_old_rows_and_pictures_beyond_the_size(store: ViewStor
     assert store.search("frame") == []
 
 
-def test_the_schema_is_versioned_and_reopening_migrates_nothing_twice(store: ViewStore, tmp_path: Path) -> None:
+def test_the_schema_is_versioned_and_reopening_migrates_nothing_twice(
+    store: ViewStore, tmp_path: Path
+) -> None:
     store.add_result(result(1, "kept across a reopen"))
     assert store.schema_version() >= 1
     where = str(getattr(store, "path", "")) or str(getattr(store, "url", ""))

@@ -47,10 +47,14 @@ class Postgres:
             pytest.fail("PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
         if self.user:
             shutil.chown(self.root, self.user, self.user)
-        done = self._run(initdb, "-D", str(self.data), "--auth=trust", "-U", "edge", "-E", "UTF8", "--no-sync")
+        done = self._run(
+            initdb, "-D", str(self.data), "--auth=trust", "-U", "edge", "-E", "UTF8", "--no-sync"
+        )
         assert done.returncode == 0, done.stderr
         opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        done = self._run(pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start")
+        done = self._run(
+            pg_ctl, "-D", str(self.data), "-o", opts, "-l", str(self.root / "log"), "-w", "start"
+        )
         assert done.returncode == 0, done.stderr + (self.root / "log").read_text(errors="replace")
 
     def stop(self) -> None:
