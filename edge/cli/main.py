@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="join the shared subscription $share/GROUP/... (split the stream)")
 
     p = sub.add_parser(
-        "view", help="a web page of what the cameras saw: latest pictures, timeline, search (stores as it goes)"
+        "view",
+        help="a web page of what the cameras saw: latest pictures, timeline, search (stores as it goes)",
     )
     _settings_args(p)
     p.add_argument("devices", nargs="*", metavar="DEVICE", help="only these device ids (default: all)")
@@ -145,7 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prefix", help="topic prefix (default: mqtt.prefix)")
     p.add_argument("--group", help="join the shared subscription $share/GROUP/... (several views, one store)")
-    p.add_argument("--keep-days", type=float, default=None, help="remove what was received before (default: keep)")
+    p.add_argument(
+        "--keep-days", type=float, default=None, help="remove what was received before (default: keep)"
+    )
     p.add_argument("--max-gb", type=float, default=None, help="keep the stored pictures under this size")
     p.add_argument(
         "--password-file",

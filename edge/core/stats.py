@@ -71,3 +71,39 @@ class Counters:
     def get(self, name: str) -> int:
         with self._lock:
             return self._counts.get(name, 0)
+
+
+Labels = tuple[str, str]  # (task, camera)
+
+
+class ByTask:
+    """Counts and timings per (task, camera): the labels a fleet operator filters the metrics by.
+
+    `health` stays device-wide (its payload is the contract); this is read only by the metrics
+    endpoint, whose labelled counters are built from `counts()` at scrape time and whose labelled
+    histograms subscribe to `observe` samples, as the device-wide ones subscribe to `Rolling`.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str], int] = {}
+        self._lock = threading.Lock()
+        self._observers: tuple[Callable[[str, Labels, float], object], ...] = ()
+
+    def inc(self, what: str, task: str, camera: str) -> None:
+        with self._lock:
+            key = (what, task, camera)
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def observe(self, what: str, task: str, camera: str, value_ms: float) -> None:
+        with self._lock:
+            observers = self._observers
+        for observer in observers:
+            observer(what, (task, camera), value_ms)
+
+    def subscribe(self, observer: Callable[[str, Labels, float], object]) -> None:
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def counts(self, what: str) -> dict[Labels, int]:
+        with self._lock:
+            return {(t, c): n for (w, t, c), n in self._counts.items() if w == what}

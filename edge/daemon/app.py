@@ -168,6 +168,7 @@ class Daemon:
             decode=self._meters.decode,
             latency=self._meters.latency,
             generation=self._meters.generation,
+            by_task=self._meters.by_task,
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
             sink=sink.write_result if sink else None,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from edge.core.kinds import CameraState
 from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
-from edge.core.stats import Counters, Rolling
+from edge.core.stats import ByTask, Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 from edge.daemon.pipeline import Pipeline
 from edge.mqtt.outbox_records import OutboxStats
@@ -31,6 +31,7 @@ class Meters:
     latency: Rolling = field(default_factory=Rolling)  # frame capture -> result in the outbox, ms
     generation: Rolling = field(default_factory=Rolling)  # the whole generation (prefill + decode), ms
     recent: RecentResults = field(default_factory=RecentResults)
+    by_task: ByTask = field(default_factory=ByTask)  # the same, labelled by task and camera
     started: float = field(default_factory=time.monotonic)
 
 

@@ -21,6 +21,7 @@ from edge.config.settings import MetricsSettings
 from edge.core.errors import ConfigError
 from edge.core.kinds import DaemonState
 from edge.core.messages import HealthPayload
+from edge.core.stats import ByTask
 from edge.daemon.health import HealthSources, Meters, snapshot
 
 if TYPE_CHECKING:
@@ -68,11 +69,30 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
 )
 
 
-class HealthCollector:
-    """Counters and gauges read from a health snapshot at scrape time."""
+# per camera (label `camera`), from health's `cameras`: name, help, the CameraHealth field
+CAMERA_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("camera_frames", "Valid frames this camera's grabber delivered.", "frames"),
+    (
+        "camera_frames_dropped",
+        "Frames of this camera overwritten before use, or refused as invalid.",
+        "dropped",
+    ),
+    ("camera_gated", "Frames of this camera the motion gate held back.", "gated"),
+    ("camera_jobs_dropped", "Scheduled jobs of this camera superseded or skipped.", "jobs_dropped"),
+)
+# per task and camera (labels `task`, `camera`): name, help, what ByTask counts
+TASK_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("task_jobs", "Jobs of this task on this camera that were run.", "jobs"),
+    ("task_failures", "Jobs of this task on this camera that failed.", "failures"),
+)
 
-    def __init__(self, read: Callable[[], HealthPayload]) -> None:
+
+class HealthCollector:
+    """Counters and gauges read from a health snapshot (and the per-task counts) at scrape time."""
+
+    def __init__(self, read: Callable[[], HealthPayload], by_task: ByTask | None = None) -> None:
         self._read = read
+        self._by_task = by_task
 
     def describe(self) -> list[Any]:
         return []  # no registration-time collect: the sources may not be readable yet
@@ -94,9 +114,26 @@ class HealthCollector:
         for s in get_args(DaemonState):
             state.add_metric([s], 1.0 if h.state == s else 0.0)
         yield state
-        yield GaugeMetricFamily(
-            "edge_camera_up", "1 while the camera delivers frames.", value=h.camera == "ok"
+        up = GaugeMetricFamily("edge_camera_up", "1 while the camera delivers frames.", labels=["camera"])
+        fps = GaugeMetricFamily(
+            "edge_camera_fps", "Frames per second the camera delivers.", labels=["camera"]
         )
+        for camera, ch in sorted(h.cameras.items()):
+            up.add_metric([camera], 1.0 if ch.state == "ok" else 0.0)
+            fps.add_metric([camera], ch.fps)
+        yield up
+        yield fps
+        for name, doc, attr in CAMERA_COUNTERS:
+            family = CounterMetricFamily(f"edge_{name}", doc, labels=["camera"])
+            for camera, ch in sorted(h.cameras.items()):
+                family.add_metric([camera], getattr(ch, attr))
+            yield family
+        if self._by_task is not None:
+            for name, doc, what in TASK_COUNTERS:
+                family = CounterMetricFamily(f"edge_{name}", doc, labels=["task", "camera"])
+                for (task, camera), n in sorted(self._by_task.counts(what).items()):
+                    family.add_metric([task, camera], n)
+                yield family
         if h.storage is not None:
             yield GaugeMetricFamily(
                 "edge_storage_ok", "1 while the outbox can write to its disk.", value=h.storage == "ok"
@@ -109,7 +146,23 @@ def build_registry(read: Callable[[], HealthPayload], meters: Meters) -> Collect
     from prometheus_client import CollectorRegistry, Histogram
 
     registry = CollectorRegistry()
-    registry.register(HealthCollector(read))
+    registry.register(HealthCollector(read, meters.by_task))
+    per_task = {
+        "ttft": Histogram("edge_task_ttft_seconds", "Time to first token, per task and camera.",
+                          ["task", "camera"], registry=registry, buckets=TTFT_BUCKETS),
+        "generation": Histogram("edge_task_generation_seconds", "Whole generation, per task and camera.",
+                                ["task", "camera"], registry=registry, buckets=GENERATION_BUCKETS),
+        "latency": Histogram("edge_task_frame_to_outbox_seconds",
+                             "Frame capture to its result in the outbox, per task and camera.",
+                             ["task", "camera"], registry=registry, buckets=GENERATION_BUCKETS),
+    }  # fmt: skip
+
+    def observe(what: str, labels: tuple[str, str], ms: float) -> None:
+        hist = per_task.get(what)
+        if hist is not None:
+            hist.labels(*labels).observe(ms / 1000.0)
+
+    meters.by_task.subscribe(observe)
     for rolling, name, doc, buckets in (
         (meters.ttft, "edge_ttft_seconds", "Time to first token.", TTFT_BUCKETS),
         (

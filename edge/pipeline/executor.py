@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame, Job, PositionPayload, utc_iso
-from edge.core.stats import Counters, Rolling
+from edge.core.stats import ByTask, Counters, Rolling
 from edge.imaging.crops import crop
 from edge.imaging.imageio import encode_jpeg
 from edge.inference.protocol import JobOutcome
@@ -71,6 +71,7 @@ class ExecutorDeps:
     latency: Rolling  # frame capture -> result committed to the outbox, ms
     image_max_bytes: int
     generation: Rolling = field(default_factory=Rolling)  # total generation time, ms
+    by_task: ByTask = field(default_factory=ByTask)  # jobs, failures and timings per task and camera
     position: Callable[[], PositionPayload | None] = lambda: None
     sink: Callable[[int, str, str], None] | None = None
     echo: bool = False
@@ -195,6 +196,7 @@ class Executor:
         )
         outcome = self.supervisor.submit(job)
         d.counters.inc("jobs")
+        d.by_task.inc("jobs", spec.task.name, spec.camera)
         if outcome.failure is not None or outcome.generation is None or outcome.model is None:
             failure = outcome.failure
             self._fail(spec, jid, failure.reason if failure else "failed", failure.message if failure else "")
@@ -245,7 +247,9 @@ class Executor:
                 )
             return
         if frames:
-            d.latency.add((time.monotonic() - frames[-1].monotonic) * 1000.0)
+            latency_ms = (time.monotonic() - frames[-1].monotonic) * 1000.0
+            d.latency.add(latency_ms)
+            d.by_task.observe("latency", spec.task.name, spec.camera, latency_ms)
         if spec.task.publish_image and frames:
             # an event's key frames: its first and its last (the full frame for a ROI: the box is in the result)
             keys = (frames[0], frames[-1]) if len(frames) > 1 else frames[:1]
@@ -253,6 +257,8 @@ class Executor:
                 self._enqueue_image(spec.task, payload.camera, payload.id, key, i if len(keys) > 1 else None)
         d.ttft.add(gen.stats.ttft_ms)
         d.generation.add(gen.stats.total_ms)
+        d.by_task.observe("ttft", spec.task.name, spec.camera, gen.stats.ttft_ms)
+        d.by_task.observe("generation", spec.task.name, spec.camera, gen.stats.total_ms)
         if gen.stats.new_tokens > 1:
             d.decode.add(gen.stats.decode_tok_s)
         captured = job.frame.captured_at if job.frame else time.time()
@@ -296,6 +302,7 @@ class Executor:
     def _fail(self, spec: JobSpec, jid: str | None, reason: str, message: str) -> None:
         d = self.deps
         d.counters.inc("failures")
+        d.by_task.inc("failures", spec.task.name, spec.camera)
         log.warning(
             "job %s camera=%s task=%s failed: %s: %s",
             jid or "-",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
 
@@ -204,7 +204,7 @@ def rows_with_gaps(
     return "".join(out) or "<p class=muted>Nothing here.</p>"
 
 
-def _filter_form(action: str, f: Filters, q: str | None, options: dict[str, Sequence[str]]) -> str:
+def _filter_form(action: str, f: Filters, q: str | None, options: Mapping[str, Sequence[str]]) -> str:
     def select(name: str, current: str) -> str:
         opts = "".join(
             f'<option value="{escape(v)}"{" selected" if v == current else ""}>{escape(v)}</option>'
@@ -250,7 +250,7 @@ def timeline(
     gaps: Iterable[GapRow],
     f: Filters,
     number: int,
-    options: dict[str, Sequence[str]],
+    options: Mapping[str, Sequence[str]],
     now: float,
 ) -> str:
     body = _filter_form("/timeline", f, None, options) + rows_with_gaps(results, events, gaps, now)
@@ -263,7 +263,7 @@ def search(
     results: Sequence[ResultRow],
     f: Filters,
     number: int,
-    options: dict[str, Sequence[str]],
+    options: Mapping[str, Sequence[str]],
     now: float,
 ) -> str:
     head = _filter_form("/search", f, q, options)

@@ -337,8 +337,10 @@ class ViewStore(ABC):
         return EventRow(str(row[0]), str(row[1]), float(row[2]), str(row[3]), str(row[4]),
                         row[5], row[6], str(row[7]))  # fmt: skip
 
-    def _where(self, f: Filters, *, events: bool = False) -> tuple[str, list[Any]]:
-        clauses, params = ["1=1"], []
+    def _where(self, f: Filters) -> tuple[str, list[Any]]:
+        """The filters as a WHERE clause; `results` and `events` share the columns it names."""
+        clauses: list[str] = ["1=1"]
+        params: list[Any] = []
         for column, value in (("device", f.device), ("camera", f.camera), ("task", f.task)):
             if value:
                 clauses.append(f"{column} = {{p}}")
@@ -360,17 +362,9 @@ class ViewStore(ABC):
         return [self._result(r) for r in rows]
 
     def events(self, f: Filters = Filters(), *, limit: int = 50) -> list[EventRow]:
-        clauses, params = ["1=1"], []
-        for column, value in (("device", f.device), ("camera", f.camera), ("task", f.task)):
-            if value:
-                clauses.append(f"{column} = {{p}}")
-                params.append(value)
-        for op, value in ((">=", f.since), ("<", f.until)):
-            if value is not None:
-                clauses.append(f"at {op} {{p}}")
-                params.append(value)
+        where, params = self._where(f)
         rows = self._rows(
-            f"SELECT {_EVENT_COLS} FROM events WHERE {' AND '.join(clauses)} ORDER BY at DESC, id DESC LIMIT {{p}}",
+            f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}}",
             [*params, limit],
         )
         return [self._event(r) for r in rows]
@@ -470,8 +464,8 @@ class ViewStore(ABC):
                         images += 1
         return results, images
 
-    def _prune_search(self, cutoff: float) -> None:
-        """Remove search entries of results about to be deleted (PostgreSQL's are in the row)."""
+    def _prune_search(self, cutoff: float) -> None:  # noqa: B027 (a hook; PostgreSQL's entries are in the row)
+        """Remove search entries of results about to be deleted."""
 
 
 class SqliteViewStore(ViewStore):

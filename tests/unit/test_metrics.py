@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from edge.config.settings import MetricsSettings, Settings
 from edge.core.errors import ConfigError
-from edge.core.messages import HealthPayload, Percentiles
+from edge.core.messages import CameraHealth, HealthPayload, Percentiles
 from edge.daemon import metrics as metrics_mod
 from edge.daemon.health import HealthSources, Meters
 from edge.daemon.metrics import MetricsServer, build_registry
@@ -45,6 +45,10 @@ def _health(**over: Any) -> HealthPayload:
         "camera": "ok",
         "storage": "ok",
         "storage_errors": 0,
+        "cameras": {
+            "gate": CameraHealth(state="ok", frames=60, dropped=1, gated=30, jobs_dropped=2, fps=10.0),
+            "yard": CameraHealth(state="ok", frames=40, dropped=1, gated=10, jobs_dropped=0, fps=5.0),
+        },
     }
     return HealthPayload(**{**fields, **over})
 
@@ -90,17 +94,25 @@ def test_counters_and_gauges_come_from_the_health_snapshot() -> None:
     assert got[("edge_worker_rss_bytes", ())] == 50 * 2**20
     assert got[("edge_cpu_temperature_celsius", ())] == 48.5
     assert got[("edge_uptime_seconds", ())] == 12.5
-    assert got[("edge_camera_up", ())] == 1
+    assert got[("edge_camera_up", (("camera", "gate"),))] == 1
+    assert got[("edge_camera_up", (("camera", "yard"),))] == 1
+    assert got[("edge_camera_frames_total", (("camera", "gate"),))] == 60
+    assert got[("edge_camera_gated_total", (("camera", "yard"),))] == 10
+    assert got[("edge_camera_jobs_dropped_total", (("camera", "gate"),))] == 2
+    assert got[("edge_camera_fps", (("camera", "yard"),))] == 5.0
     assert got[("edge_storage_ok", ())] == 1
     assert got[("edge_state", (("state", "running"),))] == 1
     assert got[("edge_state", (("state", "degraded"),))] == 0
     assert ("edge_info", (("device", "cam-1"), ("version", metrics_mod.__version__))) in got
     assert not any(name == "edge_throttled" for name, _ in got), "an unknown reading is left out"
 
-    current[0] = _health(jobs=8, camera="lost", state="degraded", cpu_temp_c=None)
+    lost = CameraHealth(state="lost", frames=40, dropped=1, gated=10, jobs_dropped=0, fps=0.0)
+    cams = {**_health().cameras, "yard": lost}
+    current[0] = _health(jobs=8, camera="lost", state="degraded", cpu_temp_c=None, cameras=cams)
     got = _samples(registry)  # read at scrape time: nothing is counted twice
     assert got[("edge_jobs_total", ())] == 8
-    assert got[("edge_camera_up", ())] == 0
+    assert got[("edge_camera_up", (("camera", "gate"),))] == 1
+    assert got[("edge_camera_up", (("camera", "yard"),))] == 0
     assert got[("edge_state", (("state", "degraded"),))] == 1
     assert not any(name == "edge_cpu_temperature_celsius" for name, _ in got)
 
@@ -119,6 +131,26 @@ def test_histograms_observe_the_meters_where_they_are_fed() -> None:
     assert got[("edge_generation_seconds_count", ())] == 1
     assert got[("edge_frame_to_outbox_seconds_sum", ())] == pytest.approx(1.5)
     assert meters.ttft.percentiles().p50 is not None, "the rolling window still has its samples"
+
+
+def test_jobs_failures_and_timings_are_labelled_by_task_and_camera() -> None:
+    meters = Meters()
+    registry = build_registry(_health, meters)
+    for task, camera in (("caption", "gate"), ("caption", "gate"), ("caption", "yard"), ("plates", "gate")):
+        meters.by_task.inc("jobs", task, camera)
+        meters.by_task.observe("ttft", task, camera, 200.0)
+    meters.by_task.inc("failures", "plates", "gate")
+    meters.by_task.observe("latency", "caption", "yard", 1500.0)
+    got = _samples(registry)
+    jobs = {labels: v for (name, labels), v in got.items() if name == "edge_task_jobs_total"}
+    assert jobs == {
+        (("camera", "gate"), ("task", "caption")): 2,
+        (("camera", "yard"), ("task", "caption")): 1,
+        (("camera", "gate"), ("task", "plates")): 1,
+    }
+    assert got[("edge_task_failures_total", (("camera", "gate"), ("task", "plates")))] == 1
+    assert got[("edge_task_ttft_seconds_count", (("camera", "gate"), ("task", "caption")))] == 2
+    assert got[("edge_task_frame_to_outbox_seconds_sum", (("camera", "yard"), ("task", "caption")))] == 1.5
 
 
 def test_off_by_default_and_loopback_by_default() -> None:
