@@ -217,3 +217,49 @@ def test_unit_comes_from_the_install(installed: Install, tmp_path: Path) -> None
         unit.write_text(res.stdout)
         proc = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0 and "edge.service" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_view_runs_from_the_install(
+    installed: Install, mosquitto, engine: str, request: pytest.FixtureRequest
+) -> None:
+    """`edge view` from the wheel: SQLite needs nothing more, PostgreSQL the [view] extra (psycopg)."""
+    import json
+    import time
+    import urllib.request
+
+    from tests.plugins.mosquitto import free_port
+
+    store = (
+        str(installed.cwd / f"view-{engine}.db")
+        if engine == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    port = free_port()
+    args = ["view", "--set", f"mqtt.host={mosquitto.host}", "--set", f"mqtt.port={mosquitto.port}",
+            "--store", store, "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+    log = installed.cwd / f"view-{engine}.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([str(installed.edge), *args], cwd=installed.cwd, env=installed.env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+    pub = Collector(mosquitto, "none/#").start()
+    try:
+        deadline = time.monotonic() + 60
+        body = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            pub.publish("edge/wheelcam/status", "online", retain=True)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    body = r.read().decode()
+                if 'data-device="wheelcam"' in body:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        assert 'data-device="wheelcam"' in body, log.read_text(errors="replace")[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert json.loads(r.read())["connected"] is True
+    finally:
+        pub.stop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text(errors="replace")[-3000:]
