@@ -87,7 +87,7 @@ class ViewServer:
         return {
             "device": sorted({d for d, _ in cams}),
             "camera": sorted({c for _, c in cams}),
-            "task": sorted({r.task for r in self.store.results(limit=200)}),
+            "task": self.store.tasks(),
         }
 
 
@@ -164,7 +164,7 @@ class _Handler(BaseHTTPRequestHandler):
                     f.device, f.camera, f.task, max(f.since or 0.0, results[-1].at), newest or f.until
                 )
             events = store.events(window, limit=pages.PAGE_SIZE)
-            gaps = [g for d in sorted({r.device for r in results}) for g in store.gaps(d)]
+            gaps = store.gaps_near(results)
             self._html(pages.timeline(results, events, gaps, f, number, self.view.options(), now))
         elif parts == ["search"]:
             text = q.get("q", "")

@@ -171,7 +171,32 @@ MIGRATIONS: dict[str, list[list[str]]] = {
         ],
     ],
 }
-SCHEMA_VERSION = 1
+# Version 2: `cameras`, each (device, camera, task)'s newest result and newest result with a picture,
+# kept on insert, so the overview and the filter lists read a row per camera instead of scanning
+# every result (14 s at a million results before it; see docs/view.md).
+_CAMERAS_2 = [
+    """CREATE TABLE IF NOT EXISTS cameras (
+        device TEXT NOT NULL, camera TEXT NOT NULL, task TEXT NOT NULL,
+        latest_at DOUBLE PRECISION NOT NULL, latest_id TEXT NOT NULL,
+        pictured_at DOUBLE PRECISION, pictured_id TEXT, PRIMARY KEY (device, camera, task))""",
+]
+_REBUILD_CAMERAS = [
+    "DELETE FROM cameras",
+    """INSERT INTO cameras (device, camera, task, latest_at, latest_id)
+        SELECT device, camera, task, at, MAX(id) FROM results r
+        WHERE at = (SELECT MAX(at) FROM results m WHERE m.device = r.device AND m.camera = r.camera
+                    AND m.task = r.task)
+        GROUP BY device, camera, task, at""",
+    """UPDATE cameras SET pictured_at = p.at, pictured_id = p.id FROM (
+        SELECT device, camera, task, at, MAX(id) AS id FROM results r WHERE images > 0
+        AND at = (SELECT MAX(at) FROM results m WHERE m.device = r.device AND m.camera = r.camera
+                  AND m.task = r.task AND m.images > 0)
+        GROUP BY device, camera, task, at) AS p
+        WHERE cameras.device = p.device AND cameras.camera = p.camera AND cameras.task = p.task""",
+]
+for dialect in MIGRATIONS:
+    MIGRATIONS[dialect].append([*_CAMERAS_2, *_REBUILD_CAMERAS])
+SCHEMA_VERSION = 2
 
 _GAPS = """
 SELECT device, boot, prev + 1, seq - 1 FROM (
@@ -257,6 +282,7 @@ class ViewStore(ABC):
             new = self._execute(sql, row).rowcount == 1
             if new:
                 self._index_search(result.id, text)
+                self._newest(result.device, result.camera, result.task, at, result.id, pictured=False)
                 # pictures that arrived before their result (another subscriber thread, a replay)
                 n = self._execute(
                     self._sql("SELECT COUNT(*) FROM images WHERE result_id = {p}"), (result.id,)
@@ -266,7 +292,24 @@ class ViewStore(ABC):
                     self._execute(
                         self._sql("UPDATE results SET images = {p} WHERE id = {p}"), (count, result.id)
                     )
+                    self._newest(result.device, result.camera, result.task, at, result.id, pictured=True)
         return new
+
+    def _newest(self, device: str, camera: str, task: str, at: float, rid: str, *, pictured: bool) -> None:
+        """Record a result as its camera's newest (with a picture) when it is newer than the one kept."""
+        if pictured:
+            sql = (
+                "UPDATE cameras SET pictured_at = {p}, pictured_id = {p} WHERE device = {p} AND camera = {p}"
+                " AND task = {p} AND (pictured_at IS NULL OR pictured_at <= {p})"
+            )
+            self._execute(self._sql(sql), (at, rid, device, camera, task, at))
+            return
+        sql = (
+            "INSERT INTO cameras (device, camera, task, latest_at, latest_id) VALUES ({p},{p},{p},{p},{p})"
+            " ON CONFLICT (device, camera, task) DO UPDATE SET latest_at = excluded.latest_at,"
+            " latest_id = excluded.latest_id WHERE cameras.latest_at <= excluded.latest_at"
+        )
+        self._execute(self._sql(sql), (device, camera, task, at, rid))
 
     def add_image(self, result_id: str, jpeg: bytes, part: int = 0, received_at: float | None = None) -> bool:
         now = time.time() if received_at is None else received_at
@@ -280,6 +323,13 @@ class ViewStore(ABC):
                 self._execute(
                     self._sql("UPDATE results SET images = images + 1 WHERE id = {p}"), (result_id,)
                 )
+                row = self._execute(
+                    self._sql("SELECT device, camera, task, at FROM results WHERE id = {p}"), (result_id,)
+                ).fetchone()
+                if row is not None:
+                    self._newest(
+                        str(row[0]), str(row[1]), str(row[2]), float(row[3]), result_id, pictured=True
+                    )
         return new
 
     def add_event(self, event: EventPayload, received_at: float | None = None) -> bool:
@@ -412,22 +462,58 @@ class ViewStore(ABC):
 
     def cameras(self) -> list[tuple[str, str]]:
         """Every (device, camera) that has published a result, in order."""
-        rows = self._rows("SELECT DISTINCT device, camera FROM results ORDER BY device, camera")
+        rows = self._rows("SELECT DISTINCT device, camera FROM cameras ORDER BY device, camera")
         return [(str(d), str(c)) for d, c in rows]
+
+    def tasks(self) -> list[str]:
+        return [str(t) for (t,) in self._rows("SELECT DISTINCT task FROM cameras ORDER BY task")]
 
     def latest(self, device: str, camera: str) -> tuple[ResultRow | None, ResultRow | None]:
         """The newest result of a camera, and the newest one with a picture (often the same)."""
-        newest = self.results(Filters(device=device, camera=camera), limit=1)
-        rows = self._rows(
-            f"SELECT {_RESULT_COLS} FROM results WHERE device = {{p}} AND camera = {{p}} AND images > 0"
-            " ORDER BY at DESC, id DESC LIMIT 1",
+        newest = self._rows(
+            "SELECT latest_id FROM cameras WHERE device = {p} AND camera = {p} ORDER BY latest_at DESC LIMIT 1",
             (device, camera),
         )
-        return (newest[0] if newest else None, self._result(rows[0]) if rows else None)
+        pictured = self._rows(
+            "SELECT pictured_id FROM cameras WHERE device = {p} AND camera = {p} AND pictured_id IS NOT NULL"
+            " ORDER BY pictured_at DESC LIMIT 1",
+            (device, camera),
+        )
+        return (
+            self.result(str(newest[0][0])) if newest else None,
+            self.result(str(pictured[0][0])) if pictured else None,
+        )
 
     def gaps(self, device: str) -> list[GapRow]:
         rows = self._rows(_GAPS, (device,))
         return [GapRow(str(d), int(b), int(first), int(last)) for d, b, first, last in rows]
+
+    def gaps_near(self, rows: Sequence[ResultRow]) -> list[GapRow]:
+        """The gaps that border these results (a page of them): for each (device, boot), the stored
+        seqs from the one before the page's lowest to its highest, read through the seq index."""
+        spans: dict[tuple[str, int], tuple[int, int]] = {}
+        for r in rows:
+            lo, hi = spans.get((r.device, r.boot), (r.seq, r.seq))
+            spans[(r.device, r.boot)] = (min(lo, r.seq), max(hi, r.seq))
+        found = []
+        for (device, boot), (lo, hi) in spans.items():
+            before = self._rows(
+                "SELECT MAX(seq) FROM results WHERE device = {p} AND boot = {p} AND seq < {p}",
+                (device, boot, lo),
+            )
+            start = int(before[0][0]) if before and before[0][0] is not None else lo
+            seqs = [
+                int(s)
+                for (s,) in self._rows(
+                    "SELECT seq FROM results WHERE device = {p} AND boot = {p} AND seq >= {p} AND seq <= {p}"
+                    " ORDER BY seq",
+                    (device, boot, start, hi),
+                )
+            ]
+            found += [
+                GapRow(device, boot, a + 1, b - 1) for a, b in zip(seqs, seqs[1:], strict=False) if b > a + 1
+            ]
+        return found
 
     def count(self) -> int:
         return int(self._rows("SELECT COUNT(*) FROM results")[0][0])
@@ -446,6 +532,9 @@ class ViewStore(ABC):
                 self._prune_search(cutoff)
                 results += self._execute(f"DELETE FROM results WHERE received_at < {p}", (cutoff,)).rowcount
                 self._execute(f"DELETE FROM events WHERE received_at < {p}", (cutoff,))
+                if results:
+                    for sql in _REBUILD_CAMERAS:
+                        self._execute(sql)
             if max_image_bytes is not None:
                 total = int(self._execute("SELECT COALESCE(SUM(bytes), 0) FROM images").fetchone()[0])
                 if total > max_image_bytes:
@@ -462,6 +551,8 @@ class ViewStore(ABC):
                         self._execute(f"UPDATE results SET images = images - 1 WHERE id = {p}", (result_id,))
                         total -= int(size)
                         images += 1
+                    for sql in _REBUILD_CAMERAS:
+                        self._execute(sql)
         return results, images
 
     def _prune_search(self, cutoff: float) -> None:  # noqa: B027 (a hook; PostgreSQL's entries are in the row)
@@ -499,9 +590,24 @@ class SqliteViewStore(ViewStore):
         self._db.execute("INSERT INTO results_fts (id, search) VALUES (?, ?)", (result_id, text))
 
     def _search_where(self, query: str) -> tuple[str, list[Any]]:
-        # every word as a quoted FTS5 string: the user's text is never FTS5 syntax
-        phrase = " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
-        return "id IN (SELECT id FROM results_fts WHERE results_fts MATCH ?)", [phrase]
+        return "id IN (SELECT id FROM results_fts WHERE results_fts MATCH ?)", [_fts_phrase(query)]
+
+    def search(
+        self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0
+    ) -> list[ResultRow]:
+        """Newest stored first, walking FTS5's index backwards: a word found in most of a million
+        captions costs a page of rows, not a sort of every match."""
+        if not query.split():
+            return []
+        where, params = self._where(f)
+        cols = ", ".join(f"r.{c.strip()}" for c in _RESULT_COLS.split(","))
+        rows = self._rows(
+            f"SELECT {cols} FROM results_fts JOIN results r ON r.id = results_fts.id"
+            f" WHERE results_fts MATCH ? AND {where}"
+            " ORDER BY results_fts.rowid DESC LIMIT ? OFFSET ?",
+            [_fts_phrase(query), *params, limit, offset],
+        )
+        return [self._result(r) for r in rows]
 
     def _prune_search(self, cutoff: float) -> None:
         self._db.execute(
@@ -511,6 +617,11 @@ class SqliteViewStore(ViewStore):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _fts_phrase(query: str) -> str:
+    """Every word as a quoted FTS5 string: the user's text is never FTS5 syntax."""
+    return " ".join('"' + word.replace('"', '""') + '"' for word in query.split())
 
 
 def open_store(where: str) -> ViewStore:

@@ -127,3 +127,46 @@ def test_the_schema_is_versioned_and_reopening_migrates_nothing_twice(
         assert [r.text for r in again.search("reopen")] == ["kept across a reopen"]
     finally:
         again.close()
+
+
+def test_gaps_near_a_page_are_the_gaps_that_border_it(store: ViewStore) -> None:
+    for seq in (1, 2, 3, 6, 7, 10, 11, 15):
+        store.add_result(result(seq, f"frame {seq}"))
+    page = store.results(limit=3)  # seqs 15, 11, 10: the gap 12..14 inside, 7 -> 10 below it
+    assert [r.seq for r in page] == [15, 11, 10]
+    assert sorted((g.first, g.last) for g in store.gaps_near(page)) == [(8, 9), (12, 14)]
+    assert sorted((g.first, g.last) for g in store.gaps("gate")) == [(4, 5), (8, 9), (12, 14)]
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_a_store_of_schema_1_is_migrated_on_open(
+    engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Version 2 added the per-camera table; a store written by version 1 gets it, filled."""
+    from edge.view import store as store_mod
+
+    engine = (
+        request.node.callspec.params.get("engine", "sqlite")
+        if hasattr(request.node, "callspec")
+        else "sqlite"
+    )
+    where = str(tmp_path / "old.db") if engine == "sqlite" else request.getfixturevalue("postgres_url")
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "MIGRATIONS", {k: v[:1] for k, v in store_mod.MIGRATIONS.items()})
+        old = open_store(where)
+        assert old.schema_version() == 1
+        for p, (seq, cam) in enumerate(((1, "main"), (2, "back"), (3, "main"))):
+            old._execute(old._sql("INSERT INTO results (id, device, boot, seq, camera, task, at, received_at, "
+                                  "text, search, images, payload) VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p},{p},{p},{p})"),
+                         (f"gate-7-{seq}", "gate", 7, seq, cam, "caption", BASE + seq, BASE + seq, f"t{seq}", f"t{seq}",
+                          int(p == 0), result(seq, f"t{seq}", camera=cam).model_dump_json()))  # fmt: skip
+        old.close()
+    new = open_store(where)
+    try:
+        assert new.schema_version() == store_mod.SCHEMA_VERSION == 2
+        assert new.cameras() == [("gate", "back"), ("gate", "main")]
+        newest, pictured = new.latest("gate", "main")
+        assert newest is not None and newest.seq == 3
+        assert pictured is not None and pictured.seq == 1
+    finally:
+        new.close()
