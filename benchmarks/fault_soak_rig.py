@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from edge.consumer import EventPayload, HealthPayload, Report, Tracker  # noqa: E402
 from edge.consumer.stream import Consumer  # noqa: E402
+from edge.core.messages import iso_epoch  # noqa: E402
 from tests.e2e.harness import DaemonProcess, base_settings, start_daemon  # noqa: E402
 from tests.plugins.mosquitto import Broker  # noqa: E402
 
@@ -34,13 +34,7 @@ DEVICE = "soak-cam"
 LOSS_EVENTS = ("outbox_dropped", "outbox_damaged", "results_dropped")
 
 
-def epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+epoch = iso_epoch
 
 
 @dataclass(frozen=True)

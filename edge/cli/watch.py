@@ -19,7 +19,6 @@ import socket
 import sys
 import threading
 import time
-from datetime import datetime
 from typing import IO, Any
 
 from edge.config.settings import Settings
@@ -27,17 +26,8 @@ from edge.consumer import Delivery, Observation, Report, Tracker
 from edge.consumer.models import EventPayload, HealthPayload, StatePayload
 from edge.consumer.stream import Consumer
 from edge.core.errors import ConfigError
-from edge.core.messages import utc_iso
+from edge.core.messages import iso_epoch, utc_iso
 from edge.core.names import sanitize
-
-
-def _epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _clock(ts: float) -> str:
@@ -94,7 +84,7 @@ class Printer:
         if d.error:
             obj["error"] = d.error
         if d.result is not None:
-            cap = _epoch(d.result.captured_at)
+            cap = iso_epoch(d.result.captured_at)
             obj["latency_ms"] = round((d.received_at - cap) * 1000.0, 1) if cap else None
         if obs is not None:
             obj["track"] = {"status": obs.status, "boot": obs.boot, "new_boot": obs.new_boot}
@@ -109,7 +99,7 @@ class Printer:
             r = d.result
             if obs.new_boot:
                 self._emit(f"{at}  {dev}  boot {obs.boot} (first seen at seq {r.seq})")
-            cap = _epoch(r.captured_at)
+            cap = iso_epoch(r.captured_at)
             lat = f"{d.received_at - cap:6.2f} s" if cap else "     ?  "
             mark = "" if obs.status == "new" else f"  [{obs.status}]"
             self._emit(

@@ -38,6 +38,16 @@ def utc_iso(ts: float) -> str:
     )
 
 
+def iso_epoch(iso: str | None) -> float | None:
+    """A payload's RFC 3339 time back to epoch seconds; None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 # --------------------------------------------------------------------------- in-process data
 
 

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from html import escape
 from urllib.parse import quote, urlencode
 
-from edge.view.store import DeviceRow, EventRow, Filters, GapRow, ResultRow
+from edge.consumer.tracker import Gap
+from edge.view.store import DeviceRow, EventRow, Filters, ResultRow
 
 PAGE_SIZE = 50
 
@@ -174,7 +175,7 @@ def _event_row(e: EventRow, now: float) -> str:
     )
 
 
-def _gap_row(g: GapRow) -> str:
+def _gap_row(g: Gap) -> str:
     return (
         f'<div class="row gap" data-gap="{escape(g.device)}:{g.boot}:{g.first}-{g.last}"><div>'
         f"<strong>{g.count} result(s) never received</strong> from {escape(g.device)} "
@@ -183,7 +184,7 @@ def _gap_row(g: GapRow) -> str:
 
 
 def rows_with_gaps(
-    results: Sequence[ResultRow], events: Sequence[EventRow], gaps: Iterable[GapRow], now: float
+    results: Sequence[ResultRow], events: Sequence[EventRow], gaps: Iterable[Gap], now: float
 ) -> str:
     """Results and events newest first, each gap right below the result that followed it."""
     after = {(g.device, g.boot, g.last + 1): g for g in gaps}
@@ -247,7 +248,7 @@ def _filter_params(f: Filters) -> dict[str, object]:
 def timeline(
     results: Sequence[ResultRow],
     events: Sequence[EventRow],
-    gaps: Iterable[GapRow],
+    gaps: Iterable[Gap],
     f: Filters,
     number: int,
     options: Mapping[str, Sequence[str]],

@@ -25,21 +25,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from edge.consumer.models import EventPayload, HealthPayload, ResultPayload, StatePayload, parse_result_id
-
-
-def epoch(iso: str | None) -> float | None:
-    """An ISO 8601 time from a payload as epoch seconds; None when absent or unreadable."""
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+from edge.consumer.tracker import Gap
+from edge.core.messages import iso_epoch
 
 
 def search_text(result: ResultPayload) -> str:
@@ -102,20 +93,6 @@ class DeviceRow:
     state: StatePayload | None
     health: HealthPayload | None
     updated: float
-
-
-@dataclass(frozen=True)
-class GapRow:
-    """Results never received: seqs first..last of one boot, missing between two that arrived."""
-
-    device: str
-    boot: int
-    first: int
-    last: int
-
-    @property
-    def count(self) -> int:
-        return self.last - self.first + 1
 
 
 @dataclass(frozen=True)
@@ -270,7 +247,7 @@ class ViewStore(ABC):
         if rid is None:
             raise ValueError(f"result id {result.id!r} is not <device>-<boot>-<seq>")
         now = time.time() if received_at is None else received_at
-        at = epoch(result.captured_at) or epoch(result.published_at) or now
+        at = iso_epoch(result.captured_at) or iso_epoch(result.published_at) or now
         text = search_text(result)
         row = (result.id, result.device, rid.boot, result.seq, result.camera, result.task, at, now, result.text,
                text, result.model_dump_json())  # fmt: skip
@@ -334,7 +311,7 @@ class ViewStore(ABC):
 
     def add_event(self, event: EventPayload, received_at: float | None = None) -> bool:
         now = time.time() if received_at is None else received_at
-        at = epoch(event.at) or now
+        at = iso_epoch(event.at) or now
         sql = self._sql(
             "INSERT INTO events (id, device, at, event, reason, camera, task, received_at, payload)"
             " VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p}) ON CONFLICT (id) DO NOTHING"
@@ -484,11 +461,11 @@ class ViewStore(ABC):
             self.result(str(pictured[0][0])) if pictured else None,
         )
 
-    def gaps(self, device: str) -> list[GapRow]:
+    def gaps(self, device: str) -> list[Gap]:
         rows = self._rows(_GAPS, (device,))
-        return [GapRow(str(d), int(b), int(first), int(last)) for d, b, first, last in rows]
+        return [Gap(str(d), int(b), int(first), int(last)) for d, b, first, last in rows]
 
-    def gaps_near(self, rows: Sequence[ResultRow]) -> list[GapRow]:
+    def gaps_near(self, rows: Sequence[ResultRow]) -> list[Gap]:
         """The gaps that border these results (a page of them): for each (device, boot), the stored
         seqs from the one before the page's lowest to its highest, read through the seq index."""
         spans: dict[tuple[str, int], tuple[int, int]] = {}
@@ -511,7 +488,7 @@ class ViewStore(ABC):
                 )
             ]
             found += [
-                GapRow(device, boot, a + 1, b - 1) for a, b in zip(seqs, seqs[1:], strict=False) if b > a + 1
+                Gap(device, boot, a + 1, b - 1) for a, b in zip(seqs, seqs[1:], strict=False) if b > a + 1
             ]
         return found
 
