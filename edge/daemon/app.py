@@ -314,7 +314,8 @@ class Daemon:
             sup.start()
         for grabber in p.grabbers.values():
             grabber.start()
-        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (issue 14, item 5): the handler
+        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (a stop during start-up must not wait
+        # out a model load): the handler
         # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
             loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)

@@ -1,4 +1,4 @@
-"""Event tasks and motion crops end to end: `edge run` as a subprocess, a real broker (issue 16)."""
+"""Event tasks and motion crops end to end: `edge run` as a subprocess, a real broker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`edge run` as a subprocess against storage, clock and identity faults (issue 13): a full disk, a
+"""`edge run` as a subprocess against storage, clock and identity faults: a full disk, a
 damaged outbox, a clock two days behind across a restart, and two daemons with one device_id."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The real daemon's wiring (issue 14): commands, queues, reload and process ends through `edge run`
+"""The real daemon's wiring: commands, queues, reload and process ends through `edge run`
 as a subprocess, with a real broker, the fixture models and a real NOTIFY_SOCKET. The command tests
 elsewhere run against a fake runtime; these prove the composition root connects the real parts."""
 

@@ -1,4 +1,4 @@
-"""The real daemon's wiring at its edges (issue 14): serial trigger, GNSS and sink over ptys, and
+"""The real daemon's wiring at its edges: serial trigger, GNSS and sink over ptys, and
 pixels through the real worker and frame slot on both backends, via `edge run` as a subprocess."""
 
 from __future__ import annotations

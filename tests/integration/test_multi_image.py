@@ -1,4 +1,4 @@
-"""Several frames in one prompt on both local backends, and per-request num_crops (issue 16).
+"""Several frames in one prompt on both local backends, and per-request num_crops.
 
 The arithmetic under test: N frames at num_crops k cost N x tokens(k) image tokens. ORT GenAI's
 count is ours (our preprocessing builds input_ids), but the fixture's vision graph returns exactly

@@ -1,4 +1,4 @@
-"""The package walls of DESIGN.md ("Package layout (v2)"), held by a test instead of by review.
+"""The package walls of docs/architecture.md ("Who may import whom"), held by a test instead of by review.
 
 Every `import` and `from ... import` under edge/ is read with `ast`, at any depth (function-level
 imports included, since the SDKs are imported lazily), plus `importlib.import_module("...")` and

@@ -1,5 +1,5 @@
-"""The performance budget (issue 9) and the table `edge bench` prints: markdown, so it pastes into an
-issue as it is."""
+"""The performance targets a run is judged against (each with its limit and when it applies) and the
+table `edge bench` prints: markdown, so it pastes into an issue as it is."""
 
 from __future__ import annotations
 
