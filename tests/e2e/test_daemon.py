@@ -28,13 +28,6 @@ def events(collector, kind: str | None = None) -> list[EventPayload]:
     return [e for e in evs if kind is None or e.event == kind]
 
 
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
-
-
 def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> None:
     """The embedded default: `--profile demo`, pointed at the test broker."""
     d = start_daemon(

@@ -33,13 +33,6 @@ def events(collector: Collector, kind: str | None = None) -> list[EventPayload]:
 
 
 @pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
-
-
-@pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     where = tmp_path / "small"
     where.mkdir()
