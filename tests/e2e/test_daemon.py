@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.capture.demo_world import caption
 from edge.capture.testsrc import SCENE_S, scene_of_frame
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
-from edge.imaging.scenes import caption
 from tests.e2e.harness import MODELS, base_settings, start_daemon, write_config
 from tests.plugins.mosquitto import Collector
 

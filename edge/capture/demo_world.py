@@ -3,6 +3,8 @@
 The demo model (edge/assets/models/demo-*) is a tiny Phi-3.5-vision stand-in trained on these scenes
 only (tools/standin/, which takes its grammar and drawing from here, so that the test pattern, the
 tests, the benchmark and the trainer draw the same shapes). Real deployments use Phi-3.5-vision.
+It lives in capture beside testsrc.py, the demo's camera and the one runtime user of it, not in
+imaging beside the gate.
 
 A scene is a uniform grey background (level 64-192, mild noise) of any size from 320x240 to
 1920x1080 (landscape or portrait) with 0-3 non-overlapping shapes, at most one per horizontal third
