@@ -13,7 +13,7 @@ from edge.core.kinds import CameraState
 from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
-from edge.daemon.pipeline import Pipeline
+from edge.daemon.reloadable import Reloadable
 from edge.mqtt.outbox_records import OutboxStats
 from edge.pipeline.jobs import JobQueue, RecentResults
 
@@ -44,7 +44,7 @@ class GatedSource(Protocol):
 
 @dataclass(frozen=True)
 class HealthSources:
-    pipeline: Callable[[], Pipeline]
+    pipeline: Callable[[], Reloadable]
     meters: Meters
     queues: Sequence[JobQueue]
     outbox: OutboxSource
