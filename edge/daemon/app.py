@@ -27,7 +27,7 @@ from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
 from edge.daemon.commands import DaemonCommands
-from edge.daemon.events import EventRelay
+from edge.daemon.event_relay import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
 from edge.daemon.liveness import Liveness
 from edge.daemon.metrics import MetricsServer
