@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class Scene:
     width: int = 640
     height: int = 480
     background: int = 128
-    extras: dict = field(default_factory=dict, compare=False, hash=False)
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def at(self, position: str) -> Shape | None:
         return next((s for s in self.shapes if s.position == position), None)

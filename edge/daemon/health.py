@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge.core.kinds import CameraState
-from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
+from edge.core.kinds import CameraState, DaemonState
+from edge.core.messages import CameraHealth, HealthPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 from edge.daemon.reloadable import Reloadable

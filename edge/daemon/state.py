@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 
 from edge import __version__
-from edge.core.messages import DaemonState, StatePayload, utc_iso
+from edge.core.kinds import DaemonState
+from edge.core.messages import StatePayload, utc_iso
 from edge.daemon.reloadable import Reloadable
 
 log = logging.getLogger(__name__)

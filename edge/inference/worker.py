@@ -56,7 +56,8 @@ def resolve_loader(path: str) -> Callable[[ModelSettings], Any]:
     module_name, _, func = path.partition(":")
     if not module_name or not func:
         raise ValueError(f"backend loader {path!r} is not 'module:function'")
-    return getattr(importlib.import_module(module_name), func)
+    loader: Callable[[ModelSettings], Any] = getattr(importlib.import_module(module_name), func)
+    return loader
 
 
 # =========================================================================== logging, both sides
@@ -305,7 +306,7 @@ class WorkerProcess:
         if self._ps is None or not self.alive:
             return None
         try:
-            return self._ps.memory_info().rss / (1024 * 1024)
+            return float(self._ps.memory_info().rss) / (1024 * 1024)
         except psutil.Error:
             return None
 
@@ -348,7 +349,8 @@ class WorkerProcess:
             return None
         if conn in ready or conn.poll(0):
             try:
-                return conn.recv()
+                message: WorkerMessage = conn.recv()
+                return message
             except (EOFError, OSError):
                 pass
         proc.join(1.0)
