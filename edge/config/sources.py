@@ -87,7 +87,7 @@ class LoadedSettings:
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError([f"{what} {path}: invalid TOML: {err}"]) from None
     except UnicodeDecodeError as err:  # TOML is UTF-8 (a file saved as Latin-1 or UTF-16)

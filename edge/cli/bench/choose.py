@@ -108,7 +108,9 @@ def eval_cases(folder: Path) -> list[dict[str, Any]] | None:
 
 
 def _score(answer: str, expected: str) -> bool:
-    norm = lambda s: " ".join(s.lower().strip().rstrip(".").split())  # noqa: E731
+    def norm(s: str) -> str:
+        return " ".join(s.lower().strip().rstrip(".").split())
+
     return norm(answer) == norm(expected)
 
 
