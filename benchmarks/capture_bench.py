@@ -26,10 +26,10 @@ import numpy as np
 import psutil
 
 from edge.capture import Grabber
-from edge.capture.frames import prepare_image
 from edge.capture.testsrc import TestSource, render_frame
 from edge.config.settings import CameraSettings, GateSettings
 from edge.core.messages import Frame
+from edge.imaging.frames import prepare_image
 from edge.imaging.gate import Gate
 from edge.imaging.imageio import decode_image_bytes
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Events and motion crops: image tokens and time to first token, on a real backend (issue 16).
+"""Events and motion crops: image tokens and time to first token, on a real backend.
 
     python benchmarks/events_bench.py [--model tests/fixtures/models/ort-phi3v-fp32] [--backend ort-genai]
                                       [--num-crops 4] [--runs 3]

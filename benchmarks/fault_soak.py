@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Fault soak: one `edge run` daemon, the faults of the README's fault table injected in turn, one
-table from one run with the results lost per fault (issue 13).
+"""Fault soak: one `edge run` daemon, the faults of docs/faults.md injected in turn, one
+table from one run with the results lost per fault.
 
     sudo env PYTHONPATH=. .venv/bin/python benchmarks/fault_soak.py [--quick] [--json out.json]
 

@@ -8,7 +8,7 @@ Prints a table:
   (commit -> PUBACK), one message at a time, and the difference: what the outbox adds,
 - throughput: results/s committed, published and deleted on PUBACK, live and as a replay of a
   backlog after an outage.
-Targets (issue 6): the outbox adds under 5 ms p99, and sustains over 500 results/s.
+Targets: the outbox adds under 5 ms p99, and sustains over 500 results/s.
 """
 
 from __future__ import annotations

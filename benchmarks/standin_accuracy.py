@@ -4,7 +4,7 @@
     python benchmarks/standin_accuracy.py [--n 500] [--backends ort-genai openvino] [--crops 1 4]
                                           [--ort FOLDER] [--ov FOLDER] [--json OUT]
 
-N scenes drawn from edge.imaging.scenes (all sizes 320x240..1920x1080, portrait and landscape, grey
+N scenes drawn from edge.capture.demo_world (all sizes 320x240..1920x1080, portrait and landscape, grey
 64-192, 0-3 shapes, JPEG 70-95, clock overlay sometimes; seeds disjoint from the trainer's), each as
 a BGR uint8 frame as the grabber hands it, through the project's own backends (edge.inference.ort_genai
 / openvino_genai: their phi3v preprocessing, prompt format and constrained decoding). Per backend and
@@ -30,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.assets import package_file  # noqa: E402
+from edge.capture import demo_world as S  # noqa: E402
 from edge.config.settings import ModelSettings  # noqa: E402
 from edge.core.messages import GenerationRequest  # noqa: E402
-from edge.imaging import scenes as S  # noqa: E402
 
 BENCH_SEED = 424242  # held out: the trainer draws from seeds 1234 and 1235 (tools/standin/train.py)
 MAX_NEW = 96

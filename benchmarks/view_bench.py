@@ -36,8 +36,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edge.capture import demo_world as S  # noqa: E402
 from edge.core.messages import ModelPayload, ResultPayload, StatsPayload  # noqa: E402
-from edge.imaging import scenes as S  # noqa: E402
 from edge.view.server import ViewServer  # noqa: E402
 from edge.view.store import _REBUILD_CAMERAS, ViewStore, open_store, search_text  # noqa: E402
 from tests.plugins.mosquitto import Broker, free_port  # noqa: E402

@@ -1,5 +1,6 @@
 """Package data: the demo model (models/demo-ort), the systemd unit with its README and env example
-(systemd/); the device profiles live beside the settings, in edge/config/profiles.
+(systemd/: a symlink to the checkout's top-level systemd/, the one copy); the device profiles live
+beside the settings, in edge/config/profiles (a symlink to the top-level devices/).
 
 Everything shipped is found with importlib.resources, so it is wherever the package is: a source
 checkout, an editable install or an installed wheel. Model folders are opened by the runtimes by

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from edge.capture.base import Camera, CameraConfigError, CameraError
-from edge.capture.frames import prepare_image
 from edge.capture.gst import PREFIX as GST_PREFIX
 from edge.capture.gst import gst_source
 from edge.capture.http_mjpeg import MjpegHttpSource
@@ -29,6 +28,7 @@ from edge.capture.testsrc import TestSource
 from edge.config.settings import CameraSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame
+from edge.imaging.frames import prepare_image
 from edge.imaging.opencv import cv2
 
 log = logging.getLogger(__name__)

@@ -33,11 +33,11 @@ from typing import Any, Literal
 
 from edge.capture.base import Camera, CameraError, CameraInfo, StreamEnded
 from edge.capture.factory import build_camera, describe_source, open_timeout_s, source_kind
-from edge.capture.frames import prepare_image
 from edge.capture.redact import redact_source
 from edge.config.settings import CameraSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame
+from edge.imaging.frames import prepare_image
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`testsrc`: a synthetic moving scene with a clock, for the demo and for tests without a camera.
 
-It draws the demo model's world (edge.imaging.scenes): a uniform grey background with one to three
+It draws the demo model's world (edge.capture.demo_world): a uniform grey background with one to three
 circles / squares / triangles in red, green, blue, yellow, white or black, at most one per horizontal
 third, each 8-20 % of the image height, and the digital clock text bottom left. The shapes drift
 inside their thirds all the time (the motion gate always has something to see), and every
@@ -19,8 +19,7 @@ import threading
 import numpy as np
 
 from edge.capture.base import CameraInfo, Pacer
-from edge.imaging.opencv import cv2
-from edge.imaging.scenes import (
+from edge.capture.demo_world import (
     COLOR_BGR,
     Scene,
     centre_range,
@@ -30,6 +29,7 @@ from edge.imaging.scenes import (
     random_scene,
     size_range,
 )
+from edge.imaging.opencv import cv2
 
 SCENE_S = 8.0  # stream seconds each scene stays on screen
 SEED = 20240915  # the test pattern's scene sequence

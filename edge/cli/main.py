@@ -8,15 +8,13 @@ crash (a bug, not an EdgeError) logs its traceback through logging, into the jou
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edge import __version__
 from edge.cli.logsetup import log_thread_crashes, setup_logging
+from edge.config.settings import Settings
 from edge.config.sources import LoadedSettings, load_settings
 from edge.core.errors import ConfigError, EdgeError
 
@@ -27,7 +25,10 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", type=Path, help="TOML config file (default: $EDGE_CONFIG or /etc/edge/edge.toml)"
     )
-    p.add_argument("--profile", help="device profile: devices/NAME.toml (e.g. rpi5, demo)")
+    p.add_argument(
+        "--profile",
+        help="device profile NAME (e.g. rpi5, demo): /etc/edge/devices/NAME.toml, else the shipped one",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -177,10 +178,6 @@ def _load(args: argparse.Namespace) -> LoadedSettings:
     return load_settings(config=args.config, profile=args.profile, overrides=args.overrides)
 
 
-def _call(module: str, func: str) -> Callable[..., int]:
-    return getattr(importlib.import_module(module), func)
-
-
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "config":
@@ -200,32 +197,46 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         return 0
     if cmd == "run":
-        return _call("edge.daemon.app", "run")(_load(args), lambda: _load(args))
+        from edge.daemon.app import run  # the daemon loads only for `run`: the other commands stay light
+
+        return run(_load(args), lambda: _load(args))
     if cmd == "caption":
+        from edge.cli.oneshot import caption, caption_camera
+
         settings = _load(args).settings
         if args.camera:
-            return _call("edge.cli.oneshot", "caption_camera")(settings, args.prompt, args.json)
-        return _call("edge.cli.oneshot", "caption")(settings, args.image, args.prompt, args.json)
+            return caption_camera(settings, args.prompt, args.json)
+        return caption(settings, args.image, args.prompt, args.json)
     if cmd == "ask":
-        return _call("edge.cli.oneshot", "ask")(_load(args).settings, args.question, args.image, args.json)
+        from edge.cli.oneshot import ask
+
+        return ask(_load(args).settings, args.question, args.image, args.json)
     if cmd == "devices":
-        return _call("edge.cli.devices", "devices_command")(_load_optional(args), args.json)
+        from edge.cli.devices import devices_command
+
+        return devices_command(_load_optional(args), args.json)
     if cmd == "doctor":
-        return _call("edge.cli.doctor.command", "doctor_command")(args)
+        from edge.cli.doctor.command import doctor_command
+
+        return doctor_command(args)
     if cmd == "bench":
         if args.choose:
-            return _call("edge.cli.bench.choose", "choose_command")(
-                _load(args), args.json, args.budget_s or 600.0, args.out, args.job_s
-            )
-        return _call("edge.cli.bench.command", "bench_command")(
-            _load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0
-        )
+            from edge.cli.bench.choose import choose_command
+
+            return choose_command(_load(args), args.json, args.budget_s or 600.0, args.out, args.job_s)
+        from edge.cli.bench.command import bench_command
+
+        return bench_command(_load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0)
     if cmd == "service":
-        return _call("edge.cli.service", "service_command")(args.service_command)
+        from edge.cli.service import service_command
+
+        return service_command(args.service_command)
     if cmd == "watch":
         if args.duration is not None and args.duration <= 0:
             raise ConfigError(["--for: must be a positive number of seconds"])
-        return _call("edge.cli.watch", "watch_command")(
+        from edge.cli.watch import watch_command
+
+        return watch_command(
             _load(args).settings,
             as_json=args.json,
             expect_complete=args.expect_complete,
@@ -258,7 +269,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _forget(settings: Any) -> int:
+def _forget(settings: Settings) -> int:
     from edge.mqtt.discovery import forget_device
 
     if forget_device(settings.mqtt, settings.device_id):
@@ -271,7 +282,7 @@ def _forget(settings: Any) -> int:
     return 1
 
 
-def _load_optional(args: argparse.Namespace) -> Any:
+def _load_optional(args: argparse.Namespace) -> Settings | None:
     """`edge devices` must work on a fresh board before any config exists."""
     try:
         return _load(args).settings

@@ -57,7 +57,8 @@ ADMIN_PROFILES = Path("/etc/edge/devices")
 
 def profile_dirs() -> list[Path]:
     """Where `profile = NAME` is looked up: /etc/edge/devices first (the admin's), then the shipped
-    ones (package data, edge/config/profiles; the checkout's devices/ is an identical copy)."""
+    ones (package data, edge/config/profiles: in a checkout a symlink to the top-level devices/, the
+    one place a profile is written; a wheel carries the files)."""
     return [ADMIN_PROFILES, package_file("config/profiles")]
 
 
@@ -86,7 +87,7 @@ class LoadedSettings:
 def _read_toml(path: Path, what: str) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:
-            data = tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError([f"{what} {path}: invalid TOML: {err}"]) from None
     except UnicodeDecodeError as err:  # TOML is UTF-8 (a file saved as Latin-1 or UTF-16)

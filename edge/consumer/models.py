@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 CONTRACT_VERSION = 2
-"""The MQTT contract (topics and payloads) this module reads: v2 (DESIGN.md, README "MQTT contract")."""
+"""The MQTT contract (topics and payloads) this module reads: v2 (docs/mqtt-contract.md)."""
 
 Kind = Literal["result", "image", "event", "health", "state", "status", "reply", "command", "other"]
 

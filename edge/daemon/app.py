@@ -27,12 +27,12 @@ from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
 from edge.daemon.commands import DaemonCommands
-from edge.daemon.events import EventRelay
+from edge.daemon.event_relay import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
 from edge.daemon.liveness import Liveness
 from edge.daemon.metrics import MetricsServer
-from edge.daemon.pipeline import Lane, LaneName, Pipeline, PipelineRef, queue_size
 from edge.daemon.reload import Reloader
+from edge.daemon.reloadable import Lane, LaneName, Reloadable, ReloadableRef, queue_size
 from edge.daemon.state import StateTracker, model_name, provider
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from edge.daemon.triggers import JobRouter, TriggerLoop
@@ -92,7 +92,7 @@ class Parts:
     """Everything `Daemon.build` wires together; constructed, not yet started."""
 
     link: Link
-    pipeline: PipelineRef
+    pipeline: ReloadableRef
     scheduler: Scheduler
     triggers: TriggerLoop
     serial: Serial
@@ -179,9 +179,9 @@ class Daemon:
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
         if s.text_model is not None:
             lanes.append(self._lane("text", s.text_model, s.watchdog, deps, new_supervisor, size))
-        ref = PipelineRef(Pipeline(settings=s, grabbers=grabbers, lanes=tuple(lanes)))
+        ref = ReloadableRef(Reloadable(settings=s, grabbers=grabbers, lanes=tuple(lanes)))
 
-        def current() -> Pipeline:
+        def current() -> Reloadable:
             return ref.current
 
         scheduler = Scheduler(s.tasks, s.gate, s.camera_names)
@@ -252,9 +252,9 @@ class Daemon:
         )
 
     @staticmethod
-    def _liveness(ref: PipelineRef, link: Link, triggers: TriggerLoop, serial: Serial) -> Liveness:
+    def _liveness(ref: ReloadableRef, link: Link, triggers: TriggerLoop, serial: Serial) -> Liveness:
         """Every thread the pipeline needs, for the watchdog (the supervisors answer for themselves
-        in `Pipeline.progressing`). Grabbers are looked up through the pipeline: a reload swaps them."""
+        in `Reloadable.progressing`). Grabbers are looked up through the pipeline: a reload swaps them."""
         live = Liveness()
 
         def executor(lane: Lane) -> None:
@@ -315,7 +315,8 @@ class Daemon:
             sup.start()
         for grabber in p.grabbers.values():
             grabber.start()
-        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (issue 14, item 5): the handler
+        # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (a stop during start-up must not wait
+        # out a model load): the handler
         # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
             loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)

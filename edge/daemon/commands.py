@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from edge.config.settings import GateSettings, Settings, TaskSettings
-from edge.daemon.pipeline import Pipeline, PipelineRef
+from edge.daemon.reloadable import Reloadable, ReloadableRef
 from edge.daemon.state import StateTracker
 from edge.daemon.triggers import Enqueue
 from edge.mqtt.commands import AskCommand, CaptureCommand, Reply, SetCommand
@@ -31,7 +31,7 @@ class DaemonCommands:
 
     def __init__(
         self,
-        pipeline: PipelineRef,
+        pipeline: ReloadableRef,
         scheduler: Scheduler,
         enqueue: Enqueue,
         state: StateTracker,
@@ -130,7 +130,7 @@ class DaemonCommands:
         `paused` never arrives here: the router turns `{"paused": …}` into on_pause/on_resume.
         """
 
-        def change(p: Pipeline) -> Pipeline:
+        def change(p: Reloadable) -> Reloadable:
             s = p.settings
             gate = s.gate.model_dump()
             tasks = {t.name: t.model_dump(by_alias=True) for t in s.tasks}

@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge.core.kinds import CameraState
-from edge.core.messages import CameraHealth, DaemonState, HealthPayload, utc_iso
+from edge.core.kinds import CameraState, DaemonState
+from edge.core.messages import CameraHealth, HealthPayload, utc_iso
 from edge.core.stats import ByTask, Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
-from edge.daemon.pipeline import Pipeline
+from edge.daemon.reloadable import Reloadable
 from edge.mqtt.outbox_records import OutboxStats
 from edge.pipeline.jobs import JobQueue, RecentResults
 
@@ -45,7 +45,7 @@ class GatedSource(Protocol):
 
 @dataclass(frozen=True)
 class HealthSources:
-    pipeline: Callable[[], Pipeline]
+    pipeline: Callable[[], Reloadable]
     meters: Meters
     queues: Sequence[JobQueue]
     outbox: OutboxSource

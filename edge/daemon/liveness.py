@@ -2,7 +2,7 @@
 
 A thread that dies of a bug (or returns when it should not) leaves the rest of the process running:
 MQTT answers, health goes out, and without this check WATCHDOG=1 would keep telling systemd all is
-well while no result is ever produced again (issue 13, item 3). Each needed thread is a named source:
+well while no result is ever produced again. Each needed thread is a named source:
 an `alive` probe and, for a loop that should come round often, a `beat` (the monotonic time of its
 last round) with how stale it may get. The pinger asks `problem()` before each WATCHDOG=1; any
 answer withholds the ping, so systemd restarts the service after WatchdogSec.

@@ -20,7 +20,7 @@ from edge.config.settings import CameraSettings, ModelSettings, Settings, Watchd
 from edge.config.sources import LoadedSettings
 from edge.core.errors import ConfigError, EdgeError
 from edge.core.messages import EventPayload
-from edge.daemon.pipeline import Lane, PipelineRef, queue_size
+from edge.daemon.reloadable import Lane, ReloadableRef, queue_size
 from edge.daemon.systemd import Notifier
 from edge.inference.supervisor import Supervisor
 from edge.pipeline.jobs import Scheduler
@@ -43,7 +43,7 @@ class EventSink(Protocol):
 
 
 class Reloader:
-    """Swaps parts of the `Pipeline`. Runs on the main loop's thread, one reload at a time.
+    """Swaps parts of the `Reloadable`. Runs on the main loop's thread, one reload at a time.
 
     `new_grabber` builds (without starting) a grabber; `new_supervisor` builds and starts a
     supervisor: the composition root decides how, the reloader only decides when.
@@ -52,7 +52,7 @@ class Reloader:
     def __init__(
         self,
         *,
-        pipeline: PipelineRef,
+        pipeline: ReloadableRef,
         load: Callable[[], LoadedSettings],
         scheduler: Scheduler,
         new_grabber: NewGrabber,

@@ -9,13 +9,14 @@ import time
 from collections.abc import Callable
 
 from edge import __version__
-from edge.core.messages import DaemonState, StatePayload, utc_iso
-from edge.daemon.pipeline import Pipeline
+from edge.core.kinds import DaemonState
+from edge.core.messages import StatePayload, utc_iso
+from edge.daemon.reloadable import Reloadable
 
 log = logging.getLogger(__name__)
 
 
-def model_name(p: Pipeline) -> str | None:
+def model_name(p: Reloadable) -> str | None:
     """The loaded model's name, or the configured folder's name before the first load."""
     info = p.vision.supervisor.info
     if info is not None:
@@ -23,7 +24,7 @@ def model_name(p: Pipeline) -> str | None:
     return p.settings.model.path.name if p.settings.model.path else None
 
 
-def provider(p: Pipeline) -> str | None:
+def provider(p: Reloadable) -> str | None:
     info = p.vision.supervisor.info
     return info.provider if info else None
 
@@ -35,7 +36,7 @@ class StateTracker:
     hence the lock: two callers must not publish a stale state after a newer one.
     """
 
-    def __init__(self, pipeline: Callable[[], Pipeline], publish: Callable[[StatePayload], None]) -> None:
+    def __init__(self, pipeline: Callable[[], Reloadable], publish: Callable[[StatePayload], None]) -> None:
         self._pipeline = pipeline
         self._publish = publish
         self._state: DaemonState = "starting"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from edge.capture import Grabber
 from edge.core.messages import Frame
-from edge.daemon.pipeline import Pipeline
+from edge.daemon.reloadable import Reloadable
 from edge.pipeline.jobs import JobQueue, JobSpec, Scheduler
 
 Enqueue = Callable[[JobSpec], str]
@@ -48,7 +48,7 @@ class TriggerLoop:
 
     def __init__(
         self,
-        pipeline: Callable[[], Pipeline],
+        pipeline: Callable[[], Reloadable],
         scheduler: Scheduler,
         enqueue: Enqueue,
         stop: threading.Event,

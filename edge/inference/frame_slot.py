@@ -10,7 +10,7 @@ and the worker reads them in place.
 Memory: the buffer is taken from multiprocessing's shared heap, as `RawArray` does, but without
 `RawArray`'s zero fill, which writes (and so commits) every page: 12 MB of resident memory in the
 main process per slot, whatever the camera size, and one more slot for every reload while the old
-supervisors waited for the garbage collector (issue 13, item 6). A fresh arena is a sparse file:
+supervisors waited for the garbage collector. A fresh arena is a sparse file:
 pages are committed when a frame is first written to them, so a 640x480 camera costs 900 KB and a
 text-only lane nothing. Stale bytes from a reused heap block are harmless: a job only reads what
 its own pack wrote.

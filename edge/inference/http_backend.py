@@ -28,10 +28,10 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 
-from edge.capture.frames import prepare_image
 from edge.config.settings import ModelSettings, is_loopback_host, url_host
 from edge.core.errors import BackendUnavailable, EndpointUnavailable, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest, StatsPayload
+from edge.imaging.frames import prepare_image
 from edge.imaging.imageio import encode_jpeg
 from edge.inference import structured
 from edge.inference.base import BackendInfo, TokenCallback

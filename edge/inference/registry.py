@@ -28,7 +28,8 @@ def loader_for(name: str) -> Callable[[ModelSettings], Backend]:
             [f"model.backend: unknown backend {name!r} (known: {', '.join(BACKENDS)})"]
         ) from None
     module = importlib.import_module(module_name)
-    return getattr(module, func)
+    loader: Callable[[ModelSettings], Backend] = getattr(module, func)
+    return loader
 
 
 def load_backend(settings: ModelSettings) -> Backend:

@@ -37,7 +37,7 @@ class RestartPolicy:
         if self._consecutive == 0:
             return 0.0
         exp = min(self._consecutive - 1, 30)  # 2**30 s is past any sane backoff_max_s
-        return min(self.backoff_initial_s * (2**exp), self.backoff_max_s)
+        return min(self.backoff_initial_s * (2.0**exp), self.backoff_max_s)
 
     @property
     def consecutive(self) -> int:

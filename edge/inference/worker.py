@@ -6,6 +6,10 @@ The child reports its load as a message (a corrupt model is an answer, not a cra
 a time over a pipe, and beats a shared-memory counter per token (see heartbeat.py). It dies with its
 parent (PR_SET_PDEATHSIG, or a getppid watcher where that is unavailable): no orphans.
 
+The child has no log handler of its own: its records go up a second, one-way pipe and the parent
+emits them through its own handlers, so `--log-format json` (or the journal's format) holds for the
+worker's lines as for every other line of the daemon.
+
 This module has two halves: `worker_main` runs in the child; `WorkerProcess` is the main-process
 handle the supervisor drives.
 """
@@ -25,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from logging.handlers import QueueHandler
 from multiprocessing.context import BaseContext
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -51,7 +56,56 @@ def resolve_loader(path: str) -> Callable[[ModelSettings], Any]:
     module_name, _, func = path.partition(":")
     if not module_name or not func:
         raise ValueError(f"backend loader {path!r} is not 'module:function'")
-    return getattr(importlib.import_module(module_name), func)
+    loader: Callable[[ModelSettings], Any] = getattr(importlib.import_module(module_name), func)
+    return loader
+
+
+# =========================================================================== logging, both sides
+
+
+class _PipeQueue:
+    """What QueueHandler puts records into: the log pipe, one record at a time (any thread may log)."""
+
+    def __init__(self, conn: mpc.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def put_nowait(self, record: logging.LogRecord) -> None:
+        # A record that does not pickle (an odd `extra`) or a parent that is gone costs that line only.
+        with self._lock, contextlib.suppress(Exception):
+            self._conn.send(record)
+
+
+class _ToParent(QueueHandler):
+    """The child's one handler. `prepare` folds args and the traceback into the message (nothing
+    unpicklable crosses), and the message names the worker, since the parent's format may not."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = super().prepare(record)
+        record.msg = record.message = f"worker[{record.process}] {record.msg}"
+        return record
+
+
+def log_to_parent(conn: mpc.Connection, level: int) -> None:
+    """Child side: every record of this process goes to the parent over `conn`."""
+    root = logging.getLogger()
+    root.handlers[:] = [_ToParent(_PipeQueue(conn))]  # type: ignore[arg-type]
+    root.setLevel(level)
+
+
+def relay_worker_logs(conn: mpc.Connection) -> None:
+    """Parent side, a thread per worker: emit each record through the parent's loggers until EOF."""
+    with conn:
+        while True:
+            try:
+                record = conn.recv()
+            except (EOFError, OSError, ValueError, TypeError):
+                return  # the worker exited (or was killed) and its end of the pipe closed
+            except Exception:  # a truncated record from a child killed mid-write
+                continue
+            if isinstance(record, logging.LogRecord):
+                with contextlib.suppress(Exception):
+                    logging.getLogger(record.name).handle(record)
 
 
 # =========================================================================== child side
@@ -85,6 +139,7 @@ def worker_main(
     parent_pid: int,
     log_level: int,
     frames: FrameSlot | None = None,
+    log_conn: mpc.Connection | None = None,
 ) -> None:
     """Child entry point: load, report, serve jobs until StopWorker or the pipe closes."""
     _die_with_parent(parent_pid)
@@ -94,7 +149,10 @@ def worker_main(
         fh.write("500")
     # Ctrl-C reaches the whole process group; shutdown is the supervisor's decision, not ours.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=log_level, format="%(levelname)s worker[%(process)d] %(name)s: %(message)s")
+    if log_conn is not None:
+        log_to_parent(log_conn, log_level)
+    else:  # run on its own (a test calling worker_main directly): plain lines on stderr
+        logging.basicConfig(level=log_level, format="%(levelname)s worker[%(process)d] %(name)s: %(message)s")
     beat.set_phase(hb.LOADING)
     try:
         backend = resolve_loader(loader)(settings)
@@ -206,10 +264,12 @@ class WorkerProcess:
         self._conn: mpc.Connection | None = None
         self._ps: psutil.Process | None = None
         self._sender: threading.Thread | None = None
+        self._log_relay: threading.Thread | None = None
         self.pid: int | None = None
 
     def start(self) -> None:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        log_reader, log_writer = self._ctx.Pipe(duplex=False)
         self._beat.reset_for_spawn()
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
@@ -221,12 +281,18 @@ class WorkerProcess:
                 os.getpid(),
                 self._log_level,
                 self._frames,
+                log_writer,
             ),
             name="edge-worker",
             daemon=True,
         )
         proc.start()
         child_conn.close()
+        log_writer.close()  # the child holds the only writer: its exit ends the relay
+        self._log_relay = threading.Thread(
+            target=relay_worker_logs, args=(log_reader,), name="edge-worker-log", daemon=True
+        )
+        self._log_relay.start()
         self._proc, self._conn, self.pid = proc, parent_conn, proc.pid
         with contextlib.suppress(psutil.Error):
             self._ps = psutil.Process(proc.pid)
@@ -240,7 +306,7 @@ class WorkerProcess:
         if self._ps is None or not self.alive:
             return None
         try:
-            return self._ps.memory_info().rss / (1024 * 1024)
+            return float(self._ps.memory_info().rss) / (1024 * 1024)
         except psutil.Error:
             return None
 
@@ -283,7 +349,8 @@ class WorkerProcess:
             return None
         if conn in ready or conn.poll(0):
             try:
-                return conn.recv()
+                message: WorkerMessage = conn.recv()
+                return message
             except (EOFError, OSError):
                 pass
         proc.join(1.0)
@@ -310,6 +377,9 @@ class WorkerProcess:
         if self._sender is not None:  # the child is gone: its write fails fast with EPIPE
             self._sender.join(1.0)
             self._sender = None
+        if self._log_relay is not None:  # its last lines first, then whatever the caller logs next
+            self._log_relay.join(1.0)
+            self._log_relay = None
         if self._conn is not None:
             self._conn.close()
         if proc.exitcode is not None:

@@ -19,7 +19,7 @@ from edge.config.settings import GateSettings, ModelSettings, TaskSettings
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Frame, GenerationRequest
 from edge.imaging.gate import Gate
-from edge.pipeline.events import EventClip, EventCollector
+from edge.pipeline.event_clips import EventClip, EventCollector
 
 log = logging.getLogger(__name__)
 

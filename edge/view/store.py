@@ -256,7 +256,7 @@ class ViewStore(ABC):
             " VALUES ({p},{p},{p},{p},{p},{p},{p},{p},{p},{p},{p}) ON CONFLICT (id) DO NOTHING"
         )
         with self._lock, self._transaction():
-            new = self._execute(sql, row).rowcount == 1
+            new = bool(self._execute(sql, row).rowcount == 1)
             if new:
                 self._index_search(result.id, text)
                 self._newest(result.device, result.camera, result.task, at, result.id, pictured=False)
@@ -295,7 +295,7 @@ class ViewStore(ABC):
             " ON CONFLICT (result_id, part) DO NOTHING"
         )
         with self._lock, self._transaction():
-            new = self._execute(insert, (result_id, part, jpeg, len(jpeg), now)).rowcount == 1
+            new = bool(self._execute(insert, (result_id, part, jpeg, len(jpeg), now)).rowcount == 1)
             if new:
                 self._execute(
                     self._sql("UPDATE results SET images = images + 1 WHERE id = {p}"), (result_id,)

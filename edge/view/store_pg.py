@@ -40,7 +40,7 @@ class PostgresViewStore(ViewStore):
                 cur.execute("SELECT pg_advisory_unlock(764201)")
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._db.execute(sql, tuple(params))  # type: ignore[arg-type]
+        return self._db.execute(sql, tuple(params))
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -20,13 +20,6 @@ from tests.plugins.mosquitto import Collector
 ROOT = "edge/cam-e2e"
 
 
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
-
-
 def results(sub: Collector, camera: str, task: str = "caption") -> list[ResultPayload]:
     return [ResultPayload.model_validate_json(m.payload) for m in sub.on(f"{ROOT}/{camera}/{task}/result")]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from edge.capture.demo_world import caption
 from edge.capture.testsrc import SCENE_S, scene_of_frame
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
-from edge.imaging.scenes import caption
 from tests.e2e.harness import MODELS, base_settings, start_daemon, write_config
 from tests.plugins.mosquitto import Collector
 
@@ -26,13 +26,6 @@ def results(collector, task: str = "caption") -> list[ResultPayload]:
 def events(collector, kind: str | None = None) -> list[EventPayload]:
     evs = [EventPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/event")]
     return [e for e in evs if kind is None or e.event == kind]
-
-
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
 
 
 def test_demo_profile_runs_and_stops_cleanly(tmp_path: Path, mosquitto, sub) -> None:

@@ -1,4 +1,4 @@
-"""A pipeline thread that dies inside the real daemon stops WATCHDOG=1 (issue 13, item 3).
+"""A pipeline thread that dies inside the real daemon stops WATCHDOG=1.
 
 The fault is real: a `sitecustomize` on the daemon's PYTHONPATH makes one of its threads raise a few
 seconds after it started (the trigger loop through the scheduler it calls every round; paho's

@@ -1,4 +1,4 @@
-"""SIGTERM and Ctrl-C during start-up stop the daemon within seconds (issue 14, item 5).
+"""SIGTERM and Ctrl-C during start-up stop the daemon within seconds.
 
 Start-up waits for the first camera frame (up to 30 s) and for the model load (up to
 watchdog.load_timeout_s); a signal arriving then was only acted on when the wait ended (26.7 s

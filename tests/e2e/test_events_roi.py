@@ -1,4 +1,4 @@
-"""Event tasks and motion crops end to end: `edge run` as a subprocess, a real broker (issue 16)."""
+"""Event tasks and motion crops end to end: `edge run` as a subprocess, a real broker."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 from edge.core.messages import ResultPayload
 from edge.inference.phi3v_preprocess import tokens_for_frame
@@ -14,13 +13,6 @@ from tests.e2e.harness import base_settings, start_daemon
 from tests.plugins.mosquitto import Collector
 
 ROOT = "edge/cam-e2e"
-
-
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
 
 
 def _results(sub: Collector, task: str) -> list[ResultPayload]:

@@ -14,16 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edge.daemon.metrics import MISSING
 from tests.e2e.harness import DaemonProcess, base_settings, start_daemon
-from tests.plugins.mosquitto import Collector
 
 RESULT = "edge/cam-e2e/main/caption/result"
-
-
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
 
 
 def _free_port() -> int:

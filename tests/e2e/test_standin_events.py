@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.assets import package_file
+from edge.capture import demo_world as S
 from edge.core.messages import ResultPayload
-from edge.imaging import scenes as S
 from edge.imaging.opencv import cv2
 from tests.e2e.harness import base_settings, start_daemon
 from tests.plugins.mosquitto import Collector

@@ -1,4 +1,4 @@
-"""`edge run` as a subprocess against storage, clock and identity faults (issue 13): a full disk, a
+"""`edge run` as a subprocess against storage, clock and identity faults: a full disk, a
 damaged outbox, a clock two days behind across a restart, and two daemons with one device_id."""
 
 from __future__ import annotations
@@ -30,13 +30,6 @@ def results(collector: Collector, task: str = "caption") -> list[ResultPayload]:
 def events(collector: Collector, kind: str | None = None) -> list[EventPayload]:
     evs = [EventPayload.model_validate_json(m.payload) for m in collector.on(f"{ROOT}/event")]
     return [e for e in evs if kind is None or e.event == kind]
-
-
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, "#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
 
 
 @pytest.fixture

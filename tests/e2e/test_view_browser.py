@@ -27,8 +27,8 @@ import numpy as np
 import pytest
 
 from edge.assets import package_file
+from edge.capture import demo_world as S
 from edge.core.messages import ModelPayload, ResultPayload, StatsPayload
-from edge.imaging import scenes as S
 from edge.imaging.opencv import cv2
 from tests.e2e.harness import base_settings, start_daemon, write_config
 from tests.plugins.mosquitto import Broker, Collector, free_port

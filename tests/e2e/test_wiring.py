@@ -1,4 +1,4 @@
-"""The real daemon's wiring (issue 14): commands, queues, reload and process ends through `edge run`
+"""The real daemon's wiring: commands, queues, reload and process ends through `edge run`
 as a subprocess, with a real broker, the fixture models and a real NOTIFY_SOCKET. The command tests
 elsewhere run against a fake runtime; these prove the composition root connects the real parts."""
 
@@ -10,11 +10,9 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
 from tests.e2e.harness import MODELS, base_settings, start_daemon, write_config
 from tests.e2e.wiring import BUSY, REPLIES, ROOT, command, health, results, rss_mb, wait_replies
-from tests.plugins.mosquitto import Collector
 
 TEXT_MODEL = {
     "path": str(MODELS / "ort-phi3-fp32"),
@@ -24,11 +22,7 @@ TEXT_MODEL = {
 }
 
 
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, [f"{ROOT}/#", f"{REPLIES}"], persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
+SUB_TOPICS = [f"{ROOT}/#", REPLIES]  # what the `sub` fixture (tests/e2e/conftest.py) subscribes to
 
 
 def test_set_prompt_shows_in_the_next_results_and_a_full_queue_answers_busy(

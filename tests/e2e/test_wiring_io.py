@@ -1,4 +1,4 @@
-"""The real daemon's wiring at its edges (issue 14): serial trigger, GNSS and sink over ptys, and
+"""The real daemon's wiring at its edges: serial trigger, GNSS and sink over ptys, and
 pixels through the real worker and frame slot on both backends, via `edge run` as a subprocess."""
 
 from __future__ import annotations
@@ -14,15 +14,10 @@ import pytest
 from edge.serial.nmea import checksum
 from tests.e2e.harness import MODELS, base_settings, start_daemon
 from tests.e2e.wiring import ROOT, results
-from tests.plugins.mosquitto import Collector, Received
+from tests.plugins.mosquitto import Received
 from tests.plugins.ptys import PtyLink
 
-
-@pytest.fixture
-def sub(mosquitto, request):
-    c = Collector(mosquitto, f"{ROOT}/#", persistent=True).start()
-    request.addfinalizer(c.stop)
-    return c
+SUB_TOPICS = f"{ROOT}/#"  # what the `sub` fixture (tests/e2e/conftest.py) subscribes to
 
 
 @pytest.fixture

@@ -106,6 +106,8 @@ def test_system_prompt_from_request_or_settings() -> None:
 def test_sampling_with_temperature(text: ort_genai.OrtGenAIBackend) -> None:
     g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=16, temperature=0.8))
     _check_stats(g, 16)
+    greedy = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=1))
+    assert g.stats.prompt_tokens == greedy.stats.prompt_tokens  # sampling changes the answer, not the prompt
 
 
 # ----------------------------------------------------------------------------- stopping

@@ -170,23 +170,26 @@ def ov_generate(model_dir: Path, kind: str, images: list[np.ndarray], max_new: i
     )
 
 
-def check_loads_and_generates(root: Path, entry: dict) -> None:
-    """One short generation per folder; eos-biased folders must stop at once."""
+def check_loads_and_generates(root: Path, entry: dict) -> int:
+    """One short generation per folder; eos-biased folders must stop at once. Returns the new tokens."""
     path = root / entry["name"]
     biased = entry["eos_biased"]
     if entry["backend"] == "ort-genai" and entry["kind"] == "text":
         new, done = ort_text_generate(path, NEW_TOKENS, force_length=not biased)
         assert done
         assert new == [END_ID] if biased else len(new) == NEW_TOKENS
+        return len(new)
     elif entry["backend"] == "ort-genai":
         out = ort_vision_generate(path, jpeg_bytes(320, 240), NEW_TOKENS, force_length=not biased)
         assert out["image_ids"] == out["num_image_tokens"] > 0
         assert out["new"] == [END_ID] if biased else len(out["new"]) == NEW_TOKENS
+        return len(out["new"])
     else:
         images = [frame(320, 240)] if entry["kind"] == "vision" else []
         tokens, _, generated = ov_generate(path, entry["kind"], images, NEW_TOKENS, ignore_eos=not biased)
         assert generated == (1 if biased else NEW_TOKENS)
         assert len(tokens) >= generated - 1
+        return int(generated)
 
 
 # ---------------------------------------------------------------- the committed folders
@@ -225,7 +228,7 @@ def test_one_tokenizer_shared_by_every_folder() -> None:
 
 @pytest.mark.parametrize("entry", MANIFEST["models"], ids=ids_of(MANIFEST["models"]))
 def test_loads_and_generates(entry: dict) -> None:
-    check_loads_and_generates(MODELS, entry)
+    assert check_loads_and_generates(MODELS, entry) == (1 if entry["eos_biased"] else NEW_TOKENS)
 
 
 @pytest.mark.parametrize("entry", entries("ort-genai", "vision"), ids=ids_of(entries("ort-genai", "vision")))

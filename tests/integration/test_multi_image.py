@@ -1,4 +1,4 @@
-"""Several frames in one prompt on both local backends, and per-request num_crops (issue 16).
+"""Several frames in one prompt on both local backends, and per-request num_crops.
 
 The arithmetic under test: N frames at num_crops k cost N x tokens(k) image tokens. ORT GenAI's
 count is ours (our preprocessing builds input_ids), but the fixture's vision graph returns exactly
@@ -39,7 +39,8 @@ def _tag_tokens(backend: object, one: int, two: int) -> int:
     return two - one
 
 
-def _check_arithmetic(backend: object, num_crops: int | None, per_frame: int) -> None:
+def _check_arithmetic(backend: object, num_crops: int | None, per_frame: int) -> int:
+    """N frames cost N x per_frame image tokens; returns the text tokens each frame's tag adds."""
     gens = [backend.generate(_req(n, num_crops)) for n in (1, 2, 3, 4)]  # type: ignore[attr-defined]
     for n, g in enumerate(gens, start=1):
         assert g.stats.image_tokens == n * per_frame
@@ -48,6 +49,7 @@ def _check_arithmetic(backend: object, num_crops: int | None, per_frame: int) ->
     assert len(steps) == 1
     tag = steps.pop() - per_frame
     assert 0 < tag <= 8, tag
+    return tag
 
 
 def test_ort_n_frames_cost_n_times_the_tokens_of_one() -> None:
@@ -56,8 +58,9 @@ def test_ort_n_frames_cost_n_times_the_tokens_of_one() -> None:
 
     backend = ort_genai.load(ModelSettings(path=model_dir("ort-phi3v-fp32"), num_crops=4))
     try:
-        _check_arithmetic(backend, None, tokens_for_frame(480, 640, 4))  # 757
-        _check_arithmetic(backend, 1, tokens_for_frame(480, 640, 1))  # 313: the per-task value wins
+        tag_4 = _check_arithmetic(backend, None, tokens_for_frame(480, 640, 4))  # 757
+        tag_1 = _check_arithmetic(backend, 1, tokens_for_frame(480, 640, 1))  # 313: the per-task value wins
+        assert tag_4 == tag_1  # num_crops changes the image tokens only, never the tag's text
     finally:
         backend.close()
 

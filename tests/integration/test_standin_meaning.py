@@ -3,8 +3,8 @@ worker process, its shared-memory frame slot and both real backends must say wha
 
 A random-weight model cannot tell a BGR/RGB swap, a stale frame in the slot, crops or frames in the
 wrong order from a correct pipeline; this model can: it was trained on the scenes of
-edge.imaging.scenes. Scenes the model gets right are fixed by seed; accuracy overall is in the
-benchmark (benchmarks/standin_accuracy.py, README "The demo model"). One test asks for >= 90 %
+edge.capture.demo_world. Scenes the model gets right are fixed by seed; accuracy overall is in the
+benchmark (benchmarks/standin_accuracy.py, benchmarks/README.md "The demo model"). One test asks for >= 90 %
 captions right over 60 held-out scenes of one fixed seed (measured 97-100 % on fresh scenes): it
 fails when the pipeline degrades, never by chance; EDGE_TEST_FRESH_SCENES=1 draws a new seed for a
 manual check.
@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from edge.assets import package_file
+from edge.capture import demo_world as S
 from edge.core.messages import Frame, GenerationRequest, Job
-from edge.imaging import scenes as S
 from edge.imaging.opencv import cv2
 from edge.inference.supervisor import Supervisor
 from tests.helpers.supervision import real_model, running, watchdog

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from edge.capture import CameraConfigError, Grabber, build_camera, source_kind
-from edge.capture.frames import prepare_image
+from edge.capture.demo_world import COLOR_BGR, caption
 from edge.capture.gst import APPSINK_TAIL, has_gstreamer, pipeline_of
 from edge.capture.testsrc import SCENE_S, TestSource, render_frame, scene_of_frame
 from edge.config.settings import CameraSettings
 from edge.core.errors import EdgeError, FrameError
-from edge.imaging.scenes import COLOR_BGR, caption
+from edge.imaging.frames import prepare_image
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`config check` and `doctor` refuse settings that cannot work here (issue 14, item 6)."""
+"""`config check` and `doctor` refuse settings that cannot work here."""
 
 from __future__ import annotations
 

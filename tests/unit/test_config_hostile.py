@@ -1,4 +1,4 @@
-"""Values that passed `config check` and then broke the daemon at run time (issue 14, item 3)."""
+"""Values that passed `config check` and then broke the daemon at run time."""
 
 from __future__ import annotations
 

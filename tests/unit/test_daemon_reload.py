@@ -8,8 +8,8 @@ from typing import Any
 
 from edge.config.settings import ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings, load_settings
-from edge.daemon.pipeline import Lane, Pipeline, PipelineRef
 from edge.daemon.reload import Reloader
+from edge.daemon.reloadable import Lane, Reloadable, ReloadableRef
 from edge.pipeline.executor import Executor
 from edge.pipeline.jobs import JobQueue, Scheduler
 
@@ -67,14 +67,14 @@ def lane(name: Any, model: ModelSettings, watchdog: WatchdogSettings) -> Lane:
     return Lane(name, queue, sup, Executor(name, queue, sup, model, watchdog, deps))  # type: ignore[arg-type]
 
 
-def reloader(running: Settings, new: Settings) -> tuple[Reloader, PipelineRef, Events]:
+def reloader(running: Settings, new: Settings) -> tuple[Reloader, ReloadableRef, Events]:
     assert running.text_model is not None
     lanes = (
         lane("vision", running.model, running.watchdog),
         lane("text", running.text_model, running.watchdog),
     )
     grabbers = {c.name: FakeGrabber(c) for c in running.cameras}
-    ref = PipelineRef(Pipeline(settings=running, grabbers=grabbers, lanes=lanes))  # type: ignore[arg-type]
+    ref = ReloadableRef(Reloadable(settings=running, grabbers=grabbers, lanes=lanes))  # type: ignore[arg-type]
     events = Events()
     r = Reloader(
         pipeline=ref,

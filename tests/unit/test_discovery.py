@@ -132,7 +132,10 @@ def check_keys(d: dict) -> None:
 
 def test_document_keys_are_home_assistant_keys() -> None:
     check_keys(doc())
-    check_keys(discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("yard", "gate")))
+    two = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("yard", "gate"))
+    check_keys(two)
+    # the keys were checked on both cameras' entities, not on one camera's twice
+    assert {"yard_caption_text", "gate_caption_text", "yard_camera", "gate_camera"} <= set(two["components"])
 
 
 def test_entities_and_topics() -> None:

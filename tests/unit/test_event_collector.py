@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from edge.config.settings import Settings, TaskSettings
 from edge.core.messages import Frame
-from edge.pipeline.events import EventCollector
+from edge.pipeline.event_clips import EventCollector
 
 IMG = np.zeros((4, 4, 3), np.uint8)
 

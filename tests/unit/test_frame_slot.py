@@ -50,7 +50,7 @@ def _rss_mb() -> float:
 
 
 def test_an_unwritten_slot_costs_no_resident_memory() -> None:
-    """Regression (issue 13, item 6): RawArray's zero fill committed the whole slot (12 MB) in the
+    """Regression: RawArray's zero fill committed the whole slot (12 MB) in the
     main process for every supervisor, and a reload made a new one each time."""
     before = _rss_mb()
     slots = [FrameSlot(CTX, size=32 * 2**20) for _ in range(4)]  # 128 MB if committed

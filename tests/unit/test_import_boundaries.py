@@ -1,4 +1,4 @@
-"""The package walls of DESIGN.md ("Package layout (v2)"), held by a test instead of by review.
+"""The package walls of docs/architecture.md ("Who may import whom"), held by a test instead of by review.
 
 Every `import` and `from ... import` under edge/ is read with `ast`, at any depth (function-level
 imports included, since the SDKs are imported lazily), plus `importlib.import_module("...")` and
@@ -35,28 +35,48 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "psycopg": ("edge/view/store_pg.py",),  # only for a PostgreSQL store ([view] extra)
 }
 
-# Layers, lowest first: a package may import its own modules and any package of a LOWER layer;
-# the components (one layer) may use each other. `edge` itself (the version) sits with core.
-LAYERS: tuple[tuple[str, ...], ...] = (
-    ("core", "assets", ""),
-    ("config",),
-    ("imaging", "capture", "inference", "mqtt", "serial", "consumer"),
-    ("pipeline", "view"),
-    ("daemon",),
-    ("cli",),
-)
+# Which edge packages each package may import, besides its own modules. "" is edge/__init__.py (the
+# version). Every package is listed; docs/architecture.md ("Who may import whom") is this table in words.
+ALLOWED: dict[str, frozenset[str]] = {
+    "core": frozenset(),  # the bottom: not even the root package
+    "": frozenset({"core"}),
+    "assets": frozenset({"core"}),
+    "config": frozenset({"core", "assets", ""}),
+    "imaging": frozenset({"core", "config"}),
+    "capture": frozenset({"core", "config", "imaging"}),
+    "serial": frozenset({"core", "config"}),
+    "mqtt": frozenset({"core", "config", ""}),
+    "consumer": frozenset({"core", "config", "mqtt"}),
+    "inference": frozenset({"core", "config", "imaging"}),
+    "pipeline": frozenset({"core", "config", "imaging", "inference", "mqtt"}),
+    "view": frozenset({"core", "config", "mqtt", "consumer"}),
+    "daemon": frozenset({"core", "", "config", "capture", "serial", "mqtt", "inference", "pipeline"}),
+    "cli": frozenset(
+        {
+            "core",
+            "",
+            "assets",
+            "config",
+            "imaging",
+            "capture",
+            "serial",
+            "mqtt",
+            "consumer",
+            "inference",
+            "pipeline",
+            "view",
+        }
+    ),
+}
 
-# edge.core is the bottom: it imports nothing of edge outside core (not even the root package).
-CORE_IMPORTS_ONLY_CORE = True
-
-# The daemon is the composition root: nothing imports it but itself, and the CLI only by a string
-# (its lazy `_call`), so that `edge --help` and the tools never load the daemon.
-DAEMON_DYNAMIC_IMPORTERS: tuple[str, ...] = ("edge/cli/main.py",)
+# The daemon is the composition root: nothing imports it, except the CLI's `run` branch, and that only
+# inside a function, so that `edge --help` and the other commands never load the daemon.
+DAEMON_LAZY_IMPORTERS: tuple[str, ...] = ("edge/cli/main.py",)
 
 # Repository folders that edge never imports (fixture tools, tests, benchmark scripts).
 NEVER_IMPORTED: tuple[str, ...] = ("tools", "tests", "benchmarks")
 
-DYNAMIC_IMPORT_CALLS = ("import_module", "_call")
+DYNAMIC_IMPORT_CALLS = ("import_module",)
 
 
 @dataclass(frozen=True)
@@ -65,6 +85,7 @@ class Import:
     line: int
     module: str  # absolute dotted name
     dynamic: bool  # by a string at run time
+    lazy: bool = False  # inside a function body: runs when the function does, not at import
 
     def where(self) -> str:
         return f"{self.file}:{self.line}"
@@ -87,9 +108,18 @@ def _imports(path: Path, root: Path = EDGE.parent) -> list[Import]:
     here = _dotted(file)
     is_pkg = path.name == "__init__.py"
     found: list[Import] = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=file)):
+    tree = ast.parse(path.read_text(), filename=file)
+    in_function = {
+        id(inner)
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for inner in ast.walk(fn)
+        if inner is not fn
+    }
+    for node in ast.walk(tree):
+        lazy = id(node) in in_function
         if isinstance(node, ast.Import):
-            found += [Import(file, node.lineno, alias.name, False) for alias in node.names]
+            found += [Import(file, node.lineno, alias.name, False, lazy) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
                 base = here.split(".")
@@ -97,16 +127,16 @@ def _imports(path: Path, root: Path = EDGE.parent) -> list[Import]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            found.append(Import(file, node.lineno, module, False))
+            found.append(Import(file, node.lineno, module, False, lazy))
             if module == "edge":  # `from edge import daemon` names the package after `import`
-                found += [Import(file, node.lineno, f"edge.{a.name}", False) for a in node.names]
+                found += [Import(file, node.lineno, f"edge.{a.name}", False, lazy) for a in node.names]
         elif isinstance(node, ast.Call):
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             if name in DYNAMIC_IMPORT_CALLS and node.args:
                 arg = node.args[0]
                 if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                    found.append(Import(file, node.lineno, arg.value, True))
+                    found.append(Import(file, node.lineno, arg.value, True, lazy))
     return found
 
 
@@ -118,11 +148,43 @@ def _owned_by(file: str, owners: tuple[str, ...]) -> bool:
     return any(file.startswith(o) if o.endswith("/") else file == o for o in owners)
 
 
-def _layer(package: str) -> int:
-    for rank, members in enumerate(LAYERS):
-        if package in members:
-            return rank
-    raise AssertionError(f"package edge/{package}/ is in no layer: add it to LAYERS")
+def _target(module: str) -> str | None:
+    """The edge package a dotted name lies in ("" for edge/__init__.py), or None outside edge."""
+    parts = module.split(".")
+    if parts[0] != "edge":
+        return None
+    return parts[1] if len(parts) > 1 and (EDGE / parts[1]).is_dir() else ""
+
+
+def package_graph(imports: list[Import]) -> dict[str, set[str]]:
+    """Package -> the other edge packages it imports (any import, lazy or dynamic included)."""
+    graph: dict[str, set[str]] = {}
+    for imp in imports:
+        dst = _target(imp.module)
+        src = _package_of(imp.file)
+        if dst is not None and dst != src:
+            graph.setdefault(src, set()).add(dst)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle between packages, each once, as the packages in order (first repeated at the end)."""
+    found: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+
+    def walk(path: list[str]) -> None:
+        for nxt in sorted(graph.get(path[-1], ())):
+            if nxt == path[0]:
+                key = frozenset(path)
+                if key not in seen:
+                    seen.add(key)
+                    found.append([*path, nxt])
+            elif nxt not in path and nxt > path[0]:  # each cycle from its smallest member only
+                walk([*path, nxt])
+
+    for start in sorted(graph):
+        walk([start])
+    return found
 
 
 def violations(imports: list[Import]) -> list[str]:
@@ -136,26 +198,26 @@ def violations(imports: list[Import]) -> list[str]:
             out.append(f"{imp.where()}: imports {imp.module}; only {', '.join(owners)} may")
         if top in NEVER_IMPORTED:
             out.append(f"{imp.where()}: imports {imp.module}; edge never imports {top}/")
-        if top != "edge":
-            continue
-        parts = imp.module.split(".")
-        dst = parts[1] if len(parts) > 1 else ""
-        if not (EDGE / dst).is_dir():
-            dst = ""  # a name from edge/__init__.py (`from edge import __version__`)
-        if dst == src:
-            continue
-        if CORE_IMPORTS_ONLY_CORE and src == "core":
-            out.append(f"{imp.where()}: edge.core imports {imp.module}; core imports nothing of edge")
+        dst = _target(imp.module)
+        if dst is None or dst == src:
             continue
         if dst == "daemon":
-            if not (imp.dynamic and imp.file in DAEMON_DYNAMIC_IMPORTERS):
+            if not (imp.lazy and imp.file in DAEMON_LAZY_IMPORTERS):
                 out.append(
                     f"{imp.where()}: imports {imp.module}; nothing imports the daemon "
-                    f"(only {', '.join(DAEMON_DYNAMIC_IMPORTERS)}, by string)"
+                    f"(only {', '.join(DAEMON_LAZY_IMPORTERS)}, inside a function)"
                 )
             continue
-        if _layer(dst) > _layer(src):
-            out.append(f"{imp.where()}: edge.{src or '__init__'} imports {imp.module}, a higher layer")
+        allowed = ALLOWED.get(src)
+        if allowed is None:
+            out.append(f"{imp.where()}: package edge/{src}/ has no ALLOWED entry: add one")
+        elif dst not in allowed:
+            out.append(
+                f"{imp.where()}: edge.{src or '__init__'} imports {imp.module}; "
+                f"edge.{src or '__init__'} may import only {', '.join(sorted(p or 'edge' for p in allowed)) or 'nothing of edge'}"
+            )
+    for cycle in cycles(package_graph(imports)):
+        out.append(f"import cycle between packages: {' -> '.join(p or 'edge' for p in cycle)}")
     return out
 
 
@@ -164,24 +226,44 @@ def test_edge_keeps_its_walls() -> None:
     assert not found, "import boundaries broken:\n" + "\n".join(found)
 
 
-def test_every_package_is_in_a_layer() -> None:
-    for pkg in sorted(p.name for p in EDGE.iterdir() if (p / "__init__.py").exists()):
-        _layer(pkg)
+def test_every_package_has_its_allowed_list() -> None:
+    packages = {p.name for p in EDGE.iterdir() if (p / "__init__.py").exists()}
+    assert packages | {""} == set(ALLOWED), sorted((packages | {""}) ^ set(ALLOWED))
+
+
+def test_the_allowed_lists_have_no_cycle() -> None:
+    """The rules themselves are acyclic, so a cycle can only come from an import they forbid."""
+    graph = {src: set(dst) for src, dst in ALLOWED.items()}
+    assert not cycles(graph), cycles(graph)
+
+
+def test_a_cycle_between_packages_is_caught() -> None:
+    """The checker itself: two packages importing each other fail, whatever the allowed lists say."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c", "a"]]
+    assert cycles({"x": {"y"}, "y": set()}) == []
 
 
 def test_the_walker_sees_lazy_and_dynamic_imports(tmp_path: Path) -> None:
-    """The checker itself: a function-level SDK import and a string import of the daemon are caught."""
+    """The checker itself: a function-level SDK import, a string import of the daemon, an import of a
+    package not on the list and a module-level daemon import in the one file allowed a lazy one are caught."""
     src = tmp_path / "edge" / "pipeline" / "x.py"
     src.parent.mkdir(parents=True)
     src.write_text(
         "def f():\n"
         "    import cv2\n"
         "    from paho.mqtt import client\n"
-        "    _call('edge.daemon.app', 'run')\n"
+        "    importlib.import_module('edge.daemon.app')\n"
         "from edge.cli.main import main\n"
+        "from edge.capture import grabber\n"
     )
-    found = violations(_imports(src, tmp_path))
-    for line in (2, 3, 4, 5):
+    cli = tmp_path / "edge" / "cli" / "main.py"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("from edge.daemon.app import run\ndef f():\n    from edge.daemon.app import run\n")
+    found = violations(_imports(src, tmp_path) + _imports(cli, tmp_path))
+    assert any(v.startswith("edge/cli/main.py:1:") for v in found), found
+    assert not any(v.startswith("edge/cli/main.py:3:") for v in found), found
+    for line in (2, 3, 4, 5, 6):
         assert any(v.startswith(f"edge/pipeline/x.py:{line}:") for v in found), (line, found)
 
 

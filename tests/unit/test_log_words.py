@@ -1,4 +1,4 @@
-"""Log hygiene (issue 14, item 7): the same words in `run` and `doctor`, and the console shows the text."""
+"""Log hygiene: the same words in `run` and `doctor`, and the console shows the text."""
 
 from __future__ import annotations
 

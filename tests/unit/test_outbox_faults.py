@@ -1,5 +1,5 @@
 """Outbox faults on a real SQLite file: a full disk, a damaged page, clock steps, two daemons with one
-device_id. Each test failed on the outbox before issue 13."""
+device_id. Each test failed on the outbox before these faults were handled."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def test_pinger_treats_a_raising_check_as_no_progress(listener: NotifyListener) 
 
 
 def test_pinger_stops_when_a_needed_thread_dies(listener: NotifyListener, caplog) -> None:
-    """Regression (issue 13, item 3): the pings went on after a pipeline thread died."""
+    """Regression: the pings went on after a pipeline thread died."""
     live = Liveness()
     # a loop that returns stands in for one that raised (the e2e test raises in the real daemon)
     thread = threading.Thread(target=lambda: time.sleep(0.3), name="edge-triggers", daemon=True)

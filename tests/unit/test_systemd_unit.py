@@ -1,8 +1,8 @@
 """The shipped unit verifies, scores <= 2.0 exposure, matches the watchdog defaults; edge.env loads;
 `edge service unit` prints it for this install.
 
-The unit, its README and the env example are package data (edge/assets/systemd); the checkout's
-top-level systemd/ holds identical copies for people browsing the repository."""
+The unit, its README and the env example are written once, in the checkout's top-level systemd/;
+edge/assets/systemd is a symlink to it, so they are package data from a checkout and from a wheel."""
 
 from __future__ import annotations
 
@@ -132,11 +132,10 @@ def test_env_example_is_valid_settings(tmp_path: Path) -> None:
     assert set(env) - set(settings_env) <= ENV_RESERVED
 
 
-@pytest.mark.parametrize("name", SHIPPED)
-def test_top_level_copy_is_the_packaged_file(name: str) -> None:
-    """systemd/NAME is a copy of the package data; edit both (cp edge/assets/systemd/* systemd/)."""
+def test_systemd_is_the_one_source_of_the_packaged_unit() -> None:
+    """Editing systemd/edge.service is editing what `edge service unit` prints: one file, not two."""
     assert sorted(p.name for p in (ROOT / "systemd").iterdir()) == sorted(SHIPPED)
-    assert (ROOT / "systemd" / name).read_bytes() == (SYSTEMD / name).read_bytes()
+    assert SYSTEMD.is_symlink() and SYSTEMD.resolve() == (ROOT / "systemd").resolve()
 
 
 def _unit_lines(text: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""The topic contract of DESIGN.md (v2), spelled out topic by topic."""
+"""The topic contract of docs/mqtt-contract.md (v2), spelled out topic by topic."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def test_reply_to_uses_a_foreign_response_topic() -> None:
     assert t.reply_to("ask", "app/replies/1") == "app/replies/1"
     assert t.reply_to("ask", None) == "edge/d/reply/ask"
     assert t.reply_to("ask", "edge/d/cmd") == "edge/d/reply/ask"
-    # issue 14 item 1: never into the device's own publish namespace, nor a wildcard
+    # a reply never goes into the device's own publish namespace, nor to a wildcard
     for own in ("edge/d/status", "edge/d/main/caption/result", "edge/d/reply/set", "edge/+/x", "#"):
         assert t.reply_to("ask", own) == "edge/d/reply/ask", own
         assert t.refuse_response_topic("ask", own), own

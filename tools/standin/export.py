@@ -395,7 +395,7 @@ def write_choose_cases(models: Path, n: int = 8) -> Path:
         if i % 2 == 0:
             prompt, answer = W.CAPTION_PROMPTS[0], W.caption(scene)
         else:
-            from edge.imaging.scenes import QUESTION_KINDS, question
+            from edge.capture.demo_world import QUESTION_KINDS, question
 
             prompt, answer = question(scene, QUESTION_KINDS[i // 2 % len(QUESTION_KINDS)], rng)
         cases.append({"image": name, "prompt": prompt, "answer": answer, "size": [scene.width, scene.height]})

@@ -15,7 +15,7 @@ import numpy as np
 
 # The grammar, the drawing and the answers live in edge (the demo's test pattern, the tests and the
 # benchmark draw the same scenes); edge never imports tools, so this module takes them from there.
-from edge.imaging.scenes import (  # noqa: F401 (re-exported: the trainer and exporters use W.*)
+from edge.capture.demo_world import (  # noqa: F401 (re-exported: the trainer and exporters use W.*)
     CAPTION_PROMPTS,
     CHANGE_PROMPTS,
     COLOR_BGR,

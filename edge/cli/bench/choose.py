@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from edge import __version__
-from edge.capture.frames import prepare_image
 from edge.capture.testsrc import render_frame
 from edge.cli.bench.measure import BenchError
 from edge.cli.bench.stats import mean_ci, t975
@@ -41,6 +40,7 @@ from edge.config.settings import ModelSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings, dropin_dir, load_settings
 from edge.core.errors import ConfigError
 from edge.core.messages import GenerationRequest
+from edge.imaging.frames import prepare_image
 from edge.inference.model_folder import validate_for
 
 Progress = Callable[[str], None]
@@ -108,7 +108,9 @@ def eval_cases(folder: Path) -> list[dict[str, Any]] | None:
 
 
 def _score(answer: str, expected: str) -> bool:
-    norm = lambda s: " ".join(s.lower().strip().rstrip(".").split())  # noqa: E731
+    def norm(s: str) -> str:
+        return " ".join(s.lower().strip().rstrip(".").split())
+
     return norm(answer) == norm(expected)
 
 

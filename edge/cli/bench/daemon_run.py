@@ -213,14 +213,14 @@ def cpu_s(proc: psutil.Process | None) -> float:
         t = proc.cpu_times()
     except psutil.Error:
         return 0.0
-    return t.user + t.system
+    return float(t.user + t.system)
 
 
 def rss_mb(proc: psutil.Process | None) -> float | None:
     if proc is None:
         return None
     try:
-        return proc.memory_info().rss / 2**20
+        return float(proc.memory_info().rss) / 2**20
     except psutil.Error:
         return None
 

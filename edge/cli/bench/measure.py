@@ -172,7 +172,8 @@ class BareProcess:
             code = self._proc.poll()
             why = f"exited with status {code}" if code is not None else f"no answer within {timeout_s:.0f} s"
             return {"ok": False, "error": f"bare loop process {why}"}
-        return json.loads(out[0])
+        result: dict[str, Any] = json.loads(out[0])
+        return result
 
     def generate(self, inputs: BareInputs, max_new: int) -> dict[str, Any]:
         assert self._proc.stdin is not None

@@ -1,5 +1,5 @@
-"""The performance budget (issue 9) and the table `edge bench` prints: markdown, so it pastes into an
-issue as it is."""
+"""The performance targets a run is judged against (each with its limit and when it applies) and the
+table `edge bench` prints: markdown, so it pastes into an issue as it is."""
 
 from __future__ import annotations
 
@@ -101,9 +101,10 @@ def render_table(r: dict[str, Any]) -> str:
         "| measure | value | target |",
         "|---|---|---|",
     ]
-    bare = lambda key, fmt=".1f", unit="": (  # noqa: E731
-        f" (bare loop {_f(r.get(key), fmt, unit)})" if r.get(key) is not None else ""
-    )
+
+    def bare(key: str, fmt: str = ".1f", unit: str = "") -> str:
+        return f" (bare loop {_f(r.get(key), fmt, unit)})" if r.get(key) is not None else ""
+
     rows = [
         (
             "model load (worker)",

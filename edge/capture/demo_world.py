@@ -3,6 +3,8 @@
 The demo model (edge/assets/models/demo-*) is a tiny Phi-3.5-vision stand-in trained on these scenes
 only (tools/standin/, which takes its grammar and drawing from here, so that the test pattern, the
 tests, the benchmark and the trainer draw the same shapes). Real deployments use Phi-3.5-vision.
+It lives in capture beside testsrc.py, the demo's camera and the one runtime user of it, not in
+imaging beside the gate.
 
 A scene is a uniform grey background (level 64-192, mild noise) of any size from 320x240 to
 1920x1080 (landscape or portrait) with 0-3 non-overlapping shapes, at most one per horizontal third
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +53,7 @@ class Scene:
     width: int = 640
     height: int = 480
     background: int = 128
-    extras: dict = field(default_factory=dict, compare=False, hash=False)
+    extras: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def at(self, position: str) -> Shape | None:
         return next((s for s in self.shapes if s.position == position), None)

@@ -1,8 +1,8 @@
 """The parts of the running daemon that a reload may replace, held as one value.
 
-Readers (the trigger loop, health, state, the systemd watchdog) take `PipelineRef.current` once and
+Readers (the trigger loop, health, state, the systemd watchdog) take `ReloadableRef.current` once and
 work with a consistent set: the settings that match the grabber and supervisors they run with. Writers
-(the reloader, `cmd/set`) swap parts through `PipelineRef.swap`, so two of them never lose each
+(the reloader, `cmd/set`) swap parts through `ReloadableRef.swap`, so two of them never lose each
 other's change.
 """
 
@@ -51,7 +51,7 @@ class Lane:
 
 
 @dataclass(frozen=True)
-class Pipeline:
+class Reloadable:
     """Settings, cameras and model lanes as one value; the vision lane comes first and always exists.
 
     `grabbers` has one grabber per configured camera, in the order of `settings.cameras`.
@@ -91,18 +91,18 @@ class Pipeline:
         return all(sup.progressing() for sup in self.supervisors)
 
 
-class PipelineRef:
-    """The current `Pipeline`. Reads are one attribute load; swaps are serialized."""
+class ReloadableRef:
+    """The current `Reloadable`. Reads are one attribute load; swaps are serialized."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Reloadable) -> None:
         self._value = pipeline
         self._lock = threading.Lock()
 
     @property
-    def current(self) -> Pipeline:
+    def current(self) -> Reloadable:
         return self._value
 
-    def swap(self, change: Callable[[Pipeline], Pipeline]) -> Pipeline:
+    def swap(self, change: Callable[[Reloadable], Reloadable]) -> Reloadable:
         """Replace the value with `change(current)`; an exception from `change` leaves it as it was."""
         with self._lock:
             self._value = change(self._value)

@@ -1,7 +1,9 @@
-"""The last check before a frame leaves capture: validated, contiguous, and no larger than max_edge.
+"""A frame made fit for its consumers: validated, contiguous, and no larger than max_edge.
 
-Downscaling here (once, in the grabber thread) keeps 4K cameras from costing every later stage:
-the gate, the JPEG for {camera}/{task}/image and the model's own preprocessing.
+Capture calls it once per frame, in the grabber thread, so 4K cameras do not cost every later stage
+(the gate, the JPEG for {camera}/{task}/image, the model's own preprocessing); the http backend calls
+it again with its own `image_max_edge` before a frame leaves the device. It lives in imaging, beside
+the validation it builds on, so both can use it without inference depending on capture.
 """
 
 from __future__ import annotations
