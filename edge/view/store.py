@@ -156,6 +156,8 @@ _CAMERAS_2 = [
         device TEXT NOT NULL, camera TEXT NOT NULL, task TEXT NOT NULL,
         latest_at DOUBLE PRECISION NOT NULL, latest_id TEXT NOT NULL,
         pictured_at DOUBLE PRECISION, pictured_id TEXT, PRIMARY KEY (device, camera, task))""",
+    # one device's timeline, newest first, without sorting the device's every result
+    "CREATE INDEX IF NOT EXISTS results_device_at ON results(device, at)",
 ]
 _REBUILD_CAMERAS = [
     "DELETE FROM cameras",
