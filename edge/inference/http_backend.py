@@ -383,7 +383,8 @@ class HttpBackend:
                         "validated", self._where, result.schema_error)  # fmt: skip
         if request.json_schema and "response_format" not in body and result.schema_error is not None:
             result = dataclasses.replace(
-                result, schema_error=f"{result.schema_error} (unconstrained: the schema was in the prompt only)"
+                result,
+                schema_error=f"{result.schema_error} (unconstrained: the schema was in the prompt only)",
             )
         return result
 
@@ -664,7 +665,9 @@ def load(settings: ModelSettings) -> HttpBackend:
     except GenerationError as err:  # a job will meet it too, and fail over from there
         vision, why = None, f"not probed: {err}"
     if vision is False:
-        log.warning("%s model %s is a text-only endpoint: %s; image jobs are refused", where, settings.name, why)
+        log.warning(
+            "%s model %s is a text-only endpoint: %s; image jobs are refused", where, settings.name, why
+        )
     load_ms = (time.perf_counter() - t0) * 1000.0
     info = BackendInfo(name=str(settings.name), backend=BACKEND, provider=provider, vision=vision is not False,
                        load_ms=round(load_ms, 1))  # fmt: skip

@@ -114,7 +114,11 @@ class OpenAIStub:
 
             def _probe(self, body: dict[str, Any]) -> None:
                 content = body["messages"][-1]["content"]
-                images = sum(1 for p in content if p.get("type") == "image_url") if isinstance(content, list) else 0
+                images = (
+                    sum(1 for p in content if p.get("type") == "image_url")
+                    if isinstance(content, list)
+                    else 0
+                )
                 prompt = 7 + (16 * images if stub.vision else 0)
                 self._json(200, {
                     "id": "p1", "object": "chat.completion", "model": body["model"],

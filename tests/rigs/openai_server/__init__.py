@@ -33,7 +33,9 @@ REPO = HERE.parents[2]
 TOKENIZER = REPO / "edge" / "assets" / "models" / "demo-ort"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 RECIPE = ("requirements.txt", "make_models.py")
-BUILD_STEPS = "venv; pip torch==2.13.0; pip -r requirements.txt; make_models.py"  # hashed: change it with _build
+BUILD_STEPS = (
+    "venv; pip torch==2.13.0; pip -r requirements.txt; make_models.py"  # hashed: change it with _build
+)
 TRANSFORMERS_VERSION = "5.25.0"
 
 
@@ -152,7 +154,9 @@ class Server:
                 self.proc.wait(15)
 
 
-def start_server(rig: Rig, model: Path, log: Path, port: int | None = None, timeout_s: float = 180.0) -> Server:
+def start_server(
+    rig: Rig, model: Path, log: Path, port: int | None = None, timeout_s: float = 180.0
+) -> Server:
     """Start the server on 127.0.0.1 and wait until GET /v1/models lists the model."""
     port = port or free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
@@ -174,7 +178,9 @@ def start_server(rig: Rig, model: Path, log: Path, port: int | None = None, time
             pass
         time.sleep(0.5)
     server.stop()
-    raise RuntimeError(f"transformers serve did not list {model} within {timeout_s:.0f} s:\n{server.log_text()[-3000:]}")
+    raise RuntimeError(
+        f"transformers serve did not list {model} within {timeout_s:.0f} s:\n{server.log_text()[-3000:]}"
+    )
 
 
 @contextlib.contextmanager
@@ -184,4 +190,3 @@ def serving(rig: Rig, model: Path, log: Path) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
-

@@ -5,6 +5,7 @@ text-only Phi-3 causal LM) and OUT_DIR/tiny-llava (CLIP 56 px / patch 14 = 16 im
 with the demo tokenizer and a chat template, so `transformers serve` answers like a real server would.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,23 @@ VLM_TEMPLATE = (
 )
 
 
+def _words_only(tok, lm_head: torch.nn.Linear) -> None:
+    """Zero every output row but plain-letter tokens: greedy decoding then always picks a word piece.
+
+    Random weights otherwise wander into byte-fallback tokens, and the server's streaming detokenizer
+    fails mid-stream on them ("Invalid prefix encountered while decoding stream"); long generations
+    (the watchdog's mid-stream stall test) need an answer that streams for as long as asked.
+    """
+    words = [
+        i for i in range(len(tok)) if re.fullmatch(r"\u2581?[A-Za-z]{2,}", tok.convert_ids_to_tokens(i) or "")
+    ]
+    assert len(words) >= 20, f"only {len(words)} word tokens in the tokenizer"
+    keep = torch.zeros(lm_head.weight.shape[0], 1)
+    keep[words] = 1.0
+    with torch.no_grad():
+        lm_head.weight.mul_(keep)
+
+
 def _generation_config(tok, end_id: int) -> GenerationConfig:
     return GenerationConfig(
         bos_token_id=tok.bos_token_id,
@@ -57,6 +75,7 @@ def text_model(src: Path, dst: Path) -> None:
         pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
     )  # fmt: skip
     model = Phi3ForCausalLM(cfg).eval()
+    _words_only(tok, model.lm_head)
     model.generation_config = _generation_config(tok, end_id)
     model.save_pretrained(dst)
     tok.save_pretrained(dst)
@@ -78,6 +97,7 @@ def vision_model(src: Path, dst: Path) -> None:
                       vision_feature_select_strategy="default", vision_feature_layer=-1)  # fmt: skip
     torch.manual_seed(0)
     model = LlavaForConditionalGeneration(cfg).eval()
+    _words_only(tok, model.lm_head)
     model.generation_config = _generation_config(tok, end_id)
     # The PIL image processor: PyPI's torchvision does not load beside CPU torch.
     ip = CLIPImageProcessorPil(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
@@ -87,7 +107,9 @@ def vision_model(src: Path, dst: Path) -> None:
     proc.save_pretrained(dst)
     # Smoke test through the processor, as the server uses it: fail here, not in a test.
     img = Image.fromarray(np.full((48, 64, 3), 120, np.uint8))
-    msgs = [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": "Describe."}]}]
+    msgs = [
+        {"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": "Describe."}]}
+    ]
     inputs = proc.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True,
                                       return_tensors="pt")  # fmt: skip
     model.generate(**inputs, max_new_tokens=2, do_sample=False)
