@@ -99,7 +99,9 @@ def test_a_fallback_endpoint_generates_with_its_own_settings() -> None:
         with running(model, watchdog(), events, loader=LOADER, ready=False) as sup:
             events.wait_for("backend_switch")
             assert sup.wait_ready(30.0)
-            out = sup.submit(Job(id="fb-1", task="caption", kind="caption", trigger="command", request=request))
+            out = sup.submit(
+                Job(id="fb-1", task="caption", kind="caption", trigger="command", request=request)
+            )
         assert out.ok, out.failure
         body = server.chats()[-1]
         assert (body["max_tokens"], body["temperature"]) == (3, 0.5)

@@ -14,7 +14,7 @@ from edge.inference.requests import bind
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (400, b'{"detail":"Server is pinned to \'/m/tiny\'; requested \'phi\'."}'),  # transformers serve
+        (400, b"{\"detail\":\"Server is pinned to '/m/tiny'; requested 'phi'.\"}"),  # transformers serve
         (404, b'{"error":{"message":"model \\"phi\\" not found, try pulling it first"}}'),  # Ollama
         (404, b'{"error":{"message":"The model `phi` does not exist.","code":"model_not_found"}}'),  # OpenAI
         (400, b'{"object":"error","message":"The model `phi` does not exist.","code":400}'),  # vLLM

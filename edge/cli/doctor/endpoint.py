@@ -82,6 +82,5 @@ def _probes(label: str, section: ModelSettings, client: object) -> list[CheckRes
         follows, why = http_backend.probe_format(client, section)
     except EdgeError as err:
         return [*out, CheckResult(f"{label} response_format", "fail", str(err), "check the server's log")]
-    status = "ok" if follows else "warn"
-    out.append(CheckResult(f"{label} response_format", status, why))
+    out.append(CheckResult(f"{label} response_format", "ok" if follows else "warn", why))
     return out
