@@ -159,7 +159,7 @@ def start_server(
 ) -> Server:
     """Start the server on 127.0.0.1 and wait until GET /v1/models lists the model."""
     port = port or free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TRANSFORMERS_NO_ADVISORY_WARNINGS="1")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")  # log lines at once
     cmd = [str(rig.python), "-m", "transformers.cli.transformers", "serve", str(model),
            "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--enable-log-requests"]  # fmt: skip
     out = log.open("ab")
