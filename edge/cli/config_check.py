@@ -40,6 +40,8 @@ def problems(loaded: LoadedSettings) -> list[str]:
     found: list[str] = []
     sections = [("model", s.model)] + ([("text_model", s.text_model)] if s.text_model else [])
     for key, section in sections:
+        if section.backend == "http":  # an endpoint, no folder: url and name were validated; doctor asks it
+            continue
         origin = loaded.origin((key, "path"))
         try:
             kind = folder_kind(section.path, section.backend)

@@ -43,7 +43,7 @@ def _run(
     as_json: bool,
     grabbed: tuple[np.ndarray, float] | None = None,
 ) -> int:
-    if model.path is None:
+    if model.backend != "http" and model.path is None:  # an endpoint has url and name instead
         raise ConfigError(
             ["model.path: not set (a model folder; e.g. EDGE_MODEL__PATH=/opt/models/phi-3.5-v)"]
         )

@@ -84,7 +84,8 @@ class GenerationRequest:
     temperature: float = 0.0
     deadline_s: float | None = None  # soft: generation stops itself and returns the partial text
     json_schema: dict[str, Any] | None = None
-    num_crops: int | None = None  # Phi-3.5-vision HD crops for this request (None: the model's setting)
+    num_crops: int | None = None  # Phi-3.5-vision HD crops, resolved by inference.requests.bind
+    task_num_crops: int | None = None  # the task's own num_crops (kept so a rebind resolves it again)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,9 @@ def prompt_scale(request: GenerationRequest, model_num_crops: int) -> float:
     both. Text-only requests are 1x; a frame whose size the formula refuses counts as one frame.
     """
     images = request.images
-    if len(images) <= 1 and (request.num_crops is None or request.num_crops <= model_num_crops):
+    crops = request.num_crops or model_num_crops  # bound requests carry it; a bare one means the model's
+    if len(images) <= 1 and crops <= model_num_crops:
         return 1.0
-    crops = request.num_crops or model_num_crops
     try:
         h, w = int(images[0].shape[0]), int(images[0].shape[1])
         base = tokens_for_frame(h, w, model_num_crops)

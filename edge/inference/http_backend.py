@@ -7,18 +7,28 @@ every content event is one `tick()` (heartbeat, cancel, soft deadline). Frames a
 (dropped for that schema if the server refuses it) and are validated afterwards either way.
 
 Every failure is one line naming the endpoint and never the API key. Failures that mean "this endpoint
-cannot serve now" (unreachable, TLS, 401/403, 404, 429, 5xx, timeouts) raise EndpointUnavailable, which a
-chain of endpoints (`[[model.fallback]]`) moves on from; a 429's Retry-After is honoured by failing
-fast until it has passed.
+cannot serve now" (unreachable, TLS, 401/403, 404, 429, 5xx, timeouts, a model name the server does not
+serve) raise EndpointUnavailable, which a chain of endpoints (`[[model.fallback]]`) moves on from; a
+429's Retry-After is honoured by failing fast until it has passed. A server's 4xx is read by what its
+body says, not by status alone: servers answer a wrong model name with 400 as often as with 404.
+
+Real servers differ in two ways that would otherwise pass silently. Some accept `response_format` and
+ignore it (200, unconstrained text): the first structured answer that fails validation while a schema
+was sent marks the endpoint, says so once, and from then on the schema travels in the prompt only (it
+always does) and every answer is validated. Some serve a text-only model and drop images without a
+word: at load the backend compares the prompt tokens of the same prompt with and without a small
+image, and a text-only endpoint refuses image jobs by name instead of "captioning" a picture it never saw.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
@@ -27,6 +37,8 @@ from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
+
+import numpy as np
 
 from edge.config.settings import ModelSettings, is_loopback_host, url_host
 from edge.core.errors import BackendUnavailable, EndpointUnavailable, GenerationError, ModelError
@@ -43,6 +55,11 @@ BACKEND: Final = "http"
 INSTALL_HINT = "pip install 'edge-vlm-agent[http]'"
 _WARNED_PLAIN: set[str] = set()  # plain http:// to another host: said once per process
 _EXTRA_TOKENS = 16  # a server that ignores max_tokens is cut off this many events later
+_PROBE_IMAGE_EDGE = 64  # the small grey picture of the vision probe
+
+
+class ModelNotServed(EndpointUnavailable):
+    """The server does not serve model.name: a config error here, and a reason to try the next entry."""
 
 
 def _sdk() -> tuple[Any, Any]:
@@ -210,6 +227,23 @@ def _server_message(body: bytes) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+_MISSING = re.compile(
+    r"not (found|served|available|loaded|exist)|does ?n[o']t (exist|match)|unknown|no such|invalid model"
+    r"|not a valid model|mismatch|is pinned to",
+    re.IGNORECASE,
+)
+_FORMAT_WORDS = re.compile(r"response_format|json_schema|grammar|guided", re.IGNORECASE)
+
+
+def names_missing_model(message: str, model: str) -> bool:
+    """Whether a server's error text says the requested model is not there (OpenAI's model_not_found,
+    Ollama's "model ... not found", transformers serve's pinned-model mismatch, vLLM's "does not exist")."""
+    if not message or _FORMAT_WORDS.search(message):
+        return False
+    mentions = (bool(model) and model in message) or "model" in message.lower()
+    return mentions and (bool(_MISSING.search(message)) or "model_not_found" in message)
+
+
 def status_error(
     status: int, reason: str, body: bytes, where: str, model: str, retry: float | None
 ) -> Exception:
@@ -222,6 +256,8 @@ def status_error(
             f"{head}: the API key was refused or is missing ($CREDENTIALS_DIRECTORY/model_api_key or "
             f"model.api_key_env){tail}"
         )
+    if status in (400, 404, 422) and names_missing_model(msg, model):
+        return ModelNotServed(f"{head}: config error: model.name {model!r} is not served here{tail}")
     if status == 404:
         return EndpointUnavailable(f"{head}: unknown model {model!r} or wrong url{tail}")
     if status == 429:
@@ -261,6 +297,7 @@ class HttpBackend:
         self.info = info
         self._where = f"{endpoint(settings)} model {settings.name}"
         self._no_schema: set[str] = set()  # schemas the server refused as response_format
+        self.ignores_format = False  # answers 200 to response_format without following it
         self._retry_at = 0.0  # a 429's Retry-After: fail fast until then
         self._lock = threading.Lock()
 
@@ -295,7 +332,8 @@ class HttpBackend:
             "temperature": float(request.temperature),
         }
         schema = request.json_schema
-        if with_schema and schema and structured.schema_text(schema) not in self._no_schema:
+        sent = not self.ignores_format and with_schema and schema
+        if sent and structured.schema_text(schema) not in self._no_schema:  # type: ignore[arg-type]
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "result", "schema": schema, "strict": False},
@@ -310,6 +348,11 @@ class HttpBackend:
     ) -> Generation:
         if self._client is None:
             raise GenerationError("backend is closed")
+        if request.images and not self.info.vision:
+            raise GenerationError(
+                f"{self._where} is a text-only endpoint (an image does not change its prompt tokens): "
+                "image tasks need a vision model there"
+            )
         clock = TokenClock(on_token, cancel, request.deadline_s)
         body = self.body(request)  # FrameError for a bad frame, before anything is sent
         wait = self._retry_at - time.monotonic()
@@ -318,10 +361,13 @@ class HttpBackend:
         if clock.cancelled_before_start():
             return self._result("", clock, {}, None, request)
         try:
-            return self._stream(body, clock, request)
+            result = self._stream(body, clock, request)
+        except ModelNotServed as err:
+            raise ModelNotServed(f"{err}{self._served_hint()}") from None
         except GenerationError as err:
             schema = request.json_schema
-            if schema and "response_format" in body and "HTTP 400" in str(err) and not clock.n:
+            refused = "HTTP 400" in str(err) and not isinstance(err, EndpointUnavailable)
+            if schema and "response_format" in body and refused and not clock.n:
                 # A server without JSON-schema output: run unconstrained, validate after (as always).
                 log.warning("%s refused response_format json_schema; validating after instead: %s",
                             self._where, err)  # fmt: skip
@@ -329,6 +375,25 @@ class HttpBackend:
                     self._no_schema.add(structured.schema_text(schema))
                 return self._stream(self.body(request), clock, request)
             raise
+        if "response_format" in body and result.schema_error is not None and not self.ignores_format:
+            # 200 with output the schema rejects: the server accepted response_format and ignored it.
+            self.ignores_format = True
+            log.warning("%s ignores response_format (answered with output that fails the schema: %s); "
+                        "structured tasks now carry the schema in the prompt only and every answer is "
+                        "validated", self._where, result.schema_error)  # fmt: skip
+        if request.json_schema and "response_format" not in body and result.schema_error is not None:
+            result = dataclasses.replace(
+                result,
+                schema_error=f"{result.schema_error} (unconstrained: the schema was in the prompt only)",
+            )
+        return result
+
+    def _served_hint(self) -> str:
+        """The served model names from GET /models, or nothing when the server cannot say."""
+        try:
+            return _served(list_models(self._client, endpoint(self._settings)))
+        except GenerationError:
+            return ""
 
     def _stream(self, body: dict[str, Any], clock: TokenClock, request: GenerationRequest) -> Generation:
         httpx, httpx_sse = _sdk()
@@ -472,6 +537,12 @@ def _int(value: Any, default: int) -> int:
     return value if isinstance(value, int) and value >= 0 else default
 
 
+def _served(models: list[str] | None) -> str:
+    if not models:
+        return ""
+    return f" (the server has: {', '.join(models[:10])}; set model.name to one of those)"
+
+
 def list_models(client: Any, where: str) -> list[str] | None:
     """GET /models: the served model ids, or None when the server has no such endpoint (404/405).
 
@@ -493,6 +564,80 @@ def list_models(client: Any, where: str) -> list[str] | None:
         return None
 
 
+def _complete(client: Any, settings: ModelSettings, content: Any, extra: dict[str, Any] | None = None) -> Any:
+    """One small non-streamed chat completion (the probes); the parsed answer. Raises GenerationError."""
+    httpx, _ = _sdk()
+    where = endpoint(settings)
+    body = {"model": settings.name, "messages": [{"role": "user", "content": content}], "stream": False,
+            "max_tokens": 1, "temperature": 0.0, **(extra or {})}  # fmt: skip
+    try:
+        resp = client.post("chat/completions", json=body)
+    except httpx.HTTPError as err:
+        raise transport_error(err, where) from None
+    if resp.status_code != 200:
+        raise status_error(resp.status_code, resp.reason_phrase, resp.content[:16384], where,
+                           str(settings.name), None)  # fmt: skip
+    try:
+        return resp.json()
+    except ValueError:
+        raise GenerationError(f"{where}: the answer to a probe is not JSON") from None
+
+
+def _prompt_tokens(answer: Any) -> int | None:
+    usage = answer.get("usage") if isinstance(answer, dict) else None
+    value = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def probe_vision(client: Any, settings: ModelSettings) -> tuple[bool | None, str]:
+    """Whether the endpoint sees images: the same prompt's tokens with and without a small picture.
+
+    (True, why): they grow (the image became tokens). (False, why): they are equal (the server dropped
+    the image) or the server refuses images with a 4xx. (None, why): the server reports no usage.
+    Raises EndpointUnavailable when the endpoint cannot answer at all.
+    """
+    text = "Describe the picture."
+    plain = _prompt_tokens(_complete(client, settings, text))
+    picture = np.full((_PROBE_IMAGE_EDGE, _PROBE_IMAGE_EDGE, 3), 128, np.uint8)
+    url = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(picture, 65536)).decode("ascii")
+    parts = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]
+    try:
+        with_image = _prompt_tokens(_complete(client, settings, parts))
+    except GenerationError as err:
+        return False, f"it refuses an image: {err}"
+    if plain is None or with_image is None:
+        return None, "the server reports no usage.prompt_tokens: cannot tell whether it sees images"
+    if with_image > plain:
+        return True, f"an image adds {with_image - plain} prompt tokens"
+    return False, f"an image adds no prompt tokens ({plain} with and without): the server drops it"
+
+
+PROBE_SCHEMA: Final = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+def probe_format(client: Any, settings: ModelSettings) -> tuple[bool | None, str]:
+    """Whether the server follows `response_format: json_schema` (True), ignores or refuses it (False)."""
+    fmt = {"type": "json_schema", "json_schema": {"name": "result", "schema": PROBE_SCHEMA, "strict": False}}
+    try:
+        answer = _complete(client, settings, "Is the sky blue? Answer in JSON.",
+                           {"response_format": fmt, "max_tokens": 24})  # fmt: skip
+    except EndpointUnavailable:
+        raise
+    except GenerationError as err:
+        return False, f"it refuses response_format ({err}): structured answers are validated after"
+    try:
+        text = answer["choices"][0]["message"]["content"] or ""
+    except (KeyError, IndexError, TypeError):
+        return None, "the answer is not a chat completion: cannot tell"
+    _, error = structured.parse(str(text), PROBE_SCHEMA)
+    if error is None:
+        return True, "answers follow response_format json_schema"
+    return False, (
+        f"it accepts response_format but ignores it (answer: {error}): structured tasks carry the schema "
+        "in the prompt only and are validated after; expect schema_error results from a weak model"
+    )
+
+
 def load(settings: ModelSettings) -> HttpBackend:
     """Build the client and check the endpoint answers (GET /models); fail loudly if it does not."""
     if settings.backend != BACKEND or not settings.url or not settings.name:
@@ -512,9 +657,19 @@ def load(settings: ModelSettings) -> HttpBackend:
     _, host = url_host(settings.url)
     port = settings.url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
     provider = host + (f":{port[1]}" if len(port) == 2 and port[1].isdigit() else "")
+    try:
+        vision, why = probe_vision(client, settings)
+    except ModelNotServed as err:  # the next entry of the chain may serve: a failed load moves on
+        client.close()
+        raise ModelError(f"{err}{_served(models)}") from None
+    except GenerationError as err:  # a job will meet it too, and fail over from there
+        vision, why = None, f"not probed: {err}"
+    if vision is False:
+        log.warning(
+            "%s model %s is a text-only endpoint: %s; image jobs are refused", where, settings.name, why
+        )
     load_ms = (time.perf_counter() - t0) * 1000.0
-    info = BackendInfo(
-        name=str(settings.name), backend=BACKEND, provider=provider, vision=True, load_ms=round(load_ms, 1)
-    )
-    log.info("using %s at %s (checked in %.0f ms)", settings.name, where, load_ms)
+    info = BackendInfo(name=str(settings.name), backend=BACKEND, provider=provider, vision=vision is not False,
+                       load_ms=round(load_ms, 1))  # fmt: skip
+    log.info("using %s at %s (checked in %.0f ms; %s)", settings.name, where, load_ms, why)
     return HttpBackend(settings, client, info)

@@ -36,6 +36,7 @@ from edge.inference.frame_slot import FrameSlot
 from edge.inference.heartbeat import Heartbeat
 from edge.inference.job_runner import run_one
 from edge.inference.protocol import JobFailure, JobOutcome, Loaded, LoadFailed, RunJob
+from edge.inference.requests import bind
 from edge.inference.worker import DEFAULT_LOADER, Died, WorkerProcess
 
 log = logging.getLogger(__name__)
@@ -337,7 +338,8 @@ class Supervisor:
         self._current = item
         self._seq += 1
         t0 = time.monotonic()
-        limits, request = self._limits, job.request
+        # Jobs are built for the first entry; a fallback entry generates with its own settings.
+        limits, request = self._limits, bind(job.request, self._model) if self._at else job.request
         scale = prompt_scale(request, self._model.num_crops)
         if scale > 1.0:  # several frames (or more crops) prefill longer: see deadlines.py
             limits = limits.scaled(scale)

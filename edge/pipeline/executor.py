@@ -255,6 +255,9 @@ class Executor:
             keys = (frames[0], frames[-1]) if len(frames) > 1 else frames[:1]
             for i, key in enumerate(keys):
                 self._enqueue_image(spec.task, payload.camera, payload.id, key, i if len(keys) > 1 else None)
+        # structured outcomes are counted (from servers that ignore response_format too)
+        if spec.task.json_schema is not None:
+            d.counters.inc("schema_errors" if gen.schema_error else "schema_ok")
         d.ttft.add(gen.stats.ttft_ms)
         d.generation.add(gen.stats.total_ms)
         d.by_task.observe("ttft", spec.task.name, spec.camera, gen.stats.ttft_ms)

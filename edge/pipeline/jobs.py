@@ -19,6 +19,7 @@ from edge.config.settings import GateSettings, ModelSettings, TaskSettings
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Frame, GenerationRequest
 from edge.imaging.gate import Gate
+from edge.inference.requests import bind
 from edge.pipeline.event_clips import EventClip, EventCollector
 
 log = logging.getLogger(__name__)
@@ -438,18 +439,17 @@ def build_request(
     spec: JobSpec, model: ModelSettings, deadline_s: float, image: Any | None
 ) -> GenerationRequest:
     """`image`: one frame's array, a tuple of them (an event: one prompt, `<|image_1|>…<|image_N|>`),
-    or None. The task's own num_crops, if set, overrides the model's for this request."""
+    or None. Bound to `model` (its settings, the task's num_crops else its own); the supervisor binds it
+    again to the chain entry that runs it."""
     images = image if isinstance(image, tuple) else ((image,) if image is not None else ())
-    return GenerationRequest(
+    request = GenerationRequest(
         prompt=spec.prompt or spec.task.prompt,
         images=images,
-        num_crops=spec.task.num_crops,
-        system=model.system_prompt,
-        max_new_tokens=model.max_new_tokens,
-        temperature=model.temperature,
         deadline_s=deadline_s,
         json_schema=spec.task.json_schema,
+        task_num_crops=spec.task.num_crops,
     )
+    return bind(request, model)
 
 
 _ids = itertools.count(1)

@@ -6,6 +6,8 @@
 (tokens until the client hangs up, ignoring max_tokens), "huge" (megabytes of content),
 "no_schema" (400 when response_format is sent, else "ok"). GET /v1/models lists `models`. With
 `key` set, a request without `Authorization: Bearer <key>` gets 401. Every request is recorded.
+The backend's probes (non-streamed, max_tokens 1 or a response_format check) get a JSON answer whose
+prompt_tokens grow by 16 per image while `vision` is set; `chats()` leaves them out, `probes()` has them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class OpenAIStub:
         self.status = 500
         self.status_body: dict[str, Any] = {"error": {"message": "internal failure", "type": "server_error"}}
         self.headers: dict[str, str] = {}
+        self.vision = True
         self.token_s = 0.0
         self.requests: list[dict[str, Any]] = []  # {"path", "headers", "body"}
         self.stopping = threading.Event()
@@ -80,6 +83,9 @@ class OpenAIStub:
                 if body.get("model") not in stub.models:
                     self._json(404, {"error": {"message": f"model {body.get('model')!r} not found"}})
                     return
+                if body.get("stream") is False and stub.mode in ("ok", "stall", "endless", "no_schema"):
+                    self._probe(body)
+                    return
                 mode = stub.mode
                 if mode == "no_schema":
                     if "response_format" in body:
@@ -105,6 +111,21 @@ class OpenAIStub:
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     self._stream(mode, body)
                 self.close_connection = True
+
+            def _probe(self, body: dict[str, Any]) -> None:
+                content = body["messages"][-1]["content"]
+                images = (
+                    sum(1 for p in content if p.get("type") == "image_url")
+                    if isinstance(content, list)
+                    else 0
+                )
+                prompt = 7 + (16 * images if stub.vision else 0)
+                self._json(200, {
+                    "id": "p1", "object": "chat.completion", "model": body["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "{\"ok\": true}"},
+                                 "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1},
+                })  # fmt: skip
 
             def _event(self, payload: Any) -> None:
                 data = payload if isinstance(payload, str) else json.dumps(payload)
@@ -172,6 +193,13 @@ class OpenAIStub:
         self._thread.join(5)
 
     def chats(self) -> list[dict[str, Any]]:
+        """The chat requests of jobs (the backend's non-streamed probes left out)."""
+        return [b for b in self._posted() if b.get("stream") is not False]
+
+    def probes(self) -> list[dict[str, Any]]:
+        return [b for b in self._posted() if b.get("stream") is False]
+
+    def _posted(self) -> list[dict[str, Any]]:
         return [r["body"] for r in self.requests if r["path"] == "/v1/chat/completions"]
 
 

@@ -241,8 +241,13 @@ def test_server_faults_are_one_line(
 
 
 def test_unknown_model(server: OpenAIStub) -> None:
-    backend = http_backend.load(settings(server.url, name="nope"))  # not listed: a warning, not fatal
-    with pytest.raises(EndpointUnavailable, match="HTTP 404 Not Found: unknown model 'nope'"):
+    # Refused by name at load (the probe asks for it): a config error naming what is served.
+    with pytest.raises(ModelError, match=r"config error: model.name 'nope' is not served.*has: phi"):
+        http_backend.load(settings(server.url, name="nope"))
+    # A model the server stops serving after load: the job's error says the same, and moves the chain on.
+    backend = http_backend.load(settings(server.url))
+    server.models = ["llava"]
+    with pytest.raises(EndpointUnavailable, match=r"HTTP 404 Not Found: config error.*'phi'.*has: llava"):
         backend.generate(request())
 
 

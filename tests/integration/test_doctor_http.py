@@ -26,7 +26,8 @@ def test_a_healthy_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         (tmp_path / "model_api_key").write_text("sk-doctor")
         monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
         results = check_endpoint("model", _model(server.url), 5.0)
-    assert _verdicts(results) == {"model endpoint": "ok", "model key": "ok", "model listed": "ok"}
+    assert _verdicts(results) == {"model endpoint": "ok", "model key": "ok", "model listed": "ok",
+                                  "model vision": "ok", "model response_format": "ok"}  # fmt: skip
     assert all("sk-doctor" not in r.line() for r in results)
 
 

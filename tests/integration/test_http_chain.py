@@ -82,3 +82,27 @@ def test_a_failing_remote_hands_over_and_the_first_endpoint_is_retried() -> None
             out = sup.submit(job("remote-2"))
             assert out.ok and out.model is not None and out.model.backend == "http"
             assert sup.stats().endpoint == 0 and sup.stats().state == "ok"
+
+
+def test_a_fallback_endpoint_generates_with_its_own_settings() -> None:
+    from edge.config.settings import TaskSettings
+    from edge.core.messages import Job
+    from edge.pipeline.jobs import JobSpec, build_request
+
+    down = f"http://127.0.0.1:{_free_port()}/v1"
+    events = EventLog()
+    with OpenAIStub() as server:
+        own = ModelSettings(**_http(server.url), max_new_tokens=3, temperature=0.5, system_prompt="Be brief.")
+        model = ModelSettings(**_http(down), max_new_tokens=40, system_prompt="First.", fallback=[own])
+        spec = JobSpec(task=TaskSettings(name="caption", trigger="command"), trigger="command")
+        request = build_request(spec, model, 8.0, None)  # built for the first entry, as the executor does
+        with running(model, watchdog(), events, loader=LOADER, ready=False) as sup:
+            events.wait_for("backend_switch")
+            assert sup.wait_ready(30.0)
+            out = sup.submit(
+                Job(id="fb-1", task="caption", kind="caption", trigger="command", request=request)
+            )
+        assert out.ok, out.failure
+        body = server.chats()[-1]
+        assert (body["max_tokens"], body["temperature"]) == (3, 0.5)
+        assert body["messages"][0] == {"role": "system", "content": "Be brief."}
