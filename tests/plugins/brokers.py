@@ -16,6 +16,7 @@ saves its persistence file), so a restart keeps persistent sessions and retained
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import socket
@@ -124,10 +125,8 @@ class _Process:
 
     def _signal(self, sig: int) -> None:
         for pid in self.server_pids():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).send_signal(sig)
-            except psutil.NoSuchProcess:
-                pass
 
     def _wait_gone(self, timeout: float) -> bool:
         procs = _tree(self._proc.pid) if self._proc else []
@@ -148,10 +147,8 @@ class _Process:
         if self._proc is None:
             return
         for p in _tree(self._proc.pid):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
-            except psutil.NoSuchProcess:
-                pass
         self._wait_gone(10)
         self._proc.wait(10)
         self._proc = None
@@ -172,10 +169,8 @@ class _Process:
     def log_text(self) -> str:
         parts = []
         for path in sorted(self.directory.rglob("*.log")):
-            try:
+            with contextlib.suppress(OSError):
                 parts.append(path.read_text(errors="replace"))
-            except OSError:
-                pass
         return "\n".join(parts)
 
     def mqtt_settings(self, **overrides: Any) -> Any:
