@@ -14,6 +14,7 @@ Engine differences the tests pin down (docs/brokers.md has the table):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,10 +112,8 @@ def test_default_config_negotiates_and_keeps_the_contract(engine: Engine, tmp_pa
         )
     finally:
         for pid in workers:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         d.stop()
         sub.stop()
     log = d.log()
