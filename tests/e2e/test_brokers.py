@@ -228,3 +228,58 @@ def test_consumer_and_watch_negotiate_like_the_daemon(engine: Engine) -> None:
         wait_until(lambda: bool(got), 30, "the message through the consumer")
     finally:
         consumer.stop()
+
+
+def _session_client(
+    engine: Engine, client_id: str, *, manual_ack: bool
+) -> tuple[mqtt.Client, list[mqtt.MQTTMessage]]:
+    """A persistent-session QoS 1 subscriber on `client_id` (MQTT 5 or 3.1.1, as the engine speaks)."""
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got: list[mqtt.MQTTMessage] = []
+    if engine.v5:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600
+        kw: dict = {"clean_start": False, "properties": props}
+    else:
+        c = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
+        )
+        kw = {}
+    c.manual_ack_set(manual_ack)
+    c.on_message = lambda _c, _u, msg: got.append(msg)
+    c.connect(engine.broker.host, engine.broker.port, keepalive=10, **kw)
+    c.loop_start()
+    return c, got
+
+
+def test_qos1_delivery_not_acknowledged_is_redelivered(engine: Engine) -> None:
+    """QoS 1 at the consumer end: a delivery the consumer never acknowledged (it went away first)
+    comes again when its persistent session resumes, flagged DUP; the consumer library counts such a
+    repeat as a duplicate (tests/integration/test_consumer_watch.py), never as a new result."""
+    topic = f"edge/qos-{engine.name}/main/caption/result"
+    cid = f"t-redeliver-{engine.name}"
+    first, got = _session_client(engine, cid, manual_ack=True)
+    try:
+        first.subscribe(topic, 1)
+        time.sleep(1.0)  # the SUBACK, before the publish
+        pub = engine.broker.paho_client(protocol=mqtt.MQTTv5 if engine.v5 else mqtt.MQTTv311)
+        pub.connect(engine.broker.host, engine.broker.port)
+        pub.loop_start()
+        pub.publish(topic, b"once", qos=1).wait_for_publish(10)
+        pub.loop_stop()
+        pub.disconnect()
+        wait_until(lambda: bool(got), 30, "the first delivery")
+    finally:
+        first.loop_stop()
+        first.socket().close()  # gone without a PUBACK (a crash)
+    again, got2 = _session_client(engine, cid, manual_ack=False)
+    try:
+        wait_until(lambda: bool(got2), 30, f"{engine.name}: the redelivery of the unacknowledged message")
+        assert got2[0].payload == b"once" and got2[0].dup, f"{engine.name}: redelivered without DUP"
+    finally:
+        again.disconnect()
+        again.loop_stop()
