@@ -283,3 +283,17 @@ def test_qos1_delivery_not_acknowledged_is_redelivered(engine: Engine) -> None:
     finally:
         again.disconnect()
         again.loop_stop()
+
+
+def test_doctor_says_which_protocol_the_broker_accepted(engine: Engine) -> None:
+    """`edge doctor`'s broker check negotiates as the daemon does and says so on a 3.1.1 engine;
+    with MQTT 5 pinned there, it fails with the fix."""
+    from edge.cli.doctor.broker import check_broker
+
+    auto = check_broker(engine.broker.mqtt_settings(), "doc", timeout_s=10.0)
+    assert auto.status == "ok", auto
+    assert ("MQTT 3.1.1" in auto.detail and "does not speak MQTT 5" in auto.detail) is (not engine.v5), auto
+    if not engine.v5:
+        pinned = check_broker(engine.broker.mqtt_settings(protocol="5"), "doc", timeout_s=10.0)
+        assert pinned.status == "fail" and "MQTT 5" in pinned.detail and pinned.fix, pinned
+        assert 'mqtt.protocol = "auto"' in pinned.fix, pinned

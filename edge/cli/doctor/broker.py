@@ -97,6 +97,8 @@ def _check(settings: MqttSettings, device_id: str, timeout_s: float) -> tuple[Ch
             else f"sent no CONNACK within {timeout_s:.0f} s"
         )
         fix = "is this a TLS port? configure [mqtt.tls]" if settings.tls is None else "check mqtt.port"
+        if closed and settings.protocol == "5":  # RabbitMQ 3.x hangs up on an MQTT 5 CONNECT
+            fix = f'the broker may not speak MQTT 5: set mqtt.protocol = "auto"; else {fix}'
         return CheckResult(name, "fail", f"{where} ({how}): the broker {why}", fix), bool(closed)
     rc = answers[0]
     if rc.is_failure:
