@@ -394,7 +394,11 @@ class MqttSettings(Section):
         le=1,
         description="Results, images, events: 1 = at-least-once (deleted on PUBACK); 0 = sent once.",
     )
-    protocol: Literal["5", "3.1.1"] = "5"
+    protocol: Literal["auto", "5", "3.1.1"] = Field(
+        "auto",
+        description="auto: MQTT 5, falling back to 3.1.1 once if the broker does not speak 5."
+        " '5' or '3.1.1' pins it: a broker refusing a pinned protocol is a config error.",
+    )
     keepalive_s: int = Field(30, ge=5, le=3600)
     message_expiry_s: int = Field(86400, ge=0, description="0: results never expire.")
     outbox_path: Path | None = Field(None, description="Default: $STATE_DIRECTORY or ~/.local/state.")

@@ -196,6 +196,14 @@ class EventPayload(_Payload):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class MqttProtocolInfo(_Payload):
+    """`state.mqtt`: the protocol the daemon speaks with its broker and what that costs consumers."""
+
+    protocol: Literal["5", "3.1.1"]
+    fallback: bool  # mqtt.protocol = "auto" and the broker refused MQTT 5
+    lacks: list[str]  # MQTT 5 features this connection goes without; empty on 5
+
+
 class StatePayload(_Payload):
     """`state` (retained)."""
 
@@ -209,6 +217,7 @@ class StatePayload(_Payload):
     tasks: list[str]
     since: str
     cameras: list[str] = Field(default_factory=list)
+    mqtt: MqttProtocolInfo | None = None  # filled in by the MQTT client as it publishes
 
 
 class Percentiles(_Payload):

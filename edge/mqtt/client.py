@@ -20,6 +20,14 @@ over"), or `TAKEOVER_DROPS` connections each dropped within `SHORT_SESSION_S` of
 `TAKEOVER_WINDOW_S`, is called a takeover: one ERROR line says so, listeners are told (the publisher
 sends a `session_takeover` event), and reconnects back off to `TAKEOVER_BACKOFF_S` (doubling to
 `TAKEOVER_BACKOFF_MAX_S`, with jitter) until a connection stays up for `STABLE_S`.
+
+Protocol negotiation: `mqtt.protocol = "auto"` (the default) connects with MQTT 5. A broker that
+does not speak it (NATS, RabbitMQ 3.x) answers "unsupported protocol version" (CONNACK 0x84, or the
+3.1.1 return code 1), or closes the connection without a CONNACK (`SILENT_CLOSES` times in a row);
+then the client falls back to MQTT 3.1.1, once, for the life of the process, with one WARNING line,
+and the retained `state` says which protocol is in use and what it lacks. A pinned protocol ("5" or
+"3.1.1") is never changed: the same answer then is one ERROR line naming `mqtt.protocol`, and the
+client keeps retrying quietly (the broker may be upgraded, or the config fixed and reloaded).
 """
 
 from __future__ import annotations
@@ -40,8 +48,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.config.settings import MqttSettings
-from edge.core.messages import StatePayload
-from edge.mqtt.connection import is_loopback, new_client, resolve_error
+from edge.core.messages import MqttProtocolInfo, StatePayload
+from edge.mqtt.connection import (
+    SILENT_CLOSES,
+    V311_LACKS,
+    downgrade_to_v311,
+    is_loopback,
+    new_client,
+    refused_protocol,
+    resolve_error,
+    wants_v5,
+)
 from edge.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -116,13 +133,17 @@ class MqttClient:
         self.settings = settings
         self.birth = birth
         self.topics = topics
-        self.v5 = settings.protocol == "5"
+        self.v5 = wants_v5(settings)  # False after a fallback; read at every publish
+        self.pinned = settings.protocol != "auto"
+        self.fell_back: str | None = None  # why the client fell back to 3.1.1, or None
+        self._silent_closes = 0  # closes without a CONNACK in a row, under MQTT 5
+        self._pinned_said = False
         self.client_id = client_id or settings.client_id or f"edge-{topics.device_id}"
         self.will_delay_s = will_delay_s
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = False
-        self._state_payload: bytes | None = None
+        self._state_payload: StatePayload | None = None
         self._subscriptions: dict[str, int] = {}
         self._connect_listeners: list[Callable[[], None]] = []
         self._disconnect_listeners: list[Callable[[], None]] = []
@@ -190,7 +211,7 @@ class MqttClient:
             self.settings.host,
             self.settings.port,
             "TLS" if self.settings.tls else "plain",
-            self.settings.protocol,
+            self.settings.protocol if self.pinned else "5, 3.1.1 if the broker refuses 5",
             self.client_id,
         )
         self._client.connect_async(
@@ -261,11 +282,32 @@ class MqttClient:
 
     def set_state(self, state: StatePayload) -> None:
         """Remember the retained `state`; publish it now if connected, and on every connect."""
-        payload = state.model_dump_json().encode()
         with self._lock:
-            self._state_payload = payload
+            self._state_payload = state
         if self._connected.is_set():
-            self.publish(self.topics.state, payload, qos=1, retain=True, properties=self.json_properties())
+            self.publish(
+                self.topics.state,
+                self._state_bytes(state),
+                qos=1,
+                retain=True,
+                properties=self.json_properties(),
+            )
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the next (or current) connection speaks: "5" or "3.1.1"."""
+        return "5" if self.v5 else "3.1.1"
+
+    def protocol_info(self) -> MqttProtocolInfo:
+        """For `state`: which protocol is in use, whether negotiation chose it, what it lacks."""
+        return MqttProtocolInfo(
+            protocol="5" if self.v5 else "3.1.1",
+            fallback=self.fell_back is not None,
+            lacks=[] if self.v5 else list(V311_LACKS),
+        )
+
+    def _state_bytes(self, state: StatePayload) -> bytes:
+        return state.model_copy(update={"mqtt": self.protocol_info()}).model_dump_json().encode()
 
     def publish(
         self,
@@ -312,9 +354,13 @@ class MqttClient:
 
     def _on_connect(self, client: paho.Client, _ud: Any, _flags: Any, rc: ReasonCode, _props: Any) -> None:
         try:
+            self._silent_closes = 0
             if rc.is_failure:
                 code = int(rc.value)
                 words = str(rc) if self.v5 else _V311_CONNACK.get(code, str(rc))
+                if refused_protocol(code):
+                    self._protocol_refused(f"{words}, code {code}", code, words)
+                    return
                 self.refusals += 1
                 self.last_refusal = ConnectRefusal(code, words, time.time())
                 log.error(
@@ -336,7 +382,11 @@ class MqttClient:
                 client.subscribe(subs)
             if state is not None:
                 client.publish(
-                    self.topics.state, state, qos=1, retain=True, properties=self.json_properties()
+                    self.topics.state,
+                    self._state_bytes(state),
+                    qos=1,
+                    retain=True,
+                    properties=self.json_properties(),
                 )
             client.publish(self.topics.status, b"online", qos=1, retain=True)
             self._connected.set()
@@ -349,6 +399,14 @@ class MqttClient:
         try:
             was = self._connected.is_set()
             self._connected.clear()
+            if not was and not self._stopping and self.v5:
+                # TCP was up and the CONNECT sent (a failed TCP connect goes to on_connect_fail),
+                # but the broker hung up without a CONNACK.
+                self._silent_closes += 1
+                if self._silent_closes >= SILENT_CLOSES:
+                    self._silent_closes = 0
+                    why = f"closed the connection {SILENT_CLOSES} times without answering an MQTT 5 CONNECT"
+                    self._protocol_refused(why, 132, "no CONNACK to an MQTT 5 CONNECT")
             if was and not self._stopping and not self._check_takeover(rc):
                 log.warning("MQTT connection lost (%s); reconnecting with backoff", rc)
             if was:
@@ -356,6 +414,42 @@ class MqttClient:
                     self._call(listener)
         except Exception:
             log.exception("MQTT on_disconnect failed")
+
+    def _protocol_refused(self, why: str, code: int, words: str) -> None:
+        """The broker does not speak the protocol tried: fall back to 3.1.1 (auto), or say that the
+        pinned `mqtt.protocol` is wrong, once (later refusals are only counted)."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        self.refusals += 1
+        if self.v5 and not self.pinned:
+            downgrade_to_v311(self._client)
+            self.v5 = False
+            self.fell_back = why
+            self.last_refusal = None
+            log.warning(
+                "MQTT broker %s does not speak MQTT 5 (%s): falling back to MQTT 3.1.1, which has no %s;"
+                ' set mqtt.protocol = "3.1.1" to skip the MQTT 5 attempt',
+                where,
+                why,
+                ", no ".join(V311_LACKS),
+            )
+            return
+        fix = '"auto" or "3.1.1"' if self.v5 else '"auto" or "5"'
+        self.last_refusal = ConnectRefusal(
+            code, f'{words}: mqtt.protocol = "{self.protocol}" is not spoken by this broker', time.time()
+        )
+        if self._pinned_said:
+            log.debug("MQTT broker %s refused MQTT %s again (%s)", where, self.protocol, why)
+            return
+        self._pinned_said = True
+        log.error(
+            'config error: mqtt.protocol = "%s" is pinned, but the broker %s does not speak MQTT %s (%s);'
+            " set mqtt.protocol = %s. Retrying quietly.",
+            self.protocol,
+            where,
+            self.protocol,
+            why,
+            fix,
+        )
 
     def _check_takeover(self, rc: ReasonCode) -> bool:
         """Runs before paho picks its next reconnect delay. True: a takeover (said once per episode)."""

@@ -101,14 +101,55 @@ def build_tls_context(settings: MqttSettings) -> ssl.SSLContext | None:
     return ctx
 
 
+# The MQTT 5 features a 3.1.1 connection goes without, in the words `state` and the log use. Shared
+# subscriptions are a broker extension under 3.1.1 (mosquitto accepts `$share/`, NATS and RabbitMQ do not).
+V311_LACKS = ("response topics", "message expiry", "user properties", "shared subscriptions on some brokers")
+
+# CONNACK codes meaning "I do not speak this protocol version": MQTT 5's 0x84, and 3.1.1's return
+# code 1 (a 3.1.1-only broker may answer an MQTT 5 CONNECT in its own format).
+_UNSUPPORTED_PROTOCOL = (132, 1)
+
+# A broker that closes the connection this many times in a row without answering an MQTT 5 CONNECT
+# (RabbitMQ 3.10 does, instead of a CONNACK) is taken not to speak MQTT 5. Two, not one: a single
+# close can be a broker restarting, and the fallback lasts for the life of the process.
+SILENT_CLOSES = 2
+
+
+def wants_v5(settings: MqttSettings) -> bool:
+    """The protocol the first CONNECT uses: MQTT 5 unless 3.1.1 is pinned ("auto" starts at 5)."""
+    return settings.protocol != "3.1.1"
+
+
+def refused_protocol(code: int) -> bool:
+    """A CONNACK code (MQTT 5 reason or 3.1.1 return code) that says the protocol version is the problem."""
+    return code in _UNSUPPORTED_PROTOCOL
+
+
+def downgrade_to_v311(client: paho.Client, *, clean_session: bool = True) -> None:
+    """Make an MQTT 5 client's next CONNECT an MQTT 3.1.1 one, in place.
+
+    In place, not a new client: messages paho already holds (QoS 1 publishes queued while
+    disconnected), callbacks and per-topic handlers stay where they are. paho switches `_protocol`
+    itself the same way when it downgrades 3.1.1 to 3.1; the MQTT 5-only parts of the CONNECT (its
+    properties, the will's properties, clean_start) are dropped, and PUBLISH properties are not
+    encoded under 3.1.1 at all.
+    """
+    client._protocol = paho.MQTTv311
+    client._clean_session = clean_session
+    client._connect_properties = None
+    client._will_properties = None
+    client._clean_start = paho.MQTT_CLEAN_START_FIRST_ONLY
+
+
 def new_client(settings: MqttSettings, client_id: str, *, clean_session: bool = True) -> paho.Client:
     """A paho client with protocol, transport, TLS and credentials set; not connected.
 
     Raises ConfigError when a TLS file or the credential cannot be read. Each caller passes its own
     `client_id`: two connections with one id make the broker drop the older one. `clean_session`
     is MQTT 3.1.1's (a persistent session is False); MQTT 5 sets clean_start on connect instead.
+    `protocol = "auto"` builds an MQTT 5 client; its owner downgrades it (`downgrade_to_v311`).
     """
-    v5 = settings.protocol == "5"
+    v5 = wants_v5(settings)
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,

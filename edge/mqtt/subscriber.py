@@ -14,6 +14,10 @@ needs a stable `client_id`.
 Shared subscriptions (`group`): each filter becomes `$share/{group}/{filter}` and the broker gives each
 message to one member of the group; several consumers split a fleet's stream. MQTT 5 names the
 syntax; mosquitto (2.0+), EMQX, HiveMQ and VerneMQ accept it.
+
+Protocol: as the daemon's, `mqtt.protocol = "auto"` starts with MQTT 5 and falls back to 3.1.1 once
+when the broker does not speak 5 (NATS, RabbitMQ 3.x), so a consumer works against the same brokers
+as the daemon with the same settings.
 """
 
 from __future__ import annotations
@@ -30,7 +34,15 @@ from paho.mqtt.properties import Properties
 from edge.config.settings import MqttSettings
 from edge.core.errors import EdgeError
 from edge.core.names import check_name
-from edge.mqtt.connection import Client, Message, new_client
+from edge.mqtt.connection import (
+    SILENT_CLOSES,
+    Client,
+    Message,
+    downgrade_to_v311,
+    new_client,
+    refused_protocol,
+    wants_v5,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +82,9 @@ class Subscriber:
         self.settings = settings
         self.filters = [shared(f, group) for f in filters]
         self.qos = qos
-        self.v5 = settings.protocol == "5"
+        self.v5 = wants_v5(settings)
+        self.pinned = settings.protocol != "auto"
+        self._silent_closes = 0
         self.persistent = session_expiry_s > 0
         self.session_expiry_s = session_expiry_s
         self._on_message = on_message
@@ -122,8 +136,14 @@ class Subscriber:
         return self._connected.is_set()
 
     def _connect(self, client: Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        self._silent_closes = 0
         if rc.is_failure:
+            if self.v5 and not self.pinned and refused_protocol(int(rc.value)):
+                self._fall_back(str(rc))
+                return
             self.refusal = f"refused: {rc}"
+            if refused_protocol(int(rc.value)):
+                self.refusal += f' (mqtt.protocol = "{self.settings.protocol}" is pinned; try "auto")'
             return
         self.connects += 1
         self._connected.set()
@@ -131,9 +151,23 @@ class Subscriber:
         if self._on_connection is not None:
             self._on_connection(True)
 
+    def _fall_back(self, why: str) -> None:
+        downgrade_to_v311(self._client, clean_session=not self.persistent)
+        self.v5 = False
+        log.info(
+            "MQTT broker %s:%d does not speak MQTT 5 (%s): using MQTT 3.1.1",
+            self.settings.host,
+            self.settings.port,
+            why,
+        )
+
     def _disconnect(self, *_a: Any) -> None:
         was = self._connected.is_set()
         self._connected.clear()
+        if not was and self.v5 and not self.pinned:  # hung up on the MQTT 5 CONNECT, no CONNACK
+            self._silent_closes += 1
+            if self._silent_closes >= SILENT_CLOSES:
+                self._fall_back("no CONNACK to an MQTT 5 CONNECT")
         if was and self._on_connection is not None:
             self._on_connection(False)
 

@@ -17,13 +17,13 @@ from typing import Any
 from edge.cli.doctor.checks import CheckResult
 from edge.config.settings import MqttSettings
 from edge.core.errors import ConfigError
-from edge.mqtt.connection import cannot_resolve, is_loopback, new_client
+from edge.mqtt.connection import cannot_resolve, is_loopback, new_client, refused_protocol
 
 # --------------------------------------------------------------------------- broker
 
 # CONNACK reason codes (MQTT 5; paho maps 3.1.1 return codes onto the same values) -> fix.
 _REFUSAL_FIX = {
-    132: 'the broker does not speak this MQTT version: set mqtt.protocol = "3.1.1"',
+    132: 'the broker does not speak this MQTT version: set mqtt.protocol = "auto" (or "3.1.1")',
     133: "set mqtt.client_id to something the broker accepts",
     134: "check mqtt.username and mqtt.password (or the mqtt_password credential)",
     # mosquitto answers a wrong password with 135 under MQTT 5
@@ -36,7 +36,25 @@ _REFUSAL_FIX = {
 
 
 def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0) -> CheckResult:
-    """Connect once, with the configured TLS and credentials, and report the broker's answer."""
+    """Connect once, with the configured TLS and credentials, and report the broker's answer.
+
+    `mqtt.protocol = "auto"` tries MQTT 5 and, when the broker says it does not speak it (or hangs up
+    without a CONNACK), MQTT 3.1.1, as the daemon does; the result says which one was accepted."""
+    if settings.protocol != "auto":
+        return _check(settings, device_id, timeout_s)[0]
+    first, refused = _check(settings.model_copy(update={"protocol": "5"}), device_id, timeout_s)
+    if not refused:
+        return first
+    second, _ = _check(settings.model_copy(update={"protocol": "3.1.1"}), device_id, timeout_s)
+    if second.status == "ok":
+        return CheckResult(
+            second.name, "ok", f"{second.detail}; the broker does not speak MQTT 5, the daemon falls back"
+        )
+    return second
+
+
+def _check(settings: MqttSettings, device_id: str, timeout_s: float) -> tuple[CheckResult, bool]:
+    """One connection attempt; True beside the result when the protocol version looks refused."""
     name = "broker"
     where = f"{settings.host}:{settings.port}"
     how = ", ".join(
@@ -50,7 +68,7 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
         # Never the daemon's client id: the broker would disconnect the running daemon to let us in.
         client = new_client(settings, f"edge-doctor-{device_id}-{os.getpid()}")
     except ConfigError as err:
-        return CheckResult(name, "fail", "; ".join(err.problems), _config_fix(err))
+        return CheckResult(name, "fail", "; ".join(err.problems), _config_fix(err)), False
     answers: list[Any] = []
     closed: list[Any] = []
     client.on_connect = lambda _c, _u, _f, rc, _p: answers.append(rc)
@@ -60,7 +78,7 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
         client.connect(settings.host, settings.port, keepalive=max(10, int(timeout_s) * 2))
     except OSError as err:
         detail, fix = _connect_error(err, settings, timeout_s)
-        return CheckResult(name, "fail", f"{where} ({how}): {detail}", fix)
+        return CheckResult(name, "fail", f"{where} ({how}): {detail}", fix), False
     try:
         deadline = time.monotonic() + timeout_s
         while not answers and not closed and time.monotonic() < deadline:
@@ -79,7 +97,9 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
             else f"sent no CONNACK within {timeout_s:.0f} s"
         )
         fix = "is this a TLS port? configure [mqtt.tls]" if settings.tls is None else "check mqtt.port"
-        return CheckResult(name, "fail", f"{where} ({how}): the broker {why}", fix)
+        if closed and settings.protocol == "5":  # RabbitMQ 3.x hangs up on an MQTT 5 CONNECT
+            fix = f'the broker may not speak MQTT 5: set mqtt.protocol = "auto"; else {fix}'
+        return CheckResult(name, "fail", f"{where} ({how}): the broker {why}", fix), bool(closed)
     rc = answers[0]
     if rc.is_failure:
         code = int(rc.value)
@@ -88,20 +108,20 @@ def check_broker(settings: MqttSettings, device_id: str, timeout_s: float = 10.0
             "fail",
             f"{where} ({how}): the broker refused the connection: {rc} (code {code})",
             _REFUSAL_FIX.get(code, "check the broker's log for why"),
-        )
+        ), refused_protocol(code)
     detail = f"{where} ({how}) accepted the connection"
     if settings.tls is None and not is_loopback(settings.host):
         return CheckResult(
             name, "warn", f"{detail}, but over plain TCP to another host", "configure [mqtt.tls] (port 8883)"
-        )
+        ), False
     if settings.tls is not None and settings.tls.insecure:
         return CheckResult(
             name,
             "warn",
             f"{detail}, but mqtt.tls.insecure skips the certificate check",
             "set mqtt.tls.ca instead",
-        )
-    return CheckResult(name, "ok", detail)
+        ), False
+    return CheckResult(name, "ok", detail), False
 
 
 def _config_fix(err: ConfigError) -> str:
