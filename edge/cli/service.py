@@ -65,7 +65,9 @@ def unit_text(command: list[str] | None = None) -> str:
     readme = shipped("README.md").as_uri().replace("%", "%%")
     text = re.sub(r"^Documentation=.*$", f"Documentation={readme}", text, count=1, flags=re.M)
     if _group_exists("render"):
-        text = re.sub(r"^SupplementaryGroups=(.*)$", r"SupplementaryGroups=\1 render", text, count=1, flags=re.M)
+        text = re.sub(
+            r"^SupplementaryGroups=(.*)$", r"SupplementaryGroups=\1 render", text, count=1, flags=re.M
+        )
     return text
 
 

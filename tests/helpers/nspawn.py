@@ -129,7 +129,9 @@ class Container:
     root: Path  # the merged overlay, the container's / seen from the host
     log: Path
 
-    def sh(self, command: str, *, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, command: str, *, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8"}
         env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_")})
         res = subprocess.run(
@@ -177,7 +179,15 @@ def booted(lower: Path, workdir: Path) -> Iterator[Container]:
     for d in (upper, work, merged):
         d.mkdir(parents=True)
     subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}", str(merged)],
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={lower},upperdir={upper},workdir={work}",
+            str(merged),
+        ],
         check=True,
     )
     nspawn = None
@@ -196,7 +206,17 @@ def booted(lower: Path, workdir: Path) -> Iterator[Container]:
         machine = f"edge-test-{os.getpid()}"
         with log.open("wb") as out:
             nspawn = subprocess.Popen(
-                ["systemd-nspawn", "-D", str(merged), "--boot", "--register=no", "--keep-unit", "-M", machine, *binds],
+                [
+                    "systemd-nspawn",
+                    "-D",
+                    str(merged),
+                    "--boot",
+                    "--register=no",
+                    "--keep-unit",
+                    "-M",
+                    machine,
+                    *binds,
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -211,7 +231,9 @@ def booted(lower: Path, workdir: Path) -> Iterator[Container]:
         box = Container(nspawn=nspawn, pid1=pid1, root=merged, log=log)
         box.wait(
             "the container to reach multi-user.target",
-            lambda: box.sh("systemctl is-system-running", check=False).stdout.strip() in ("running", "degraded"),
+            lambda: (
+                box.sh("systemctl is-system-running", check=False).stdout.strip() in ("running", "degraded")
+            ),
             timeout=180,
         )
         box.sh("update-ca-certificates >/dev/null")

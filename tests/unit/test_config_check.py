@@ -155,7 +155,9 @@ def test_offline_keeps_the_host_checks_out_and_the_schema_in(tmp_path: Path) -> 
     cfg.write_text('[model]\n[camera]\nsource = "/dev/video97"\n')
     res = edge(tmp_path, "config", "check", "--offline", "--config", str(cfg))
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == ["edge: config error: model.path: not set: point it at a model folder"]
+    assert res.stderr.strip().splitlines() == [
+        "edge: config error: model.path: not set: point it at a model folder"
+    ]
     cfg.write_text(f'[model]\npath = "{VISION}"\nno_such_key = 1\n')
     res = edge(tmp_path, "config", "check", "--offline", "--config", str(cfg))
     assert res.returncode == 2 and "no_such_key" in res.stderr, res.stderr
