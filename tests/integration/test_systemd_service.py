@@ -177,8 +177,15 @@ def test_the_readme_block_names_this_wheel() -> None:
 def test_readme_install_without_a_password_starts_and_is_ready(box: nspawn.Container) -> None:
     """An anonymous broker: step 4 skipped, no credential file, and the service still starts."""
     res = box.sh(
-        f"cat > /root/install.sh <<'EOF'\n{script(with_password=False)}EOF\nsh /root/install.sh", timeout=780
+        f"cat > /root/install.sh <<'EOF'\n{script(with_password=False)}EOF\nsh /root/install.sh",
+        timeout=780,
+        check=False,
     )
+    if res.returncode != 0:
+        status = box.sh(
+            "systemctl status edge --no-pager -l; journalctl -u edge --no-pager -o cat", check=False
+        )
+        raise AssertionError(f"the README block failed:\n{res.stderr[-3000:]}\n{status.stdout[-3000:]}")
     assert "systemctl" in res.stderr  # the block ran to its last step
     box.wait(
         "edge.service active (READY=1 received)",
