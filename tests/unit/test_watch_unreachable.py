@@ -30,3 +30,22 @@ def test_watch_on_a_dead_port_says_connection_refused(tmp_path: Path) -> None:
     assert res.stderr.strip().splitlines() == [
         f"edge: error: broker 127.0.0.1:{port} (mqtt.host, mqtt.port): cannot connect: connection refused"
     ]
+
+
+def test_a_state_without_a_provider_shows_no_none() -> None:
+    import io
+
+    from edge.cli.watch import Printer
+    from edge.consumer.models import Delivery
+    from edge.core.messages import StatePayload
+
+    out = io.StringIO()
+    state = StatePayload(
+        state="degraded", version="0", device="cam", model="phi", backend="openvino", provider=None,
+        tasks=["caption"], since="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    Printer(out, as_json=False).delivery(
+        Delivery(topic="edge/cam/state", kind="state", device="cam", payload=state), None
+    )
+    line = out.getvalue().strip()
+    assert line.endswith("state degraded  phi (openvino)") and "None" not in line, line
