@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,16 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "systemd" / "README.md"
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "edge")
 MODEL = "/opt/edge/models/phi3v-tiny"
-BROKER_PORT = 18831  # the container shares the host's network: not the host's own broker's 1883
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# The container shares the host's network: its broker takes a free port, not the host's own 1883.
+BROKER_PORT = _free_port()
 TEST_DROPIN = "[Service]\nWatchdogSec=20s\nRestartSec=2s\n"
 PASSWORD_STEP = "only if the broker needs a password"
 
