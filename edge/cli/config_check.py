@@ -3,9 +3,17 @@
 Side-effect free and quick: a model folder is judged by its own config file (genai_config.json or
 config.json; no weights are read, nothing is loaded), a camera by a stat (nothing is opened). A model
 that is present but fails to load is `edge doctor`'s to find.
+
+Three sets, one source of truth: `offline_problems` needs only the files and the schema (a board's
+config checked on a laptop or in CI); `start_problems` adds what `edge run` refuses before it starts
+(a model folder that is not there never appears by retrying, so the daemon exits 2 and systemd's
+RestartPreventExitStatus=2 stops it); `problems` adds the camera devices, which the daemon itself
+waits for (a USB camera may be plugged in later) but a config check should name.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from edge.capture.base import CameraConfigError
 from edge.capture.factory import check_source
@@ -34,13 +42,38 @@ def text_only_problem(key: str, settings: Settings, kind: str) -> str | None:
     )
 
 
-def problems(loaded: LoadedSettings) -> list[str]:
-    """One line per setting that cannot work here, naming the key and where it was set."""
+NO_CONFIG = (
+    "no config file and no profile: every setting would be a default (test-pattern camera, broker "
+    "127.0.0.1:1883); pass --config FILE (default /etc/edge/edge.toml) or --profile NAME"
+)
+
+
+def _model_sections(loaded: LoadedSettings) -> list[tuple[str, Any]]:
+    """[model] and [text_model] where they read a local folder (an http backend has none)."""
     s = loaded.settings
-    found: list[str] = []
     sections = [("model", s.model)] + ([("text_model", s.text_model)] if s.text_model else [])
-    for key, section in sections:
-        if section.backend == "http":  # an endpoint, no folder: url and name were validated; doctor asks it
+    return [(k, sec) for k, sec in sections if getattr(sec, "backend", None) != "http"]
+
+
+def offline_problems(loaded: LoadedSettings) -> list[str]:
+    """What the files and the schema alone show cannot work, on any machine."""
+    if loaded.config_file is None and loaded.settings.profile is None:
+        return [NO_CONFIG]  # the one cause: every other line would follow from it
+    found: list[str] = []
+    for key, section in _model_sections(loaded):
+        if section.path is None:
+            found.append(f"{key}.path: not set: point it at a model folder")
+    return found
+
+
+def start_problems(loaded: LoadedSettings) -> list[str]:
+    """What `edge run` refuses at start (exit 2): the offline problems and a model folder that is
+    missing or is not a model of the configured backend here. A folder that is there but fails to
+    load is not refused: the worker retries it with backoff (a driver may come up later)."""
+    s = loaded.settings
+    found = offline_problems(loaded)
+    for key, section in _model_sections(loaded):
+        if section.path is None:
             continue
         origin = loaded.origin((key, "path"))
         try:
@@ -51,6 +84,16 @@ def problems(loaded: LoadedSettings) -> list[str]:
         problem = text_only_problem(key, s, kind)
         if problem:
             found.append(f"{problem} (set by {origin})")
+    return found
+
+
+def problems(loaded: LoadedSettings, offline: bool = False) -> list[str]:
+    """One line per setting that cannot work here (or anywhere, `offline`), naming the key and
+    where it was set."""
+    if offline:
+        return offline_problems(loaded)
+    s = loaded.settings
+    found = start_problems(loaded)
     shorthand = len(s.cameras) == 1 and ("cameras",) not in loaded.origins
     for i, camera in enumerate(s.cameras):
         try:

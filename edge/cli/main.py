@@ -69,11 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="show or check the effective settings")
     csub = p.add_subparsers(dest="config_command", metavar="show|check", required=True)
-    for name, text in (
-        ("show", "effective settings with their sources, secrets redacted"),
-        ("check", "validate; exit 2 with one line per problem"),
-    ):
-        _settings_args(csub.add_parser(name, help=text))
+    _settings_args(csub.add_parser("show", help="effective settings with their sources, secrets redacted"))
+    p = csub.add_parser("check", help="validate; exit 2 with one line per problem")
+    _settings_args(p)
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="only what the files and the schema show (no look at this machine's devices or models)",
+    )
 
     p = sub.add_parser("devices", help="board, accelerators, backends and providers found; suggested profile")
     _settings_args(p)
@@ -189,7 +192,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         else:
             from edge.cli.config_check import problems
 
-            found = problems(loaded)
+            found = problems(loaded, offline=args.offline)
             if found:
                 raise ConfigError(found)
             print(
@@ -197,9 +200,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         return 0
     if cmd == "run":
+        from edge.cli.config_check import start_problems
         from edge.daemon.app import run  # the daemon loads only for `run`: the other commands stay light
 
-        return run(_load(args), lambda: _load(args))
+        loaded = _load(args)
+        found = start_problems(loaded)  # what cannot work stays a config error, not a retry loop
+        if found:
+            raise ConfigError(found)
+        return run(loaded, lambda: _load(args))
     if cmd == "caption":
         from edge.cli.oneshot import caption, caption_camera
 

@@ -25,7 +25,7 @@ from edge.config.settings import Settings
 from edge.consumer import Delivery, Observation, Report, Tracker
 from edge.consumer.models import EventPayload, HealthPayload, StatePayload
 from edge.consumer.stream import Consumer
-from edge.core.errors import ConfigError
+from edge.core.errors import ConfigError, EdgeError
 from edge.core.messages import iso_epoch, utc_iso
 from edge.core.names import sanitize
 
@@ -116,7 +116,9 @@ class Printer:
                 f"  restarts {p.restarts}  outbox {p.outbox_depth}  dropped {p.dropped}  rss {p.rss_mb:.0f} MB"
             )
         elif isinstance(p, StatePayload):
-            self._emit(f"{at}  {dev}  state {p.state}  {p.model or '-'} ({p.backend}/{p.provider})")
+            self._emit(
+                f"{at}  {dev}  state {p.state}  {p.model or '-'} ({'/'.join(str(x) for x in (p.backend, p.provider) if x)})"
+            )
 
     def summary(self, report: Report, elapsed_s: float) -> None:
         if self.as_json:
@@ -140,6 +142,20 @@ class Printer:
                 )
         lines += [f"GAP  {g}" for g in report.gaps]
         self._emit("\n".join(lines))
+
+
+def broker_unreachable(host: str, port: int, timeout_s: float = 5.0) -> str | None:
+    """Why a TCP connection to the broker fails (refused, no such host), or None: said at once,
+    where waiting for a subscription would only report a timeout after 10 s."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return None
+    except socket.gaierror as err:
+        return f"cannot resolve the host: {err.strerror or err}"
+    except TimeoutError:
+        return None  # slow, not refused: the subscription wait says what happens next
+    except OSError as err:
+        return f"cannot connect: {(err.strerror or str(err)).lower()}"
 
 
 def watch_command(
@@ -170,6 +186,11 @@ def watch_command(
         )
     except ValueError as err:  # a device, prefix or group that is no topic level
         raise ConfigError([f"watch: {err}"]) from None
+    unreachable = broker_unreachable(settings.mqtt.host, settings.mqtt.port)
+    if unreachable:
+        raise EdgeError(
+            f"broker {settings.mqtt.host}:{settings.mqtt.port} (mqtt.host, mqtt.port): {unreachable}"
+        )
     done = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
     started = time.monotonic()

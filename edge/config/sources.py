@@ -226,6 +226,44 @@ def _merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
             dst[k] = v
 
 
+def _split_task_changes(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """`tasks.NAME.KEY` (--set, EDGE_TASKS__NAME__KEY) changes one task of the list; a `tasks`
+    list replaces the whole list as before. The same addressing as MQTT's cmd/set."""
+    tasks = values.get("tasks")
+    if not isinstance(tasks, dict):
+        return values, None
+    return {k: v for k, v in values.items() if k != "tasks"}, tasks
+
+
+def _change_tasks(
+    merged: dict[str, Any], changes: dict[str, Any], layer: Layer, origins: dict[tuple[str, ...], str]
+) -> None:
+    from edge.config.settings import Settings
+
+    current = merged.get("tasks")
+    if current is None:  # the default task list, as plain dicts so that the change merges in
+        default: list[Any] = Settings.model_fields["tasks"].get_default(call_default_factory=True)
+        current = [t.model_dump(exclude_defaults=True) | {"name": t.name} for t in default]
+    names = [t.get("name") for t in current if isinstance(t, dict)]
+    updated = [dict(t) if isinstance(t, dict) else t for t in current]
+    for name, change in changes.items():
+        where = next((o for p, o in layer.origins.items() if p[:2] == ("tasks", name)), layer.label)
+        if name not in names:
+            raise ConfigError(
+                [f"tasks.{name} ({where}): no task named {name!r} (tasks: {', '.join(map(str, names))})"]
+            )
+        if not isinstance(change, dict):
+            raise ConfigError(
+                [f"tasks.{name} ({where}): set one key of the task, e.g. tasks.{name}.interval_s=30"]
+            )
+        task = updated[names.index(name)]
+        _merge(task, change)
+        for path in _leaf_paths(change):
+            key = ("tasks", name, *path)
+            origins[key] = layer.origins.get(key, where)
+    merged["tasks"] = updated
+
+
 def _lookup(tree: dict[str, Any], key: str) -> Any:
     return tree.get(key) if isinstance(tree, dict) else None
 
@@ -272,12 +310,15 @@ def load_settings(
     merged: dict[str, Any] = {}
     origins: dict[tuple[str, ...], str] = {}
     for layer in layers:
-        _merge(merged, layer.values)
-        for path in _leaf_paths(layer.values):
+        values, task_changes = _split_task_changes(layer.values)
+        _merge(merged, values)
+        for path in _leaf_paths(values):
             # A whole list (tasks, cameras, providers) is replaced by the higher layer: one origin.
             key = path[:1] if path and path[0] in ("tasks", "cameras") else path
             origins = {p: o for p, o in origins.items() if p[: len(key)] != key}
             origins[key] = layer.origins.get(key, layer.origins.get(path, layer.label))
+        if task_changes:
+            _change_tasks(merged, task_changes, layer, origins)
     _cameras(merged, origins, layers)
     try:
         settings = Settings(**merged)

@@ -20,10 +20,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge import __version__
+from edge.assets import package_file
 from edge.capture import Grabber
+from edge.capture.factory import describe_source, source_kind
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
 from edge.daemon.commands import DaemonCommands
@@ -41,6 +44,7 @@ from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, discovery_payload
 from edge.mqtt.outbox import Outbox, default_outbox_path
+from edge.mqtt.outbox_records import OutboxError
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from edge.pipeline.executor import Executor, ExecutorDeps
@@ -56,6 +60,30 @@ DEMO_NOTICE = (
     "demo profile: the model is a tiny stand-in trained on synthetic shapes (the test pattern's world), "
     "not Phi-3.5-vision; point model.path at a real Phi-3.5-vision folder for real scenes (see devices/demo.toml)"
 )
+
+
+def runs_demo_model(s: Settings) -> bool:
+    """The notice is about the packaged stand-in model, not the profile: a demo profile with
+    model.path pointed at a real model gets no notice."""
+    if s.profile not in DEMO_PROFILES or s.model.path is None:
+        return False
+    models = package_file("assets/models").resolve()
+    return Path(s.model.path).resolve().is_relative_to(models)
+
+
+def absent_devices(grabbers: Mapping[str, Grabber]) -> dict[str, str]:
+    """Cameras whose V4L2 device node is not there: no first frame can come, so start-up does not
+    wait for one (a USB camera plugged in later is still picked up by its grabber)."""
+    out = {}
+    for name, grabber in grabbers.items():
+        source = grabber.settings.source
+        if source_kind(source) == "v4l2" and sys.platform.startswith("linux"):
+            device = describe_source(source)
+            if not os.path.exists(device):
+                out[name] = device
+    return out
+
+
 FIRST_FRAME_WAIT_S = 30.0
 STOP_POLL_S = 0.2  # how often a start-up wait looks for SIGTERM/SIGINT
 # How long a loop may go without a round before the watchdog calls it stuck. An executor's round can
@@ -123,7 +151,11 @@ class Daemon:
     def _build(self) -> Parts:
         s = self._loaded.settings
         topics = Topics.from_settings(s.mqtt, s.device_id, s.tasks)
-        outbox = Outbox(s.mqtt.outbox_path or default_outbox_path(), int(s.mqtt.outbox_max_mb * 2**20))
+        try:
+            outbox = Outbox(s.mqtt.outbox_path or default_outbox_path(), int(s.mqtt.outbox_max_mb * 2**20))
+        except OutboxError as err:  # name the setting: a second run as the same user shares the default
+            where = self._loaded.origin(("mqtt", "outbox_path"))
+            raise OutboxError(f"mqtt.outbox_path ({where}): {err}") from None
         try:
             return self._build_on(s, topics, outbox)
         except BaseException:
@@ -315,12 +347,17 @@ class Daemon:
             sup.start()
         for grabber in p.grabbers.values():
             grabber.start()
+        absent = absent_devices(p.grabbers)
+        for name, device in absent.items():  # said now, not after FIRST_FRAME_WAIT_S of silence
+            log.warning(
+                "camera %s: %s does not exist; not waiting for it, its grabber keeps looking", name, device
+            )
         # Both waits give way to SIGTERM/SIGINT within STOP_POLL_S (a stop during start-up must not wait
         # out a model load): the handler
         # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
             loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)
-            missing = self._first_frames(p.grabbers)
+            missing = self._first_frames({n: g for n, g in p.grabbers.items() if n not in absent})
         if self.stop_requested.is_set():
             log.info("stop requested during start-up; the pipeline is not started")
             return
@@ -343,15 +380,16 @@ class Daemon:
         parts.pinger.start()
         parts.state.update()
         self.notifier.ready(parts.health.status_line())
-        if s.profile in DEMO_PROFILES:
+        if runs_demo_model(s):
             log.warning(DEMO_NOTICE)
+        where = provider(p)
         log.info(
-            "running: %d task(s) on %d camera(s) (%s), model %s on %s",
+            "running: %d task(s) on %d camera(s) (%s), model %s %s",
             len(s.tasks),
             len(p.grabbers),
             ", ".join(p.grabbers),
-            model_name(p),
-            provider(p),
+            model_name(p) or s.model.name or s.model.backend,
+            f"on {where}" if where else "(not loaded yet)",
         )
 
     def _first_frames(self, grabbers: Mapping[str, Grabber]) -> list[str]:

@@ -216,7 +216,14 @@ def test_numpy_2_beside_the_system_opencv_is_named(
             (shadow / name).symlink_to(dev / name)
     environ = {**env, "PYTHONPATH": str(shadow), "EDGE_CAMERA__SOURCE": GST}
     run = subprocess.run(
-        [str(venv / "bin" / "edge"), "run", "--set", f"model.path={MODELS / 'ort-phi3v-fp32'}"],
+        [
+            str(venv / "bin" / "edge"),
+            "run",
+            "--profile",
+            "x86-cpu",
+            "--set",
+            f"model.path={MODELS / 'ort-phi3v-fp32'}",
+        ],
         capture_output=True,
         text=True,
         env=environ,

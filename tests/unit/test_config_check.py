@@ -94,3 +94,70 @@ def test_doctor_wires_the_image_tasks_in(tmp_path: Path) -> None:
     by_name = {r.name: r for r in results}
     assert by_name["model folder"].status == "fail", by_name["model folder"]
     assert "text-only" in by_name["model folder"].detail
+
+
+# --------------------------------------------------------------------------- what `edge run` refuses
+
+PROFILES = sorted(p.stem for p in (REPO / "edge" / "config" / "profiles").glob("*.toml"))
+
+
+def edge(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin", "PYTHONPATH": str(REPO)},
+        timeout=timeout,
+        cwd=str(cwd),
+    )
+
+
+@pytest.mark.parametrize("model", ["", 'path = "/nonexistent/phi-3.5-v"'])
+def test_run_refuses_a_model_that_is_not_there_as_check_does(tmp_path: Path, model: str) -> None:
+    """Not READY and a retry loop forever: exit 2 at once, so systemd's RestartPreventExitStatus=2
+    leaves the unit failed. The line is the one `config check` prints."""
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f'[model]\n{model}\n[camera]\nsource = "testsrc"\n[mqtt]\nport = 9\n')
+    run = edge(tmp_path, "run", "--config", str(cfg))
+    check = edge(tmp_path, "config", "check", "--config", str(cfg))
+    assert (run.returncode, check.returncode) == (2, 2), run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("edge: config error: model.path") and line in check.stderr.splitlines()
+
+
+def test_run_without_a_config_file_or_a_profile_is_a_config_error(tmp_path: Path) -> None:
+    """A bare `edge run` would run on defaults: a test pattern, and whatever broker is at :1883."""
+    if Path("/etc/edge/edge.toml").exists():
+        pytest.skip("this machine has /etc/edge/edge.toml: `edge run` reads it")
+    run = edge(tmp_path, "run")
+    check = edge(tmp_path, "config", "check")
+    offline = edge(tmp_path, "config", "check", "--offline")
+    assert (run.returncode, check.returncode, offline.returncode) == (2, 2, 2), run.stderr
+    (line,) = run.stderr.strip().splitlines()
+    assert "no config file and no profile" in line and "--config" in line and "--profile" in line
+    assert check.stderr.strip().splitlines() == [line] == offline.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_profile_checks_offline(tmp_path: Path, profile: str) -> None:
+    """A board's config checked on a laptop or in CI: no look at this machine's /dev or /opt."""
+    res = edge(tmp_path, "config", "check", "--offline", "--profile", profile)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"ok: no config file; profile {profile}"
+
+
+def test_offline_keeps_the_host_checks_out_and_the_schema_in(tmp_path: Path) -> None:
+    on_board = edge(tmp_path, "config", "check", "--profile", "rpi5")
+    if on_board.returncode == 0:
+        pytest.skip("this machine has the rpi5 profile's model and camera")
+    assert on_board.returncode == 2 and "model.path" in on_board.stderr  # the host checks stay
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text('[model]\n[camera]\nsource = "/dev/video97"\n')
+    res = edge(tmp_path, "config", "check", "--offline", "--config", str(cfg))
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        "edge: config error: model.path: not set: point it at a model folder"
+    ]
+    cfg.write_text(f'[model]\npath = "{VISION}"\nno_such_key = 1\n')
+    res = edge(tmp_path, "config", "check", "--offline", "--config", str(cfg))
+    assert res.returncode == 2 and "no_such_key" in res.stderr, res.stderr

@@ -50,7 +50,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "inference": frozenset({"core", "config", "imaging"}),
     "pipeline": frozenset({"core", "config", "imaging", "inference", "mqtt"}),
     "view": frozenset({"core", "config", "mqtt", "consumer"}),
-    "daemon": frozenset({"core", "", "config", "capture", "serial", "mqtt", "inference", "pipeline"}),
+    "daemon": frozenset({"core", "", "assets", "config", "capture", "serial", "mqtt", "inference", "pipeline"}),
     "cli": frozenset(
         {
             "core",

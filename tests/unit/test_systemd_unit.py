@@ -105,9 +105,11 @@ def test_unit_fits_the_watchdog_and_process_model() -> None:
     assert svc["KillMode"] == ["mixed"]  # SIGTERM to the daemon only; it stops its worker itself
     assert svc["OOMPolicy"] == ["continue"]  # an OOM-killed worker is the supervisor's to restart
     assert svc["Restart"] == ["on-failure"] and svc["RestartPreventExitStatus"] == ["2"]
-    assert "mqtt_password:/etc/edge/mqtt_password" in svc["LoadCredential"]
+    # a credential name, not a path: a missing file must not fail the start (anonymous brokers)
+    assert svc["LoadCredential"] == ["mqtt_password:edge.mqtt_password"]
     assert svc["DynamicUser"] == ["yes"] and svc["StateDirectory"] == ["edge"]
-    assert {"video", "render", "dialout"} <= set(svc["SupplementaryGroups"][0].split())
+    # only groups every Debian system has (base-passwd): a missing one fails the start (216/GROUP)
+    assert set(svc["SupplementaryGroups"][0].split()) == {"video", "dialout"}
     assert svc["DevicePolicy"] == ["closed"]
     devices = " ".join(svc["DeviceAllow"])
     for group in ("video4linux", "ttyUSB", "ttyACM", "drm", "accel"):
@@ -139,7 +141,8 @@ def test_systemd_is_the_one_source_of_the_packaged_unit() -> None:
 
 
 def _unit_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if not line.startswith(("ExecStart=", "Documentation="))]
+    adapted = ("ExecStart=", "Documentation=", "SupplementaryGroups=", "# to the install it runs from")
+    return [line for line in text.splitlines() if not line.startswith(adapted)]
 
 
 def test_service_unit_runs_this_installs_edge(capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,6 +152,35 @@ def test_service_unit_runs_this_installs_edge(capsys: pytest.CaptureFixture[str]
     assert f"ExecStart={script} run --config /etc/edge/edge.toml\n" in text
     assert f"Documentation=file://{SYSTEMD / 'README.md'}\n" in text
     assert _unit_lines(text) == _unit_lines(UNIT.read_text())  # nothing else changes
+    assert f"# to the install it runs from (here: {script}).\n" in text  # not the shipped /opt path
+
+
+@pytest.mark.parametrize("render", [True, False])
+def test_service_unit_adds_render_only_where_the_group_exists(
+    monkeypatch: pytest.MonkeyPatch, render: bool
+) -> None:
+    monkeypatch.setattr(service, "_group_exists", lambda name: render and name == "render")
+    groups = re.search(r"^SupplementaryGroups=(.*)$", service.unit_text(), re.M)
+    assert groups and groups.group(1).split() == ["video", "dialout", *(["render"] if render else [])]
+
+
+def test_a_venv_python_resolving_under_home_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyenv, uv and conda venvs: bin/python links into the home directory, hidden by ProtectHome."""
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python"
+    python.symlink_to("/root/.pyenv/versions/3.11.7/bin/python3.11")
+    script = tmp_path / "bin" / "edge"
+    script.write_text(f"#!{python}\nimport edge.cli.main\n")
+    monkeypatch.setattr(service.sys, "base_prefix", "/home/pi/.local/share/uv/python/cpython-3.11")
+    found = service.sandbox_problems([str(script)])
+    assert (
+        "the interpreter (resolved) /root/.pyenv/versions/3.11.7/bin/python3.11 is out of the service's "
+        "reach: the unit's ProtectHome=yes hides /root"
+    ) in found
+    assert any(line.startswith("the Python installation /home/pi/") for line in found), found
+    monkeypatch.setattr(service.sys, "base_prefix", "/usr")
+    system = service.sandbox_problems(["/usr/bin/python3", "-m", "edge.cli"])
+    assert not [line for line in system if "interpreter" in line or "Python installation" in line], system
 
 
 def test_service_unit_without_a_script_runs_the_module(
