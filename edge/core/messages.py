@@ -185,6 +185,17 @@ class EventPayload(_Payload):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class LinkPayload(_Payload):
+    """What the uplink carried today (local day): every byte published, and the images' fate."""
+
+    day: str  # local date, YYYY-MM-DD
+    bytes_today: int
+    budget_bytes: int | None  # None: unlimited
+    images_sent: int
+    images_dropped: int
+    images_deferred: int
+
+
 class StatePayload(_Payload):
     """`state` (retained)."""
 
@@ -198,6 +209,7 @@ class StatePayload(_Payload):
     tasks: list[str]
     since: str
     cameras: list[str] = Field(default_factory=list)
+    link: LinkPayload | None = None  # as of this state message (health carries it live)
 
 
 class Percentiles(_Payload):
@@ -242,6 +254,11 @@ class HealthPayload(_Payload):
     cameras: dict[str, CameraHealth] = Field(default_factory=dict)
     storage: StorageState | None = None  # can the outbox write to its disk?
     storage_errors: int | None = None  # failed outbox writes since start
+    temperature_c: float | None = None  # the board's hottest SoC zone (the heat policy's input)
+    under_voltage: bool | None = None  # Raspberry Pi firmware flag, now (None: not known here)
+    hot: bool | None = None  # the heat policy is stretching intervals (None: no hot_c set)
+    active: bool | None = None  # inside active_hours (None: no window set)
+    link: LinkPayload | None = None
 
 
 class CommandReply(_Payload):

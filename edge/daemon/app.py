@@ -26,6 +26,7 @@ from edge import __version__
 from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings
+from edge.core.messages import LinkPayload
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
@@ -37,6 +38,7 @@ from edge.daemon.state import StateTracker, model_name, provider
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from edge.daemon.triggers import JobRouter, TriggerLoop
 from edge.inference.supervisor import Supervisor
+from edge.mqtt.budget import LinkBudget, budget_path
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, discovery_payload
@@ -45,6 +47,8 @@ from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from edge.pipeline.executor import Executor, ExecutorDeps
 from edge.pipeline.jobs import JobQueue, Scheduler
+from edge.power.monitor import PowerMonitor
+from edge.power.policy import PowerChange
 from edge.serial.gnss import GnssReader
 from edge.serial.sink import SerialSink
 from edge.serial.trigger import TriggerReader
@@ -74,6 +78,7 @@ class Link:
     outbox: Outbox
     client: MqttClient
     publisher: Publisher
+    budget: LinkBudget
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ class Parts:
     pinger: WatchdogPinger
     liveness: Liveness
     metrics: MetricsServer
+    power: PowerMonitor
 
 
 class Daemon:
@@ -132,10 +138,17 @@ class Daemon:
 
     def _build_on(self, s: Settings, topics: Topics, outbox: Outbox) -> Parts:
         client = MqttClient(s.mqtt, topics)
+        budget = LinkBudget(s.link, budget_path(outbox.path))
+        client.set_byte_counter(budget.count)
         publisher = Publisher(
-            client, outbox, topics, qos=s.mqtt.qos, message_expiry_s=s.mqtt.message_expiry_s
+            client,
+            outbox,
+            topics,
+            qos=s.mqtt.qos,
+            message_expiry_s=s.mqtt.message_expiry_s,
+            image_gate=budget,
         )
-        link = Link(topics, outbox, client, publisher)
+        link = Link(topics, outbox, client, publisher, budget)
         events = EventRelay(publisher)
 
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
@@ -173,6 +186,8 @@ class Daemon:
             sink=sink.write_result if sink else None,
             echo=sys.stdout.isatty() or s.profile in DEMO_PROFILES,
             max_frame_age_s=max_frame_age_s,
+            image_max_edge=s.link.image_max_edge,
+            image_quality=s.link.image_quality,
         )
         size = queue_size(s)
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
@@ -188,7 +203,30 @@ class Daemon:
         jobs = JobRouter(ref.current.vision.queue, text.queue if text else None)
         triggers = TriggerLoop(current, scheduler, jobs.enqueue, self.stop_requested)
         trigger = TriggerReader(s.serial, triggers.on_serial_line) if s.serial.trigger_port else None
-        state = StateTracker(current, client.set_state)
+        state = StateTracker(current, client.set_state, budget.snapshot)
+
+        def budget_spent(figures: LinkPayload) -> None:
+            words = "deferred to tomorrow" if s.link.over_budget == "defer" else "dropped"
+            publisher.publish_event(
+                publisher.event(
+                    "link_budget_spent",
+                    f"link budget: {figures.bytes_today} of {figures.budget_bytes} bytes used today;"
+                    f" images are {words} (results, events and health still go out)",
+                    detail=figures.model_dump(),
+                )
+            )
+            state.publish()
+
+        budget.on_spent = budget_spent
+
+        def power_apply(factor: float, held: bool) -> None:
+            scheduler.interval_factor = factor
+            scheduler.held = held
+
+        def power_event(change: PowerChange) -> None:
+            publisher.publish_event(publisher.event(change.event, change.reason, detail=change.detail))
+
+        power = PowerMonitor(s.power, power_apply, power_event)
         commands = DaemonCommands(ref, scheduler, jobs.enqueue, state, self.reload_requested.set)
         router = CommandRouter(
             client,
@@ -214,6 +252,8 @@ class Daemon:
             outbox=outbox,
             gate=scheduler,
             state=lambda: state.state,
+            power=power.status,
+            link=budget.snapshot,
         )
         liveness = self._liveness(ref, link, triggers, Serial(gnss, trigger, sink))
         pinger = WatchdogPinger(
@@ -248,6 +288,7 @@ class Daemon:
             pinger=pinger,
             liveness=liveness,
             metrics=MetricsServer(s.metrics, sources),
+            power=power,
         )
 
     @staticmethod
@@ -335,6 +376,7 @@ class Daemon:
             )
         for part in parts.serial.parts:
             part.start()
+        parts.power.tick()  # the first reading: a hot board or a closed window applies from the start
         for lane in p.lanes:
             lane.executor.start()
         parts.triggers.start()
@@ -379,7 +421,9 @@ class Daemon:
                 self.reload_requested.clear()
                 parts.reloader.reload()
             parts.state.update()
+            parts.power.tick()
             parts.health.tick()
+            parts.link.budget.save()
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -407,6 +451,7 @@ class Daemon:
         parts.metrics.stop()
         parts.link.publisher.stop(flush_timeout=5.0)
         parts.link.client.stop()
+        parts.link.budget.save(force=True)
         parts.link.outbox.close()
         log.info("stopped")
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 from edge import __version__
-from edge.core.messages import DaemonState, StatePayload, utc_iso
+from edge.core.messages import DaemonState, LinkPayload, StatePayload, utc_iso
 from edge.daemon.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,15 @@ class StateTracker:
     hence the lock: two callers must not publish a stale state after a newer one.
     """
 
-    def __init__(self, pipeline: Callable[[], Pipeline], publish: Callable[[StatePayload], None]) -> None:
+    def __init__(
+        self,
+        pipeline: Callable[[], Pipeline],
+        publish: Callable[[StatePayload], None],
+        link: Callable[[], LinkPayload | None] = lambda: None,
+    ) -> None:
+        """`link`: the day's link figures, carried by each state message as of its publishing."""
         self._pipeline = pipeline
+        self._link = link
         self._publish = publish
         self._state: DaemonState = "starting"
         self._paused = False
@@ -59,6 +66,7 @@ class StateTracker:
             tasks=[t.name for t in p.settings.tasks],
             since=utc_iso(time.time()),
             cameras=p.settings.camera_names,
+            link=self._link(),
         )
 
     def publish(self) -> None:

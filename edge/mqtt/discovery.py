@@ -127,6 +127,48 @@ def _camera_components(topics: Topics, camera: str, name_camera: bool, qos: int)
     }
 
 
+def _field_components(topics: Topics, qos: int) -> dict[str, dict[str, Any]]:
+    """Diagnostic sensors of the board and the uplink, from `health` (None there: unknown in HA)."""
+    dev, health = topics.device_id, topics.health
+    return {
+        "temperature": {
+            "platform": "sensor",
+            "name": "Temperature",
+            "unique_id": f"{dev}_temperature",
+            "state_topic": health,
+            "value_template": "{{ value_json.temperature_c if value_json.temperature_c is not none else 'unknown' }}",
+            "unit_of_measurement": "°C",
+            "device_class": "temperature",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "qos": qos,
+        },
+        "throttled": {
+            "platform": "binary_sensor",
+            "name": "Throttled",
+            "unique_id": f"{dev}_throttled",
+            "state_topic": health,
+            "value_template": "{{ 'ON' if value_json.throttled or value_json.hot else 'OFF' }}",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "qos": qos,
+        },
+        "link_bytes_today": {
+            "platform": "sensor",
+            "name": "Link bytes today",
+            "unique_id": f"{dev}_link_bytes_today",
+            "state_topic": health,
+            "value_template": "{{ value_json.link.bytes_today if value_json.link else 'unknown' }}",
+            "unit_of_measurement": "B",
+            "device_class": "data_size",
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:signal-cellular-3",
+            "qos": qos,
+        },
+    }
+
+
 def discovery_payload(
     topics: Topics,
     tasks: Sequence[TaskSettings],
@@ -148,6 +190,7 @@ def discovery_payload(
             if task.cameras is None or camera in task.cameras:
                 components.update(_task_components(topics, camera, task, several, qos))
         components.update(_camera_components(topics, camera, several, qos))
+    components.update(_field_components(topics, qos))
     components["state"] = {
         "platform": "sensor",
         "name": "State",

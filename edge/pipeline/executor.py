@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from edge.capture.frames import prepare_image
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame, Job, PositionPayload, utc_iso
@@ -76,6 +77,9 @@ class ExecutorDeps:
     echo: bool = False
     # The camera's stall_s: an older frame is from a camera that is gone.
     max_frame_age_s: Callable[[str], float] = lambda camera: 10.0
+    # The image topic's size and JPEG quality (the model always sees the full frame).
+    image_max_edge: int | None = None
+    image_quality: int = 85
 
 
 class Executor:
@@ -287,7 +291,8 @@ class Executor:
     ) -> None:
         d = self.deps
         try:
-            jpeg = encode_jpeg(frame.image, d.image_max_bytes)
+            image = prepare_image(frame.image, d.image_max_edge)
+            jpeg = encode_jpeg(image, d.image_max_bytes, quality=d.image_quality)
         except FrameError as err:
             log.warning("task %s: image not published: %s", task.name, err)
             return

@@ -104,6 +104,10 @@ class Scheduler:
         self._cameras: tuple[str, ...] = ()
         self._last_run: dict[tuple[str, str], float] = {}
         self.paused = False
+        # The power policy's levers: interval tasks run `interval_factor` times less often (a hot
+        # board), and `held` pauses every scheduled task (outside active hours); commands never wait.
+        self.interval_factor = 1.0
+        self.held = False
         self._events: dict[tuple[str, str], EventCollector] = {}  # (camera, event task) -> its collector
         self.set_cameras(cameras)
 
@@ -177,7 +181,7 @@ class Scheduler:
         if t.trigger != "interval" or t.interval_s is None:
             return False
         last = self._last_run.get((camera, t.name))
-        if last is None or now - last >= t.interval_s:
+        if last is None or now - last >= t.interval_s * self.interval_factor:
             self._last_run[(camera, t.name)] = now
             return True
         return False
@@ -187,7 +191,7 @@ class Scheduler:
         event collection by that camera's gate."""
         camera = frame.camera
         gate = self._gates.get(camera)
-        if self.paused or gate is None:
+        if self.paused or self.held or gate is None:
             return []
         mine = [t for t in self._tasks if camera in self.bound(t)]
         due = [
@@ -224,7 +228,7 @@ class Scheduler:
     def on_tick(self, now: float) -> list[JobSpec]:
         """Due interval jobs that need no frame: a summary per camera (of that camera's results),
         other text-only tasks once (on the first camera they are bound to)."""
-        if self.paused:
+        if self.paused or self.held:
             return []
         due = []
         for t in self._tasks:

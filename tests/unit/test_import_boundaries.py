@@ -39,7 +39,7 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core", "assets", ""),
     ("config",),
-    ("imaging", "capture", "inference", "mqtt", "serial", "consumer"),
+    ("imaging", "capture", "inference", "mqtt", "serial", "consumer", "power"),
     ("pipeline",),
     ("daemon",),
     ("cli",),
