@@ -40,6 +40,8 @@ def check_power(settings: PowerSettings) -> CheckResult:
             detail,
             f"power.hot_c cannot act without a temperature: check power.sysfs_root ({settings.sysfs_root})",
         )
+    if reading.temperature_c is None and reading.flags is None and reading.under_voltage is None:
+        return CheckResult("power", "skip", detail)  # not a board that reports (a VM, a container)
     if reading.under_voltage:
         return CheckResult("power", "warn", detail, "use a supply that holds its voltage under load")
     if reading.throttled or policy.hot:
