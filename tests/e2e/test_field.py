@@ -13,9 +13,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 
-from edge.core.messages import EventPayload, HealthPayload, ResultPayload
+from edge.core.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
 from edge.mqtt.wire import publish_bytes
 from tests.e2e.harness import base_settings, start_daemon
 from tests.e2e.wiring import REPLIES, ROOT, command, results, wait_replies
@@ -145,6 +147,11 @@ def test_budget_holds_at_the_broker_images_dropped_every_result_arrives(
     assert record["bytes"] <= received <= record["bytes"] * 1.1 + 2048, (record["bytes"], received)
     last = healths(sub)[-1]
     assert last.link is not None and last.link.budget_bytes == budget
+    states = [StatePayload.model_validate_json(m.payload) for m in sub.on(f"{ROOT}/state")]
+    assert any(st.link is not None and st.link.images_dropped >= 1 for st in states)  # republished when spent
+    # the image topic is scaled to image_max_edge; the model saw the full 320x240 frame
+    shapes = {cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR).shape[:2] for m in images}
+    assert shapes == {(120, 160)}, shapes
     # figures for docs/field.md
     result_b = [wire(m) for m in sub.on(f"{ROOT}/main/caption/result")]
     health_b = [wire(m) for m in sub.on(f"{ROOT}/health")]
