@@ -69,6 +69,36 @@ class Section(BaseModel):
     )
 
 
+class ZoneSettings(Section):
+    """A named region of a camera's picture, as fractions of the frame (so it survives a resolution
+    change): a task with `zone` gates on motion inside it and describes only it."""
+
+    name: str
+    box: list[float] = Field(description="[x, y, w, h] as fractions of the frame's width and height.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, v: list[float]) -> list[float]:
+        if len(v) != 4:
+            raise ValueError(f"{v}: expected [x, y, w, h] (four fractions of the frame)")
+        x, y, w, h = v
+        if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > 1.0 + 1e-9 or y + h > 1.0 + 1e-9:
+            raise ValueError(f"{v}: x, y >= 0, w, h > 0 and x + w, y + h <= 1 (fractions of the frame)")
+        return v
+
+    def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """The zone in a frame of this size: (x, y, w, h) pixels, at least one pixel, inside the frame."""
+        x, y, w, h = self.box
+        x0, y0 = min(width - 1, round(x * width)), min(height - 1, round(y * height))
+        x1, y1 = (
+            min(width, max(x0 + 1, round((x + w) * width))),
+            min(height, max(y0 + 1, round((y + h) * height))),
+        )
+        return x0, y0, x1 - x0, y1 - y0
+
+
 class CameraSettings(Section):
     name: str = Field(
         "main",
@@ -89,8 +119,23 @@ class CameraSettings(Section):
         "realtime", description="Video files: play at their own frame rate, or as fast as consumed."
     )
     loop: bool = Field(True, description="Video files and image dirs: start again at the end.")
+    zones: list[ZoneSettings] = Field(
+        default_factory=list, description="Named regions ([[cameras.zones]]) a task may look at alone."
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+    @field_validator("zones")
+    @classmethod
+    def _zones(cls, v: list[ZoneSettings]) -> list[ZoneSettings]:
+        names = [z.name for z in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate zone names: {', '.join(dupes)}")
+        return v
+
+    def zone(self, name: str) -> ZoneSettings | None:
+        return next((z for z in self.zones if z.name == name), None)
 
     @field_validator("source", mode="before")
     @classmethod
@@ -278,6 +323,9 @@ class TaskSettings(Section):
     cameras: list[str] | None = Field(
         None, description="Names of the cameras this task runs on (default: all of them)."
     )
+    zone: str | None = Field(
+        None, description="Look only at this zone of each camera: its motion gates, the model sees its crop."
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 
@@ -319,6 +367,13 @@ class TaskSettings(Section):
             raise ValueError(
                 f"task {self.name!r}: roi 'motion' needs trigger 'motion' and kind caption or structured"
             )
+        if self.zone is not None:
+            if self.kind not in ("caption", "structured", "ask"):
+                raise ValueError(f"task {self.name!r}: zone is for kinds caption, structured and ask")
+            if self.roi != "full":
+                raise ValueError(
+                    f"task {self.name!r}: zone and roi 'motion' both set: a zone task describes its zone"
+                )
         if self.topic is not None:
             # Each level follows the name rule: an override of "cmd/ask" would land in the commands.
             for level in self.topic.split("/"):
@@ -638,6 +693,15 @@ class Settings(BaseSettings):
         for i, t in enumerate(self.tasks):
             if t.kind == "summarize" and t.source_task not in names:
                 raise ValueError(f"task {t.name!r}: source_task {t.source_task!r} is not a task")
+            if t.zone is not None:
+                lacking = [
+                    c.name for c in self.cameras if c.name in self.task_cameras(t) and c.zone(t.zone) is None
+                ]
+                if lacking:
+                    raise keyed_error(
+                        ("tasks", i, "zone"),
+                        f"task {t.name!r}: no zone {t.zone!r} on camera {', '.join(map(repr, lacking))}",
+                    )
             unknown = [c for c in t.cameras or () if c not in cams]
             if unknown:
                 raise keyed_error(

@@ -168,6 +168,7 @@ class ResultPayload(_Payload):
     clock_synced: bool | None = None  # False: the wall clock (captured_at) was not NTP-synchronised
     frames: list[FramePayload] | None = None  # event tasks: the capture time of each frame, in order
     roi: list[int] | None = None  # [x, y, w, h] in full-frame pixels of the region described; None: all
+    zone: str | None = None  # the camera's named zone the task looked at (roi is its box)
 
 
 class EventPayload(_Payload):
@@ -210,6 +211,7 @@ class StatePayload(_Payload):
     since: str
     cameras: list[str] = Field(default_factory=list)
     link: LinkPayload | None = None  # as of this state message (health carries it live)
+    zones: dict[str, list[str]] | None = None  # camera -> its named zones (None: no camera has any)
 
 
 class Percentiles(_Payload):

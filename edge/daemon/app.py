@@ -24,7 +24,7 @@ from typing import Any
 
 from edge import __version__
 from edge.capture import Grabber
-from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
+from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings, ZoneSettings
 from edge.config.sources import LoadedSettings
 from edge.core.messages import LinkPayload
 from edge.daemon.commands import DaemonCommands
@@ -167,6 +167,10 @@ class Daemon:
         def frames(camera: str) -> Grabber | None:  # through the pipeline: a reload swaps grabbers
             return ref.current.grabber(camera)
 
+        def zone(camera: str, name: str) -> ZoneSettings | None:
+            cam = ref.current.settings.camera_settings(camera)
+            return cam.zone(name) if cam is not None else None
+
         def max_frame_age_s(camera: str) -> float:
             cam = ref.current.settings.camera_settings(camera)
             return cam.stall_s if cam is not None else 10.0
@@ -188,6 +192,7 @@ class Daemon:
             max_frame_age_s=max_frame_age_s,
             image_max_edge=s.link.image_max_edge,
             image_quality=s.link.image_quality,
+            zone=zone,
         )
         size = queue_size(s)
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
@@ -198,7 +203,7 @@ class Daemon:
         def current() -> Pipeline:
             return ref.current
 
-        scheduler = Scheduler(s.tasks, s.gate, s.camera_names)
+        scheduler = Scheduler(s.tasks, s.gate, s.camera_names, zone=zone)
         text = ref.current.text
         jobs = JobRouter(ref.current.vision.queue, text.queue if text else None)
         triggers = TriggerLoop(current, scheduler, jobs.enqueue, self.stop_requested)

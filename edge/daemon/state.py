@@ -67,6 +67,7 @@ class StateTracker:
             since=utc_iso(time.time()),
             cameras=p.settings.camera_names,
             link=self._link(),
+            zones={c.name: [z.name for z in c.zones] for c in p.settings.cameras if c.zones} or None,
         )
 
     def publish(self) -> None:

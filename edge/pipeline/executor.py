@@ -11,11 +11,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from edge.capture.frames import prepare_image
-from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
+from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings, ZoneSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame, Job, PositionPayload, utc_iso
 from edge.core.stats import Counters, Rolling
@@ -80,6 +80,8 @@ class ExecutorDeps:
     # The image topic's size and JPEG quality (the model always sees the full frame).
     image_max_edge: int | None = None
     image_quality: int = 85
+    # camera, zone name -> the zone (read through the current settings: a reload may change it)
+    zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None
 
 
 class Executor:
@@ -157,6 +159,12 @@ class Executor:
                 return
             frames = (newest,)
         frame = frames[0] if frames else None
+        if spec.task.zone is not None and spec.roi is None and frame is not None:
+            box = d.zone(spec.camera, spec.task.zone)
+            if box is None:
+                self._fail(spec, jid, "no_zone", f"camera {spec.camera} has no zone {spec.task.zone}")
+                return
+            spec = replace(spec, roi=box.pixels(frame.width, frame.height))  # the model sees the zone
         image: Any = None
         if spec.roi is not None and frame is not None:
             image = crop(frame.image, spec.roi)  # roi "motion": that region instead of the whole frame
@@ -234,6 +242,7 @@ class Executor:
             context=_result_context(context),
             frames=tuple(f.captured_at for f in frames) if spec.task.kind == "event" else None,
             roi=spec.roi,
+            zone=spec.task.zone,
         )
         payload = d.publisher.publish_result(lambda seq, rid: build_result(item, seq, rid))
         if payload is None:  # the disk cannot take it now: held in memory, stored when it can

@@ -12,12 +12,13 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from edge.config.settings import GateSettings, ModelSettings, TaskSettings
+from edge.config.settings import GateSettings, ModelSettings, TaskSettings, ZoneSettings
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Frame, GenerationRequest
+from edge.imaging.crops import crop
 from edge.imaging.gate import Gate
 from edge.pipeline.events import EventClip, EventCollector
 
@@ -95,8 +96,13 @@ class Scheduler:
         gate: GateSettings,
         cameras: Sequence[str] = ("main",),
         new_gate: Callable[[GateSettings], Gate] = Gate,
+        zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None,
     ) -> None:
+        """`zone(camera, name)`: a camera's zone, read live (a reload may change it); a task with a
+        zone has a gate of its own per camera that scores only the zone's pixels."""
         self._tasks = list(tasks)
+        self._zone = zone
+        self._zone_gates: dict[tuple[str, str], Gate] = {}
         self._gate_settings = gate
         self._new_gate = new_gate
         self._gates: dict[str, Gate] = {}
@@ -146,7 +152,7 @@ class Scheduler:
     @gate_settings.setter
     def gate_settings(self, value: GateSettings) -> None:
         self._gate_settings = value
-        for gate in self._gates.values():
+        for gate in [*self._gates.values(), *self._zone_gates.values()]:
             gate.settings = value
 
     def gate(self, camera: str) -> Gate | None:
@@ -158,6 +164,7 @@ class Scheduler:
         self._gated = {c: self._gated.get(c, 0) for c in cameras}
         self._cameras = tuple(cameras)
         self._events = {k: c for k, c in self._events.items() if k[0] in self._cameras}
+        self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] in self._cameras}
 
     def reset_camera(self, camera: str) -> None:
         """A camera's grabber was replaced: its gate forgets the old background and intervals."""
@@ -165,6 +172,7 @@ class Scheduler:
         if gate is not None:
             gate.reset()
         self._events = {k: c for k, c in self._events.items() if k[0] != camera}
+        self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] != camera}
 
     @property
     def gated(self) -> int:
@@ -199,8 +207,11 @@ class Scheduler:
             for t in mine
             if t.kind in FRAME_KINDS and self._interval_due(t, camera, now)
         ]
-        motion = [t for t in mine if t.trigger == "motion" and t.kind != "event"]
+        motion = [t for t in mine if t.trigger == "motion" and t.kind != "event" and t.zone is None]
         events = [t for t in mine if t.kind == "event"]
+        zoned = [t for t in mine if t.trigger == "motion" and t.zone is not None]
+        if zoned:
+            due.extend(self._zone_specs(zoned, frame, now))
         if not (motion or events):
             return due
         decision = gate.decide(frame, now)
@@ -224,6 +235,38 @@ class Scheduler:
             self._gated[camera] = self._gated.get(camera, 0) + 1
         due.extend(self._event_specs(events, frame, decision.score, now))
         return due
+
+    def _zone_specs(self, tasks: list[TaskSettings], frame: Frame, now: float) -> list[JobSpec]:
+        """Motion tasks with a zone: each zone's own gate looks at the zone's pixels only."""
+        camera = frame.camera
+        out: list[JobSpec] = []
+        for name in sorted({t.zone for t in tasks if t.zone is not None}):
+            zone = self._zone(camera, name)
+            if zone is None:
+                continue
+            box = zone.pixels(frame.width, frame.height)
+            gate = self._zone_gates.get((camera, name))
+            if gate is None:
+                gate = self._zone_gates[(camera, name)] = self._new_gate(self._gate_settings)
+            decision = gate.decide(replace(frame, image=crop(frame.image, box)), now)
+            if not decision.run:
+                self._gated[camera] = self._gated.get(camera, 0) + 1
+                continue
+            gate.mark_triggered(now)
+            out += [
+                JobSpec(
+                    task=t,
+                    trigger="motion",
+                    gate_score=decision.score,
+                    context={"gate": decision.reason},
+                    frames=(frame,),
+                    roi=box,
+                    camera=camera,
+                )
+                for t in tasks
+                if t.zone == name
+            ]
+        return out
 
     def on_tick(self, now: float) -> list[JobSpec]:
         """Due interval jobs that need no frame: a summary per camera (of that camera's results),
