@@ -21,7 +21,9 @@ def test_zone_pixels_follow_the_frame_size() -> None:
     assert tiny.pixels(100, 100) == (99, 99, 1, 1)  # at least one pixel, inside the frame
 
 
-@pytest.mark.parametrize("box", [[0, 0, 1.2, 1], [0.5, 0, 0.6, 1], [0, 0, 0, 1], [-0.1, 0, 0.5, 0.5], [0, 0, 1]])
+@pytest.mark.parametrize(
+    "box", [[0, 0, 1.2, 1], [0.5, 0, 0.6, 1], [0, 0, 0, 1], [-0.1, 0, 0.5, 0.5], [0, 0, 1]]
+)
 def test_bad_zone_boxes(box: list[float]) -> None:
     with pytest.raises(ValidationError, match="box"):
         ZoneSettings(name="z", box=box)
