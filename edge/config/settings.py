@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from edge.config.conditions import compile_condition
 from edge.core.kinds import BackendName, RoiKind, TaskKind, TriggerKind
 from edge.core.names import check_name, sanitize
 
@@ -516,6 +517,29 @@ class SerialSettings(Section):
         return v
 
 
+class AlertSettings(Section):
+    """`[[alerts]]`: a yes/no over a structured task's answer, with hysteresis, as a retained state."""
+
+    name: str
+    task: str = Field(description="A structured task: `when` reads its JSON answer.")
+    when: str = Field(description="JMESPath over the answer, e.g. \"length(shapes[?color=='red']) > `0`\".")
+    for_s: float = Field(
+        0.0, ge=0, le=MAX_PERIOD_S, description="The condition must hold this long to turn on."
+    )
+    clear_after_s: float = Field(
+        0.0, ge=0, le=MAX_PERIOD_S, description="It must stop holding this long to turn off."
+    )
+    serial: bool = Field(False, description="Also write each change as a line to the serial sink.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+
+    @field_validator("when")
+    @classmethod
+    def _when(cls, v: str) -> str:
+        compile_condition(v)  # ConditionError is a ValueError: reported with the alert's key
+        return v
+
+
 class LinkSettings(Section):
     """A metered uplink: a daily byte budget for everything published, and how big images are.
 
@@ -650,6 +674,9 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     link: LinkSettings = Field(default_factory=LinkSettings)
     power: PowerSettings = Field(default_factory=PowerSettings)
+    alerts: list[AlertSettings] = Field(
+        default_factory=list, description="[[alerts]] over structured answers."
+    )
 
     _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_name(v)))
 
@@ -708,6 +735,17 @@ class Settings(BaseSettings):
                     ("tasks", i, "cameras"),
                     f"task {t.name!r}: no camera named {', '.join(map(repr, unknown))} "
                     f"(cameras: {', '.join(cams)})",
+                )
+        alert_names = [a.name for a in self.alerts]
+        dupes = sorted({n for n in alert_names if alert_names.count(n) > 1})
+        if dupes:
+            raise keyed_error(("alerts",), f"duplicate alert names: {', '.join(dupes)}")
+        for j, a in enumerate(self.alerts):
+            task = self.task(a.task)
+            if task is None or task.kind != "structured":
+                raise keyed_error(
+                    ("alerts", j, "task"),
+                    f"alert {a.name!r}: {a.task!r} is not a structured task (alerts read JSON answers)",
                 )
         return self
 

@@ -47,6 +47,8 @@ EventKind = Literal[
     "inactive_start",
     "inactive_end",
     "link_budget_spent",
+    "alert_on",
+    "alert_off",
 ]
 """The `event` topic's `event` field: faults and notable transitions."""
 

@@ -27,6 +27,7 @@ from edge.capture import Grabber
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings, ZoneSettings
 from edge.config.sources import LoadedSettings
 from edge.core.messages import LinkPayload
+from edge.daemon.alerts import AlertRelay
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.events import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
@@ -175,6 +176,16 @@ class Daemon:
             cam = ref.current.settings.camera_settings(camera)
             return cam.stall_s if cam is not None else 10.0
 
+        alerts = (
+            AlertRelay(
+                s.alerts,
+                lambda name: ref.current.settings.task(name),
+                publisher,
+                sink.write_result if sink else None,
+            )
+            if s.alerts
+            else None
+        )
         deps = ExecutorDeps(
             device=s.device_id,
             publisher=publisher,
@@ -193,6 +204,7 @@ class Daemon:
             image_max_edge=s.link.image_max_edge,
             image_quality=s.link.image_quality,
             zone=zone,
+            on_result=alerts.on_result if alerts else None,
         )
         size = queue_size(s)
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
@@ -248,6 +260,7 @@ class Daemon:
                 p.settings.tasks,
                 cameras=p.settings.camera_names,
                 qos=p.settings.mqtt.qos,
+                alerts=[a.name for a in p.settings.alerts],
             )
 
         sources = HealthSources(

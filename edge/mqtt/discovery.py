@@ -176,6 +176,7 @@ def discovery_payload(
     cameras: Sequence[str] = (DEFAULT_CAMERA,),
     device_name: str | None = None,
     qos: int = 1,
+    alerts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The device discovery document, with HA's full (unabbreviated) key names.
 
@@ -191,6 +192,17 @@ def discovery_payload(
                 components.update(_task_components(topics, camera, task, several, qos))
         components.update(_camera_components(topics, camera, several, qos))
     components.update(_field_components(topics, qos))
+    for name in alerts:  # [[alerts]]: the retained {root}/alert/{name} state
+        components[f"alert_{name}"] = {
+            "platform": "binary_sensor",
+            "name": label(name),
+            "unique_id": f"{topics.device_id}_alert_{name}",
+            "state_topic": f"{topics.root}/alert/{name}",
+            "value_template": "{{ 'ON' if value_json.state == 'on' else 'OFF' }}",
+            "json_attributes_topic": f"{topics.root}/alert/{name}",
+            "json_attributes_template": "{{ {'result_id': value_json.result_id, 'at': value_json.at} | tojson }}",
+            "qos": qos,
+        }
     components["state"] = {
         "platform": "sensor",
         "name": "State",

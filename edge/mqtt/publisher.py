@@ -211,6 +211,10 @@ class Publisher:
         """Store an event; never raises for storage (held in memory like a result)."""
         self._store(self._event_message(event))
 
+    def publish_message(self, message: OutboxMessage) -> None:
+        """Any other message that must not be lost (e.g. a retained alert state): through the outbox."""
+        self._store(message)
+
     def _store(self, message: OutboxMessage) -> None:
         with self._held_lock:
             held = bool(self._held)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from edge.capture.frames import prepare_image
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings, ZoneSettings
 from edge.core.errors import FrameError
-from edge.core.messages import Frame, Job, PositionPayload, utc_iso
+from edge.core.messages import Frame, Job, PositionPayload, ResultPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.imaging.crops import crop
 from edge.imaging.imageio import encode_jpeg
@@ -82,6 +82,8 @@ class ExecutorDeps:
     image_quality: int = 85
     # camera, zone name -> the zone (read through the current settings: a reload may change it)
     zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None
+    # each result once it is in the outbox (alerts); never allowed to fail the job
+    on_result: Callable[[ResultPayload], None] | None = None
 
 
 class Executor:
@@ -278,6 +280,11 @@ class Executor:
             print(console_line(payload), file=sys.stdout, flush=True)
         if d.sink is not None:
             d.sink(payload.seq, spec.task.name, gen.text)
+        if d.on_result is not None:
+            try:
+                d.on_result(payload)
+            except Exception:
+                log.exception("result %s: the result listener failed", payload.id)
         log.info(
             "result %s camera=%s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
             payload.id,
