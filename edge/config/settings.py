@@ -530,6 +530,17 @@ class AlertSettings(Section):
         0.0, ge=0, le=MAX_PERIOD_S, description="It must stop holding this long to turn off."
     )
     serial: bool = Field(False, description="Also write each change as a line to the serial sink.")
+    webhook: str | None = Field(
+        None, description="POST each change (JSON) to this http(s) URL, retried until taken."
+    )
+    webhook_timeout_s: float = Field(5.0, gt=0, le=300, description="Per try.")
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r}: an http:// or https:// URL")
+        return v
 
     _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
 

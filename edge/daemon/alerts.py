@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from edge.config.settings import AlertSettings, TaskSettings
 from edge.core.messages import ResultPayload, utc_iso
+from edge.daemon.webhook import WebhookSender
 from edge.mqtt.outbox_records import OutboxMessage
 from edge.mqtt.publisher import Publisher
 from edge.pipeline.alerts import AlertChange, Alerts
@@ -29,7 +30,9 @@ class AlertRelay:
         tasks: Callable[[str], TaskSettings | None],
         publisher: Publisher,
         sink: Callable[[int, str, str], None] | None = None,
+        webhook: WebhookSender | None = None,
     ) -> None:
+        self.webhook = webhook
         self._settings = {a.name: a for a in alerts}
         self._engine = Alerts(alerts)
         self._tasks = tasks
@@ -86,5 +89,8 @@ class AlertRelay:
             )
         )
         log.info("alert %s %s on result %s", change.name, word, change.result_id)
+        url = self._settings[change.name].webhook
+        if url is not None and self.webhook is not None:
+            self.webhook.post(url, state, f"{change.result_id}-alert-{change.name}")
         if self._settings[change.name].serial and self._sink is not None:
             self._sink(result.seq, f"alert-{change.name}", word.upper())

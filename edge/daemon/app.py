@@ -38,6 +38,7 @@ from edge.daemon.reload import Reloader
 from edge.daemon.state import StateTracker, model_name, provider
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from edge.daemon.triggers import JobRouter, TriggerLoop
+from edge.daemon.webhook import WebhookSender, webhook_path
 from edge.inference.supervisor import Supervisor
 from edge.mqtt.budget import LinkBudget, budget_path
 from edge.mqtt.client import MqttClient
@@ -111,6 +112,7 @@ class Parts:
     liveness: Liveness
     metrics: MetricsServer
     power: PowerMonitor
+    alerts: AlertRelay | None
 
 
 class Daemon:
@@ -182,6 +184,9 @@ class Daemon:
                 lambda name: ref.current.settings.task(name),
                 publisher,
                 sink.write_result if sink else None,
+                WebhookSender(webhook_path(outbox.path), max(a.webhook_timeout_s for a in s.alerts))
+                if any(a.webhook for a in s.alerts)
+                else None,
             )
             if s.alerts
             else None
@@ -307,6 +312,7 @@ class Daemon:
             liveness=liveness,
             metrics=MetricsServer(s.metrics, sources),
             power=power,
+            alerts=alerts,
         )
 
     @staticmethod
@@ -361,6 +367,8 @@ class Daemon:
         link.client.set_state(parts.state.payload())
         link.client.start()
         link.publisher.start()
+        if parts.alerts is not None and parts.alerts.webhook is not None:
+            parts.alerts.webhook.start()
         parts.metrics.start()
         log.info(
             "boot %d of %s; outbox %s holds %d message(s)",
@@ -467,6 +475,8 @@ class Daemon:
             part.stop(2.0)
         parts.pinger.stop()
         parts.metrics.stop()
+        if parts.alerts is not None and parts.alerts.webhook is not None:
+            parts.alerts.webhook.stop()
         parts.link.publisher.stop(flush_timeout=5.0)
         parts.link.client.stop()
         parts.link.budget.save(force=True)
