@@ -63,6 +63,8 @@ def _task_components(
     """Last-result text sensor, latency sensor and (if published) the image of one (camera, task)."""
     dev, key = topics.device_id, f"{camera}_{task.name}"
     cam = camera if name_camera else ""
+    if task.zone and task.zone not in task.name:  # the zone it looks at, by name: "Front gate caption"
+        cam = f"{cam} {task.zone}".strip()
     result = topics.result(camera, task.name)
     text: dict[str, Any] = {
         "platform": "sensor",

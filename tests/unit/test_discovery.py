@@ -229,3 +229,15 @@ def test_board_and_link_diagnostics_read_health() -> None:
     assert comps["temperature"]["unit_of_measurement"] == "°C"
     assert comps["throttled"]["platform"] == "binary_sensor"
     assert "link.bytes_today" in comps["link_bytes_today"]["value_template"]
+
+
+def test_alert_binary_sensors_and_zone_names() -> None:
+    tasks = [TaskSettings(name="caption", zone="gate")]
+    d = discovery_payload(Topics("edge", "cam-01"), tasks, alerts=["vehicle-at-gate"])
+    check_keys(d)
+    alert = d["components"]["alert_vehicle-at-gate"]
+    assert (
+        alert["platform"] == "binary_sensor" and alert["state_topic"] == "edge/cam-01/alert/vehicle-at-gate"
+    )
+    assert alert["name"] == "Vehicle at gate"
+    assert d["components"]["main_caption_text"]["name"] == "Gate caption"
