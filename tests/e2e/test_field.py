@@ -209,8 +209,9 @@ def test_heat_stretches_intervals_until_cool_with_events(tmp_path: Path, mosquit
     t1 = datetime.fromisoformat(hot_end.at.replace("Z", "+00:00")).timestamp()
     during = [r for r in results(sub) if r.captured_at and t0 + 1 < _ts(r) < t1]
     gaps = [_ts(b) - _ts(a) for a, b in zip(during, during[1:], strict=False)]
-    # the interval is 1 s; stretched six-fold the runs are >= 6 s apart (minus the frame's jitter)
-    assert gaps and min(gaps) >= 5.0, gaps
+    # the interval is 1 s; stretched six-fold the runs are 6 s apart by the scheduler's clock; a
+    # job's frame is taken when it starts, so a busy machine's queueing moves a gap by a second or two
+    assert gaps and min(gaps) >= 3.0, gaps
     after = [r for r in results(sub) if _ts(r) > t1 + 1]
     cool_gaps = [_ts(b) - _ts(a) for a, b in zip(after, after[1:], strict=False)]
     assert cool_gaps and min(cool_gaps) < 5.0, cool_gaps  # back to the 1 s schedule
