@@ -38,6 +38,17 @@ EventKind = Literal[
     "outbox_damaged",
     "results_dropped",
     "session_takeover",
+    "hot_start",
+    "hot_end",
+    "throttled_start",
+    "throttled_end",
+    "under_voltage_start",
+    "under_voltage_end",
+    "inactive_start",
+    "inactive_end",
+    "link_budget_spent",
+    "alert_on",
+    "alert_off",
 ]
 """The `event` topic's `event` field: faults and notable transitions."""
 

@@ -179,6 +179,7 @@ class ResultPayload(_Payload):
     clock_synced: bool | None = None  # False: the wall clock (captured_at) was not NTP-synchronised
     frames: list[FramePayload] | None = None  # event tasks: the capture time of each frame, in order
     roi: list[int] | None = None  # [x, y, w, h] in full-frame pixels of the region described; None: all
+    zone: str | None = None  # the camera's named zone the task looked at (roi is its box)
 
 
 class EventPayload(_Payload):
@@ -204,6 +205,17 @@ class MqttProtocolInfo(_Payload):
     lacks: list[str]  # MQTT 5 features this connection goes without; empty on 5
 
 
+class LinkPayload(_Payload):
+    """What the uplink carried today (local day): every byte published, and the images' fate."""
+
+    day: str  # local date, YYYY-MM-DD
+    bytes_today: int
+    budget_bytes: int | None  # None: unlimited
+    images_sent: int
+    images_dropped: int
+    images_deferred: int
+
+
 class StatePayload(_Payload):
     """`state` (retained)."""
 
@@ -218,6 +230,8 @@ class StatePayload(_Payload):
     since: str
     cameras: list[str] = Field(default_factory=list)
     mqtt: MqttProtocolInfo | None = None  # filled in by the MQTT client as it publishes
+    link: LinkPayload | None = None  # as of this state message (health carries it live)
+    zones: dict[str, list[str]] | None = None  # camera -> its named zones (None: no camera has any)
 
 
 class Percentiles(_Payload):
@@ -262,6 +276,11 @@ class HealthPayload(_Payload):
     cameras: dict[str, CameraHealth] = Field(default_factory=dict)
     storage: StorageState | None = None  # can the outbox write to its disk?
     storage_errors: int | None = None  # failed outbox writes since start
+    temperature_c: float | None = None  # the board's hottest SoC zone (the heat policy's input)
+    under_voltage: bool | None = None  # Raspberry Pi firmware flag, now (None: not known here)
+    hot: bool | None = None  # the heat policy is stretching intervals (None: no hot_c set)
+    active: bool | None = None  # inside active_hours (None: no window set)
+    link: LinkPayload | None = None
 
 
 class CommandReply(_Payload):

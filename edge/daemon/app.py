@@ -27,8 +27,10 @@ from edge import __version__
 from edge.assets import package_file
 from edge.capture import Grabber
 from edge.capture.factory import describe_source, source_kind
-from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings
+from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings, ZoneSettings
 from edge.config.sources import LoadedSettings
+from edge.core.messages import LinkPayload
+from edge.daemon.alerts import AlertRelay
 from edge.daemon.commands import DaemonCommands
 from edge.daemon.event_relay import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
@@ -39,7 +41,9 @@ from edge.daemon.reloadable import Lane, LaneName, Reloadable, ReloadableRef, qu
 from edge.daemon.state import StateTracker, model_name, provider
 from edge.daemon.systemd import Notifier, WatchdogPinger, extending_timeout
 from edge.daemon.triggers import JobRouter, TriggerLoop
+from edge.daemon.webhook import WebhookSender, webhook_path
 from edge.inference.supervisor import Supervisor
+from edge.mqtt.budget import LinkBudget, budget_path
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, discovery_payload
@@ -49,6 +53,8 @@ from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
 from edge.pipeline.executor import Executor, ExecutorDeps
 from edge.pipeline.jobs import JobQueue, Scheduler
+from edge.power.monitor import PowerMonitor
+from edge.power.policy import PowerChange
 from edge.serial.gnss import GnssReader
 from edge.serial.sink import SerialSink
 from edge.serial.trigger import TriggerReader
@@ -102,6 +108,7 @@ class Link:
     outbox: Outbox
     client: MqttClient
     publisher: Publisher
+    budget: LinkBudget
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,8 @@ class Parts:
     pinger: WatchdogPinger
     liveness: Liveness
     metrics: MetricsServer
+    power: PowerMonitor
+    alerts: AlertRelay | None
 
 
 class Daemon:
@@ -164,10 +173,17 @@ class Daemon:
 
     def _build_on(self, s: Settings, topics: Topics, outbox: Outbox) -> Parts:
         client = MqttClient(s.mqtt, topics)
+        budget = LinkBudget(s.link, budget_path(outbox.path))
+        client.set_byte_counter(budget.count)
         publisher = Publisher(
-            client, outbox, topics, qos=s.mqtt.qos, message_expiry_s=s.mqtt.message_expiry_s
+            client,
+            outbox,
+            topics,
+            qos=s.mqtt.qos,
+            message_expiry_s=s.mqtt.message_expiry_s,
+            image_gate=budget,
         )
-        link = Link(topics, outbox, client, publisher)
+        link = Link(topics, outbox, client, publisher, budget)
         events = EventRelay(publisher)
 
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
@@ -186,10 +202,27 @@ class Daemon:
         def frames(camera: str) -> Grabber | None:  # through the pipeline: a reload swaps grabbers
             return ref.current.grabber(camera)
 
+        def zone(camera: str, name: str) -> ZoneSettings | None:
+            cam = ref.current.settings.camera_settings(camera)
+            return cam.zone(name) if cam is not None else None
+
         def max_frame_age_s(camera: str) -> float:
             cam = ref.current.settings.camera_settings(camera)
             return cam.stall_s if cam is not None else 10.0
 
+        alerts = (
+            AlertRelay(
+                s.alerts,
+                lambda name: ref.current.settings.task(name),
+                publisher,
+                sink.write_result if sink else None,
+                WebhookSender(webhook_path(outbox.path), max(a.webhook_timeout_s for a in s.alerts))
+                if any(a.webhook for a in s.alerts)
+                else None,
+            )
+            if s.alerts
+            else None
+        )
         deps = ExecutorDeps(
             device=s.device_id,
             publisher=publisher,
@@ -206,6 +239,10 @@ class Daemon:
             sink=sink.write_result if sink else None,
             echo=sys.stdout.isatty() or s.profile in DEMO_PROFILES,
             max_frame_age_s=max_frame_age_s,
+            image_max_edge=s.link.image_max_edge,
+            image_quality=s.link.image_quality,
+            zone=zone,
+            on_result=alerts.on_result if alerts else None,
         )
         size = queue_size(s)
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
@@ -216,12 +253,35 @@ class Daemon:
         def current() -> Reloadable:
             return ref.current
 
-        scheduler = Scheduler(s.tasks, s.gate, s.camera_names)
+        scheduler = Scheduler(s.tasks, s.gate, s.camera_names, zone=zone)
         text = ref.current.text
         jobs = JobRouter(ref.current.vision.queue, text.queue if text else None)
         triggers = TriggerLoop(current, scheduler, jobs.enqueue, self.stop_requested)
         trigger = TriggerReader(s.serial, triggers.on_serial_line) if s.serial.trigger_port else None
-        state = StateTracker(current, client.set_state)
+        state = StateTracker(current, client.set_state, budget.snapshot)
+
+        def budget_spent(figures: LinkPayload) -> None:
+            words = "deferred to tomorrow" if s.link.over_budget == "defer" else "dropped"
+            publisher.publish_event(
+                publisher.event(
+                    "link_budget_spent",
+                    f"link budget: {figures.bytes_today} of {figures.budget_bytes} bytes used today;"
+                    f" images are {words} (results, events and health still go out)",
+                    detail=figures.model_dump(),
+                )
+            )
+            state.publish()
+
+        budget.on_spent = budget_spent
+
+        def power_apply(factor: float, held: bool) -> None:
+            scheduler.interval_factor = factor
+            scheduler.held = held
+
+        def power_event(change: PowerChange) -> None:
+            publisher.publish_event(publisher.event(change.event, change.reason, detail=change.detail))
+
+        power = PowerMonitor(s.power, power_apply, power_event)
         commands = DaemonCommands(ref, scheduler, jobs.enqueue, state, self.reload_requested.set)
         router = CommandRouter(
             client,
@@ -238,6 +298,7 @@ class Daemon:
                 p.settings.tasks,
                 cameras=p.settings.camera_names,
                 qos=p.settings.mqtt.qos,
+                alerts=[a.name for a in p.settings.alerts],
             )
 
         sources = HealthSources(
@@ -247,6 +308,8 @@ class Daemon:
             outbox=outbox,
             gate=scheduler,
             state=lambda: state.state,
+            power=power.status,
+            link=budget.snapshot,
         )
         liveness = self._liveness(ref, link, triggers, Serial(gnss, trigger, sink))
         pinger = WatchdogPinger(
@@ -281,6 +344,8 @@ class Daemon:
             pinger=pinger,
             liveness=liveness,
             metrics=MetricsServer(s.metrics, sources),
+            power=power,
+            alerts=alerts,
         )
 
     @staticmethod
@@ -335,6 +400,8 @@ class Daemon:
         link.client.set_state(parts.state.payload())
         link.client.start()
         link.publisher.start()
+        if parts.alerts is not None and parts.alerts.webhook is not None:
+            parts.alerts.webhook.start()
         parts.metrics.start()
         log.info(
             "boot %d of %s; outbox %s holds %d message(s)",
@@ -374,6 +441,7 @@ class Daemon:
             )
         for part in parts.serial.parts:
             part.start()
+        parts.power.tick()  # the first reading: a hot board or a closed window applies from the start
         for lane in p.lanes:
             lane.executor.start()
         parts.triggers.start()
@@ -419,7 +487,9 @@ class Daemon:
                 self.reload_requested.clear()
                 parts.reloader.reload()
             parts.state.update()
+            parts.power.tick()
             parts.health.tick()
+            parts.link.budget.save()
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -445,8 +515,11 @@ class Daemon:
             part.stop(2.0)
         parts.pinger.stop()
         parts.metrics.stop()
+        if parts.alerts is not None and parts.alerts.webhook is not None:
+            parts.alerts.webhook.stop()
         parts.link.publisher.stop(flush_timeout=5.0)
         parts.link.client.stop()
+        parts.link.budget.save(force=True)
         parts.link.outbox.close()
         log.info("stopped")
 

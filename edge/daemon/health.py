@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from edge.core.kinds import CameraState, DaemonState
-from edge.core.messages import CameraHealth, HealthPayload, utc_iso
+from edge.core.messages import CameraHealth, HealthPayload, LinkPayload, utc_iso
 from edge.core.stats import ByTask, Counters, Rolling
 from edge.daemon.board import cpu_temp_c, pi_throttled, rss_mb
 from edge.daemon.reloadable import Reloadable
 from edge.mqtt.outbox_records import OutboxStats
 from edge.pipeline.jobs import JobQueue, RecentResults
+from edge.power.monitor import PowerStatus
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class HealthSources:
     outbox: OutboxSource
     gate: GatedSource
     state: Callable[[], DaemonState]
+    power: Callable[[], PowerStatus | None] = lambda: None  # the board as the power monitor read it
+    link: Callable[[], LinkPayload | None] = lambda: None  # the day's bytes and images
 
 
 class HealthReporter:
@@ -102,6 +105,8 @@ class HealthReporter:
         ob = src.outbox.stats()
         queue_drops = sum(q.stats.replaced + q.stats.rejected for q in src.queues)
         m = src.meters
+        power = src.power()
+        temp = power.temperature_c if power is not None else cpu_temp_c()
         return HealthPayload(
             device=p.settings.device_id,
             at=utc_iso(time.time()),
@@ -119,12 +124,17 @@ class HealthReporter:
             dropped=ob.dropped_total + ob.expired_total + queue_drops,
             rss_mb=rss_mb(),
             worker_rss_mb=sup.worker_rss_mb,
-            cpu_temp_c=cpu_temp_c(),
-            throttled=pi_throttled(),
+            cpu_temp_c=temp,
+            throttled=power.throttled if power is not None else pi_throttled(),
             camera=camera,
             cameras=per_camera,
             storage=ob.storage,
             storage_errors=ob.storage_errors,
+            temperature_c=temp,
+            under_voltage=power.under_voltage if power is not None else None,
+            hot=power.hot if power is not None else None,
+            active=power.active if power is not None else None,
+            link=src.link(),
         )
 
     def status_line(self, h: HealthPayload | None = None) -> str:

@@ -66,6 +66,8 @@ GAUGES: tuple[tuple[str, str, str, float], ...] = (
     ("worker_rss_bytes", "Resident memory of the vision worker process.", "worker_rss_mb", 2.0**20),
     ("cpu_temperature_celsius", "CPU/SoC temperature.", "cpu_temp_c", 1.0),
     ("throttled", "1 while the Raspberry Pi firmware reports throttling.", "throttled", 1.0),
+    ("under_voltage", "1 while the Raspberry Pi firmware reports under-voltage.", "under_voltage", 1.0),
+    ("hot", "1 while the heat policy stretches interval tasks (power.hot_c).", "hot", 1.0),
 )
 
 
@@ -134,6 +136,14 @@ class HealthCollector:
                 for (task, camera), n in sorted(self._by_task.counts(what).items()):
                     family.add_metric([task, camera], n)
                 yield family
+        if h.link is not None:
+            yield GaugeMetricFamily(
+                "edge_link_bytes_today", "Bytes published today (local day).", value=h.link.bytes_today
+            )
+            yield GaugeMetricFamily(
+                "edge_link_images_dropped_today", "Images dropped today for the link budget.",
+                value=h.link.images_dropped,
+            )  # fmt: skip
         if h.storage is not None:
             yield GaugeMetricFamily(
                 "edge_storage_ok", "1 while the outbox can write to its disk.", value=h.storage == "ok"

@@ -4,8 +4,9 @@ A new configuration that does not validate is rejected with a `config_rejected` 
 keeps running on the old one. Tasks, the gate and health change live; a camera added, removed or
 changed starts, stops or restarts that camera's grabber only (the others keep reading); a model
 change restarts the vision worker, a watchdog change every worker. Broker, serial, identity, text
-model and metrics changes need a restart of the service (they change what consumers see, the set of
-workers, or a listening socket), which the `config_reloaded` event says.
+model, metrics, link, power and alerts changes need a restart of the service (they change what consumers
+see, the set of workers, a listening socket, or the day's byte count), which the `config_reloaded`
+event says.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edge.pipeline.jobs import Scheduler
 log = logging.getLogger(__name__)
 
 LIVE = ("tasks", "gate", "health")
-RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model", "metrics")
+RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model", "metrics", "link", "power", "alerts")
 
 NewGrabber = Callable[[CameraSettings], Grabber]
 # Builds and starts the supervisor that replaces `previous` (stopped by then): it inherits what

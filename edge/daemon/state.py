@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from edge import __version__
 from edge.core.kinds import DaemonState
-from edge.core.messages import StatePayload, utc_iso
+from edge.core.messages import LinkPayload, StatePayload, utc_iso
 from edge.daemon.reloadable import Reloadable
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,15 @@ class StateTracker:
     hence the lock: two callers must not publish a stale state after a newer one.
     """
 
-    def __init__(self, pipeline: Callable[[], Reloadable], publish: Callable[[StatePayload], None]) -> None:
+    def __init__(
+        self,
+        pipeline: Callable[[], Reloadable],
+        publish: Callable[[StatePayload], None],
+        link: Callable[[], LinkPayload | None] = lambda: None,
+    ) -> None:
+        """`link`: the day's link figures, carried by each state message as of its publishing."""
         self._pipeline = pipeline
+        self._link = link
         self._publish = publish
         self._state: DaemonState = "starting"
         self._paused = False
@@ -60,6 +67,8 @@ class StateTracker:
             tasks=[t.name for t in p.settings.tasks],
             since=utc_iso(time.time()),
             cameras=p.settings.camera_names,
+            link=self._link(),
+            zones={c.name: [z.name for z in c.zones] for c in p.settings.cameras if c.zones} or None,
         )
 
     def publish(self) -> None:

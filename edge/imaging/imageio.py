@@ -85,7 +85,7 @@ def encode_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes:
     """JPEG for {camera}/{task}/image, lowering quality then size until it fits `max_bytes`."""
     img = image
     while True:
-        for q in (quality, 70, 55, 40):
+        for q in (quality, *(x for x in (70, 55, 40) if x < quality)):
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
             if ok and len(buf) <= max_bytes:
                 return buf.tobytes()

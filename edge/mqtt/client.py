@@ -60,6 +60,7 @@ from edge.mqtt.connection import (
     wants_v5,
 )
 from edge.mqtt.topics import Topics
+from edge.mqtt.wire import connect_bytes, publish_bytes
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,7 @@ class MqttClient:
         self._connected_at = 0.0
         self._short_drops: deque[float] = deque()
         self._takeover_listeners: list[TakeoverCallback] = []
+        self._byte_counter: Callable[[int], None] | None = None
 
         c = new_client(settings, self.client_id)
         c.suppress_exceptions = True  # a backstop: every callback below also catches its own errors
@@ -223,6 +225,7 @@ class MqttClient:
         """Publish `offline` ourselves (a clean DISCONNECT discards the will), then disconnect."""
         self._stopping = True
         if self.birth and self._connected.is_set():
+            self._count(self.topics.status, b"offline", 1, None)
             info = self._client.publish(self.topics.status, b"offline", qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout)
@@ -262,6 +265,15 @@ class MqttClient:
     def add_ack_listener(self, callback: AckCallback) -> None:
         """Called in paho's thread with (mid, reason code, reason) for every completed publish."""
         self._ack_listeners.append(callback)
+
+    def set_byte_counter(self, counter: Callable[[int], None]) -> None:
+        """`counter(n)` gets the wire size of every PUBLISH handed to paho (and an estimate of each
+        CONNECT): this class is the one place that calls paho's publish, so nothing escapes it."""
+        self._byte_counter = counter
+
+    def _count(self, topic: str, payload: bytes | str | None, qos: int, props: Properties | None) -> None:
+        if self._byte_counter is not None:
+            self._byte_counter(publish_bytes(topic, payload, qos, v5=self.v5, properties=props))
 
     def subscribe(self, topic_filter: str, handler: MessageHandler, qos: int = 1) -> None:
         """Route messages on `topic_filter` to `handler` (in paho's thread; it must not block)."""
@@ -320,6 +332,7 @@ class MqttClient:
     ) -> paho.MQTTMessageInfo:
         """Thread-safe, non-blocking. While disconnected paho holds QoS 1 messages in memory and
         sends them on reconnect; anything that must survive a restart goes through the outbox."""
+        self._count(topic, payload, qos, properties)
         return self._client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def properties(
@@ -380,14 +393,14 @@ class MqttClient:
                 state = self._state_payload
             if subs:
                 client.subscribe(subs)
+            if self._byte_counter is not None:
+                self._byte_counter(connect_bytes(self.client_id, self.topics.status, b"offline", self.v5))
             if state is not None:
-                client.publish(
-                    self.topics.state,
-                    self._state_bytes(state),
-                    qos=1,
-                    retain=True,
-                    properties=self.json_properties(),
-                )
+                props = self.json_properties()
+                payload = self._state_bytes(state)
+                self._count(self.topics.state, payload, 1, props)
+                client.publish(self.topics.state, payload, qos=1, retain=True, properties=props)
+            self._count(self.topics.status, b"online", 1, None)
             client.publish(self.topics.status, b"online", qos=1, retain=True)
             self._connected.set()
             for listener in list(self._connect_listeners):

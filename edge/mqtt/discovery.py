@@ -63,6 +63,8 @@ def _task_components(
     """Last-result text sensor, latency sensor and (if published) the image of one (camera, task)."""
     dev, key = topics.device_id, f"{camera}_{task.name}"
     cam = camera if name_camera else ""
+    if task.zone and task.zone not in task.name:  # the zone it looks at, by name: "Front gate caption"
+        cam = f"{cam} {task.zone}".strip()
     result = topics.result(camera, task.name)
     text: dict[str, Any] = {
         "platform": "sensor",
@@ -127,6 +129,48 @@ def _camera_components(topics: Topics, camera: str, name_camera: bool, qos: int)
     }
 
 
+def _field_components(topics: Topics, qos: int) -> dict[str, dict[str, Any]]:
+    """Diagnostic sensors of the board and the uplink, from `health` (None there: unknown in HA)."""
+    dev, health = topics.device_id, topics.health
+    return {
+        "temperature": {
+            "platform": "sensor",
+            "name": "Temperature",
+            "unique_id": f"{dev}_temperature",
+            "state_topic": health,
+            "value_template": "{{ value_json.temperature_c if value_json.temperature_c is not none else 'unknown' }}",
+            "unit_of_measurement": "°C",
+            "device_class": "temperature",
+            "state_class": "measurement",
+            "entity_category": "diagnostic",
+            "qos": qos,
+        },
+        "throttled": {
+            "platform": "binary_sensor",
+            "name": "Throttled",
+            "unique_id": f"{dev}_throttled",
+            "state_topic": health,
+            "value_template": "{{ 'ON' if value_json.throttled or value_json.hot else 'OFF' }}",
+            "device_class": "problem",
+            "entity_category": "diagnostic",
+            "qos": qos,
+        },
+        "link_bytes_today": {
+            "platform": "sensor",
+            "name": "Link bytes today",
+            "unique_id": f"{dev}_link_bytes_today",
+            "state_topic": health,
+            "value_template": "{{ value_json.link.bytes_today if value_json.link else 'unknown' }}",
+            "unit_of_measurement": "B",
+            "device_class": "data_size",
+            "state_class": "total_increasing",
+            "entity_category": "diagnostic",
+            "icon": "mdi:signal-cellular-3",
+            "qos": qos,
+        },
+    }
+
+
 def discovery_payload(
     topics: Topics,
     tasks: Sequence[TaskSettings],
@@ -134,6 +178,7 @@ def discovery_payload(
     cameras: Sequence[str] = (DEFAULT_CAMERA,),
     device_name: str | None = None,
     qos: int = 1,
+    alerts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The device discovery document, with HA's full (unabbreviated) key names.
 
@@ -148,6 +193,18 @@ def discovery_payload(
             if task.cameras is None or camera in task.cameras:
                 components.update(_task_components(topics, camera, task, several, qos))
         components.update(_camera_components(topics, camera, several, qos))
+    components.update(_field_components(topics, qos))
+    for name in alerts:  # [[alerts]]: the retained {root}/alert/{name} state
+        components[f"alert_{name}"] = {
+            "platform": "binary_sensor",
+            "name": label(name),
+            "unique_id": f"{topics.device_id}_alert_{name}",
+            "state_topic": f"{topics.root}/alert/{name}",
+            "value_template": "{{ 'ON' if value_json.state == 'on' else 'OFF' }}",
+            "json_attributes_topic": f"{topics.root}/alert/{name}",
+            "json_attributes_template": "{{ {'result_id': value_json.result_id, 'at': value_json.at} | tojson }}",
+            "qos": qos,
+        }
     components["state"] = {
         "platform": "sensor",
         "name": "State",

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
 from edge.core.stats import percentile
@@ -42,6 +42,16 @@ from edge.mqtt.topics import Topics
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+
+
+class ImageGate(Protocol):
+    """Decides, at send time, whether an image may use the link (the daily byte budget)."""
+
+    def admit_image(self, size: int, *, deferred: bool = False) -> Literal["send", "drop", "defer"]: ...
+
+    def room(self) -> int | None: ...
+
+    def deferred_expired(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,13 @@ class Publisher:
         clock: Callable[[], float] = time.time,
         hold_max: int = 256,
         storage_retry_s: float = 1.0,
+        image_gate: ImageGate | None = None,
     ) -> None:
+        """`image_gate`: asked before each image is handed to paho; an image it refuses is deleted
+        (it counts the drop) or left in the outbox, skipped, and asked about again each round."""
         self.client = client
+        self.image_gate = image_gate
+        self._deferred: deque[int] = deque()  # outbox rows of images held back for the budget
         self.outbox = outbox
         self.topics = topics
         self.qos = qos
@@ -195,6 +210,10 @@ class Publisher:
     def publish_event(self, event: EventPayload) -> None:
         """Store an event; never raises for storage (held in memory like a result)."""
         self._store(self._event_message(event))
+
+    def publish_message(self, message: OutboxMessage) -> None:
+        """Any other message that must not be lost (e.g. a retained alert state): through the outbox."""
+        self._store(message)
 
     def _store(self, message: OutboxMessage) -> None:
         with self._held_lock:
@@ -385,7 +404,7 @@ class Publisher:
         drained = False
         while time.monotonic() < deadline:
             st = self.outbox.stats()
-            if st.depth == 0:
+            if st.depth <= len(self._deferred):  # deferred images wait in the outbox for tomorrow
                 drained = True
                 break
             if not self.client.is_connected:
@@ -441,6 +460,8 @@ class Publisher:
         self._maybe_report_drops()
         if not self.client.is_connected:
             return  # paho keeps what is in flight and re-sends it after the reconnect
+        if self._deferred:
+            self._replay_deferred()
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
@@ -458,7 +479,47 @@ class Publisher:
             self._last_checkpoint = now
             self.outbox.checkpoint()
 
+    def _replay_deferred(self) -> None:
+        """Images deferred by the budget, oldest first, while it has room again (a new day)."""
+        gate = self.image_gate
+        assert gate is not None
+        while self._deferred and len(self._in_flight) < self.window:
+            room = gate.room()
+            if room is not None and room <= 0:
+                return
+            row = self._deferred[0]
+            found = self.outbox.next_batch(row - 1, 1)
+            if not found or found[0].row != row:  # expired or dropped by the outbox meanwhile
+                self._deferred.popleft()
+                gate.deferred_expired(1)
+                continue
+            if gate.admit_image(len(found[0].message.payload), deferred=True) != "send":
+                return
+            self._deferred.popleft()
+            if not self._hand_over(found[0]):
+                self._deferred.appendleft(row)
+                return
+
+    def _admitted(self, stored: StoredMessage) -> bool:
+        """False: the budget holds this image back (deleted, or deferred in the outbox)."""
+        if self.image_gate is None or stored.message.kind != "image":
+            return True
+        verdict = self.image_gate.admit_image(len(stored.message.payload))
+        if verdict == "send":
+            return True
+        if verdict == "drop":
+            self.outbox.delete([stored.row])
+        else:
+            self._deferred.append(stored.row)
+        self._cursor = max(self._cursor, stored.row)
+        return False
+
     def _send(self, stored: StoredMessage) -> bool:
+        if not self._admitted(stored):
+            return True
+        return self._hand_over(stored)
+
+    def _hand_over(self, stored: StoredMessage) -> bool:
         m = stored.message
         expiry = None
         left = self.outbox.remaining_s(stored)

@@ -11,14 +11,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
+from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings, ZoneSettings
 from edge.core.errors import FrameError
-from edge.core.messages import Frame, Job, PositionPayload, utc_iso
+from edge.core.messages import Frame, Job, PositionPayload, ResultPayload, utc_iso
 from edge.core.stats import ByTask, Counters, Rolling
 from edge.imaging.crops import crop
+from edge.imaging.frames import prepare_image
 from edge.imaging.imageio import encode_jpeg
 from edge.inference.protocol import JobOutcome
 from edge.mqtt.publisher import Publisher
@@ -77,6 +78,13 @@ class ExecutorDeps:
     echo: bool = False
     # The camera's stall_s: an older frame is from a camera that is gone.
     max_frame_age_s: Callable[[str], float] = lambda camera: 10.0
+    # The image topic's size and JPEG quality (the model always sees the full frame).
+    image_max_edge: int | None = None
+    image_quality: int = 85
+    # camera, zone name -> the zone (read through the current settings: a reload may change it)
+    zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None
+    # each result once it is in the outbox (alerts); never allowed to fail the job
+    on_result: Callable[[ResultPayload], None] | None = None
 
 
 class Executor:
@@ -154,6 +162,12 @@ class Executor:
                 return
             frames = (newest,)
         frame = frames[0] if frames else None
+        if spec.task.zone is not None and spec.roi is None and frame is not None:
+            box = d.zone(spec.camera, spec.task.zone)
+            if box is None:
+                self._fail(spec, jid, "no_zone", f"camera {spec.camera} has no zone {spec.task.zone}")
+                return
+            spec = replace(spec, roi=box.pixels(frame.width, frame.height))  # the model sees the zone
         image: Any = None
         if spec.roi is not None and frame is not None:
             image = crop(frame.image, spec.roi)  # roi "motion": that region instead of the whole frame
@@ -232,6 +246,7 @@ class Executor:
             context=_result_context(context),
             frames=tuple(f.captured_at for f in frames) if spec.task.kind == "event" else None,
             roi=spec.roi,
+            zone=spec.task.zone,
         )
         payload = d.publisher.publish_result(lambda seq, rid: build_result(item, seq, rid))
         if payload is None:  # the disk cannot take it now: held in memory, stored when it can
@@ -274,6 +289,11 @@ class Executor:
             print(console_line(payload), file=sys.stdout, flush=True)
         if d.sink is not None:
             d.sink(payload.seq, spec.task.name, gen.text)
+        if d.on_result is not None:
+            try:
+                d.on_result(payload)
+            except Exception:
+                log.exception("result %s: the result listener failed", payload.id)
         log.info(
             "result %s camera=%s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
             payload.id,
@@ -296,7 +316,8 @@ class Executor:
     ) -> None:
         d = self.deps
         try:
-            jpeg = encode_jpeg(frame.image, d.image_max_bytes)
+            image = prepare_image(frame.image, d.image_max_edge)
+            jpeg = encode_jpeg(image, d.image_max_bytes, quality=d.image_quality)
         except FrameError as err:
             log.warning("task %s: image not published: %s", task.name, err)
             return

@@ -12,12 +12,13 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from edge.config.settings import GateSettings, ModelSettings, TaskSettings
+from edge.config.settings import GateSettings, ModelSettings, TaskSettings, ZoneSettings
 from edge.core.kinds import TriggerKind
 from edge.core.messages import Frame, GenerationRequest
+from edge.imaging.crops import crop
 from edge.imaging.gate import Gate
 from edge.inference.requests import bind
 from edge.pipeline.event_clips import EventClip, EventCollector
@@ -96,8 +97,13 @@ class Scheduler:
         gate: GateSettings,
         cameras: Sequence[str] = ("main",),
         new_gate: Callable[[GateSettings], Gate] = Gate,
+        zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None,
     ) -> None:
+        """`zone(camera, name)`: a camera's zone, read live (a reload may change it); a task with a
+        zone has a gate of its own per camera that scores only the zone's pixels."""
         self._tasks = list(tasks)
+        self._zone = zone
+        self._zone_gates: dict[tuple[str, str], Gate] = {}
         self._gate_settings = gate
         self._new_gate = new_gate
         self._gates: dict[str, Gate] = {}
@@ -105,6 +111,10 @@ class Scheduler:
         self._cameras: tuple[str, ...] = ()
         self._last_run: dict[tuple[str, str], float] = {}
         self.paused = False
+        # The power policy's levers: interval tasks run `interval_factor` times less often (a hot
+        # board), and `held` pauses every scheduled task (outside active hours); commands never wait.
+        self.interval_factor = 1.0
+        self.held = False
         self._events: dict[tuple[str, str], EventCollector] = {}  # (camera, event task) -> its collector
         self.set_cameras(cameras)
 
@@ -143,7 +153,7 @@ class Scheduler:
     @gate_settings.setter
     def gate_settings(self, value: GateSettings) -> None:
         self._gate_settings = value
-        for gate in self._gates.values():
+        for gate in [*self._gates.values(), *self._zone_gates.values()]:
             gate.settings = value
 
     def gate(self, camera: str) -> Gate | None:
@@ -155,6 +165,7 @@ class Scheduler:
         self._gated = {c: self._gated.get(c, 0) for c in cameras}
         self._cameras = tuple(cameras)
         self._events = {k: c for k, c in self._events.items() if k[0] in self._cameras}
+        self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] in self._cameras}
 
     def reset_camera(self, camera: str) -> None:
         """A camera's grabber was replaced: its gate forgets the old background and intervals."""
@@ -162,6 +173,7 @@ class Scheduler:
         if gate is not None:
             gate.reset()
         self._events = {k: c for k, c in self._events.items() if k[0] != camera}
+        self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] != camera}
 
     @property
     def gated(self) -> int:
@@ -178,7 +190,7 @@ class Scheduler:
         if t.trigger != "interval" or t.interval_s is None:
             return False
         last = self._last_run.get((camera, t.name))
-        if last is None or now - last >= t.interval_s:
+        if last is None or now - last >= t.interval_s * self.interval_factor:
             self._last_run[(camera, t.name)] = now
             return True
         return False
@@ -188,7 +200,7 @@ class Scheduler:
         event collection by that camera's gate."""
         camera = frame.camera
         gate = self._gates.get(camera)
-        if self.paused or gate is None:
+        if self.paused or self.held or gate is None:
             return []
         mine = [t for t in self._tasks if camera in self.bound(t)]
         due = [
@@ -196,8 +208,11 @@ class Scheduler:
             for t in mine
             if t.kind in FRAME_KINDS and self._interval_due(t, camera, now)
         ]
-        motion = [t for t in mine if t.trigger == "motion" and t.kind != "event"]
+        motion = [t for t in mine if t.trigger == "motion" and t.kind != "event" and t.zone is None]
         events = [t for t in mine if t.kind == "event"]
+        zoned = [t for t in mine if t.trigger == "motion" and t.zone is not None]
+        if zoned:
+            due.extend(self._zone_specs(zoned, frame, now))
         if not (motion or events):
             return due
         decision = gate.decide(frame, now)
@@ -222,10 +237,42 @@ class Scheduler:
         due.extend(self._event_specs(events, frame, decision.score, now))
         return due
 
+    def _zone_specs(self, tasks: list[TaskSettings], frame: Frame, now: float) -> list[JobSpec]:
+        """Motion tasks with a zone: each zone's own gate looks at the zone's pixels only."""
+        camera = frame.camera
+        out: list[JobSpec] = []
+        for name in sorted({t.zone for t in tasks if t.zone is not None}):
+            zone = self._zone(camera, name)
+            if zone is None:
+                continue
+            box = zone.pixels(frame.width, frame.height)
+            gate = self._zone_gates.get((camera, name))
+            if gate is None:
+                gate = self._zone_gates[(camera, name)] = self._new_gate(self._gate_settings)
+            decision = gate.decide(replace(frame, image=crop(frame.image, box)), now)
+            if not decision.run:
+                self._gated[camera] = self._gated.get(camera, 0) + 1
+                continue
+            gate.mark_triggered(now)
+            out += [
+                JobSpec(
+                    task=t,
+                    trigger="motion",
+                    gate_score=decision.score,
+                    context={"gate": decision.reason},
+                    frames=(frame,),
+                    roi=box,
+                    camera=camera,
+                )
+                for t in tasks
+                if t.zone == name
+            ]
+        return out
+
     def on_tick(self, now: float) -> list[JobSpec]:
         """Due interval jobs that need no frame: a summary per camera (of that camera's results),
         other text-only tasks once (on the first camera they are bound to)."""
-        if self.paused:
+        if self.paused or self.held:
             return []
         due = []
         for t in self._tasks:

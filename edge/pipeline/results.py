@@ -40,6 +40,7 @@ class ResultInput:
     context: dict[str, Any] | None = None
     frames: tuple[float, ...] | None = None  # event: each frame's wall-clock capture time, in order
     roi: tuple[int, int, int, int] | None = None  # the region described, in frame pixels (None: all)
+    zone: str | None = None  # the camera's named zone the task looked at
 
 
 def build_result(item: ResultInput, seq: int, result_id: str, now: float | None = None) -> ResultPayload:
@@ -72,6 +73,7 @@ def build_result(item: ResultInput, seq: int, result_id: str, now: float | None 
         clock_synced=clock_synchronised(),
         frames=[FramePayload(captured_at=utc_iso(t)) for t in item.frames] if item.frames else None,
         roi=list(item.roi) if item.roi is not None else None,
+        zone=item.zone,
     )
 
 

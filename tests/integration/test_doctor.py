@@ -37,6 +37,7 @@ ORDER = [
     "broker",
     "outbox",
     "serial",
+    "power",
     "systemd unit",
 ]
 DATA = "phi-3.5-v-instruct-text.onnx.data"

@@ -97,9 +97,24 @@ PLATFORM = {
         "device_class",
     },
     "button": {"command_topic", "command_template", "device_class", "payload_press", "retain"},
+    "binary_sensor": {
+        "state_topic",
+        "value_template",
+        "payload_on",
+        "payload_off",
+        "device_class",
+        "expire_after",
+        "force_update",
+        "off_delay",
+    },
     "image": {"content_type", "image_topic", "image_encoding", "url_topic", "url_template"},
 }
-REQUIRED = {"sensor": {"state_topic"}, "switch": {"command_topic"}, "button": {"command_topic"}}
+REQUIRED = {
+    "sensor": {"state_topic"},
+    "binary_sensor": {"state_topic"},
+    "switch": {"command_topic"},
+    "button": {"command_topic"},
+}
 
 TASKS = [
     TaskSettings(name="caption", publish_image=True),
@@ -205,3 +220,27 @@ def test_result_entities_are_per_camera_and_task() -> None:
     assert "'gate'" in comps["gate_camera"]["value_template"]
     ids = [c["unique_id"] for c in comps.values()]
     assert len(ids) == len(set(ids))
+
+
+def test_board_and_link_diagnostics_read_health() -> None:
+    """Temperature, throttled (firmware flag or the heat policy) and the link's bytes today."""
+    comps = doc()["components"]
+    health = Topics("edge", "cam-01").health
+    for cid in ("temperature", "throttled", "link_bytes_today"):
+        assert comps[cid]["state_topic"] == health
+        assert comps[cid]["entity_category"] == "diagnostic"
+    assert comps["temperature"]["unit_of_measurement"] == "°C"
+    assert comps["throttled"]["platform"] == "binary_sensor"
+    assert "link.bytes_today" in comps["link_bytes_today"]["value_template"]
+
+
+def test_alert_binary_sensors_and_zone_names() -> None:
+    tasks = [TaskSettings(name="caption", zone="gate")]
+    d = discovery_payload(Topics("edge", "cam-01"), tasks, alerts=["vehicle-at-gate"])
+    check_keys(d)
+    alert = d["components"]["alert_vehicle-at-gate"]
+    assert (
+        alert["platform"] == "binary_sensor" and alert["state_topic"] == "edge/cam-01/alert/vehicle-at-gate"
+    )
+    assert alert["name"] == "Vehicle at gate"
+    assert d["components"]["main_caption_text"]["name"] == "Gate caption"

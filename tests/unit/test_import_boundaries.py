@@ -32,7 +32,10 @@ THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "httpcore": ("edge/inference/http_backend.py",),
     "openai": ("edge/inference/http_backend.py",),
     "prometheus_client": ("edge/daemon/metrics.py",),  # only when [metrics] port is set
-    "psycopg": ("edge/view/store_pg.py",),  # only for a PostgreSQL store ([view] extra)
+    "psycopg": ("edge/view/store_pg.py",),
+    "jmespath": (
+        "edge/config/conditions.py",
+    ),  # alert conditions, compiled when settings load  # only for a PostgreSQL store ([view] extra)
 }
 
 # Which edge packages each package may import, besides its own modules. "" is edge/__init__.py (the
@@ -49,8 +52,11 @@ ALLOWED: dict[str, frozenset[str]] = {
     "consumer": frozenset({"core", "config", "mqtt"}),
     "inference": frozenset({"core", "config", "imaging"}),
     "pipeline": frozenset({"core", "config", "imaging", "inference", "mqtt"}),
+    "power": frozenset({"core", "config"}),
     "view": frozenset({"core", "config", "mqtt", "consumer"}),
-    "daemon": frozenset({"core", "", "assets", "config", "capture", "serial", "mqtt", "inference", "pipeline"}),
+    "daemon": frozenset(
+        {"core", "", "assets", "config", "capture", "serial", "mqtt", "inference", "pipeline", "power"}
+    ),
     "cli": frozenset(
         {
             "core",
@@ -64,6 +70,7 @@ ALLOWED: dict[str, frozenset[str]] = {
             "consumer",
             "inference",
             "pipeline",
+            "power",
             "view",
         }
     ),

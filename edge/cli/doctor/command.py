@@ -32,6 +32,7 @@ from edge.cli.doctor.checks import (
     check_serial,
     check_unit,
 )
+from edge.cli.doctor.power import check_power
 from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
 from edge.config.settings import Settings
 from edge.config.sources import LoadedSettings, load_settings
@@ -106,6 +107,7 @@ def run_doctor(
             "broker",
             "outbox",
             "serial",
+            "power",
         ):
             add(CheckResult(name, "skip", "settings invalid"))
     else:
@@ -153,6 +155,7 @@ def run_doctor(
         add(check_broker(s.mqtt, s.device_id, host.broker_timeout_s))
         add(check_outbox(s.mqtt, unit))
         add(check_serial(s.serial))
+        add(check_power(s.power))
     add(check_unit(unit, unit_error, host.systemd_here, host.unit_dirs[0]))
     return results
 
