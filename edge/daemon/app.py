@@ -40,6 +40,7 @@ from edge.inference.supervisor import Supervisor
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, discovery_payload
+from edge.mqtt.last_result import LastResults
 from edge.mqtt.outbox import Outbox, default_outbox_path
 from edge.mqtt.publisher import Publisher
 from edge.mqtt.topics import Topics
@@ -99,6 +100,7 @@ class Parts:
     state: StateTracker
     router: CommandRouter
     discovery: Discovery | None
+    last: LastResults
     health: HealthReporter
     reloader: Reloader
     pinger: WatchdogPinger
@@ -137,6 +139,7 @@ class Daemon:
         )
         link = Link(topics, outbox, client, publisher)
         events = EventRelay(publisher)
+        last = LastResults(client, topics, qos=s.mqtt.qos)
 
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
             return Supervisor(model, watchdog, events.worker)
@@ -171,6 +174,7 @@ class Daemon:
             image_max_bytes=s.mqtt.image_max_kb * 1024,
             position=gnss.position if gnss else (lambda: None),
             sink=sink.write_result if sink else None,
+            on_result=last.publish,
             echo=sys.stdout.isatty() or s.profile in DEMO_PROFILES,
             max_frame_age_s=max_frame_age_s,
         )
@@ -204,8 +208,21 @@ class Daemon:
                 topics,
                 p.settings.tasks,
                 cameras=p.settings.camera_names,
+                device_name=p.settings.display_name,
                 qos=p.settings.mqtt.qos,
             )
+
+        discovery = Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None
+        pairs = [_result_pairs(s)]  # the (camera, task) pairs whose `last` topic may be retained
+
+        def reloaded() -> None:
+            """After a reload: the new state, the entities that changed, no stale `last` left behind."""
+            state.publish()
+            if discovery is not None:
+                discovery.refresh()
+            now = _result_pairs(ref.current.settings)
+            last.clear(sorted(pairs[0] - now))
+            pairs[0] = now
 
         sources = HealthSources(
             pipeline=current,
@@ -233,7 +250,8 @@ class Daemon:
             serial=Serial(gnss, trigger, sink),
             state=state,
             router=router,
-            discovery=Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None,
+            discovery=discovery,
+            last=last,
             health=HealthReporter(sources, publisher.publish_health, status),
             reloader=Reloader(
                 pipeline=ref,
@@ -243,7 +261,7 @@ class Daemon:
                 new_supervisor=successor,
                 events=publisher,
                 notifier=self.notifier,
-                on_reloaded=state.publish,
+                on_reloaded=reloaded,
             ),
             pinger=pinger,
             liveness=liveness,
@@ -299,6 +317,7 @@ class Daemon:
         s = p.settings
         if parts.discovery is not None:
             parts.discovery.attach()
+        parts.last.attach()
         link.client.set_state(parts.state.payload())
         link.client.start()
         link.publisher.start()
@@ -409,6 +428,10 @@ class Daemon:
         parts.link.client.stop()
         parts.link.outbox.close()
         log.info("stopped")
+
+
+def _result_pairs(s: Settings) -> set[tuple[str, str]]:
+    return {(camera, t.name) for t in s.tasks for camera in s.task_cameras(t)}
 
 
 def _alive(grabber: Grabber) -> Callable[[], bool]:

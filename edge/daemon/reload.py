@@ -1,9 +1,11 @@
 """SIGHUP and cmd/reload: re-read the settings and restart only what changed.
 
 A new configuration that does not validate is rejected with a `config_rejected` event and the daemon
-keeps running on the old one. Tasks, the gate and health change live; a camera added, removed or
-changed starts, stops or restarts that camera's grabber only (the others keep reading); a model
-change restarts the vision worker, a watchdog change every worker. Broker, serial, identity, text
+keeps running on the old one. Tasks, the gate, health and the device's friendly name change live; a
+camera added, removed or changed starts, stops or restarts that camera's grabber only (the others
+keep reading); a model change restarts the vision worker, a watchdog change every worker. After each
+reload `on_reloaded` runs (the daemon re-sends its state and Home Assistant discovery, which adds
+the new entities and removes those that went away). Broker, serial, identity, text
 model and metrics changes need a restart of the service (they change what consumers see, the set of
 workers, or a listening socket), which the `config_reloaded` event says.
 """
@@ -27,7 +29,7 @@ from edge.pipeline.jobs import Scheduler
 
 log = logging.getLogger(__name__)
 
-LIVE = ("tasks", "gate", "health")
+LIVE = ("tasks", "gate", "health", "device_name")
 RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model", "metrics")
 
 NewGrabber = Callable[[CameraSettings], Grabber]

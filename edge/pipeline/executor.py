@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from edge.config.settings import ModelSettings, TaskSettings, WatchdogSettings
 from edge.core.errors import FrameError
-from edge.core.messages import Frame, Job, PositionPayload, utc_iso
+from edge.core.messages import Frame, Job, PositionPayload, ResultPayload, utc_iso
 from edge.core.stats import Counters, Rolling
 from edge.imaging.crops import crop
 from edge.imaging.imageio import encode_jpeg
@@ -73,6 +73,8 @@ class ExecutorDeps:
     generation: Rolling = field(default_factory=Rolling)  # total generation time, ms
     position: Callable[[], PositionPayload | None] = lambda: None
     sink: Callable[[int, str, str], None] | None = None
+    # Each committed result, after the outbox took it (the retained `last` topic).
+    on_result: Callable[[ResultPayload], None] | None = None
     echo: bool = False
     # The camera's stall_s: an older frame is from a camera that is gone.
     max_frame_age_s: Callable[[str], float] = lambda camera: 10.0
@@ -244,6 +246,8 @@ class Executor:
                     "published when the outbox can store it"
                 )
             return
+        if d.on_result is not None:
+            d.on_result(payload)
         if frames:
             d.latency.add((time.monotonic() - frames[-1].monotonic) * 1000.0)
         if spec.task.publish_image and frames:
