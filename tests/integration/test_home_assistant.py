@@ -128,16 +128,6 @@ def stop(daemon: DaemonProcess) -> None:
     assert daemon.stop() == 0, daemon.log()[-3000:]
 
 
-def mqtt_problems(ha: HomeAssistant, since: int) -> list[str]:
-    """HA's log warnings and errors about MQTT (or our device), written after line `since`."""
-    lines = ha.log_text().splitlines()[since:]
-    return [
-        line
-        for line in lines
-        if (" WARNING " in line or " ERROR " in line) and ("mqtt" in line.lower() or "edge" in line.lower())
-    ]
-
-
 # --------------------------------------------------------------------------- first day
 
 
@@ -148,7 +138,7 @@ def test_first_day(
     (the full text in an attribute when it is longer than HA's 255), pause/resume, describe now,
     and SIGKILL -> unavailable -> back with the same entity ids, without a warning in HA's log."""
     device = "ha-first"
-    log_from = len(ha.log_text().splitlines())
+    log_from = ha.log_lines()
     results = collector(f"edge/{device}/+/+/result")
     daemon = start_daemon(tmp_path, settings(tmp_path, broker, device, device_name="Porch camera"))
     try:
@@ -215,7 +205,7 @@ def test_first_day(
         wait_state(ha, caption, lambda s: s != "unavailable", "is available again")
         _, after = registry(ha, device)
         assert {uid: e["entity_id"] for uid, e in after.items()} == ids
-        assert mqtt_problems(ha, log_from) == []
+        assert ha.problems(log_from) == []
     finally:
         stop(daemon)
 
@@ -228,6 +218,7 @@ def test_removed_camera_and_task_leave_home_assistant(
 ) -> None:
     """Two cameras and two tasks, then one camera and one task after a restart: the entities of what
     went away are deleted from HA's registry; the names of what stayed do not change."""
+    log_from = ha.log_lines()
     device = "ha-shrink"
     tasks = [
         {"name": "caption", "kind": "caption", "trigger": "interval", "interval_s": 3},
@@ -268,11 +259,13 @@ def test_removed_camera_and_task_leave_home_assistant(
         assert ents[front]["entity_id"] == f"sensor.{device.replace('-', '_')}_front_caption"
     finally:
         stop(daemon)
+    assert ha.problems(log_from) == []
 
 
 def test_reload_updates_home_assistant(ha: HomeAssistant, broker: Broker, tmp_path: Path) -> None:
     """SIGHUP with a camera added and the device renamed: HA gets the new entities and name within
     seconds; SIGHUP with it removed again deletes them."""
+    log_from = ha.log_lines()
     device = "ha-reload"
     cfg = settings(tmp_path, broker, device, cameras=two_cameras()[:1])
     daemon = start_daemon(tmp_path, cfg)
@@ -295,6 +288,7 @@ def test_reload_updates_home_assistant(ha: HomeAssistant, broker: Broker, tmp_pa
         assert not any("back" in uid for uid in ents)
     finally:
         stop(daemon)
+    assert ha.problems(log_from) == []
 
 
 def test_home_assistant_restart_keeps_captions(
@@ -302,6 +296,7 @@ def test_home_assistant_restart_keeps_captions(
 ) -> None:
     """Paused (no new result will come), HA restarts: the caption and its latency are there again
     from the retained `last` topic, not `unknown`."""
+    log_from = ha.log_lines()
     device = "ha-restart"
     results = collector(f"edge/{device}/+/+/result")
     daemon = start_daemon(tmp_path, settings(tmp_path, broker, device))
@@ -327,3 +322,4 @@ def test_home_assistant_restart_keeps_captions(
         assert len(results.on(f"edge/{device}/+/+/result")) == count  # from `last`, no new result
     finally:
         stop(daemon)
+    assert ha.problems(log_from) == []
