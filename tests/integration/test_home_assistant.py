@@ -124,6 +124,16 @@ def wait_state(ha: HomeAssistant, entity_id: str, want: Callable[[str], bool], w
     )
 
 
+def wait_quiet(results: Collector, quiet_s: float = 3.0) -> None:
+    """Until no result came for `quiet_s`: a job already generating when the device paused has landed."""
+
+    def quiet() -> bool:
+        last = max((m.at for m in results.messages), default=0.0)
+        return time.monotonic() - last >= quiet_s
+
+    wait_until("the results to stop after the pause", quiet, HA_WAIT_S)
+
+
 def stop(daemon: DaemonProcess) -> None:
     assert daemon.stop() == 0, daemon.log()[-3000:]
 
@@ -175,7 +185,7 @@ def test_first_day(
         ha.rest("POST", "/api/services/switch/turn_off", {"entity_id": switch})
         wait_state(ha, ids[f"{device}_state"], lambda s: s == "paused", "says paused")
         wait_state(ha, switch, lambda s: s == "off", "is off")
-        time.sleep(1.0)  # a result already generating may still land
+        wait_quiet(results)
         results.clear()
 
         # a caption longer than HA's state limit: cut to 255 in the state, all of it in `text`
@@ -309,7 +319,7 @@ def test_home_assistant_restart_keeps_captions(
             "POST", "/api/services/switch/turn_off", {"entity_id": ents[f"{device}_captioning"]["entity_id"]}
         )
         wait_state(ha, ents[f"{device}_state"]["entity_id"], lambda s: s == "paused", "says paused")
-        time.sleep(1.0)
+        wait_quiet(results)
         newest = results.on(f"edge/{device}/+/+/result")[-1].json()
         shown = wait_state(ha, caption, lambda s: s == newest["text"][:255], "shows the newest caption")
         ha.restart()
