@@ -672,6 +672,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
 
     device_id: str = Field(default_factory=default_device_id)
+    device_name: str | None = Field(
+        None,
+        description="The device's friendly name in Home Assistant (its device registry and discovery); "
+        "default: the device_id. Only a label: topics and entity ids keep the device_id.",
+    )
     profile: str | None = None
     cameras: list[CameraSettings] = Field(
         default_factory=lambda: [CameraSettings()],
@@ -694,6 +699,22 @@ class Settings(BaseSettings):
     )
 
     _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_name(v)))
+
+    @field_validator("device_name")
+    @classmethod
+    def _device_name(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.strip():
+            raise ValueError("empty: leave device_name unset to use the device_id")
+        if len(v) > 100:
+            raise ValueError(f"{len(v)} characters; at most 100 (a label shown in Home Assistant)")
+        return _mqtt_string(v, "device_name")
+
+    @property
+    def display_name(self) -> str:
+        """`device_name`, or the device_id when none is set."""
+        return self.device_name or self.device_id
 
     @classmethod
     def settings_customise_sources(

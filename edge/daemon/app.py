@@ -47,6 +47,7 @@ from edge.mqtt.budget import LinkBudget, budget_path
 from edge.mqtt.client import MqttClient
 from edge.mqtt.commands import CommandRouter
 from edge.mqtt.discovery import Discovery, discovery_payload
+from edge.mqtt.last_result import LastResults
 from edge.mqtt.outbox import Outbox, default_outbox_path
 from edge.mqtt.outbox_records import OutboxError
 from edge.mqtt.publisher import Publisher
@@ -134,6 +135,7 @@ class Parts:
     state: StateTracker
     router: CommandRouter
     discovery: Discovery | None
+    last: LastResults
     health: HealthReporter
     reloader: Reloader
     pinger: WatchdogPinger
@@ -185,6 +187,7 @@ class Daemon:
         )
         link = Link(topics, outbox, client, publisher, budget)
         events = EventRelay(publisher)
+        last = LastResults(client, topics, qos=s.mqtt.qos)
 
         def new_supervisor(model: ModelSettings, watchdog: WatchdogSettings) -> Supervisor:
             return Supervisor(model, watchdog, events.worker)
@@ -242,7 +245,7 @@ class Daemon:
             image_max_edge=s.link.image_max_edge,
             image_quality=s.link.image_quality,
             zone=zone,
-            on_result=alerts.on_result if alerts else None,
+            on_result=(last.publish, alerts.on_result) if alerts else (last.publish,),
         )
         size = queue_size(s)
         lanes = [self._lane("vision", s.model, s.watchdog, deps, new_supervisor, size)]
@@ -297,9 +300,22 @@ class Daemon:
                 topics,
                 p.settings.tasks,
                 cameras=p.settings.camera_names,
+                device_name=p.settings.display_name,
                 qos=p.settings.mqtt.qos,
                 alerts=[a.name for a in p.settings.alerts],
             )
+
+        discovery = Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None
+        pairs = [_result_pairs(s)]  # the (camera, task) pairs whose `last` topic may be retained
+
+        def reloaded() -> None:
+            """After a reload: the new state, the entities that changed, no stale `last` left behind."""
+            state.publish()
+            if discovery is not None:
+                discovery.refresh()
+            now = _result_pairs(ref.current.settings)
+            last.clear(sorted(pairs[0] - now))
+            pairs[0] = now
 
         sources = HealthSources(
             pipeline=current,
@@ -329,7 +345,8 @@ class Daemon:
             serial=Serial(gnss, trigger, sink),
             state=state,
             router=router,
-            discovery=Discovery(client, topics, discovery_doc) if s.mqtt.discovery else None,
+            discovery=discovery,
+            last=last,
             health=HealthReporter(sources, publisher.publish_health, status),
             reloader=Reloader(
                 pipeline=ref,
@@ -339,7 +356,7 @@ class Daemon:
                 new_supervisor=successor,
                 events=publisher,
                 notifier=self.notifier,
-                on_reloaded=state.publish,
+                on_reloaded=reloaded,
             ),
             pinger=pinger,
             liveness=liveness,
@@ -397,6 +414,7 @@ class Daemon:
         s = p.settings
         if parts.discovery is not None:
             parts.discovery.attach()
+        parts.last.attach()
         link.client.set_state(parts.state.payload())
         link.client.start()
         link.publisher.start()
@@ -522,6 +540,10 @@ class Daemon:
         parts.link.budget.save(force=True)
         parts.link.outbox.close()
         log.info("stopped")
+
+
+def _result_pairs(s: Settings) -> set[tuple[str, str]]:
+    return {(camera, t.name) for t in s.tasks for camera in s.task_cameras(t)}
 
 
 def _alive(grabber: Grabber) -> Callable[[], bool]:

@@ -1,12 +1,13 @@
 """SIGHUP and cmd/reload: re-read the settings and restart only what changed.
 
 A new configuration that does not validate is rejected with a `config_rejected` event and the daemon
-keeps running on the old one. Tasks, the gate and health change live; a camera added, removed or
-changed starts, stops or restarts that camera's grabber only (the others keep reading); a model
-change restarts the vision worker, a watchdog change every worker. Broker, serial, identity, text
-model, metrics, link, power and alerts changes need a restart of the service (they change what consumers
-see, the set of workers, a listening socket, or the day's byte count), which the `config_reloaded`
-event says.
+keeps running on the old one. Tasks, the gate, health and the device's friendly name change live; a
+camera added, removed or changed starts, stops or restarts that camera's grabber only (the others
+keep reading); a model change restarts the vision worker, a watchdog change every worker. After each
+reload `on_reloaded` runs (the daemon re-sends its state and Home Assistant discovery, which adds
+the new entities and removes those that went away). Broker, serial, identity, text model, metrics,
+link, power and alerts changes need a restart of the service (they change what consumers see, the
+set of workers, a listening socket, or the day's byte count), which the `config_reloaded` event says.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from edge.pipeline.jobs import Scheduler
 
 log = logging.getLogger(__name__)
 
-LIVE = ("tasks", "gate", "health")
+LIVE = ("tasks", "gate", "health", "device_name")
 RESTART_SERVICE = ("device_id", "mqtt", "serial", "text_model", "metrics", "link", "power", "alerts")
 
 NewGrabber = Callable[[CameraSettings], Grabber]

@@ -1,7 +1,9 @@
 """The MQTT topic contract (v2): every topic the daemon uses, built in one place.
 
 Device topics live under `{prefix}/{device_id}/` (status, state, health, event, cmd/{verb},
-reply/{verb}); results under `{prefix}/{device_id}/{camera}/{task}/result|image`. The daemon
+reply/{verb}); results under `{prefix}/{device_id}/{camera}/{task}/result|image`, and beside them
+`last`: the newest result again, retained (results themselves are a non-retained, at-least-once
+stream; `last` is what a dashboard that starts later, such as Home Assistant, reads). The daemon
 subscribes to `cmd/#` only, and nothing it publishes lies there: replies go to the requester's MQTT 5
 response topic or to `reply/{verb}`, and camera and task names may not be reserved words (the one name
 rule is `edge.core.names`), so a task named `cmd` cannot publish into the commands.
@@ -94,6 +96,11 @@ class Topics:
 
     def image(self, camera: str, task: str) -> str:
         return f"{self.task_base(camera, task)}/image"
+
+    def last(self, camera: str, task: str) -> str:
+        """The newest result of (camera, task), retained, same payload as on `result`: what a reader
+        that starts later shows at once. Latest value only; no history, no delivery guarantee."""
+        return f"{self.task_base(camera, task)}/last"
 
     # ---- commands
 

@@ -83,8 +83,9 @@ class ExecutorDeps:
     image_quality: int = 85
     # camera, zone name -> the zone (read through the current settings: a reload may change it)
     zone: Callable[[str, str], ZoneSettings | None] = lambda camera, zone: None
-    # each result once it is in the outbox (alerts); never allowed to fail the job
-    on_result: Callable[[ResultPayload], None] | None = None
+    # Listeners of each result once the outbox took it (the retained `last` topic, alerts), in order;
+    # one that fails is logged and never fails the job.
+    on_result: tuple[Callable[[ResultPayload], None], ...] = ()
 
 
 class Executor:
@@ -289,11 +290,11 @@ class Executor:
             print(console_line(payload), file=sys.stdout, flush=True)
         if d.sink is not None:
             d.sink(payload.seq, spec.task.name, gen.text)
-        if d.on_result is not None:
+        for listener in d.on_result:
             try:
-                d.on_result(payload)
+                listener(payload)
             except Exception:
-                log.exception("result %s: the result listener failed", payload.id)
+                log.exception("result %s: a result listener failed", payload.id)
         log.info(
             "result %s camera=%s task=%s trigger=%s tokens=%d stop=%s total_ms=%.0f",
             payload.id,

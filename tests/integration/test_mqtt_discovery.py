@@ -1,4 +1,5 @@
-"""Home Assistant discovery over a real broker: retained on connect, re-sent on HA's birth, forgotten."""
+"""Home Assistant discovery over a real broker: retained on connect, re-sent on HA's birth and after
+a reload, what went away removed (also by a later process), forgotten; the retained `last` results."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 
 from edge.config.settings import TaskSettings
 from edge.mqtt.discovery import Discovery, discovery_payload, forget_device
-from tests.integration.mqtt_stack import DEVICE, make_stack
+from edge.mqtt.last_result import LastResults
+from tests.integration.mqtt_stack import DEVICE, make_stack, result_builder
 from tests.plugins.mosquitto import Broker, Collector
 
 CONFIG = f"homeassistant/device/{DEVICE}/config"
@@ -56,3 +58,92 @@ def test_discovery_published_resent_on_ha_birth_and_forgotten(
     gone: Collector = collector_factory(mosquitto, CONFIG)
     time.sleep(0.3)
     assert gone.on(CONFIG) == []  # no retained config left: HA removed the device
+
+
+def _discovery(stack: Any, tasks: list[TaskSettings], cameras: list[str]) -> Discovery:
+    return Discovery(
+        stack.client,
+        stack.topics,
+        lambda: discovery_payload(stack.topics, tasks, cameras=cameras),
+        resend_delay_s=(0.2, 0.4),
+    )
+
+
+def test_a_later_run_removes_what_an_earlier_one_published(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path
+) -> None:
+    """The second process knows nothing of the first: it reads the retained config back at connect
+    and sends a platform stub for each component that went away (HA deletes those entities)."""
+    tasks = [TaskSettings(name="caption"), TaskSettings(name="count", kind="ask", prompt="How many?")]
+    first = make_stack(mosquitto.mqtt_settings(discovery=True), tmp_path / "a.db")
+    _discovery(first, tasks, ["front", "back"]).attach()
+    ha: Collector = collector_factory(mosquitto, CONFIG)
+    first.start()
+    try:
+        before = ha.wait_topic(CONFIG)[-1].json()["components"]
+        assert "back_describe_now" in before and "front_count_text" in before
+    finally:
+        first.stop()
+
+    ha.clear()
+    second = make_stack(mosquitto.mqtt_settings(discovery=True), tmp_path / "b.db")
+    cameras = ["front"]
+    discovery = _discovery(second, tasks[:1], cameras)
+    discovery.attach()
+    second.start()
+    try:
+        final = ha.wait_for(
+            lambda ms: any(
+                m.json()["components"].get("back_describe_now") == {"platform": "button"} for m in ms
+            ),
+            what="removal stubs",
+        )[-1].json()["components"]
+        assert final["back_caption_text"] == {"platform": "sensor"}
+        assert final["front_count_latency"] == {"platform": "sensor"}
+        assert (
+            final["front_caption_text"]["platform"] == "sensor"
+            and "state_topic" in final["front_caption_text"]
+        )
+        assert set(final) == set(before)
+
+        # a reload that adds a camera re-sends at once; one that changes nothing sends nothing
+        ha.clear()
+        cameras.append("side")
+        assert discovery.refresh()
+        added = ha.wait_topic(CONFIG)[-1].json()["components"]
+        assert "side_describe_now" in added and added["back_describe_now"] == {"platform": "button"}
+        assert not discovery.refresh()
+        time.sleep(0.3)
+        assert len(ha.on(CONFIG)) == 1
+    finally:
+        discovery.cancel()
+        second.stop()
+
+
+def test_last_result_is_retained_and_sent_again_on_connect(
+    mosquitto: Broker, collector_factory: Any, tmp_path: Path
+) -> None:
+    stack = make_stack(mosquitto.mqtt_settings(), tmp_path / "o.db")
+    last = LastResults(stack.client, stack.topics)
+    last.attach()
+    stack.start()
+    topic = f"edge/{DEVICE}/main/caption/last"
+    try:
+        assert stack.client.wait_connected(10)
+        last.publish(result_builder(text="first")(1, f"{DEVICE}-1-1"))
+        last.publish(result_builder(text="second")(2, f"{DEVICE}-1-2"))
+        late: Collector = collector_factory(mosquitto, topic)  # a reader that starts later
+        (got,) = late.wait_topic(topic)
+        assert got.retain and got.json()["text"] == "second 2" and got.content_type == "application/json"
+        mosquitto.kill()  # the broker loses its retained messages (no clean save)
+        mosquitto.start()
+        assert stack.client.wait_connected(20)
+        again: Collector = collector_factory(mosquitto, topic)
+        assert again.wait_topic(topic, timeout=20)[-1].json()["text"] == "second 2"
+
+        last.clear([("main", "caption")])
+        gone: Collector = collector_factory(mosquitto, topic)
+        time.sleep(0.5)
+        assert [m for m in gone.on(topic) if m.payload] == []
+    finally:
+        stack.stop()

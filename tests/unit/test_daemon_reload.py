@@ -6,8 +6,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from edge.config.settings import ModelSettings, Settings, WatchdogSettings
 from edge.config.sources import LoadedSettings, load_settings
+from edge.core.errors import ConfigError
 from edge.daemon.reload import Reloader
 from edge.daemon.reloadable import Lane, Reloadable, ReloadableRef
 from edge.pipeline.executor import Executor
@@ -173,3 +176,21 @@ def test_camera_reload_restarts_only_the_cameras_that_changed() -> None:
         "removed": ["shed"],
         "restarted": ["yard"],
     }
+
+
+def test_device_name_changes_live() -> None:
+    """The friendly name is a label in Home Assistant: it changes on reload (discovery is re-sent),
+    while a device_id change waits for a restart (it names every topic)."""
+    running, new = settings(), settings('device_name="Porch camera"')
+    r, ref, events = reloader(running, new)
+    assert running.display_name == running.device_id
+    assert r.reload()
+    assert ref.current.settings.display_name == "Porch camera"
+    assert "device_name" in events.published[-1].detail["applied"]
+
+
+def test_device_name_must_be_a_label() -> None:
+    for bad in ('device_name=" "', 'device_name="a\\u0001b"', f'device_name="{"x" * 101}"'):
+        with pytest.raises(ConfigError) as exc:
+            settings(bad)
+        assert any("device_name" in p for p in exc.value.problems), exc.value.problems

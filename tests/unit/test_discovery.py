@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 
 from edge.config.settings import TaskSettings
-from edge.mqtt.discovery import HA_STATE_MAX, PRODUCT, discovery_payload
+from edge.mqtt.discovery import (
+    HA_STATE_MAX,
+    PRODUCT,
+    Entity,
+    discovery_payload,
+    entities,
+    is_stub,
+    with_removals,
+)
 from edge.mqtt.topics import Topics
 
 # Allowed keys, transcribed from Home Assistant core (homeassistant/components/mqtt/):
@@ -159,12 +167,13 @@ def test_entities_and_topics() -> None:
     assert d["availability_topic"] == "edge/cam-01/status"
     assert (d["payload_available"], d["payload_not_available"]) == ("online", "offline")
     text = comps["main_caption_text"]
-    assert text["state_topic"] == text["json_attributes_topic"] == "edge/cam-01/main/caption/result"
+    # the retained `last` copy of the result: HA shows it again after a restart
+    assert text["state_topic"] == text["json_attributes_topic"] == "edge/cam-01/main/caption/last"
     assert f"[:{HA_STATE_MAX}]" in text["value_template"] and HA_STATE_MAX == 255
     assert comps["main_caption_latency"]["unit_of_measurement"] == "ms"
     assert comps["main_caption_image"]["image_topic"] == "edge/cam-01/main/caption/image"
     assert "main_people_image" not in comps  # that task publishes no image
-    assert comps["main_people_text"]["state_topic"] == "edge/cam-01/main/people/result"
+    assert comps["main_people_text"]["state_topic"] == "edge/cam-01/main/people/last"
     switch = comps["captioning"]
     assert switch["command_topic"] == "edge/cam-01/cmd/set"
     assert json.loads(switch["payload_off"]) == {"paused": True}
@@ -174,6 +183,61 @@ def test_entities_and_topics() -> None:
     assert json.loads(button["payload_press"]) == {"camera": "main"}
     ids = [c["unique_id"] for c in comps.values()]
     assert len(ids) == len(set(ids)) and all(i.startswith("cam-01_") for i in ids)
+
+
+def test_names_do_not_depend_on_the_number_of_cameras() -> None:
+    """Two cameras -> one renamed "Front caption" to "Caption" once; a name is now a function of
+    the camera and task alone (the default camera `main` carries no word)."""
+    two = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("front", "back"))["components"]
+    one = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("front",))["components"]
+    for key, comp in one.items():
+        assert two[key]["name"] == comp["name"] and two[key]["unique_id"] == comp["unique_id"], key
+    assert one["front_caption_text"]["name"] == "Front caption"
+    main = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("main", "back"))["components"]
+    assert (
+        main["main_caption_text"]["name"] == "Caption" and main["back_caption_text"]["name"] == "Back caption"
+    )
+
+
+def test_device_name_labels_the_device_only() -> None:
+    d = discovery_payload(Topics("edge", "cam-01"), TASKS, device_name="Porch camera")
+    assert d["device"]["name"] == "Porch camera" and d["device"]["identifiers"] == ["edge-cam-01"]
+    assert doc()["device"]["name"] == "cam-01"  # default: the device_id
+    assert all(c["unique_id"].startswith("cam-01_") for c in d["components"].values())
+
+
+def test_removed_components_become_platform_stubs() -> None:
+    before = discovery_payload(Topics("edge", "cam-01"), TASKS, cameras=("front", "back"))
+    known = {k: c["platform"] for k, c in before["components"].items()}
+    after = with_removals(discovery_payload(Topics("edge", "cam-01"), TASKS[:1], cameras=("front",)), known)
+    comps = after["components"]
+    assert comps["back_describe_now"] == {"platform": "button"}
+    assert comps["back_caption_image"] == {"platform": "image"}
+    assert comps["front_people_text"] == {"platform": "sensor"}  # a removed task
+    assert is_stub(comps["back_camera"]) and not is_stub(comps["front_camera"])
+    assert set(comps) == set(known)
+    check_keys({**after, "components": {k: c for k, c in comps.items() if not is_stub(c)}})
+
+
+def test_entity_table_is_open_for_more_rows() -> None:
+    """Another entity is one more spec in a table; its component gets id, name and qos like the rest."""
+    spec = lambda topics: Entity("temperature", "sensor", "Temperature", {"state_topic": topics.health})  # noqa: E731
+    extra = Entity("x", "sensor", "X").component("cam-01", 1)
+    assert extra == {"platform": "sensor", "name": "X", "unique_id": "cam-01_x", "qos": 1}
+    assert spec(Topics("edge", "cam-01")).component("cam-01", 1)["unique_id"] == "cam-01_temperature"
+    assert [e.key for e in entities(Topics("edge", "d"), TASKS[:1])] == [
+        "main_caption_text",
+        "main_caption_latency",
+        "main_caption_image",
+        "main_describe_now",
+        "main_camera",
+        "state",
+        "ai_model",
+        "captioning",
+        "temperature",
+        "throttled",
+        "link_bytes_today",
+    ]
 
 
 def test_names_carry_task_and_camera_with_one_capital() -> None:
@@ -212,8 +276,8 @@ def test_attributes_are_small_and_stable() -> None:
 def test_result_entities_are_per_camera_and_task() -> None:
     tasks = [*TASKS, TaskSettings(name="plates", trigger="motion", cameras=["gate"])]
     comps = discovery_payload(Topics("edge", "cam-01"), tasks, cameras=("yard", "gate"))["components"]
-    assert comps["yard_caption_text"]["state_topic"] == "edge/cam-01/yard/caption/result"
-    assert comps["gate_people_latency"]["state_topic"] == "edge/cam-01/gate/people/result"
+    assert comps["yard_caption_text"]["state_topic"] == "edge/cam-01/yard/caption/last"
+    assert comps["gate_people_latency"]["state_topic"] == "edge/cam-01/gate/people/last"
     assert comps["gate_caption_image"]["image_topic"] == "edge/cam-01/gate/caption/image"
     assert "gate_plates_text" in comps and "yard_plates_text" not in comps  # bound to gate only
     assert comps["gate_camera"]["state_topic"] == "edge/cam-01/health"
