@@ -240,6 +240,8 @@ def device_captioning(topics: Topics) -> Entity:
     )
 
 
+# A numeric sensor must render a number; HA's MQTT sensor reads the string "None" as unknown (any
+# other word is an error in HA's log on every health message: seen against a real HA 2025.4).
 def device_temperature(topics: Topics) -> Entity:
     """The board's temperature from `health` (unknown where the board reports none)."""
     return Entity(
@@ -248,7 +250,7 @@ def device_temperature(topics: Topics) -> Entity:
         "Temperature",
         {
             "state_topic": topics.health,
-            "value_template": "{{ value_json.temperature_c if value_json.temperature_c is not none else 'unknown' }}",
+            "value_template": "{{ value_json.temperature_c if value_json.temperature_c is not none else 'None' }}",
             "unit_of_measurement": "°C",
             "device_class": "temperature",
             "state_class": "measurement",
@@ -278,7 +280,7 @@ def device_link_bytes(topics: Topics) -> Entity:
         "Link bytes today",
         {
             "state_topic": topics.health,
-            "value_template": "{{ value_json.link.bytes_today if value_json.link else 'unknown' }}",
+            "value_template": "{{ value_json.link.bytes_today if value_json.link else 'None' }}",
             "unit_of_measurement": "B",
             "device_class": "data_size",
             "state_class": "total_increasing",

@@ -144,7 +144,7 @@ def stop(daemon: DaemonProcess) -> None:
 def test_first_day(
     ha: HomeAssistant, broker: Broker, collector: Callable[[str], Collector], tmp_path: Path
 ) -> None:
-    """The demo device: 7 entities with names not doubled, the friendly device name, captions as state
+    """The demo device: 10 entities (7 + the board's temperature, throttling and link bytes) with names not doubled, the friendly device name, captions as state
     (the full text in an attribute when it is longer than HA's 255), pause/resume, describe now,
     and SIGKILL -> unavailable -> back with the same entity ids, without a warning in HA's log."""
     device = "ha-first"
@@ -152,7 +152,7 @@ def test_first_day(
     results = collector(f"edge/{device}/+/+/result")
     daemon = start_daemon(tmp_path, settings(tmp_path, broker, device, device_name="Porch camera"))
     try:
-        ents = wait_entities(ha, device, lambda ids: len(ids) == 7, "the demo's 7 entities")
+        ents = wait_entities(ha, device, lambda ids: len(ids) == 10, "the demo's 10 entities")
         dev, _ = registry(ha, device)
         assert dev is not None and dev["name"] == "Porch camera" and dev["model"] == "edge vision agent"
         assert set(ents) == {
@@ -165,6 +165,9 @@ def test_first_day(
                 "state",
                 "ai_model",
                 "captioning",
+                "temperature",
+                "throttled",
+                "link_bytes_today",
             )
         }
         ids = {uid: e["entity_id"] for uid, e in ents.items()}
@@ -243,8 +246,8 @@ def test_removed_camera_and_task_leave_home_assistant(
     cfg = settings(tmp_path, broker, device, cameras=two_cameras(), tasks=tasks)
     daemon = start_daemon(tmp_path, cfg)
     try:
-        # per camera: caption text+latency, count text+latency, describe now, camera; and 3 device entities
-        ents = wait_entities(ha, device, lambda ids: len(ids) == 15, "15 entities for two cameras, two tasks")
+        # per camera: caption text+latency, count text+latency, describe now, camera; and 6 device entities
+        ents = wait_entities(ha, device, lambda ids: len(ids) == 18, "18 entities for two cameras, two tasks")
         names = {uid: ha.state(e["entity_id"]) for uid, e in ents.items()}
         front = f"{device}_front_caption_text"
         assert (
@@ -262,6 +265,7 @@ def test_removed_camera_and_task_leave_home_assistant(
             f"{device}_{k}" for k in ("front_caption_text", "front_caption_latency", "front_describe_now")
         }
         kept |= {f"{device}_{k}" for k in ("front_camera", "state", "ai_model", "captioning")}
+        kept |= {f"{device}_{k}" for k in ("temperature", "throttled", "link_bytes_today")}
         ents = wait_entities(ha, device, lambda ids: ids == kept, "back's and count's entities removed")
         # names do not depend on the number of cameras
         state = wait_state(ha, ents[front]["entity_id"], lambda s: s != "unavailable", "is available")
@@ -280,12 +284,12 @@ def test_reload_updates_home_assistant(ha: HomeAssistant, broker: Broker, tmp_pa
     cfg = settings(tmp_path, broker, device, cameras=two_cameras()[:1])
     daemon = start_daemon(tmp_path, cfg)
     try:
-        wait_entities(ha, device, lambda ids: len(ids) == 7, "7 entities for one camera")
+        wait_entities(ha, device, lambda ids: len(ids) == 10, "10 entities for one camera")
         cfg["cameras"] = two_cameras()
         cfg["device_name"] = "Garden"
         write_config(daemon.config, cfg)
         daemon.signal(signal.SIGHUP)
-        ents = wait_entities(ha, device, lambda ids: len(ids) == 11, "the added camera's 4 entities")
+        ents = wait_entities(ha, device, lambda ids: len(ids) == 14, "the added camera's 4 entities")
         assert f"{device}_back_describe_now" in ents
         wait_until(
             "the device renamed", lambda: (registry(ha, device)[0] or {}).get("name") == "Garden", HA_WAIT_S
@@ -294,7 +298,7 @@ def test_reload_updates_home_assistant(ha: HomeAssistant, broker: Broker, tmp_pa
         cfg["cameras"] = two_cameras()[:1]
         write_config(daemon.config, cfg)
         daemon.signal(signal.SIGHUP)
-        ents = wait_entities(ha, device, lambda ids: len(ids) == 7, "the removed camera's entities gone")
+        ents = wait_entities(ha, device, lambda ids: len(ids) == 10, "the removed camera's entities gone")
         assert not any("back" in uid for uid in ents)
     finally:
         stop(daemon)
@@ -311,7 +315,7 @@ def test_home_assistant_restart_keeps_captions(
     results = collector(f"edge/{device}/+/+/result")
     daemon = start_daemon(tmp_path, settings(tmp_path, broker, device))
     try:
-        ents = wait_entities(ha, device, lambda ids: len(ids) == 7, "the demo's 7 entities")
+        ents = wait_entities(ha, device, lambda ids: len(ids) == 10, "the demo's 10 entities")
         caption = ents[f"{device}_main_caption_text"]["entity_id"]
         latency = ents[f"{device}_main_caption_latency"]["entity_id"]
         results.wait_topic(f"edge/{device}/main/caption/result", timeout=HA_WAIT_S)
