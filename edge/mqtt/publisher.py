@@ -8,8 +8,10 @@ and after a restart the outbox replays from its first row. Acknowledgements arri
 and are queued here, so SQLite is only touched by this thread and the callers.
 
 A PUBACK with a failure reason code (MQTT 5: e.g. 135 "not authorized" when an ACL denies the topic)
-removes the row as rejected, counted and logged: retrying would be refused again. Under MQTT 3.1.1
-brokers acknowledge denied messages as if delivered; there is no way to tell.
+keeps the row, logged once and counted, and retries it with backoff (`refused_retry_min_s` doubling
+up to `refused_retry_max_s`): an ACL fixed later gets what the outbox's size and age bounds kept.
+Under MQTT 3.1.1 a broker acknowledges a denied message as if delivered (or drops the connection);
+there is no way to tell.
 
 Storage failures (disk full, I/O error, a damaged file) never reach the callers: the message is
 held in memory (bounded, `hold_max`), the failure is logged once with the path and the free space,
@@ -51,13 +53,14 @@ class PublisherStats:
     published: int  # acknowledged by the broker, this process
     dropped: int  # drop-oldest, durable total
     expired: int  # durable total
-    rejected: int  # refused by the broker (PUBACK reason >= 128), durable total
+    rejected: int  # refusals by the broker (PUBACK reason >= 128), durable total
     latency_p50_ms: float | None  # commit -> PUBACK
     latency_p99_ms: float | None
     storage: Literal["ok", "full", "error"] = "ok"
     storage_errors: int = 0  # failed writes, this process
     held: int = 0  # messages held in memory until the outbox takes them
     lost: int = 0  # held messages given up (the memory bound), this process
+    refused_waiting: int = 0  # refused rows in the outbox waiting for their retry
 
 
 class Publisher:
@@ -77,6 +80,8 @@ class Publisher:
         clock: Callable[[], float] = time.time,
         hold_max: int = 256,
         storage_retry_s: float = 1.0,
+        refused_retry_min_s: float = 5.0,
+        refused_retry_max_s: float = 300.0,
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -98,6 +103,9 @@ class Publisher:
         self._event_seq = itertools.count(1)
         self.hold_max = hold_max
         self.storage_retry_s = storage_retry_s
+        self.refused_retry_min_s = refused_retry_min_s
+        self.refused_retry_max_s = refused_retry_max_s
+        self._refusals = 0
         self._held: deque[_Held] = deque()
         self._held_lock = threading.Lock()
         self.storage: Literal["ok", "full", "error"] = "ok"
@@ -444,11 +452,19 @@ class Publisher:
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
-        batch = self.outbox.next_batch(self._cursor, room)
+        flying = {s.row for s in self._in_flight.values()}
+        batch = [s for s in self.outbox.next_batch(self._cursor, room) if s.row not in flying]
         for stored in batch:
             if not self._send(stored):
                 break  # try again on the next round
-        if not batch and not self._in_flight:
+        room = self.window - len(self._in_flight)
+        retries = self.outbox.refused_due(room) if room > 0 else []
+        for i, stored in enumerate(retries):
+            if not self._send(stored, retry=True):
+                # not taken by paho: due again at once, on the next round
+                self.outbox.refuse_again([s.row for s in retries[i:]])
+                break
+        if not batch and not retries and not self._in_flight:
             self._drained_checkpoint()
 
     def _drained_checkpoint(self) -> None:
@@ -458,7 +474,7 @@ class Publisher:
             self._last_checkpoint = now
             self.outbox.checkpoint()
 
-    def _send(self, stored: StoredMessage) -> bool:
+    def _send(self, stored: StoredMessage, retry: bool = False) -> bool:
         m = stored.message
         expiry = None
         left = self.outbox.remaining_s(stored)
@@ -478,7 +494,8 @@ class Publisher:
         if not publish_ok(info):
             log.warning("paho did not take %s (rc %s); retrying", m.msg_id, info.rc)
             return False  # no wake-up: the next try is at the loop's 1 s tick, not a busy loop
-        self._cursor = max(self._cursor, stored.row)
+        if not retry:  # a retried row lies behind the cursor already
+            self._cursor = max(self._cursor, stored.row)
         if m.qos == 0:
             # No PUBACK for QoS 0: handing it over is all there is.
             self.outbox.delete([stored.row])
@@ -488,7 +505,7 @@ class Publisher:
 
     def _process_acks(self) -> None:
         done: list[int] = []
-        rejected: list[int] = []
+        refused: list[tuple[StoredMessage, int, str]] = []
         while True:
             try:
                 mid, code, reason = self._acks.get_nowait()
@@ -498,22 +515,37 @@ class Publisher:
             if stored is None:
                 continue  # a direct publish (state, status, replies) or a QoS 0 message
             if code >= 128:
-                log.error(
-                    "broker refused %s on %s: %s (code %d); dropped",
-                    stored.message.msg_id,
-                    stored.message.topic,
-                    reason,
-                    code,
-                )
-                rejected.append(stored.row)
+                refused.append((stored, code, reason))
             else:
                 done.append(stored.row)
                 self._latencies.append(self.outbox.age_s(stored) * 1000.0)
         if done:
             self.outbox.delete(done)
             self._published += len(done)
-        if rejected:
-            self.outbox.reject(rejected)
+        if refused:
+            counts = dict(
+                self.outbox.refuse(
+                    [s.row for s, _, _ in refused],
+                    retry_min_s=self.refused_retry_min_s,
+                    retry_max_s=self.refused_retry_max_s,
+                )
+            )
+            self._refusals += len(refused)
+            for stored, code, reason in refused:
+                n = counts.get(stored.message.msg_id)
+                if n is None:
+                    continue  # dropped or expired meanwhile
+                # Once per message at ERROR; its later refusals only at DEBUG (the backoff says when).
+                log.log(
+                    logging.ERROR if n == 1 else logging.DEBUG,
+                    "broker refused %s on %s: %s (code %d); kept in the outbox, retried with backoff"
+                    " (refusal %d)",
+                    stored.message.msg_id,
+                    stored.message.topic,
+                    reason,
+                    code,
+                    n,
+                )
 
     def _maybe_report_drops(self) -> None:
         now = time.monotonic()
@@ -523,11 +555,14 @@ class Publisher:
             return  # the reports stay pending in the outbox until it takes writes again
 
         def build(report: DropReport) -> OutboxMessage:
+            # Cumulative: everything lost since the last report the broker acknowledged.
             detail: dict[str, object] = {
                 "count": report.count,
                 "bytes": report.bytes,
                 "first_id": report.first_id,
                 "last_id": report.last_id,
+                "new": report.new,
+                "repeats_reports": report.unacknowledged_reports,
             }
             if report.reason == "full":
                 event = self.event(
@@ -553,7 +588,7 @@ class Publisher:
                     },
                 )
             else:
-                words = {"expired": "expired unpublished", "rejected": "refused by the broker"}[report.reason]
+                words = {"expired": "expired unpublished", "rejected": "unpublishable, removed"}[report.reason]
                 event = self.event(
                     "results_dropped",
                     reason=f"{report.count} message(s) {words}",
@@ -577,6 +612,7 @@ class Publisher:
             dropped=st.dropped_total,
             expired=st.expired_total,
             rejected=st.rejected_total,
+            refused_waiting=st.refused,
             latency_p50_ms=percentile(lat, 0.50),
             latency_p99_ms=percentile(lat, 0.99),
             storage=self.storage,
