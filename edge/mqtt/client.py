@@ -38,6 +38,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config.settings import MqttSettings
 from edge.core.messages import StatePayload
@@ -255,7 +256,12 @@ class MqttClient:
         with self._lock:
             self._subscriptions[topic_filter] = qos
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            self._client.subscribe([(topic_filter, self._sub_options(qos))])
+
+    def _sub_options(self, qos: int) -> SubscribeOptions | int:
+        """MQTT 5: retain-as-published, so a retained message published while we are subscribed
+        still arrives with its retain flag (handlers can refuse it); MQTT 3.1.1 clears it."""
+        return SubscribeOptions(qos=qos, retainAsPublished=True) if self.v5 else qos
 
     # ------------------------------------------------------------------ publishing
 
@@ -333,7 +339,7 @@ class MqttClient:
                 subs = list(self._subscriptions.items())
                 state = self._state_payload
             if subs:
-                client.subscribe(subs)
+                client.subscribe([(f, self._sub_options(q)) for f, q in subs])
             if state is not None:
                 client.publish(
                     self.topics.state, state, qos=1, retain=True, properties=self.json_properties()
