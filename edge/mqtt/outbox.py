@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 BOOT_RANDOM_BITS = 20  # low bits of a boot number: random per start
 WAL_MAX_BYTES = 1 << 20  # the write-ahead log is checkpointed and truncated around this size
 RESERVE_BYTES = 4 << 20  # kept free on the filesystem: the WAL's bound, SQLite's temporary pages, slack
+# On a small filesystem the reserve and the WAL bound are this fraction of its size instead (a fixed
+# 4 MiB on a 256 KiB filesystem would refuse every write while the disk is mostly empty).
+SMALL_FS_SHARE = 8
 # Why rows can be lost, and the meta-key prefix of each pending report ("drop" kept from v1 files).
 LOSS_PREFIX = {"full": "drop", "expired": "expire", "rejected": "reject", "damaged": "damage"}
 
@@ -127,15 +130,14 @@ class Outbox:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        reserve_bytes: int = RESERVE_BYTES,
-        wal_max_bytes: int = WAL_MAX_BYTES,
+        reserve_bytes: int | None = None,
+        wal_max_bytes: int | None = None,
         free_bytes: Callable[[], int] | None = None,
         kernel_boot_id: str | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
-        self.reserve_bytes = int(reserve_bytes)
-        self.wal_max_bytes = int(wal_max_bytes)
+        self._unstored_seq = 0  # the highest seq given to a message sent without being stored
         self._clock = clock
         self._mono = monotonic
         self._free = free_bytes or (lambda: _free_bytes(self.path.parent))
@@ -154,6 +156,13 @@ class Outbox:
             self._lockfile = open(self.lock_path, "a+b")  # noqa: SIM115 (held open for our lifetime)
         except OSError as err:
             raise OutboxError(f"cannot create outbox at {self.path}: {err.strerror}") from None
+        fs_bytes = _filesystem_bytes(self.path.parent)
+        share = fs_bytes // SMALL_FS_SHARE if fs_bytes else None
+        # Sized to the filesystem the outbox is on, unless given: see SMALL_FS_SHARE.
+        self.reserve_bytes = int(reserve_bytes if reserve_bytes is not None else min(RESERVE_BYTES, share or RESERVE_BYTES))
+        self.wal_max_bytes = int(
+            wal_max_bytes if wal_max_bytes is not None else min(WAL_MAX_BYTES, share or WAL_MAX_BYTES)
+        )
         try:
             fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -402,10 +411,20 @@ class Outbox:
         number is not used: no gaps.
         """
         with self._tx():
-            seq = self._get("seq") + 1
+            seq = max(self._get("seq"), self._unstored_seq) + 1
             message = build(seq)
             self._set("seq", seq)
             self._insert(message)
+        return seq, message
+
+    def number_unstored(self, build: Callable[[int], OutboxMessage]) -> tuple[int, OutboxMessage]:
+        """The next `seq` for a message that goes to the broker without being stored (the disk
+        cannot take it): counted in memory, so the stored ones that follow continue after it. A
+        crash before the next stored write loses only the counter; the next boot has a new number."""
+        with self._lock:
+            seq = max(self._get("seq"), self._unstored_seq) + 1
+            message = build(seq)
+            self._unstored_seq = seq
         return seq, message
 
     def _limit(self) -> int:
@@ -723,6 +742,14 @@ class Outbox:
 
     def depth(self) -> int:
         return self.stats().depth
+
+
+def _filesystem_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return int(st.f_blocks * st.f_frsize) or None
 
 
 def default_outbox_path() -> Path:

@@ -13,10 +13,13 @@ up to `refused_retry_max_s`): an ACL fixed later gets what the outbox's size and
 Under MQTT 3.1.1 a broker acknowledges a denied message as if delivered (or drops the connection);
 there is no way to tell.
 
-Storage failures (disk full, I/O error, a damaged file) never reach the callers: the message is
-held in memory (bounded, `hold_max`), the failure is logged once with the path and the free space,
-counted, shown in health (`storage`) and announced by an event sent directly to the broker; this
-thread retries every second and production resumes by itself when the disk takes writes again.
+Storage failures (disk full, I/O error, a damaged file) never reach the callers. While the broker is
+connected the message goes to it directly (QoS 1, confirmed by its PUBACK, user property
+`persisted=false`: a restart before the PUBACK loses it), oldest held ones first, at most `window`
+unconfirmed; otherwise it is held in memory (bounded, `hold_max`). The failure is logged once with
+the path and the free space, counted, shown in health (`storage`) and announced by an event sent
+directly to the broker; this thread retries the disk every second and storing resumes by itself when
+it takes writes again. A disk that never frees therefore costs durability, not delivery.
 Anything lost on the way (held messages beyond the bound, rows dropped, expired, rejected or lost
 with a damaged file) is reported as an event.
 """
@@ -61,6 +64,7 @@ class PublisherStats:
     held: int = 0  # messages held in memory until the outbox takes them
     lost: int = 0  # held messages given up (the memory bound), this process
     refused_waiting: int = 0  # refused rows in the outbox waiting for their retry
+    unstored_sent: int = 0  # sent directly, not stored, confirmed by the broker, this process
 
 
 class Publisher:
@@ -106,6 +110,9 @@ class Publisher:
         self.refused_retry_min_s = refused_retry_min_s
         self.refused_retry_max_s = refused_retry_max_s
         self._refusals = 0
+        self._unstored: dict[int, _Held] = {}  # mid -> sent directly, not stored, waiting for PUBACK
+        self._unstored_lock = threading.Lock()
+        self._unstored_sent = 0
         self._held: deque[_Held] = deque()
         self._held_lock = threading.Lock()
         self.storage: Literal["ok", "full", "error"] = "ok"
@@ -171,7 +178,10 @@ class Publisher:
             self.outbox.enqueue_numbered(make)
         except StorageError as err:
             self._storage_failed(err)
-            self._hold(_Held(make=make, what="result"))
+            item = _Held(make=make, what="result")
+            if self._send_unstored(item):
+                return built[0]
+            self._hold(item)
             return None
         self._wake.set()
         return built[0]
@@ -214,7 +224,9 @@ class Publisher:
                 self.outbox.enqueue(message)
             except StorageError as err:
                 self._storage_failed(err)
-                self._hold(_Held(message=message, what=message.kind))
+                held = _Held(message=message, what=message.kind)
+                if not self._send_unstored(held):
+                    self._hold(held)
         self._wake.set()
 
     # ------------------------------------------------------------------ storage failures
@@ -255,8 +267,73 @@ class Publisher:
         # The outbox cannot take it: straight to the broker (paho holds it while disconnected), and
         # held so that it is also stored, like everything else, when the disk recovers.
         message = self._event_message(event)
-        self._direct(message)
-        self._hold(_Held(message=message, what="event"))
+        item = _Held(message=message, what="event")
+        if not self._send_unstored(item):
+            self._direct(message)
+            self._hold(item)
+
+    def _send_unstored(self, item: _Held) -> bool:
+        """The disk cannot take `item`: send it to the broker directly if connected and fewer than
+        `window` such sends wait for their PUBACK. False: not sent (hold it)."""
+        if not self.client.is_connected:
+            return False
+        with self._unstored_lock:
+            if len(self._unstored) >= self.window:
+                return False
+            if item.message is None:
+                assert item.make is not None
+                _, item.message = self.outbox.number_unstored(item.make)
+                item.make = None
+            m = item.message
+            props = self.client.properties(
+                content_type=m.content_type,
+                user=(*m.user_properties, ("persisted", "false")),
+                expiry_s=math.ceil(m.ttl_s) if m.ttl_s else None,
+            )
+            try:
+                info = self.client.publish(m.topic, m.payload, qos=max(1, m.qos), retain=m.retain, properties=props)
+            except ValueError as err:
+                log.error("message %s cannot be published (%s); dropped", m.msg_id, err)
+                with self._held_lock:
+                    self._lost_total += 1
+                    self._lost.append(item.what)
+                return True
+            if not publish_ok(info):
+                return False  # numbered now: the caller holds it, ahead of what came later
+            self._unstored[info.mid] = item
+        return True
+
+    def _hold_numbered(self, item: _Held) -> None:
+        """A numbered message paho did not take: first in line again (its seq is older)."""
+        with self._held_lock:
+            self._held.appendleft(item)
+
+    def _send_held_unstored(self) -> None:
+        """The disk still refuses: send what is held directly, oldest first, while the broker is there."""
+        while self.client.is_connected:
+            with self._held_lock:
+                if not self._held:
+                    return
+                item = self._held.popleft()
+            if not self._send_unstored(item):
+                self._hold_numbered(item)
+                return
+
+    def _unstored_ack(self, mid: int, code: int, reason: str) -> bool:
+        """A PUBACK for a message sent unstored? Confirmed, or (refused) counted as lost."""
+        with self._unstored_lock:
+            item = self._unstored.pop(mid, None)
+        if item is None:
+            return False
+        if code >= 128:
+            msg_id = item.message.msg_id if item.message else "?"
+            log.error("broker refused %s, sent unstored: %s (code %d); lost", msg_id, reason, code)
+            with self._held_lock:
+                self._lost_total += 1
+                self._lost.append(item.what)
+        else:
+            self._unstored_sent += 1
+        return True
 
     def _direct(self, m: OutboxMessage) -> None:
         try:
@@ -291,11 +368,14 @@ class Publisher:
                 self._storage_errors += 1
                 if self.storage == "ok":
                     self._storage_failed(err)
+                self._send_held_unstored()
                 return
             with self._held_lock:
                 if self._held and self._held[0] is item:
                     self._held.popleft()
             stored += 1
+        if stored == 0 and self.storage != "ok" and self.outbox.storage != "ok":
+            return  # nothing was held to try the disk with: the next result's write tells
         with self._held_lock:
             lost, self._lost = self._lost, []
         if lost:
@@ -513,7 +593,8 @@ class Publisher:
                 break
             stored = self._in_flight.pop(mid, None)
             if stored is None:
-                continue  # a direct publish (state, status, replies) or a QoS 0 message
+                self._unstored_ack(mid, code, reason)
+                continue  # else a direct publish (state, status, replies) or a QoS 0 message
             if code >= 128:
                 refused.append((stored, code, reason))
             else:
@@ -613,6 +694,7 @@ class Publisher:
             expired=st.expired_total,
             rejected=st.rejected_total,
             refused_waiting=st.refused,
+            unstored_sent=self._unstored_sent,
             latency_p50_ms=percentile(lat, 0.50),
             latency_p99_ms=percentile(lat, 0.99),
             storage=self.storage,
