@@ -74,6 +74,8 @@ RESERVE_BYTES = 4 << 20  # kept free on the filesystem: the WAL's bound, SQLite'
 # On a small filesystem the reserve and the WAL bound are this fraction of its size instead (a fixed
 # 4 MiB on a 256 KiB filesystem would refuse every write while the disk is mostly empty).
 SMALL_FS_SHARE = 8
+# Suspend makes /proc/uptime run ahead of CLOCK_MONOTONIC; beyond this the rows' ages restart.
+MONO_SKEW_TOLERANCE_S = 30.0
 # Why rows can be lost, and the meta-key prefix of each pending report ("drop" kept from v1 files).
 LOSS_PREFIX = {"full": "drop", "expired": "expire", "rejected": "reject", "damaged": "damage"}
 
@@ -134,6 +136,7 @@ class Outbox:
         wal_max_bytes: int | None = None,
         free_bytes: Callable[[], int] | None = None,
         kernel_boot_id: str | None = None,
+        uptime: Callable[[], float | None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
@@ -142,6 +145,9 @@ class Outbox:
         self._mono = monotonic
         self._free = free_bytes or (lambda: _free_bytes(self.path.parent))
         self._kernel_boot = _kernel_boot_id() if kernel_boot_id is None else kernel_boot_id
+        # The kernel's own time since boot (/proc/uptime is read, not faked by an LD_PRELOAD shim): it
+        # tells whether this process's monotonic clock is the one the rows were stamped with.
+        self._uptime = uptime if uptime is not None else (_proc_uptime if monotonic is time.monotonic else None)
         self._synchronous = synchronous
         self._lock = threading.RLock()  # re-entered when a write error leads to recovery
         self.damage: Damage | None = None  # set when a damaged file was moved aside by this object
@@ -217,10 +223,30 @@ class Outbox:
                 " WHERE ttl IS NULL AND expires_at IS NOT NULL"
             )
             # Monotonic ages carry over a restart only within one kernel boot (and only if sane).
+            skew = self._mono_skew(now)
+            was = self._get_text("mono_skew")
             if self._get_text("kernel_boot") != self._kernel_boot:
                 self._db.execute("UPDATE outbox SET born = ?", (now,))
                 self._set("kernel_boot", self._kernel_boot)
-            self._db.execute("UPDATE outbox SET born = ? WHERE born IS NULL OR born > ?", (now, now))
+            elif skew is not None and was is not None and abs(skew - float(was)) > MONO_SKEW_TOLERANCE_S:
+                # The monotonic clock is not the one the rows were stamped with (a clock shim, a
+                # container with its own time namespace): their ages cannot be trusted, so they restart.
+                n = self._db.execute("UPDATE outbox SET born = ?", (now,)).rowcount
+                log.warning(
+                    "outbox %s: the monotonic clock is %.0f s off the kernel's time since boot, %.0f s"
+                    " off what it was when the queued rows were stamped; %d row(s) start their age again",
+                    self.path,
+                    skew,
+                    skew - float(was),
+                    n,
+                )
+            if skew is not None:
+                self._set("mono_skew", repr(skew))
+            # A stamp in the future, or before the kernel booted (monotonic time starts near 0 at
+            # boot), is impossible on this clock: restart its age rather than expire it.
+            self._db.execute(
+                "UPDATE outbox SET born = ? WHERE born IS NULL OR born > ? OR born < 0", (now, now)
+            )
             # Refused rows are tried once more by a new process (the ACL may have been fixed), in order.
             self._db.execute("UPDATE outbox SET retry_at = NULL WHERE retry_at IS NOT NULL")
             # Pending loss reports of files written before the ledger: carried into it.
@@ -358,6 +384,16 @@ class Outbox:
                     free_bytes=free,
                 )
         return StorageError(f"outbox {self.path}: write failed ({err})", full=False, free_bytes=free)
+
+    def _mono_skew(self, now: float) -> float | None:
+        """This process's monotonic clock minus the kernel's time since boot (None: unknown)."""
+        if self._uptime is None:
+            return None
+        try:
+            up = self._uptime()
+        except OSError:
+            return None
+        return None if up is None else now - up
 
     def free_bytes(self) -> int | None:
         try:
@@ -742,6 +778,13 @@ class Outbox:
 
     def depth(self) -> int:
         return self.stats().depth
+
+
+def _proc_uptime() -> float | None:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _filesystem_bytes(directory: Path) -> int | None:
