@@ -27,6 +27,7 @@ from edge.imaging.imageio import validate_array
 from edge.inference import phi3v_preprocess, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
+from edge.inference import special_tokens
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.providers import canonical, first_line, load_first, options_for
 from edge.inference.stopping import TokenClock
@@ -119,6 +120,7 @@ class OrtGenAIBackend:
         self._og = og
         self._model = model
         self._tokenizer = og.Tokenizer(model)
+        self._special = special_tokens.from_tokenizer(lambda t: list(self._tokenizer.encode(t)), folder.path)
         self._folder = folder
         self._settings = settings
         self.info = info
@@ -131,7 +133,7 @@ class OrtGenAIBackend:
         if request.json_schema:
             text = structured.schema_prompt(text, request.json_schema)
         system = request.system if request.system is not None else self._settings.system_prompt
-        prompt = chat_prompt(text, system=system, num_images=len(images))
+        prompt = chat_prompt(text, system=system, num_images=len(images), neutralise=self._special.neutralise)
         if not images:
             ids = np.asarray(self._tokenizer.encode(prompt), np.int32)
             return ids, int(ids.shape[-1]), 0
