@@ -28,7 +28,19 @@ def is_glob(source: str) -> bool:
     return any(c in source for c in _GLOB_CHARS)
 
 
-_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"P1", b"P2", b"P3", b"P4", b"P5", b"P6")
+_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+)
 
 
 def is_still_image(path: Path) -> bool:

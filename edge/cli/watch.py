@@ -206,6 +206,8 @@ def watch_command(
     lost = sum(d.dropped_reported for d in report.devices)
     if lost:
         # Nothing missing in seq, but the device itself says it lost messages (e.g. at the end of a boot).
-        print(f"edge: error: --expect-complete: the device(s) reported {lost} message(s) lost", file=sys.stderr)
+        print(
+            f"edge: error: --expect-complete: the device(s) reported {lost} message(s) lost", file=sys.stderr
+        )
         return 1
     return 0

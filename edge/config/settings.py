@@ -66,6 +66,7 @@ def default_device_id() -> str:
 # otherwise costs ~200 MB per copy, over 1 GB across the daemon and its worker: too much on 4 GB).
 DEFAULT_MAX_EDGE = 1920
 
+
 class Section(BaseModel):
     # allow_inf_nan=False: inf or nan in any float setting is an error, never a task that stops.
     model_config = ConfigDict(

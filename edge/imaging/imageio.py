@@ -35,7 +35,12 @@ _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 # libjpeg's warnings that mean the picture is not what the camera took (jerror.h: JWRN_JPEG_EOF,
 # JWRN_HIT_MARKER, JWRN_MUST_RESYNC, JWRN_NOT_SEQUENTIAL, JWRN_EXTRANEOUS_DATA ...)
-_CORRUPT = ("Corrupt JPEG data", "Premature end of JPEG file", "Invalid SOS parameters", "Inconsistent progression")
+_CORRUPT = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Invalid SOS parameters",
+    "Inconsistent progression",
+)
 # Lines our decoders write on their own: kept out of the journal (debug log instead).
 _DECODER_PREFIXES = (*_CORRUPT, "libpng warning", "libpng error", "Warning:", "JPEG", "TIFF", "WebP")
 log = logging.getLogger(__name__)
@@ -66,7 +71,7 @@ def _decoder_stderr() -> Iterator[list[str]]:
             size = os.lseek(scratch, 0, os.SEEK_CUR)
             os.lseek(scratch, 0, os.SEEK_SET)
             text = os.read(scratch, size).decode(errors="replace") if size else ""
-            other = []
+            other: list[str] = []
             for line in text.splitlines(keepends=True):
                 (lines if line.startswith(_DECODER_PREFIXES) else other).append(line)
             if other:  # another thread's output, written while we held the descriptor
@@ -109,13 +114,14 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         raise FrameError("JPEG is truncated (no end-of-image marker)")
     buf = np.frombuffer(data, dtype=np.uint8)
+    refused: str | None = None
     with _decoder_stderr() as said:
         try:
             image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
         except cv2.error as err:  # e.g. OpenCV's own size limit, when a header lied to ours
-            image = err
-    if isinstance(image, cv2.error):
-        raise FrameError(f"image refused by the decoder ({str(image).strip().splitlines()[-1]})") from None
+            image, refused = None, str(err).strip().splitlines()[-1]
+    if refused is not None:
+        raise FrameError(f"image refused by the decoder ({refused})")
     corrupt = [line.strip() for line in said if line.startswith(_CORRUPT)]
     if corrupt:
         raise FrameError(f"image is damaged: the decoder says {corrupt[0]!r}")

@@ -35,11 +35,10 @@ from edge.config.settings import ModelSettings
 from edge.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
-from edge.inference import structured
+from edge.inference import special_tokens, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.phi3v_preprocess import hd_size, image_token_count
-from edge.inference import special_tokens
 from edge.inference.prompts import chat_prompt
 from edge.inference.providers import first_line, load_first, options_for
 from edge.inference.stopping import TokenClock

@@ -24,10 +24,9 @@ from edge.config.settings import ModelSettings
 from edge.core.errors import BackendUnavailable, GenerationError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
-from edge.inference import phi3v_preprocess, structured
+from edge.inference import phi3v_preprocess, special_tokens, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
-from edge.inference import special_tokens
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.providers import canonical, first_line, load_first, options_for
 from edge.inference.stopping import TokenClock

@@ -60,7 +60,10 @@ def added_tokens(folder: Path) -> list[str]:
     found: list[str] = []
     for name, read in (
         ("tokenizer.json", lambda d: [t.get("content") for t in d.get("added_tokens", [])]),
-        ("tokenizer_config.json", lambda d: [t.get("content") for t in d.get("added_tokens_decoder", {}).values()]),
+        (
+            "tokenizer_config.json",
+            lambda d: [t.get("content") for t in d.get("added_tokens_decoder", {}).values()],
+        ),
         ("special_tokens_map.json", _map_strings),
     ):
         try:

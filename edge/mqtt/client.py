@@ -256,12 +256,16 @@ class MqttClient:
         with self._lock:
             self._subscriptions[topic_filter] = qos
         if self._connected.is_set():
-            self._client.subscribe([(topic_filter, self._sub_options(qos))])
+            self._client.subscribe(self._with_options([(topic_filter, qos)]))
 
-    def _sub_options(self, qos: int) -> SubscribeOptions | int:
+    def _with_options(
+        self, subs: list[tuple[str, int]]
+    ) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
         """MQTT 5: retain-as-published, so a retained message published while we are subscribed
         still arrives with its retain flag (handlers can refuse it); MQTT 3.1.1 clears it."""
-        return SubscribeOptions(qos=qos, retainAsPublished=True) if self.v5 else qos
+        if self.v5:
+            return [(f, SubscribeOptions(qos=q, retainAsPublished=True)) for f, q in subs]
+        return subs
 
     # ------------------------------------------------------------------ publishing
 
@@ -339,7 +343,7 @@ class MqttClient:
                 subs = list(self._subscriptions.items())
                 state = self._state_payload
             if subs:
-                client.subscribe([(f, self._sub_options(q)) for f, q in subs])
+                client.subscribe(self._with_options(subs))
             if state is not None:
                 client.publish(
                     self.topics.state, state, qos=1, retain=True, properties=self.json_properties()

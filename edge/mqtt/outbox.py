@@ -147,7 +147,9 @@ class Outbox:
         self._kernel_boot = _kernel_boot_id() if kernel_boot_id is None else kernel_boot_id
         # The kernel's own time since boot (/proc/uptime is read, not faked by an LD_PRELOAD shim): it
         # tells whether this process's monotonic clock is the one the rows were stamped with.
-        self._uptime = uptime if uptime is not None else (_proc_uptime if monotonic is time.monotonic else None)
+        self._uptime = (
+            uptime if uptime is not None else (_proc_uptime if monotonic is time.monotonic else None)
+        )
         self._synchronous = synchronous
         self._lock = threading.RLock()  # re-entered when a write error leads to recovery
         self.damage: Damage | None = None  # set when a damaged file was moved aside by this object
@@ -165,7 +167,9 @@ class Outbox:
         fs_bytes = _filesystem_bytes(self.path.parent)
         share = fs_bytes // SMALL_FS_SHARE if fs_bytes else None
         # Sized to the filesystem the outbox is on, unless given: see SMALL_FS_SHARE.
-        self.reserve_bytes = int(reserve_bytes if reserve_bytes is not None else min(RESERVE_BYTES, share or RESERVE_BYTES))
+        self.reserve_bytes = int(
+            reserve_bytes if reserve_bytes is not None else min(RESERVE_BYTES, share or RESERVE_BYTES)
+        )
         self.wal_max_bytes = int(
             wal_max_bytes if wal_max_bytes is not None else min(WAL_MAX_BYTES, share or WAL_MAX_BYTES)
         )
@@ -591,7 +595,8 @@ class Outbox:
             )
             message = build_event(report)
             self._db.execute(
-                "UPDATE losses SET report_id = ? WHERE reason = ? AND report_id IS NULL", (message.msg_id, reason)
+                "UPDATE losses SET report_id = ? WHERE reason = ? AND report_id IS NULL",
+                (message.msg_id, reason),
             )
             self._insert(message)
         return report
@@ -668,6 +673,7 @@ class Outbox:
         with self._lock:
             at = self._db.execute("SELECT MIN(retry_at) FROM outbox WHERE retry_at IS NOT NULL").fetchone()[0]
         return None if at is None else max(0.0, float(at) - self._mono())
+
     def remaining_s(self, stored: StoredMessage) -> float | None:
         """Seconds `stored` has left to live (monotonic), or None if it never expires."""
         ttl = stored.message.ttl_s

@@ -224,9 +224,9 @@ class Publisher:
                 self.outbox.enqueue(message)
             except StorageError as err:
                 self._storage_failed(err)
-                held = _Held(message=message, what=message.kind)
-                if not self._send_unstored(held):
-                    self._hold(held)
+                item = _Held(message=message, what=message.kind)
+                if not self._send_unstored(item):
+                    self._hold(item)
         self._wake.set()
 
     # ------------------------------------------------------------------ storage failures
@@ -291,7 +291,9 @@ class Publisher:
                 expiry_s=math.ceil(m.ttl_s) if m.ttl_s else None,
             )
             try:
-                info = self.client.publish(m.topic, m.payload, qos=max(1, m.qos), retain=m.retain, properties=props)
+                info = self.client.publish(
+                    m.topic, m.payload, qos=max(1, m.qos), retain=m.retain, properties=props
+                )
             except ValueError as err:
                 log.error("message %s cannot be published (%s); dropped", m.msg_id, err)
                 with self._held_lock:
@@ -669,7 +671,9 @@ class Publisher:
                     },
                 )
             else:
-                words = {"expired": "expired unpublished", "rejected": "unpublishable, removed"}[report.reason]
+                words = {"expired": "expired unpublished", "rejected": "unpublishable, removed"}[
+                    report.reason
+                ]
                 event = self.event(
                     "results_dropped",
                     reason=f"{report.count} message(s) {words}",

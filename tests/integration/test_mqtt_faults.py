@@ -47,7 +47,9 @@ def test_full_disk_sends_directly_while_connected_holds_while_not_and_resumes(
         direct = sub.wait_topic(f"{ROOT}/main/caption/result", 4)[1:]
         assert [m.json()["id"] for m in direct] == [r.id for r in sent if r is not None]
         assert all(m.user.get("persisted") == "false" for m in direct)
-        sub.wait_for(lambda ms: "storage_full" in [m.json().get("event") for m in ms if m.topic.endswith("/event")])
+        sub.wait_for(
+            lambda ms: "storage_full" in [m.json().get("event") for m in ms if m.topic.endswith("/event")]
+        )
         (ev,) = [m.json() for m in sub.on(f"{ROOT}/event") if m.json()["event"] == "storage_full"]
         assert ev["detail"]["free_bytes"] == 10_000
         wait_until(lambda: pub.stats().unstored_sent >= 5, what="PUBACKs of the unstored sends")
@@ -153,9 +155,9 @@ def test_reconnect_after_a_long_outage_is_quick(mosquitto: Broker) -> None:
         assert client.wait_connected(10)
         mosquitto.stop()
         time.sleep(20)  # long enough for 1+2+4+8 s of backoff and more
+        mosquitto.start()  # returns once it listens: its own start-up time is not the client's
         back = time.monotonic()
-        mosquitto.start()
-        assert client.wait_connected(RECONNECT_MAX_S + 3)
+        assert client.wait_connected(60)
         took = time.monotonic() - back
     finally:
         client.stop()

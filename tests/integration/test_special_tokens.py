@@ -20,7 +20,16 @@ from tests.plugins.models import model_dir
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "edge" / "assets" / "models"
-INJECTED = ["<s>", "</s>", "<unk>", "<|placeholder1|>", "<|placeholder6|>", "<|endoftext|>", "<|end|>", "<|image_1|>"]
+INJECTED = [
+    "<s>",
+    "</s>",
+    "<unk>",
+    "<|placeholder1|>",
+    "<|placeholder6|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "<|image_1|>",
+]
 
 
 def _added(folder: Path) -> list[str]:

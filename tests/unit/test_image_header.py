@@ -158,5 +158,7 @@ def test_a_truncated_jpeg_with_an_end_marker_is_refused_and_libjpeg_stays_quiet(
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "whole (480, 640, 3)"
-    assert len(lines) == 4 and all(line.startswith("refused") and "Corrupt JPEG" in line for line in lines[1:])
+    assert len(lines) == 4 and all(
+        line.startswith("refused") and "Corrupt JPEG" in line for line in lines[1:]
+    )
     assert "Corrupt JPEG" not in proc.stderr and "a line of our own" in proc.stderr
