@@ -12,10 +12,15 @@ rows does not, because losing such a deletion to a power cut only means a re-pub
 at-least-once delivery allows (consumers de-duplicate on the id).
 
 The outbox is bounded by bytes. When a new message does not fit, the oldest rows are dropped,
-counted, and remembered as a pending drop report, which the publisher turns into an
-`outbox_dropped` event (in the same transaction that clears the report, so a report is never lost or
-sent twice). Rows whose time to live has passed are deleted unpublished, counted and reported the
-same way (`results_dropped`), as are rows the broker refused.
+counted, and entered in a loss ledger (table `losses`), which the publisher turns into an
+`outbox_dropped` event. Rows whose time to live has passed are deleted unpublished, counted and
+reported the same way (`results_dropped`). A report covers every loss of its cause since the last
+report the broker acknowledged: the ledger keeps an entry until the PUBACK of a report that covered
+it arrives, so a report that is itself lost (dropped, expired) leaves its range to the next one.
+
+Rows the broker refuses (a PUBACK reason code >= 128, e.g. an ACL) stay, with a retry time that
+doubles per refusal; they are bounded like any row (drop-oldest, expiry), so an ACL fixed later gets
+what is left.
 
 Time: a row's age is measured on the monotonic clock (CLOCK_MONOTONIC survives a daemon restart within
 one kernel boot; the kernel's boot id tells). A wall-clock step never expires a row. Across a reboot
