@@ -235,7 +235,13 @@ def test_two_daemons_with_one_device_id_give_out_different_ids(tmp_path: Path, m
         settings["mqtt"]["outbox_path"] = str(tmp_path / name / "outbox.sqlite")
         daemons.append(start_daemon(tmp_path, settings, name=name))
     try:
-        time.sleep(20)
+        # until each daemon has published and the broker has swapped them at least once
+        sub.wait_for(lambda ms: len({r.id.rsplit("-", 2)[1] for r in results(sub)}) >= 2, 120, "two boots")
+        deadline = time.monotonic() + 120
+        while "MQTT session taken over" not in "".join(d.log() for d in daemons):
+            assert time.monotonic() < deadline, "no session takeover detected"
+            time.sleep(0.5)
+        time.sleep(5)  # a few more results, some of them under the takeover
     finally:
         for d in daemons:
             d.stop(timeout=30)

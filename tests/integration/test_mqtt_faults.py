@@ -26,7 +26,8 @@ def test_full_disk_sends_directly_while_connected_holds_while_not_and_resumes(
     """A disk that stays full costs durability, not delivery: while the broker is there results go to
     it directly (marked persisted=false); while it is away they are held, and sent when it returns
     though the disk is still full (before: nothing until the disk freed)."""
-    sub: Collector = collector_factory(mosquitto, f"{ROOT}/#")
+    # persistent: the broker keeps what arrives after its restart before this subscriber is back
+    sub: Collector = collector_factory(mosquitto, f"{ROOT}/#", persistent=True)
     free = [100 << 20]
     settings = mosquitto.mqtt_settings()
     topics = Topics.from_settings(settings, DEVICE)
