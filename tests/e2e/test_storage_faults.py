@@ -199,6 +199,10 @@ def test_results_queued_under_a_stepped_clock_are_delivered(
     broker.stop()  # the result waits in the outbox
     settings = base_settings(tmp_path, broker)
     settings["mqtt"]["message_expiry_s"] = 60
+    # A loaded machine can stall the first frames past stall_s; the reconnect's timed wait then hangs
+    # under libfaketime (its shifted clock in pthread timed waits). This test is about clock steps, not
+    # about a camera loss: the camera is never declared lost.
+    settings["camera"]["stall_s"] = 600
     path = Path(settings["mqtt"]["outbox_path"])
     # libfaketime shifts CLOCK_MONOTONIC too (with FAKETIME_DONT_FAKE_MONOTONIC=1 Python's sleep fails
     # with EINVAL): the outbox must also survive monotonic stamps from a clock it cannot trust.
