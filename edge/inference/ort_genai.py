@@ -12,6 +12,7 @@ to the supervisor, which kills the worker process.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -119,11 +120,15 @@ class OrtGenAIBackend:
         self._og = og
         self._model = model
         self._tokenizer = og.Tokenizer(model)
-        self._special = special_tokens.from_tokenizer(lambda t: list(self._tokenizer.encode(t)), folder.path)
         self._folder = folder
         self._settings = settings
         self.info = info
         self._guidance = structured.Guidance("JSON guidance")
+
+    @functools.cached_property
+    def _special(self) -> special_tokens.SpecialTokens:
+        """The tokenizer's special tokens, asked of it once, at the first prompt."""
+        return special_tokens.from_tokenizer(lambda t: list(self._tokenizer.encode(t)), self._folder.path)
 
     # ------------------------------------------------------------------ inputs
     def _inputs(self, request: GenerationRequest, images: list[np.ndarray]) -> tuple[Any, int, int]:
