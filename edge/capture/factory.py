@@ -20,7 +20,7 @@ from edge.capture.base import Camera, CameraConfigError, CameraError
 from edge.capture.gst import PREFIX as GST_PREFIX
 from edge.capture.gst import gst_source
 from edge.capture.http_mjpeg import MjpegHttpSource
-from edge.capture.images_dir import ImagesDirSource, is_glob
+from edge.capture.images_dir import ImagesDirSource, is_glob, is_still_image
 from edge.capture.opencv_source import OpenCVSource, stream_timeout_params, v4l2_api
 from edge.capture.picamera2_source import Picamera2Source
 from edge.capture.redact import redact_source
@@ -124,6 +124,9 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
             f"camera source {redact_source(text)!r}: {what} (a source is a device, file, directory, "
             "URL, 'gst:<pipeline>', 'picamera2' or 'testsrc')"
         )
+    if is_still_image(Path(path).expanduser()):
+        # Not through FFmpeg: it would decode whatever size the file declares on every read.
+        return ImagesDirSource(path, fps=fps, realtime=realtime, loop=settings.loop, cancel=cancel)
     return OpenCVSource(
         str(Path(path).expanduser()),
         kind="file",

@@ -1,4 +1,4 @@
-"""A directory (or glob) of still images played as a camera.
+"""A directory (or glob) of still images, or one still image, played as a camera.
 
 Files are decoded by OpenCV through edge.imaging.imageio, never by a model runtime: a corrupt or truncated
 file becomes one counted invalid frame, not a crash. The listing is refreshed at every wrap-around,
@@ -28,12 +28,41 @@ def is_glob(source: str) -> bool:
     return any(c in source for c in _GLOB_CHARS)
 
 
+_MAGIC = (
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"BM",
+    b"II*\x00",
+    b"MM\x00*",
+    b"P1",
+    b"P2",
+    b"P3",
+    b"P4",
+    b"P5",
+    b"P6",
+)
+
+
+def is_still_image(path: Path) -> bool:
+    """A file that is one still image (by its suffix or its first bytes), not a video."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
 def list_images(source: str) -> list[str]:
     """Image files of a directory or glob pattern, in name order."""
     if is_glob(source):
         paths = glob.glob(os.path.expanduser(source))
     else:
         root = Path(source).expanduser()
+        if root.is_file():  # one still image: read like the folder's, its header checked first
+            return [str(root)]
         paths = [str(p) for p in root.iterdir()] if root.is_dir() else []
     return sorted(p for p in paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and os.path.isfile(p))
 
@@ -57,7 +86,8 @@ class ImagesDirSource:
         self._fps = fps
         self._files: list[str] = []
         self._index = 0
-        if not is_glob(source) and not Path(source).expanduser().is_dir():
+        where = Path(source).expanduser()
+        if not is_glob(source) and not where.is_dir() and not where.is_file():
             raise CameraConfigError(f"camera source {source!r}: no such directory")
 
     def open(self) -> CameraInfo:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.capture.base import CameraError, CameraInfo, Pacer, StreamEnded, valid_fps
-from edge.imaging.opencv import cv2
+from edge.imaging.opencv import MAX_EDGE, cv2
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,15 @@ class OpenCVSource:
         if not cap.isOpened():
             cap.release()
             raise CameraError(f"camera {self.description}: could not open ({self._hint()})")
+        if self.is_file:
+            # What the container declares, before a frame is decoded: FFmpeg would otherwise
+            # allocate whatever size a file claims, on every read.
+            w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            if w > MAX_EDGE or h > MAX_EDGE:
+                cap.release()
+                raise CameraError(
+                    f"camera {self.description}: {w}x{h} pixels, over {MAX_EDGE} per edge: not decoded"
+                )
         self._cap = cap
         if self.kind == "v4l2":
             self._configure_device(cap)

@@ -137,9 +137,8 @@ class Printer:
                     f"{b.duplicates} duplicate(s), {b.late} late, {b.missing} missing"
                 )
             if dev.dropped_reported:
-                lines.append(
-                    f"  the device reported {dev.dropped_reported} result(s) dropped from its outbox"
-                )
+                causes = ", ".join(f"{cause} {n}" for cause, n in dev.dropped_by_cause)
+                lines.append(f"  the device reported {dev.dropped_reported} message(s) lost ({causes})")
         lines += [f"GAP  {g}" for g in report.gaps]
         self._emit("\n".join(lines))
 
@@ -214,5 +213,12 @@ def watch_command(
         return 1
     if not report.complete:
         print(f"edge: error: --expect-complete: {report.missing} result(s) missing", file=sys.stderr)
+        return 1
+    lost = sum(d.dropped_reported for d in report.devices)
+    if lost:
+        # Nothing missing in seq, but the device itself says it lost messages (e.g. at the end of a boot).
+        print(
+            f"edge: error: --expect-complete: the device(s) reported {lost} message(s) lost", file=sys.stderr
+        )
         return 1
     return 0

@@ -63,6 +63,11 @@ def default_device_id() -> str:
     return sanitize(socket.gethostname().split(".")[0], fallback="edge")
 
 
+# A 1920-pixel edge keeps 1080p cameras untouched and bounds a frame to 11 MB (an 8192x8192 source
+# otherwise costs ~200 MB per copy, over 1 GB across the daemon and its worker: too much on 4 GB).
+DEFAULT_MAX_EDGE = 1920
+
+
 class Section(BaseModel):
     # allow_inf_nan=False: inf or nan in any float setting is an error, never a task that stops.
     model_config = ConfigDict(
@@ -115,7 +120,11 @@ class CameraSettings(Section):
     fps: float = Field(15.0, gt=0, le=240, description="Requested frame rate; files are paced to theirs.")
     reconnect_s: float = Field(30.0, gt=0, description="Cap of the exponential reconnect backoff.")
     stall_s: float = Field(10.0, gt=0, description="No frame for this long: the camera counts as lost.")
-    max_edge: int | None = Field(None, ge=64, description="Downscale frames whose longer edge exceeds this.")
+    max_edge: int | None = Field(
+        DEFAULT_MAX_EDGE,
+        ge=64,
+        description="Downscale frames whose longer edge exceeds this (bounds the memory a large source costs).",
+    )
     pace: Literal["realtime", "asap"] = Field(
         "realtime", description="Video files: play at their own frame rate, or as fast as consumed."
     )

@@ -19,8 +19,11 @@ while the tracker watched, so its seqs are expected from 1. `from_start=True` ex
 boot (a consumer with a persistent session that has been there since the device's first result).
 
 What it cannot see: results lost at the very end of a boot (nothing with a higher seq follows). The
-daemon's outbox keeps them across restarts and replays them first, and a drop-oldest under a full
-outbox is announced by an `outbox_dropped` event, which the tracker counts per device.
+daemon's outbox keeps them across restarts and replays them first, and every loss is announced by an
+event the tracker counts per device and cause: `outbox_dropped` (drop-oldest under a full outbox),
+`outbox_damaged` (a damaged file moved aside) and `results_dropped` (expired, unpublishable, or held
+in memory and given up while the disk was full). A loss report repeats the range of earlier reports
+the broker had not acknowledged (they share `first_id`): the largest count of a run is counted once.
 Thread-safe: two subscribers of a shared-subscription group may feed one tracker.
 """
 
@@ -148,7 +151,8 @@ class DeviceReport:
     offline_count: int  # online -> offline transitions (LWT or a clean stop)
     boots: tuple[BootReport, ...]
     events: int
-    dropped_reported: int  # rows the device's outbox announced as dropped (outbox_dropped events)
+    dropped_reported: int  # messages the device announced as lost, every cause together
+    dropped_by_cause: tuple[tuple[str, int], ...] = ()  # (cause, count): full, damaged, expired, ...
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ class Report:
                     "offline_count": d.offline_count,
                     "events": d.events,
                     "dropped_reported": d.dropped_reported,
+                    "dropped_by_cause": dict(d.dropped_by_cause),
                     "boots": [
                         {
                             "boot": b.boot,
@@ -223,7 +228,26 @@ class _Device:
     online: bool | None = None
     offline_count: int = 0
     event_ids: set[str] = field(default_factory=set)
-    dropped_reported: int = 0
+    # (cause, run) -> the largest count reported for it; a run is a first_id (reports repeat the
+    # range of the ones not yet acknowledged) or, without one, the event's own id
+    drop_runs: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def dropped_reported(self) -> int:
+        return sum(self.drop_runs.values())
+
+    def by_cause(self) -> tuple[tuple[str, int], ...]:
+        causes: dict[str, int] = {}
+        for (cause, _), n in self.drop_runs.items():
+            causes[cause] = causes.get(cause, 0) + n
+        return tuple(sorted(causes.items()))
+
+    def note_drop(self, cause: str, event: EventPayload) -> None:
+        count = event.detail.get("count", 0)
+        n = count if isinstance(count, int) and count > 0 else 0
+        first = event.detail.get("first_id")
+        key = (cause, first if isinstance(first, str) and first else event.id)
+        self.drop_runs[key] = max(self.drop_runs.get(key, 0), n)
 
 
 class Tracker:
@@ -267,11 +291,13 @@ class Tracker:
                 return False
             dev.event_ids.add(event.id)
             if event.event == "outbox_dropped":
-                dev.dropped_reported += int(event.detail.get("count", 0) or 0)
+                dev.note_drop("full", event)
+            elif event.event == "results_dropped":
+                dev.note_drop(str(event.detail.get("cause") or "other"), event)
             elif event.event == "outbox_damaged":
                 # Results lost at the end of a boot leave no gap in seq; the event names that boot's
                 # last seq (when the damaged file still said it), which turns the loss into one.
-                dev.dropped_reported += int(event.detail.get("count", 0) or 0)
+                dev.note_drop("damaged", event)
                 boot, last = event.detail.get("boot"), event.detail.get("last_seq")
                 if isinstance(boot, int) and isinstance(last, int) and boot in dev.boots:
                     b = dev.boots[boot]
@@ -310,7 +336,13 @@ class Tracker:
                 )
                 devices.append(
                     DeviceReport(
-                        name, dev.online, dev.offline_count, boots, len(dev.event_ids), dev.dropped_reported
+                        name,
+                        dev.online,
+                        dev.offline_count,
+                        boots,
+                        len(dev.event_ids),
+                        dev.dropped_reported,
+                        dev.by_cause(),
                     )
                 )
             return Report(tuple(devices), self._invalid)

@@ -442,7 +442,9 @@ class Daemon:
         # only sets stop_requested, and serve() then returns at once into stop().
         with extending_timeout(self.notifier):
             loaded = p.vision.supervisor.wait_ready(s.watchdog.load_timeout_s, cancel=self.stop_requested)
+            waited_from = time.monotonic()
             missing = self._first_frames({n: g for n, g in p.grabbers.items() if n not in absent})
+            waited = time.monotonic() - waited_from
         if self.stop_requested.is_set():
             log.info("stop requested during start-up; the pipeline is not started")
             return
@@ -452,10 +454,13 @@ class Daemon:
                 p.vision.supervisor.stats().degraded_reason or "load failed",
             )
         if missing:
+            ended = [n for n in missing if p.grabbers[n].stats().ended]
+            # Say what happened: a source that ended (an unreadable file) is not a 30 s timeout.
             log.warning(
-                "no frame from camera %s within %.0fs; continuing, its grabber keeps reconnecting",
+                "no frame from camera %s after %.0f s (%s); continuing, its grabber keeps reconnecting",
                 ", ".join(missing),
-                FIRST_FRAME_WAIT_S,
+                waited,
+                f"source ended: {', '.join(ended)}" if ended else f"waited up to {FIRST_FRAME_WAIT_S:.0f} s",
             )
         for part in parts.serial.parts:
             part.start()

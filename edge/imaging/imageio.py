@@ -5,9 +5,23 @@ JPEG), and silently accept CHW or 1-channel arrays as garbage. So every image is
 OpenCV and checked to be a contiguous uint8 HxWx3 array of sane size before anything else sees it.
 Bytes are checked before they are decoded: the header's width and height (edge.imaging.header) must
 be within the frame limits, so a small file that declares 20000x20000 pixels never allocates them.
+
+libjpeg reports a damaged scan only as a warning written straight to file descriptor 2 ("Corrupt
+JPEG data: premature end of data segment") and fills the rest of the picture with grey: a truncated
+JPEG with an end marker appended decodes "fine". So the decoder's stderr is captured around each
+decode (one decode at a time, a process-wide file descriptor): libjpeg's corruption warnings refuse
+the image, the decoders' other lines go to the debug log, and anything else another thread wrote in
+that window is passed on to the real stderr. None of it reaches the journal on its own.
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -19,6 +33,49 @@ MIN_EDGE = 16
 MAX_FILE_BYTES = 256 * 1024 * 1024  # an uncompressed 8192x8192 BMP is 192 MB
 _JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
+# libjpeg's warnings that mean the picture is not what the camera took (jerror.h: JWRN_JPEG_EOF,
+# JWRN_HIT_MARKER, JWRN_MUST_RESYNC, JWRN_NOT_SEQUENTIAL, JWRN_EXTRANEOUS_DATA ...)
+_CORRUPT = (
+    "Corrupt JPEG data",
+    "Premature end of JPEG file",
+    "Invalid SOS parameters",
+    "Inconsistent progression",
+)
+# Lines our decoders write on their own: kept out of the journal (debug log instead).
+_DECODER_PREFIXES = (*_CORRUPT, "libpng warning", "libpng error", "Warning:", "JPEG", "TIFF", "WebP")
+log = logging.getLogger(__name__)
+_stderr_lock = threading.Lock()
+_stderr_file: list[int] = []  # one scratch file per process, reused
+
+
+@contextlib.contextmanager
+def _decoder_stderr() -> Iterator[list[str]]:
+    """File descriptor 2 points at a scratch file while the body runs; the lines it got are yielded
+    (filled in on exit). One at a time: the descriptor is the process's."""
+    lines: list[str] = []
+    with _stderr_lock:
+        if not _stderr_file:
+            fd, name = tempfile.mkstemp(prefix="edge-decoder-stderr-")
+            os.unlink(name)
+            _stderr_file.append(fd)
+        scratch = _stderr_file[0]
+        os.ftruncate(scratch, 0)
+        os.lseek(scratch, 0, os.SEEK_SET)
+        saved = os.dup(2)
+        os.dup2(scratch, 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.lseek(scratch, 0, os.SEEK_CUR)
+            os.lseek(scratch, 0, os.SEEK_SET)
+            text = os.read(scratch, size).decode(errors="replace") if size else ""
+            other: list[str] = []
+            for line in text.splitlines(keepends=True):
+                (lines if line.startswith(_DECODER_PREFIXES) else other).append(line)
+            if other:  # another thread's output, written while we held the descriptor
+                os.write(2, "".join(other).encode())
 
 
 def validate_array(image: object) -> np.ndarray:
@@ -57,10 +114,19 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         raise FrameError("JPEG is truncated (no end-of-image marker)")
     buf = np.frombuffer(data, dtype=np.uint8)
-    try:
-        image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-    except cv2.error as err:  # e.g. OpenCV's own size limit, when a header lied to ours
-        raise FrameError(f"image refused by the decoder ({str(err).strip().splitlines()[-1]})") from None
+    refused: str | None = None
+    with _decoder_stderr() as said:
+        try:
+            image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        except cv2.error as err:  # e.g. OpenCV's own size limit, when a header lied to ours
+            image, refused = None, str(err).strip().splitlines()[-1]
+    if refused is not None:
+        raise FrameError(f"image refused by the decoder ({refused})")
+    corrupt = [line.strip() for line in said if line.startswith(_CORRUPT)]
+    if corrupt:
+        raise FrameError(f"image is damaged: the decoder says {corrupt[0]!r}")
+    for line in said:
+        log.debug("image decoder: %s", line.strip())
     if image is None:
         raise FrameError(f"image could not be decoded ({len(data)} bytes, not a supported image format)")
     return validate_array(image)

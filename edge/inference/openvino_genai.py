@@ -35,7 +35,7 @@ from edge.config.settings import ModelSettings
 from edge.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
-from edge.inference import structured
+from edge.inference import special_tokens, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.phi3v_preprocess import hd_size, image_token_count
@@ -131,6 +131,24 @@ def _crops_folder(folder: ModelFolder, num_crops: int, cache_dir: Path | None) -
     return shadow, temporary
 
 
+def _special_tokens(pipe: Any, folder: Path) -> special_tokens.SpecialTokens:
+    """The pipeline's own tokenizer says which of its tokens are special (see special_tokens)."""
+    try:
+        tok = pipe.get_tokenizer()
+    except Exception as err:
+        log.warning("no tokenizer from the pipeline (%s): neutralising the chat tokens only", err)
+        return special_tokens.FIXED
+
+    def encode(text: str) -> list[int]:
+        return [int(i) for i in tok.encode(text, add_special_tokens=False).input_ids.data[0]]
+
+    try:
+        vocabulary = list(tok.get_vocab())
+    except Exception:
+        vocabulary = []
+    return special_tokens.from_tokenizer(encode, folder, vocabulary)
+
+
 def _streamer_type(ovg: Any) -> type:
     running, stop = ovg.StreamingStatus.RUNNING, ovg.StreamingStatus.STOP
 
@@ -185,6 +203,7 @@ class OpenVINOBackend:
         self._make_pipe = make_pipe  # num_crops -> (pipeline, temporary shadow or None)
         self._extra: dict[int, tuple[Any, Path | None]] = {}  # pipelines for other num_crops values
         self.info = info
+        self._special = _special_tokens(pipe, folder.path)
 
     def _pipe_for(self, num_crops: int) -> Any:
         """The pipeline that preprocesses images with `num_crops` (built on first use, then kept)."""
@@ -237,7 +256,7 @@ class OpenVINOBackend:
         if request.json_schema:
             text = structured.schema_prompt(text, request.json_schema)
         system = request.system if request.system is not None else self._settings.system_prompt
-        prompt = chat_prompt(text, system=system, num_images=len(images))
+        prompt = chat_prompt(text, system=system, num_images=len(images), neutralise=self._special.neutralise)
         cfg = self._config(request)
         streamer = self._streamer(clock)
         try:

@@ -12,6 +12,7 @@ to the supervisor, which kills the worker process.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -24,7 +25,7 @@ from edge.config.settings import ModelSettings
 from edge.core.errors import BackendUnavailable, GenerationError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
-from edge.inference import phi3v_preprocess, structured
+from edge.inference import phi3v_preprocess, special_tokens, structured
 from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
@@ -124,6 +125,11 @@ class OrtGenAIBackend:
         self.info = info
         self._guidance = structured.Guidance("JSON guidance")
 
+    @functools.cached_property
+    def _special(self) -> special_tokens.SpecialTokens:
+        """The tokenizer's special tokens, asked of it once, at the first prompt."""
+        return special_tokens.from_tokenizer(lambda t: list(self._tokenizer.encode(t)), self._folder.path)
+
     # ------------------------------------------------------------------ inputs
     def _inputs(self, request: GenerationRequest, images: list[np.ndarray]) -> tuple[Any, int, int]:
         """(ids array or NamedTensors, prompt tokens incl. image tokens, image tokens)."""
@@ -131,7 +137,7 @@ class OrtGenAIBackend:
         if request.json_schema:
             text = structured.schema_prompt(text, request.json_schema)
         system = request.system if request.system is not None else self._settings.system_prompt
-        prompt = chat_prompt(text, system=system, num_images=len(images))
+        prompt = chat_prompt(text, system=system, num_images=len(images), neutralise=self._special.neutralise)
         if not images:
             ids = np.asarray(self._tokenizer.encode(prompt), np.int32)
             return ids, int(ids.shape[-1]), 0

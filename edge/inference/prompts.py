@@ -17,6 +17,7 @@ tokenize the text pieces ourselves and splice the image placeholders in (see `sp
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SYSTEM = "<|system|>\n"
@@ -38,18 +39,27 @@ def sanitize(text: str) -> str:
     """Neutralise chat control tokens in user text so a prompt cannot open its own turns or images.
 
     The tokens are kept readable (the model still sees the characters) but no longer match the
-    tokenizer's special-token spelling.
+    tokenizer's special-token spelling. This is the fixed list; a loaded backend passes its
+    tokenizer's full list (edge.inference.special_tokens) to `chat_prompt` instead.
     """
     return _CONTROL.sub(lambda m: m.group(0).replace("<|", "< |"), text)
 
 
-def chat_prompt(prompt: str, *, system: str | None = None, num_images: int = 0) -> str:
-    """The full Phi-3 chat prompt for one user turn, with `num_images` image tags before the text."""
+def chat_prompt(
+    prompt: str,
+    *,
+    system: str | None = None,
+    num_images: int = 0,
+    neutralise: Callable[[str], str] = sanitize,
+) -> str:
+    """The full Phi-3 chat prompt for one user turn, with `num_images` image tags before the text.
+
+    `neutralise` breaks every special token in the user's text (and the system prompt)."""
     if num_images < 0:
         raise ValueError("num_images must be >= 0")
     tags = "".join(image_tag(i) for i in range(num_images))
-    head = f"{SYSTEM}{sanitize(system)}{END}" if system else ""
-    return f"{head}{USER}{tags}{sanitize(prompt)}{END}{ASSISTANT}"
+    head = f"{SYSTEM}{neutralise(system)}{END}" if system else ""
+    return f"{head}{USER}{tags}{neutralise(prompt)}{END}{ASSISTANT}"
 
 
 @dataclass(frozen=True)

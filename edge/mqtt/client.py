@@ -46,6 +46,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.config.settings import MqttSettings
 from edge.core.messages import MqttProtocolInfo, StatePayload
@@ -288,7 +289,16 @@ class MqttClient:
         with self._lock:
             self._subscriptions[topic_filter] = qos
         if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos)
+            self._client.subscribe(self._with_options([(topic_filter, qos)]))
+
+    def _with_options(
+        self, subs: list[tuple[str, int]]
+    ) -> list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]:
+        """MQTT 5: retain-as-published, so a retained message published while we are subscribed
+        still arrives with its retain flag (handlers can refuse it); MQTT 3.1.1 clears it."""
+        if self.v5:
+            return [(f, SubscribeOptions(qos=q, retainAsPublished=True)) for f, q in subs]
+        return subs
 
     # ------------------------------------------------------------------ publishing
 
@@ -392,7 +402,7 @@ class MqttClient:
                 subs = list(self._subscriptions.items())
                 state = self._state_payload
             if subs:
-                client.subscribe(subs)
+                client.subscribe(self._with_options(subs))
             if self._byte_counter is not None:
                 self._byte_counter(connect_bytes(self.client_id, self.topics.status, b"offline", self.v5))
             if state is not None:

@@ -12,10 +12,15 @@ rows does not, because losing such a deletion to a power cut only means a re-pub
 at-least-once delivery allows (consumers de-duplicate on the id).
 
 The outbox is bounded by bytes. When a new message does not fit, the oldest rows are dropped,
-counted, and remembered as a pending drop report, which the publisher turns into an
-`outbox_dropped` event (in the same transaction that clears the report, so a report is never lost or
-sent twice). Rows whose time to live has passed are deleted unpublished, counted and reported the
-same way (`results_dropped`), as are rows the broker refused.
+counted, and entered in a loss ledger (table `losses`), which the publisher turns into an
+`outbox_dropped` event. Rows whose time to live has passed are deleted unpublished, counted and
+reported the same way (`results_dropped`). A report covers every loss of its cause since the last
+report the broker acknowledged: the ledger keeps an entry until the PUBACK of a report that covered
+it arrives, so a report that is itself lost (dropped, expired) leaves its range to the next one.
+
+Rows the broker refuses (a PUBACK reason code >= 128, e.g. an ACL) stay, with a retry time that
+doubles per refusal; they are bounded like any row (drop-oldest, expiry), so an ACL fixed later gets
+what is left.
 
 Time: a row's age is measured on the monotonic clock (CLOCK_MONOTONIC survives a daemon restart within
 one kernel boot; the kernel's boot id tells). A wall-clock step never expires a row. Across a reboot
@@ -71,6 +76,11 @@ log = logging.getLogger(__name__)
 BOOT_RANDOM_BITS = 20  # low bits of a boot number: random per start
 WAL_MAX_BYTES = 1 << 20  # the write-ahead log is checkpointed and truncated around this size
 RESERVE_BYTES = 4 << 20  # kept free on the filesystem: the WAL's bound, SQLite's temporary pages, slack
+# On a small filesystem the reserve and the WAL bound are this fraction of its size instead (a fixed
+# 4 MiB on a 256 KiB filesystem would refuse every write while the disk is mostly empty).
+SMALL_FS_SHARE = 8
+# Suspend makes /proc/uptime run ahead of CLOCK_MONOTONIC; beyond this the rows' ages restart.
+MONO_SKEW_TOLERANCE_S = 30.0
 # Why rows can be lost, and the meta-key prefix of each pending report ("drop" kept from v1 files).
 LOSS_PREFIX = {"full": "drop", "expired": "expire", "rejected": "reject", "damaged": "damage"}
 
@@ -88,9 +98,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     expires_at REAL,
     size       INTEGER NOT NULL,
     ttl        REAL,
-    born       REAL
+    born       REAL,
+    retry_at   REAL,
+    refusals   INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS losses (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    reason    TEXT    NOT NULL,
+    count     INTEGER NOT NULL,
+    bytes     INTEGER NOT NULL,
+    first_id  TEXT,
+    last_id   TEXT,
+    report_id TEXT
+);
 """
 
 _COUNTERS = (
@@ -116,19 +137,24 @@ class Outbox:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
-        reserve_bytes: int = RESERVE_BYTES,
-        wal_max_bytes: int = WAL_MAX_BYTES,
+        reserve_bytes: int | None = None,
+        wal_max_bytes: int | None = None,
         free_bytes: Callable[[], int] | None = None,
         kernel_boot_id: str | None = None,
+        uptime: Callable[[], float | None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = int(max_bytes)
-        self.reserve_bytes = int(reserve_bytes)
-        self.wal_max_bytes = int(wal_max_bytes)
+        self._unstored_seq = 0  # the highest seq given to a message sent without being stored
         self._clock = clock
         self._mono = monotonic
         self._free = free_bytes or (lambda: _free_bytes(self.path.parent))
         self._kernel_boot = _kernel_boot_id() if kernel_boot_id is None else kernel_boot_id
+        # The kernel's own time since boot (/proc/uptime is read, not faked by an LD_PRELOAD shim): it
+        # tells whether this process's monotonic clock is the one the rows were stamped with.
+        self._uptime = (
+            uptime if uptime is not None else (_proc_uptime if monotonic is time.monotonic else None)
+        )
         self._synchronous = synchronous
         self._lock = threading.RLock()  # re-entered when a write error leads to recovery
         self.damage: Damage | None = None  # set when a damaged file was moved aside by this object
@@ -137,9 +163,21 @@ class Outbox:
         self._wrote = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._lockfile = open(f"{self.path}.lock", "a+b")  # noqa: SIM115 (held open for our lifetime)
+            # The lock guards the database file, not the name it was reached by: a second daemon
+            # pointed at a symlink (or another path) to the same file must find it locked.
+            self.lock_path = Path(f"{self.path.resolve()}.lock")
+            self._lockfile = open(self.lock_path, "a+b")  # noqa: SIM115 (held open for our lifetime)
         except OSError as err:
             raise OutboxError(f"cannot create outbox at {self.path}: {err.strerror}") from None
+        fs_bytes = _filesystem_bytes(self.path.parent)
+        share = fs_bytes // SMALL_FS_SHARE if fs_bytes else None
+        # Sized to the filesystem the outbox is on, unless given: see SMALL_FS_SHARE.
+        self.reserve_bytes = int(
+            reserve_bytes if reserve_bytes is not None else min(RESERVE_BYTES, share or RESERVE_BYTES)
+        )
+        self.wal_max_bytes = int(
+            wal_max_bytes if wal_max_bytes is not None else min(WAL_MAX_BYTES, share or WAL_MAX_BYTES)
+        )
         try:
             fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -175,9 +213,11 @@ class Outbox:
         self._db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
-        for col in ("ttl", "born"):
-            if col not in columns:  # a file written before ages were monotonic
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} REAL")
+        for col, kind in (("ttl", "REAL"), ("born", "REAL"), ("retry_at", "REAL")):
+            if col not in columns:  # a file written before ages were monotonic / refusals were kept
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
+        if "refusals" not in columns:
+            self._db.execute("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0")
         now = self._mono()
         with self._tx(convert=False):
             for key in _COUNTERS:
@@ -192,10 +232,48 @@ class Outbox:
                 " WHERE ttl IS NULL AND expires_at IS NOT NULL"
             )
             # Monotonic ages carry over a restart only within one kernel boot (and only if sane).
+            skew = self._mono_skew(now)
+            was = self._get_text("mono_skew")
             if self._get_text("kernel_boot") != self._kernel_boot:
                 self._db.execute("UPDATE outbox SET born = ?", (now,))
                 self._set("kernel_boot", self._kernel_boot)
-            self._db.execute("UPDATE outbox SET born = ? WHERE born IS NULL OR born > ?", (now, now))
+            elif skew is not None and was is not None and abs(skew - float(was)) > MONO_SKEW_TOLERANCE_S:
+                # The monotonic clock is not the one the rows were stamped with (a clock shim, a
+                # container with its own time namespace): their ages cannot be trusted, so they restart.
+                n = self._db.execute("UPDATE outbox SET born = ?", (now,)).rowcount
+                log.warning(
+                    "outbox %s: the monotonic clock is %.0f s off the kernel's time since boot, %.0f s"
+                    " off what it was when the queued rows were stamped; %d row(s) start their age again",
+                    self.path,
+                    skew,
+                    skew - float(was),
+                    n,
+                )
+            if skew is not None:
+                self._set("mono_skew", repr(skew))
+            # A stamp in the future, or before the kernel booted (monotonic time starts near 0 at
+            # boot), is impossible on this clock: restart its age rather than expire it.
+            self._db.execute(
+                "UPDATE outbox SET born = ? WHERE born IS NULL OR born > ? OR born < 0", (now, now)
+            )
+            # Refused rows are tried once more by a new process (the ACL may have been fixed), in order.
+            self._db.execute("UPDATE outbox SET retry_at = NULL WHERE retry_at IS NOT NULL")
+            # Pending loss reports of files written before the ledger: carried into it.
+            for reason, p in LOSS_PREFIX.items():
+                count = self._get(f"{p}_pending")
+                if count:
+                    self._db.execute(
+                        "INSERT INTO losses(reason, count, bytes, first_id, last_id) VALUES (?, ?, ?, ?, ?)",
+                        (
+                            reason,
+                            count,
+                            self._get(f"{p}_pending_bytes"),
+                            self._get_text(f"{p}_first_id"),
+                            self._get_text(f"{p}_last_id"),
+                        ),
+                    )
+                    self._set(f"{p}_pending", 0)
+                    self._set(f"{p}_pending_bytes", 0)
 
     def _check(self) -> None:
         """A quick structural check of every page: garbage in the middle of the file is found now,
@@ -316,6 +394,16 @@ class Outbox:
                 )
         return StorageError(f"outbox {self.path}: write failed ({err})", full=False, free_bytes=free)
 
+    def _mono_skew(self, now: float) -> float | None:
+        """This process's monotonic clock minus the kernel's time since boot (None: unknown)."""
+        if self._uptime is None:
+            return None
+        try:
+            up = self._uptime()
+        except OSError:
+            return None
+        return None if up is None else now - up
+
     def free_bytes(self) -> int | None:
         try:
             return int(self._free())
@@ -368,10 +456,20 @@ class Outbox:
         number is not used: no gaps.
         """
         with self._tx():
-            seq = self._get("seq") + 1
+            seq = max(self._get("seq"), self._unstored_seq) + 1
             message = build(seq)
             self._set("seq", seq)
             self._insert(message)
+        return seq, message
+
+    def number_unstored(self, build: Callable[[int], OutboxMessage]) -> tuple[int, OutboxMessage]:
+        """The next `seq` for a message that goes to the broker without being stored (the disk
+        cannot take it): counted in memory, so the stored ones that follow continue after it. A
+        crash before the next stored write loses only the counter; the next boot has a new number."""
+        with self._lock:
+            seq = max(self._get("seq"), self._unstored_seq) + 1
+            message = build(seq)
+            self._unstored_seq = seq
         return seq, message
 
     def _limit(self) -> int:
@@ -452,48 +550,89 @@ class Outbox:
         )
 
     def _note_lost(self, reason: str, count: int, size: int, first: str | None, last: str | None) -> None:
-        p = LOSS_PREFIX[reason]
+        """Record a loss in the ledger: merged into the newest entry not yet reported, if any."""
         if reason == "full":
             self._add("dropped_total", count)
-        if self._get(f"{p}_pending") == 0:
-            self._set(f"{p}_first_id", first)
-        self._add(f"{p}_pending", count)
-        self._add(f"{p}_pending_bytes", size)
-        self._set(f"{p}_last_id", last)
+        open_entry = self._db.execute(
+            "SELECT id, count FROM losses WHERE reason = ? AND report_id IS NULL ORDER BY id DESC LIMIT 1",
+            (reason,),
+        ).fetchone()
+        if open_entry is None:
+            self._db.execute(
+                "INSERT INTO losses(reason, count, bytes, first_id, last_id) VALUES (?, ?, ?, ?, ?)",
+                (reason, count, size, first, last),
+            )
+            return
+        entry, had = open_entry
+        total = -1 if had < 0 or count < 0 else had + count  # -1: an unknown number
+        self._db.execute(
+            "UPDATE losses SET count = ?, bytes = bytes + ?, last_id = COALESCE(?, last_id),"
+            " first_id = COALESCE(first_id, ?) WHERE id = ?",
+            (total, size, last, first, entry),
+        )
 
     def report_drops(
         self, build_event: Callable[[DropReport], OutboxMessage], reason: str = "full"
     ) -> DropReport | None:
-        """If rows were lost for `reason` since the last report, enqueue `build_event(report)` and
-        clear it. One transaction: the report is cleared exactly when its event is committed."""
-        p = LOSS_PREFIX[reason]
+        """If rows were lost for `reason` since the last report, enqueue `build_event(report)`.
+
+        The report covers every loss since the last report the broker acknowledged, not only the
+        new ones: a report that is itself lost (dropped, expired, refused for ever) leaves its range
+        to the next one. Its entries leave the ledger when its PUBACK arrives (`delete`). One
+        transaction: the ledger is marked exactly when the event is committed."""
         with self._tx():
-            count = self._get(f"{p}_pending")
-            if count == 0:
+            entries = self._db.execute(
+                "SELECT count, bytes, first_id, last_id, report_id FROM losses WHERE reason = ? ORDER BY id",
+                (reason,),
+            ).fetchall()
+            new = [e for e in entries if e[4] is None]
+            if not new:
                 return None
+            counts = [e[0] for e in entries]
             report = DropReport(
-                count=count,
-                bytes=self._get(f"{p}_pending_bytes"),
-                first_id=self._get_text(f"{p}_first_id"),
-                last_id=self._get_text(f"{p}_last_id"),
+                count=-1 if any(c < 0 for c in counts) else sum(counts),
+                bytes=sum(e[1] for e in entries),
+                first_id=next((e[2] for e in entries if e[2] is not None), None),
+                last_id=next((e[3] for e in reversed(entries) if e[3] is not None), None),
                 reason=reason,
+                new=-1 if any(e[0] < 0 for e in new) else sum(e[0] for e in new),
+                unacknowledged_reports=len({e[4] for e in entries if e[4] is not None}),
             )
-            self._set(f"{p}_pending", 0)
-            self._set(f"{p}_pending_bytes", 0)
-            self._set(f"{p}_first_id", None)
-            self._set(f"{p}_last_id", None)
-            self._insert(build_event(report))
+            message = build_event(report)
+            self._db.execute(
+                "UPDATE losses SET report_id = ? WHERE reason = ? AND report_id IS NULL",
+                (message.msg_id, reason),
+            )
+            self._insert(message)
         return report
+
+    def _settle_reports(self, msg_ids: list[str]) -> None:
+        """Loss reports the broker acknowledged: what each covered leaves the ledger."""
+        for msg_id in msg_ids:
+            hit = self._db.execute(
+                "SELECT reason, MAX(id) FROM losses WHERE report_id = ? GROUP BY reason", (msg_id,)
+            ).fetchall()
+            for reason, upto in hit:
+                self._db.execute("DELETE FROM losses WHERE reason = ? AND id <= ?", (reason, upto))
+
+    def pending_losses(self, reason: str = "full") -> int:
+        """Messages lost for `reason` and not yet covered by an acknowledged report."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(count), 0) FROM losses WHERE reason = ?", (reason,)
+            ).fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ reading and acknowledging
 
     def next_batch(self, after_row: int, limit: int) -> list[StoredMessage]:
-        """The next `limit` live rows after `after_row`, in order; expired ones are purged first."""
+        """The next `limit` live rows after `after_row`, in order; expired ones are purged first
+        (refused rows waiting for their retry too: they are not in flight)."""
         now = self._mono()
         with self._tx(durable=False):
             expired = self._db.execute(
-                "SELECT row, size, msg_id FROM outbox WHERE row > ? AND ttl IS NOT NULL AND born + ttl <= ?"
-                " ORDER BY row",
+                "SELECT row, size, msg_id FROM outbox WHERE (row > ? OR retry_at IS NOT NULL)"
+                " AND ttl IS NOT NULL AND born + ttl <= ? ORDER BY row",
                 (after_row, now),
             ).fetchall()
             if expired:
@@ -510,10 +649,35 @@ class Outbox:
                 )
             rows = self._db.execute(
                 "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born"
-                " FROM outbox WHERE row > ? ORDER BY row LIMIT ?",
+                " FROM outbox WHERE row > ? AND retry_at IS NULL ORDER BY row LIMIT ?",
                 (after_row, limit),
             ).fetchall()
         return [_stored(r) for r in rows]
+
+    def refused_due(self, limit: int) -> list[StoredMessage]:
+        """Refused rows whose retry time has come, oldest first; they count as handed over again
+        (their retry time is cleared until the broker answers)."""
+        now = self._mono()
+        with self._tx(durable=False):
+            rows = self._db.execute(
+                "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born"
+                " FROM outbox WHERE retry_at IS NOT NULL AND retry_at <= ? ORDER BY row LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            self._db.executemany("UPDATE outbox SET retry_at = NULL WHERE row = ?", ((r[0],) for r in rows))
+        return [_stored(r) for r in rows]
+
+    def refuse_again(self, rows: Iterable[int]) -> None:
+        """Rows taken by `refused_due` that could not be handed over: due again now."""
+        now = self._mono()
+        with self._tx(durable=False):
+            self._db.executemany("UPDATE outbox SET retry_at = ? WHERE row = ?", ((now, r) for r in rows))
+
+    def next_retry_s(self) -> float | None:
+        """Seconds until the next refused row is due (0 if one is), or None if none waits."""
+        with self._lock:
+            at = self._db.execute("SELECT MIN(retry_at) FROM outbox WHERE retry_at IS NOT NULL").fetchone()[0]
+        return None if at is None else max(0.0, float(at) - self._mono())
 
     def remaining_s(self, stored: StoredMessage) -> float | None:
         """Seconds `stored` has left to live (monotonic), or None if it never expires."""
@@ -524,29 +688,58 @@ class Outbox:
         return self._mono() - stored.born
 
     def delete(self, rows: Iterable[int]) -> int:
-        """Acknowledged (or rejected) rows leave the outbox. Rows already gone are ignored."""
+        """Acknowledged rows leave the outbox. Rows already gone are ignored. An acknowledged loss
+        report settles the losses it covered."""
         rows = list(rows)
         if not rows:
             return 0
         with self._tx(durable=False):
-            return self._delete(rows)
-
-    def reject(self, rows: Iterable[int]) -> int:
-        """Rows the broker refused (e.g. not authorized): deleted, counted and reported, never retried."""
-        rows = list(rows)
-        with self._tx(durable=False):
             marks = ",".join("?" * len(rows))
-            ids = [
+            events = [
                 r[0]
                 for r in self._db.execute(
-                    f"SELECT msg_id FROM outbox WHERE row IN ({marks}) ORDER BY row", rows
+                    f"SELECT msg_id FROM outbox WHERE row IN ({marks}) AND kind = 'event'", rows
                 )
             ]
             n = self._delete(rows)
-            self._add("rejected_total", n)
+            self._settle_reports(events)
+            return n
+
+    def reject(self, rows: Iterable[int]) -> int:
+        """Rows that can never be published (an invalid topic, a payload over the broker's limit):
+        deleted, counted and reported as lost."""
+        rows = list(rows)
+        with self._tx(durable=False):
+            marks = ",".join("?" * len(rows))
+            found = self._db.execute(
+                f"SELECT msg_id, size FROM outbox WHERE row IN ({marks}) ORDER BY row", rows
+            ).fetchall()
+            n = self._delete(rows)
             if n:
-                self._note_lost("rejected", n, 0, ids[0], ids[-1])
+                self._note_lost("rejected", n, sum(s for _, s in found), found[0][0], found[-1][0])
         return n
+
+    def refuse(self, rows: Iterable[int], *, retry_min_s: float, retry_max_s: float) -> list[tuple[str, int]]:
+        """Rows the broker refused (e.g. an ACL: not authorized) stay, to be retried with backoff:
+        `retry_min_s` doubling per refusal up to `retry_max_s`. The outbox's bounds still hold (drop-
+        oldest and expiry take them like any row), so a refusal fixed later gets what is left.
+        Returns (msg_id, refusals so far) per row still here."""
+        rows = list(rows)
+        now = self._mono()
+        out: list[tuple[str, int]] = []
+        with self._tx(durable=False):
+            for row in rows:
+                hit = self._db.execute("SELECT msg_id, refusals FROM outbox WHERE row = ?", (row,)).fetchone()
+                if hit is None:
+                    continue
+                n = int(hit[1]) + 1
+                delay = min(retry_max_s, retry_min_s * 2 ** min(n - 1, 30))
+                self._db.execute(
+                    "UPDATE outbox SET refusals = ?, retry_at = ? WHERE row = ?", (n, now + delay, row)
+                )
+                out.append((str(hit[0]), n))
+            self._add("rejected_total", len(out))
+        return out
 
     def _delete(self, rows: list[int]) -> int:
         marks = ",".join("?" * len(rows))
@@ -580,7 +773,14 @@ class Outbox:
                 dropped_total=self._get("dropped_total"),
                 expired_total=self._get("expired_total"),
                 rejected_total=self._get("rejected_total"),
-                drop_pending=self._get("drop_pending"),
+                drop_pending=int(
+                    self._db.execute(
+                        "SELECT COALESCE(SUM(count), 0) FROM losses WHERE reason = 'full' AND report_id IS NULL"
+                    ).fetchone()[0]
+                ),
+                refused=int(
+                    self._db.execute("SELECT COUNT(*) FROM outbox WHERE retry_at IS NOT NULL").fetchone()[0]
+                ),
                 wal_bytes=self.wal_bytes(),
                 free_bytes=self.free_bytes(),
                 storage=self.storage,
@@ -589,6 +789,21 @@ class Outbox:
 
     def depth(self) -> int:
         return self.stats().depth
+
+
+def _proc_uptime() -> float | None:
+    try:
+        return float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _filesystem_bytes(directory: Path) -> int | None:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return int(st.f_blocks * st.f_frsize) or None
 
 
 def default_outbox_path() -> Path:

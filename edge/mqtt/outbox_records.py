@@ -108,7 +108,7 @@ class Damage:
 
 @dataclass(frozen=True)
 class DropReport:
-    """Rows lost since the last report: dropped to make room (`full`), expired, rejected by the
+    """Rows lost since the last acknowledged report: dropped to make room (`full`), expired, rejected by the
     broker, or lost with a damaged file (`damaged`; `count` -1 if the file could not be read)."""
 
     count: int
@@ -116,6 +116,8 @@ class DropReport:
     first_id: str | None
     last_id: str | None
     reason: str = "full"
+    new: int = 0  # of `count`, lost since the previous report (the rest: reports not acknowledged)
+    unacknowledged_reports: int = 0  # earlier reports whose range this one repeats
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class OutboxStats:
     expired_total: int
     rejected_total: int
     drop_pending: int
+    refused: int = 0  # rows the broker refused, waiting for their retry
     wal_bytes: int = 0
     free_bytes: int | None = None  # on the outbox's filesystem
     storage: Literal["ok", "full", "error"] = "ok"  # how the last write went

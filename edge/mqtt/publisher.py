@@ -8,13 +8,18 @@ and after a restart the outbox replays from its first row. Acknowledgements arri
 and are queued here, so SQLite is only touched by this thread and the callers.
 
 A PUBACK with a failure reason code (MQTT 5: e.g. 135 "not authorized" when an ACL denies the topic)
-removes the row as rejected, counted and logged: retrying would be refused again. Under MQTT 3.1.1
-brokers acknowledge denied messages as if delivered; there is no way to tell.
+keeps the row, logged once and counted, and retries it with backoff (`refused_retry_min_s` doubling
+up to `refused_retry_max_s`): an ACL fixed later gets what the outbox's size and age bounds kept.
+Under MQTT 3.1.1 a broker acknowledges a denied message as if delivered (or drops the connection);
+there is no way to tell.
 
-Storage failures (disk full, I/O error, a damaged file) never reach the callers: the message is
-held in memory (bounded, `hold_max`), the failure is logged once with the path and the free space,
-counted, shown in health (`storage`) and announced by an event sent directly to the broker; this
-thread retries every second and production resumes by itself when the disk takes writes again.
+Storage failures (disk full, I/O error, a damaged file) never reach the callers. While the broker is
+connected the message goes to it directly (QoS 1, confirmed by its PUBACK, user property
+`persisted=false`: a restart before the PUBACK loses it), oldest held ones first, at most `window`
+unconfirmed; otherwise it is held in memory (bounded, `hold_max`). The failure is logged once with
+the path and the free space, counted, shown in health (`storage`) and announced by an event sent
+directly to the broker; this thread retries the disk every second and storing resumes by itself when
+it takes writes again. A disk that never frees therefore costs durability, not delivery.
 Anything lost on the way (held messages beyond the bound, rows dropped, expired, rejected or lost
 with a damaged file) is reported as an event.
 """
@@ -61,13 +66,15 @@ class PublisherStats:
     published: int  # acknowledged by the broker, this process
     dropped: int  # drop-oldest, durable total
     expired: int  # durable total
-    rejected: int  # refused by the broker (PUBACK reason >= 128), durable total
+    rejected: int  # refusals by the broker (PUBACK reason >= 128), durable total
     latency_p50_ms: float | None  # commit -> PUBACK
     latency_p99_ms: float | None
     storage: Literal["ok", "full", "error"] = "ok"
     storage_errors: int = 0  # failed writes, this process
     held: int = 0  # messages held in memory until the outbox takes them
     lost: int = 0  # held messages given up (the memory bound), this process
+    refused_waiting: int = 0  # refused rows in the outbox waiting for their retry
+    unstored_sent: int = 0  # sent directly, not stored, confirmed by the broker, this process
 
 
 class Publisher:
@@ -88,6 +95,8 @@ class Publisher:
         hold_max: int = 256,
         storage_retry_s: float = 1.0,
         image_gate: ImageGate | None = None,
+        refused_retry_min_s: float = 5.0,
+        refused_retry_max_s: float = 300.0,
     ) -> None:
         """`image_gate`: asked before each image is handed to paho; an image it refuses is deleted
         (it counts the drop) or left in the outbox, skipped, and asked about again each round."""
@@ -113,6 +122,12 @@ class Publisher:
         self._event_seq = itertools.count(1)
         self.hold_max = hold_max
         self.storage_retry_s = storage_retry_s
+        self.refused_retry_min_s = refused_retry_min_s
+        self.refused_retry_max_s = refused_retry_max_s
+        self._refusals = 0
+        self._unstored: dict[int, _Held] = {}  # mid -> sent directly, not stored, waiting for PUBACK
+        self._unstored_lock = threading.Lock()
+        self._unstored_sent = 0
         self._held: deque[_Held] = deque()
         self._held_lock = threading.Lock()
         self.storage: Literal["ok", "full", "error"] = "ok"
@@ -178,7 +193,10 @@ class Publisher:
             self.outbox.enqueue_numbered(make)
         except StorageError as err:
             self._storage_failed(err)
-            self._hold(_Held(make=make, what="result"))
+            item = _Held(make=make, what="result")
+            if self._send_unstored(item):
+                return built[0]
+            self._hold(item)
             return None
         self._wake.set()
         return built[0]
@@ -225,7 +243,9 @@ class Publisher:
                 self.outbox.enqueue(message)
             except StorageError as err:
                 self._storage_failed(err)
-                self._hold(_Held(message=message, what=message.kind))
+                item = _Held(message=message, what=message.kind)
+                if not self._send_unstored(item):
+                    self._hold(item)
         self._wake.set()
 
     # ------------------------------------------------------------------ storage failures
@@ -266,8 +286,75 @@ class Publisher:
         # The outbox cannot take it: straight to the broker (paho holds it while disconnected), and
         # held so that it is also stored, like everything else, when the disk recovers.
         message = self._event_message(event)
-        self._direct(message)
-        self._hold(_Held(message=message, what="event"))
+        item = _Held(message=message, what="event")
+        if not self._send_unstored(item):
+            self._direct(message)
+            self._hold(item)
+
+    def _send_unstored(self, item: _Held) -> bool:
+        """The disk cannot take `item`: send it to the broker directly if connected and fewer than
+        `window` such sends wait for their PUBACK. False: not sent (hold it)."""
+        if not self.client.is_connected:
+            return False
+        with self._unstored_lock:
+            if len(self._unstored) >= self.window:
+                return False
+            if item.message is None:
+                assert item.make is not None
+                _, item.message = self.outbox.number_unstored(item.make)
+                item.make = None
+            m = item.message
+            props = self.client.properties(
+                content_type=m.content_type,
+                user=(*m.user_properties, ("persisted", "false")),
+                expiry_s=math.ceil(m.ttl_s) if m.ttl_s else None,
+            )
+            try:
+                info = self.client.publish(
+                    m.topic, m.payload, qos=max(1, m.qos), retain=m.retain, properties=props
+                )
+            except ValueError as err:
+                log.error("message %s cannot be published (%s); dropped", m.msg_id, err)
+                with self._held_lock:
+                    self._lost_total += 1
+                    self._lost.append(item.what)
+                return True
+            if not publish_ok(info):
+                return False  # numbered now: the caller holds it, ahead of what came later
+            self._unstored[info.mid] = item
+        return True
+
+    def _hold_numbered(self, item: _Held) -> None:
+        """A numbered message paho did not take: first in line again (its seq is older)."""
+        with self._held_lock:
+            self._held.appendleft(item)
+
+    def _send_held_unstored(self) -> None:
+        """The disk still refuses: send what is held directly, oldest first, while the broker is there."""
+        while self.client.is_connected:
+            with self._held_lock:
+                if not self._held:
+                    return
+                item = self._held.popleft()
+            if not self._send_unstored(item):
+                self._hold_numbered(item)
+                return
+
+    def _unstored_ack(self, mid: int, code: int, reason: str) -> bool:
+        """A PUBACK for a message sent unstored? Confirmed, or (refused) counted as lost."""
+        with self._unstored_lock:
+            item = self._unstored.pop(mid, None)
+        if item is None:
+            return False
+        if code >= 128:
+            msg_id = item.message.msg_id if item.message else "?"
+            log.error("broker refused %s, sent unstored: %s (code %d); lost", msg_id, reason, code)
+            with self._held_lock:
+                self._lost_total += 1
+                self._lost.append(item.what)
+        else:
+            self._unstored_sent += 1
+        return True
 
     def _direct(self, m: OutboxMessage) -> None:
         try:
@@ -302,11 +389,14 @@ class Publisher:
                 self._storage_errors += 1
                 if self.storage == "ok":
                     self._storage_failed(err)
+                self._send_held_unstored()
                 return
             with self._held_lock:
                 if self._held and self._held[0] is item:
                     self._held.popleft()
             stored += 1
+        if stored == 0 and self.storage != "ok" and self.outbox.storage != "ok":
+            return  # nothing was held to try the disk with: the next result's write tells
         with self._held_lock:
             lost, self._lost = self._lost, []
         if lost:
@@ -465,11 +555,19 @@ class Publisher:
         room = self.window - len(self._in_flight)
         if room <= 0:
             return
-        batch = self.outbox.next_batch(self._cursor, room)
+        flying = {s.row for s in self._in_flight.values()}
+        batch = [s for s in self.outbox.next_batch(self._cursor, room) if s.row not in flying]
         for stored in batch:
             if not self._send(stored):
                 break  # try again on the next round
-        if not batch and not self._in_flight:
+        room = self.window - len(self._in_flight)
+        retries = self.outbox.refused_due(room) if room > 0 else []
+        for i, stored in enumerate(retries):
+            if not self._send(stored, retry=True):
+                # not taken by paho: due again at once, on the next round
+                self.outbox.refuse_again([s.row for s in retries[i:]])
+                break
+        if not batch and not retries and not self._in_flight:
             self._drained_checkpoint()
 
     def _drained_checkpoint(self) -> None:
@@ -514,12 +612,12 @@ class Publisher:
         self._cursor = max(self._cursor, stored.row)
         return False
 
-    def _send(self, stored: StoredMessage) -> bool:
+    def _send(self, stored: StoredMessage, retry: bool = False) -> bool:
         if not self._admitted(stored):
             return True
-        return self._hand_over(stored)
+        return self._hand_over(stored, retry)
 
-    def _hand_over(self, stored: StoredMessage) -> bool:
+    def _hand_over(self, stored: StoredMessage, retry: bool = False) -> bool:
         m = stored.message
         expiry = None
         left = self.outbox.remaining_s(stored)
@@ -539,7 +637,8 @@ class Publisher:
         if not publish_ok(info):
             log.warning("paho did not take %s (rc %s); retrying", m.msg_id, info.rc)
             return False  # no wake-up: the next try is at the loop's 1 s tick, not a busy loop
-        self._cursor = max(self._cursor, stored.row)
+        if not retry:  # a retried row lies behind the cursor already
+            self._cursor = max(self._cursor, stored.row)
         if m.qos == 0:
             # No PUBACK for QoS 0: handing it over is all there is.
             self.outbox.delete([stored.row])
@@ -549,7 +648,7 @@ class Publisher:
 
     def _process_acks(self) -> None:
         done: list[int] = []
-        rejected: list[int] = []
+        refused: list[tuple[StoredMessage, int, str]] = []
         while True:
             try:
                 mid, code, reason = self._acks.get_nowait()
@@ -557,24 +656,40 @@ class Publisher:
                 break
             stored = self._in_flight.pop(mid, None)
             if stored is None:
-                continue  # a direct publish (state, status, replies) or a QoS 0 message
+                self._unstored_ack(mid, code, reason)
+                continue  # else a direct publish (state, status, replies) or a QoS 0 message
             if code >= 128:
-                log.error(
-                    "broker refused %s on %s: %s (code %d); dropped",
-                    stored.message.msg_id,
-                    stored.message.topic,
-                    reason,
-                    code,
-                )
-                rejected.append(stored.row)
+                refused.append((stored, code, reason))
             else:
                 done.append(stored.row)
                 self._latencies.append(self.outbox.age_s(stored) * 1000.0)
         if done:
             self.outbox.delete(done)
             self._published += len(done)
-        if rejected:
-            self.outbox.reject(rejected)
+        if refused:
+            counts = dict(
+                self.outbox.refuse(
+                    [s.row for s, _, _ in refused],
+                    retry_min_s=self.refused_retry_min_s,
+                    retry_max_s=self.refused_retry_max_s,
+                )
+            )
+            self._refusals += len(refused)
+            for stored, code, reason in refused:
+                n = counts.get(stored.message.msg_id)
+                if n is None:
+                    continue  # dropped or expired meanwhile
+                # Once per message at ERROR; its later refusals only at DEBUG (the backoff says when).
+                log.log(
+                    logging.ERROR if n == 1 else logging.DEBUG,
+                    "broker refused %s on %s: %s (code %d); kept in the outbox, retried with backoff"
+                    " (refusal %d)",
+                    stored.message.msg_id,
+                    stored.message.topic,
+                    reason,
+                    code,
+                    n,
+                )
 
     def _maybe_report_drops(self) -> None:
         now = time.monotonic()
@@ -584,11 +699,14 @@ class Publisher:
             return  # the reports stay pending in the outbox until it takes writes again
 
         def build(report: DropReport) -> OutboxMessage:
+            # Cumulative: everything lost since the last report the broker acknowledged.
             detail: dict[str, object] = {
                 "count": report.count,
                 "bytes": report.bytes,
                 "first_id": report.first_id,
                 "last_id": report.last_id,
+                "new": report.new,
+                "repeats_reports": report.unacknowledged_reports,
             }
             if report.reason == "full":
                 event = self.event(
@@ -614,7 +732,9 @@ class Publisher:
                     },
                 )
             else:
-                words = {"expired": "expired unpublished", "rejected": "refused by the broker"}[report.reason]
+                words = {"expired": "expired unpublished", "rejected": "unpublishable, removed"}[
+                    report.reason
+                ]
                 event = self.event(
                     "results_dropped",
                     reason=f"{report.count} message(s) {words}",
@@ -638,6 +758,8 @@ class Publisher:
             dropped=st.dropped_total,
             expired=st.expired_total,
             rejected=st.rejected_total,
+            refused_waiting=st.refused,
+            unstored_sent=self._unstored_sent,
             latency_p50_ms=percentile(lat, 0.50),
             latency_p99_ms=percentile(lat, 0.99),
             storage=self.storage,

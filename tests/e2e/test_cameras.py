@@ -160,3 +160,18 @@ def test_camera_config_errors_stop_the_daemon_with_one_line(
     assert run.returncode == 2, run.stderr
     assert expected in run.stderr and str(config) in run.stderr, run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_an_unreadable_file_camera_is_not_reported_as_a_30_s_timeout(tmp_path: Path, mosquitto) -> None:
+    """Before: "no frame from camera main within 30s", logged one second after start."""
+    broken = tmp_path / "broken.png"  # one unreadable still image, played once: the source ends at once
+    broken.write_bytes(b"\x00not an image\x00" * 100)
+    cfg = base_settings(tmp_path, mosquitto, camera={"source": str(broken), "loop": False})
+    d = start_daemon(tmp_path, cfg)
+    try:
+        d.notify.wait_for("READY", "1", 90)
+        log = d.log()
+    finally:
+        d.stop()
+    (line,) = [x for x in log.splitlines() if "no frame from camera main" in x]
+    assert "within 30s" not in line and "source ended: main" in line, line

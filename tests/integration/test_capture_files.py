@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,53 @@ def test_grab_frame_one_shot(stream_videos: Videos, image_dir: ImageDir) -> None
     assert grab_frame(CameraSettings(source=str(image_dir.path), pace="asap")).image.shape == (120, 160, 3)
     with pytest.raises(CameraError, match="no valid frame"):
         grab_frame(CameraSettings(source=str(image_dir.path / "*b_*"), pace="asap"), timeout_s=0.5)
+
+
+def _declaring(width: int, height: int) -> bytes:
+    """A small real JPEG whose frame header (SOF0) is patched to declare `width` x `height`."""
+    from edge.imaging.opencv import cv2
+
+    ok, buf = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    at = data.index(b"\xff\xc0")
+    data[at + 5 : at + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("name", ["huge.jpg", "huge-without-suffix"])
+def test_a_single_image_file_is_header_checked_like_a_folder(tmp_path: Path, name: str) -> None:
+    """Before: a still image as `camera.source` went to FFmpeg, which decoded whatever size it declared
+    (12000x12000: 432 MB per read) and looped through camera_lost/reconnect. Now it is read like an
+    image folder's file: refused from its header, counted as invalid, never decoded."""
+    from edge.capture.factory import build_camera
+
+    path = tmp_path / name
+    path.write_bytes(_declaring(12000, 12000))
+    settings = CameraSettings(source=str(path), fps=20, stall_s=2.0)
+    assert build_camera(settings).kind == "images"
+    grabber = Grabber(settings)
+    grabber.start()
+    try:
+        deadline = time.monotonic() + 20
+        while grabber.stats().invalid < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = grabber.stats()
+    finally:
+        assert grabber.stop(2.0)
+    assert stats.invalid >= 3 and stats.frames == 0
+
+
+def test_a_single_image_file_is_downscaled_by_the_default_max_edge(tmp_path: Path) -> None:
+    from edge.imaging.opencv import cv2
+
+    path = tmp_path / "wide.png"
+    assert cv2.imwrite(str(path), np.zeros((100, 4000, 3), np.uint8))
+    settings = CameraSettings(source=str(path), pace="asap", loop=False)
+    assert settings.max_edge == 1920
+    grabber = Grabber(settings)
+    grabber.start()
+    try:
+        frame = grabber.wait_frame(-1, timeout=10)
+    finally:
+        grabber.stop(2.0)
+    assert frame is not None and frame.image.shape[1] == 1920

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -100,21 +102,36 @@ def test_password_from_credentials_directory(
         client.stop()
 
 
-def test_acl_denial_is_reported_and_the_row_dropped(
+def test_acl_denial_keeps_the_result_and_an_acl_fixed_later_gets_it(
     mosquitto_auth: Broker, collector_factory: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """MQTT 5 PUBACK 135 (not authorized): the row stays in the outbox, retried with backoff,
+    logged once; the rest of the stream is not held up; once the broker's ACL allows the topic
+    (SIGHUP reloads it) the kept result goes out."""
     sub: Collector = collector_factory(mosquitto_auth, f"{ROOT}/#")
-    stack = make_stack(mosquitto_auth.mqtt_settings(), tmp_path / "o.db").start()
+    stack = make_stack(
+        mosquitto_auth.mqtt_settings(), tmp_path / "o.db", refused_retry_min_s=0.2, refused_retry_max_s=0.5
+    ).start()
     try:
         with caplog.at_level(logging.ERROR, logger="edge.mqtt.publisher"):
             denied = stack.publisher.publish_result(result_builder(task="denied"))
             allowed = stack.publisher.publish_result(result_builder(task="caption"))
             (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
-            wait_until(lambda: stack.outbox.stats().depth == 0, what="outbox drained")
-        assert msg.json()["id"] == allowed.id
-        assert stack.publisher.stats().rejected == 1
-        assert any(denied.id in r.getMessage() and "135" in r.getMessage() for r in caplog.records)
+            assert msg.json()["id"] == allowed.id
+            wait_until(lambda: stack.publisher.stats().rejected >= 3, what="three refusals (retried)")
+        st = stack.publisher.stats()
+        assert st.depth == 1 and st.refused_waiting + st.in_flight == 1
+        said = [r for r in caplog.records if denied.id in r.getMessage() and "135" in r.getMessage()]
+        assert len(said) == 1  # once per message, not once per retry
         assert sub.on(f"{ROOT}/+/denied/#") == []
+        # The operator fixes the ACL; mosquitto reloads it on SIGHUP.
+        acl = mosquitto_auth.directory / "acl"
+        acl.write_text(acl.read_text().replace("topic deny edge/+/+/denied/#\n", ""))
+        assert mosquitto_auth.pid is not None
+        os.kill(mosquitto_auth.pid, signal.SIGHUP)
+        (got,) = sub.wait_topic(f"{ROOT}/main/denied/result", timeout=30)
+        assert got.json()["id"] == denied.id
+        wait_until(lambda: stack.outbox.stats().depth == 0, what="outbox drained")
     finally:
         stack.stop()
 

@@ -131,6 +131,21 @@ def test_retained_command_is_refused_not_replayed(
     assert runtime.calls == []
 
 
+def test_retained_command_published_while_connected_is_refused_too(wired: Any) -> None:
+    """A live retained publish is forwarded with its retain flag cleared unless the subscription
+    asks for retain-as-published (MQTT 5); with it, the router sees the flag and refuses."""
+    stack, runtime, sub = wired
+    sub.publish(f"{ROOT}/cmd/pause", b"{}", retain=True)
+    (reply,) = sub.wait_topic(f"{ROOT}/reply/pause")
+    assert reply.json()["ok"] is False and "retained" in reply.json()["error"]
+    sub.publish(f"{ROOT}/cmd/pause", b"", retain=True)  # clear the retained message
+    sub.publish(f"{ROOT}/cmd/resume", b"{}")
+    (resumed,) = sub.wait_topic(f"{ROOT}/reply/resume")
+    assert resumed.json()["ok"] is True
+    assert all(r.json()["ok"] is False for r in sub.on(f"{ROOT}/reply/pause"))
+    assert runtime.calls == [("resume", None)]
+
+
 @pytest.mark.parametrize(
     ("verb", "body", "task"), [("ask", {"prompt": "Is the door open?"}, "ask"), ("capture", {}, "caption")]
 )

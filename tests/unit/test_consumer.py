@@ -189,6 +189,24 @@ def test_availability_and_events() -> None:
     assert (dev.online, dev.offline_count, dev.events, dev.dropped_reported) == (False, 1, 1, 7)
 
 
+def test_every_kind_of_loss_is_counted_and_a_repeated_range_once() -> None:
+    """`results_dropped` counts as much as `outbox_dropped`; a report that repeats the range of one
+    the broker had not acknowledged (same first_id, larger count) replaces it instead of adding."""
+    t = Tracker()
+
+    def ev(n: int, kind: str, **detail: object) -> EventPayload:
+        return EventPayload(id=f"cam-01-{BOOT}-e{n}", device="cam-01", at="x", event=kind, detail=detail)  # type: ignore[arg-type]
+
+    t.event(ev(1, "outbox_dropped", count=3, first_id="a1", last_id="a3"))
+    t.event(ev(2, "results_dropped", cause="expired", count=2, first_id="b1", last_id="b2"))
+    t.event(ev(3, "results_dropped", cause="expired", count=5, first_id="b1", last_id="b5"))  # repeats e2
+    t.event(ev(4, "results_dropped", cause="storage", count=4))
+    t.event(ev(5, "outbox_damaged", count=None, first_id=None))
+    (dev,) = t.report().devices
+    assert dev.dropped_reported == 3 + 5 + 4
+    assert dict(dev.dropped_by_cause) == {"full": 3, "expired": 5, "storage": 4, "damaged": 0}
+
+
 def test_results_lost_with_a_damaged_outbox_at_the_end_of_a_boot_become_a_gap() -> None:
     """No later seq reveals them; the outbox_damaged event's boot and last_seq do."""
     t = Tracker()

@@ -126,3 +126,39 @@ def test_opencv_refuses_oversized_images_itself(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, cwd=str(REPO)
     )
     assert out.stdout.strip() == "refused", out.stderr[-500:]
+
+
+_TRUNCATED_CHILD = """
+import sys
+import numpy as np
+from edge.core.errors import FrameError
+from edge.imaging.imageio import decode_image_bytes
+from edge.imaging.opencv import cv2
+rng = np.random.default_rng(7)
+ok, buf = cv2.imencode(".jpg", rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+whole = buf.tobytes()
+cut = whole[: len(whole) // 2] + b"\\xff\\xd9"  # truncated, with an end marker appended
+print("whole", decode_image_bytes(whole).shape, flush=True)
+sys.stderr.write("a line of our own\\n"); sys.stderr.flush()
+for _ in range(3):
+    try:
+        decode_image_bytes(cut)
+        print("accepted", flush=True)
+    except FrameError as err:
+        print("refused", err, flush=True)
+"""
+
+
+def test_a_truncated_jpeg_with_an_end_marker_is_refused_and_libjpeg_stays_quiet() -> None:
+    """Before: libjpeg wrote "Corrupt JPEG data: premature end of data segment" to stderr (the
+    journal, outside the logger) and the grey-filled picture was accepted."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _TRUNCATED_CHILD], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "whole (480, 640, 3)"
+    assert len(lines) == 4 and all(
+        line.startswith("refused") and "Corrupt JPEG" in line for line in lines[1:]
+    )
+    assert "Corrupt JPEG" not in proc.stderr and "a line of our own" in proc.stderr

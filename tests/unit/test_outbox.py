@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,21 +131,89 @@ def test_bound_drops_oldest_and_reports_once(tmp_path: Path) -> None:
 
         def event(report: DropReport) -> OutboxMessage:
             reports.append(report)
-            return OutboxMessage(topic="edge/d/event", payload=b"e" * 20, msg_id="ev1", kind="event")
+            n = len(reports)
+            return OutboxMessage(topic="edge/d/event", payload=b"e" * 20, msg_id=f"ev{n}", kind="event")
 
         got = ob.report_drops(event)
         assert got == reports[0]
-        assert (got.count, got.first_id, got.last_id) == (5, "m0", "m4")
+        assert (got.count, got.new, got.first_id, got.last_id) == (5, 5, "m0", "m4")
         assert got.bytes == 5 * one
         # The event itself needed room: that drop is the next report's business, not lost.
         st = ob.stats()
         assert st.drop_pending == 1 and st.dropped_total == 6
         assert ob.next_batch(0, 100)[-1].message.msg_id == "ev1"
+        # The first report is not acknowledged yet: the second covers its range too.
         second = ob.report_drops(event)
-        assert second is not None and second.count == 1
+        assert second is not None and (second.count, second.new, second.first_id) == (6, 1, "m0")
+        assert second.unacknowledged_reports == 1
         ob.delete(s.row for s in ob.next_batch(0, 100))  # the broker took everything
-        assert ob.report_drops(event) is not None  # the second event's own eviction
+        third = ob.report_drops(event)  # the second event's own eviction, alone: the rest is settled
+        assert third is not None and (third.count, third.new) == (1, 1)
+        ob.delete(s.row for s in ob.next_batch(0, 100))
         assert ob.report_drops(event) is None  # room now: nothing more to report
+        assert ob.pending_losses("full") == 0
+
+
+def test_a_lost_loss_report_is_covered_by_the_next(tmp_path: Path) -> None:
+    """A report the broker never acknowledged (dropped, expired, refused) leaves its range to the
+    next report of that cause; only an acknowledged report settles it."""
+    clock = Clock()
+    with Outbox(tmp_path / "o.db", 1 << 20, monotonic=clock) as ob:
+        for i in range(3):
+            ob.enqueue(msg(i, ttl_s=5))
+        clock.now += 10
+        assert ob.next_batch(0, 10) == []  # m0..m2 expired
+
+        def event(n: int) -> Callable[[DropReport], OutboxMessage]:
+            return lambda r: OutboxMessage(
+                topic="edge/d/event", payload=b"{}", msg_id=f"ev{n}", kind="event", ttl_s=5
+            )
+
+        first = ob.report_drops(event(1), "expired")
+        assert first is not None and (first.count, first.first_id, first.last_id) == (3, "m0", "m2")
+        clock.now += 10  # the report itself expires unpublished: one more expiry
+        assert ob.next_batch(0, 10) == []
+        second = ob.report_drops(event(2), "expired")
+        assert second is not None and (second.count, second.first_id, second.last_id) == (4, "m0", "ev1")
+        (stored,) = ob.next_batch(0, 10)
+        ob.delete([stored.row])  # acknowledged
+        assert ob.pending_losses("expired") == 0 and ob.report_drops(event(3), "expired") is None
+
+
+def test_refused_rows_stay_and_come_back_with_backoff(tmp_path: Path) -> None:
+    clock = Clock()
+    with Outbox(tmp_path / "o.db", 1 << 20, monotonic=clock) as ob:
+        rows = [ob.enqueue(msg(i, ttl_s=100)) for i in range(3)]
+        batch = ob.next_batch(0, 10)
+        assert ob.refuse([rows[1]], retry_min_s=2, retry_max_s=5) == [("m1", 1)]
+        assert ob.next_batch(batch[-1].row, 10) == [] and ob.refused_due(10) == []
+        assert ob.stats().refused == 1 and ob.stats().depth == 3
+        clock.now += 2
+        (again,) = ob.refused_due(10)
+        assert again.message.msg_id == "m1" and ob.refused_due(10) == []  # handed over once
+        assert ob.refuse([rows[1]], retry_min_s=2, retry_max_s=5) == [("m1", 2)]
+        clock.now += 3
+        assert ob.refused_due(10) == []  # the second refusal waits 4 s
+        clock.now += 1
+        assert [s.message.msg_id for s in ob.refused_due(10)] == ["m1"]
+        ob.refuse([rows[1]], retry_min_s=2, retry_max_s=5)
+        # The age bound still holds: a refused row expires like any other and is reported.
+        clock.now += 100
+        ob.next_batch(batch[-1].row, 10)
+        st = ob.stats()
+        assert (st.depth, st.expired_total, st.refused) == (2, 1, 0)
+        assert st.rejected_total == 3  # three refusals
+        assert ob.pending_losses("expired") == 1
+
+
+def test_refused_rows_are_retried_in_order_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with Outbox(path, 1 << 20) as ob:
+        rows = [ob.enqueue(msg(i)) for i in range(2)]
+        ob.next_batch(0, 10)
+        ob.refuse([rows[0]], retry_min_s=300, retry_max_s=300)
+    with Outbox(path, 1 << 20) as ob:
+        assert [s.message.msg_id for s in ob.next_batch(0, 10)] == ["m0", "m1"]
 
 
 def test_message_larger_than_outbox_is_dropped_not_stored(tmp_path: Path) -> None:
@@ -169,18 +238,35 @@ def test_expired_rows_are_purged_and_never_returned(tmp_path: Path) -> None:
         assert st.depth == 3
 
 
-def test_reject_counts_and_deletes(tmp_path: Path) -> None:
+def test_reject_deletes_and_reports_an_unpublishable_row(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db", 1 << 20) as ob:
         row = ob.enqueue(msg(0))
         assert row is not None
         assert ob.reject([row]) == 1
         st = ob.stats()
-        assert (st.depth, st.rejected_total, st.bytes) == (0, 1, 0)
+        assert (st.depth, st.bytes) == (0, 0)
+        assert ob.pending_losses("rejected") == 1
 
 
 def test_second_process_cannot_open_the_same_outbox(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db", 1 << 20), pytest.raises(OutboxError, match="in use"):
         Outbox(tmp_path / "o.db", 1 << 20)
+
+
+def test_a_symlink_to_an_open_outbox_is_refused_too(tmp_path: Path) -> None:
+    """Two daemons reaching one database by different names must not both open it (the second
+    would reset the sequence and the first would re-issue ids with new content)."""
+    real = tmp_path / "real" / "o.db"
+    (tmp_path / "links").mkdir()
+    with Outbox(real, 1 << 20) as ob:
+        ob.begin_boot()
+        ob.enqueue_numbered(lambda seq: msg(seq))
+        (tmp_path / "links" / "o.db").symlink_to(real)
+        (tmp_path / "dirlink").symlink_to(tmp_path / "real")
+        for other in (tmp_path / "links" / "o.db", tmp_path / "dirlink" / "o.db"):
+            with pytest.raises(OutboxError, match="in use"):
+                Outbox(other, 1 << 20)
+        assert [s.message.msg_id for s in ob.next_batch(0, 10)] == ["m1"]
 
 
 def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:

@@ -223,3 +223,41 @@ def test_damage_that_hides_the_row_count_still_names_the_boot_and_its_last_seq(t
     with Outbox(path, 1 << 30) as ob:
         assert ob.damage is not None and ob.damage.messages is None
         assert (ob.damage.boot, ob.damage.last_seq) == (boot, 50)
+
+
+def test_a_monotonic_clock_off_the_kernels_uptime_restarts_ages_instead_of_expiring(tmp_path: Path) -> None:
+    """Under a clock shim (libfaketime shifts CLOCK_MONOTONIC too) the rows were stamped two days
+    "ago" on a clock that is not this process's: sanity-checked against the kernel's time since
+    boot, their ages restart; nothing expires at start."""
+    path = tmp_path / "o.db"
+    uptime = Clock(200_000.0)
+    mono = Clock(200_000.0 - 2 * 86400)  # the shim: two days behind the kernel
+    with Outbox(path, 1 << 30, monotonic=mono, kernel_boot_id="k1", uptime=uptime) as ob:
+        for i in range(15):
+            ob.enqueue(msg(i, ttl_s=60))
+    uptime.now += 10
+    mono.now = uptime.now  # restarted without the shim
+    with Outbox(path, 1 << 30, monotonic=mono, kernel_boot_id="k1", uptime=uptime) as ob:
+        assert len(ob.next_batch(0, 100)) == 15 and ob.stats().expired_total == 0
+        mono.now += 61  # real time passes: now they expire, and only now
+        assert ob.next_batch(0, 100) == [] and ob.stats().expired_total == 15
+
+
+def test_a_stamp_before_the_kernel_booted_is_not_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    mono = Clock(-100_000.0)  # monotonic time below 0: cannot be this kernel's
+    with Outbox(path, 1 << 30, monotonic=mono, kernel_boot_id="k1") as ob:
+        ob.enqueue(msg(0, ttl_s=60))
+    mono.now = 500.0
+    with Outbox(path, 1 << 30, monotonic=mono, kernel_boot_id="k1") as ob:
+        assert [s.message.msg_id for s in ob.next_batch(0, 10)] == ["m0"]
+
+
+def test_a_matching_uptime_keeps_ages_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    clock = Clock(5_000.0)
+    with Outbox(path, 1 << 30, monotonic=clock, kernel_boot_id="k1", uptime=clock) as ob:
+        ob.enqueue(msg(0, ttl_s=60))
+    clock.now += 61
+    with Outbox(path, 1 << 30, monotonic=clock, kernel_boot_id="k1", uptime=clock) as ob:
+        assert ob.next_batch(0, 10) == [] and ob.stats().expired_total == 1
