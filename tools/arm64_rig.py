@@ -474,7 +474,7 @@ def check_gst(rig: Rig, report: Report, wheel: Path, caption: str) -> None:
         numpy_version, cv2_version, cv2_file = out.split()
         expect(cv2_file.startswith("/usr/lib/python3/dist-packages/"), "cv2 is not Debian's", out)
         expect(
-            "opencv" not in rig.run(f"{venv}/bin/pip list 2>/dev/null").stdout.lower(),
+            "opencv" not in rig.run(f"{venv}/bin/pip list --local 2>/dev/null").stdout.lower(),
             "PyPI OpenCV was installed",
             out,
         )
