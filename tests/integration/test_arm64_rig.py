@@ -1,8 +1,9 @@
 """The boards' own userland: edge installed from this checkout's wheel into an arm64 Debian 12
-rootfs and run there under qemu-user (tools/arm64_rig.py), checked as a board owner would check it:
-the demo caption of a drawn scene, `edge devices` (also with a runtime that segfaults on import),
-`edge doctor`, `edge config check --profile rpi5`, the GStreamer path over Debian's OpenCV, and
-OpenVINO GenAI. The rootfs and the venvs are cached under ${EDGE_TEST_CACHE:-/var/cache/edge-tests}.
+rootfs and run there under qemu-user (tools/arm64_rig.py), checked as a board owner would check it
+with `[opencv,ort]`: the demo caption of a drawn scene, `edge devices` (also with a runtime that
+segfaults on import), `edge doctor`, `edge config check --profile rpi5`. OpenVINO GenAI and the
+GStreamer path over Debian's OpenCV are `make arm64-full` (too slow cold for every CI run). The
+rootfs and the venvs are cached under ${EDGE_TEST_CACHE:-/var/cache/edge-tests}.
 
 Skips only where the machine cannot emulate arm64 at all (no root, no binfmt_misc, no mmdebstrap);
 `.ci/run` installs qemu-user-static, binfmt-support and mmdebstrap, so on CI it runs.
