@@ -37,3 +37,13 @@ lint: check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+
+# A board's userland under emulation (tools/arm64_rig.py: arm64 Debian rootfs, qemu-user, needs root,
+# qemu-user-static, binfmt-support, mmdebstrap; cached under ${EDGE_TEST_CACHE:-/var/cache/edge-tests}).
+# CI runs the bookworm check set (tests/integration/test_arm64_rig.py); these run every check.
+.PHONY: arm64-full rig-arm64-trixie
+arm64-full: $(STAMP)
+	$(VENV)/bin/python tools/arm64_rig.py --suite bookworm --set full
+
+rig-arm64-trixie: $(STAMP)
+	$(VENV)/bin/python tools/arm64_rig.py --suite trixie --set full

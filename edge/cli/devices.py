@@ -22,6 +22,7 @@ from pathlib import Path
 
 from edge.assets import package_file
 from edge.cli.provider_probe import ProviderProbe, probe_providers
+from edge.cli.sdk_probe import probe_sdks
 from edge.config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -288,21 +289,17 @@ def detect_serial_ports(root: Path) -> tuple[SerialPort, ...]:
 # --------------------------------------------------------------------------- backends
 
 
-def _installed(name: str) -> bool | str:
-    from edge.inference.registry import backend_installed
+def _installed(timeout_s: float) -> dict[str, bool | str]:
+    """Each backend's SDK imported in a child of its own: a runtime that crashes on import (a wheel
+    for another CPU, a missing CPU feature) is that backend's line in the table, not the end of it."""
+    from edge.inference.registry import BACKENDS
 
-    try:
-        return backend_installed(name)
-    except ImportError as err:  # the backend module itself is missing from this install
-        return f"backend module missing: {err}"
+    return probe_sdks({name: module for name, (module, _func, _extra) in BACKENDS.items()}, timeout_s)
 
 
 def detect_backends(settings: Settings | None, timeout_s: float = 60.0) -> tuple[BackendReport, ...]:
-    from edge.inference.registry import BACKENDS
-
     reports = []
-    for name in BACKENDS:
-        installed = _installed(name)
+    for name, installed in _installed(timeout_s).items():
         if installed is not True:
             reports.append(BackendReport(name, False, str(installed)))
             continue

@@ -42,7 +42,8 @@ def load_backend(settings: ModelSettings) -> Backend:
 
 
 def backend_installed(name: str) -> bool | str:
-    """True, or the reason the backend's SDK cannot be imported (for `edge devices`/`doctor`)."""
+    """True, or the reason the backend's SDK cannot be imported, asked in THIS process: an SDK that
+    crashes on import takes the caller with it (`edge devices` asks in a child: edge.cli.sdk_probe)."""
     module_name, _func, extra = BACKENDS[name]
     try:
         mod = importlib.import_module(module_name)
