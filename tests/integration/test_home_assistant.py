@@ -337,3 +337,63 @@ def test_home_assistant_restart_keeps_captions(
     finally:
         stop(daemon)
     assert ha.problems(log_from) == []
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def test_an_alert_is_a_binary_sensor_that_turns_on_and_off(
+    ha: HomeAssistant, broker: Broker, collector: Callable[[str], Collector], tmp_path: Path
+) -> None:
+    """`[[alerts]]` on a structured task: HA gets a binary_sensor through discovery, and its state
+    follows the alert's retained on/off as the camera alternates a picture with a red circle and one
+    without (the demo model answers the shapes; tests/e2e/test_alerts.py checks the answers)."""
+    from edge.capture import demo_world as S
+    from tests.e2e.test_alerts import RED_CIRCLE, pictures
+
+    device = "ha-alert"
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    pictures(folder)
+    alert_states = collector(f"edge/{device}/alert/#")
+    cfg = settings(
+        tmp_path,
+        broker,
+        device,
+        camera={"source": str(folder), "width": 640, "height": 480, "fps": 0.5},
+        model={"path": str(DEMO_MODEL), "max_new_tokens": 64},
+        tasks=[
+            {
+                "name": "shapes",
+                "kind": "structured",
+                "prompt": S.STRUCTURED_PROMPTS[0],
+                "schema": S.SCHEMA,
+                "trigger": "interval",
+                "interval_s": 1,
+            }
+        ],  # fmt: skip
+        alerts=[{"name": "red-circle", "task": "shapes", "when": RED_CIRCLE}],
+    )
+    daemon = start_daemon(tmp_path, cfg)
+    try:
+        uid = f"{device}_alert_red-circle"
+        ents = wait_entities(ha, device, lambda ids: uid in ids, "the alert's binary_sensor")
+        entity = ents[uid]["entity_id"]
+        assert entity.startswith("binary_sensor."), entity
+        seen: list[str] = []
+
+        def transitions() -> bool:
+            state = ha.state(entity)
+            if (
+                state is not None
+                and state["state"] in ("on", "off")
+                and (not seen or seen[-1] != state["state"])
+            ):
+                seen.append(state["state"])
+            return "on" in seen and "off" in seen[seen.index("on") :]
+
+        wait_until("the alert's binary_sensor on, then off", transitions, 2 * HA_WAIT_S, every=0.2)
+    finally:
+        stop(daemon)
+    mqtt_states = [m.json()["state"] for m in alert_states.on(f"edge/{device}/alert/red-circle")]
+    assert "on" in mqtt_states and "off" in mqtt_states[mqtt_states.index("on") :], mqtt_states
