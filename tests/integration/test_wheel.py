@@ -114,6 +114,7 @@ def test_wheel_holds_the_package_data_and_license(installed: Install) -> None:
     assert "edge/assets/models/demo-ov/openvino_language_model.xml" in names
     assert "edge/assets/models/manifest.json" in names  # `edge bench --choose`'s accuracy cases
     assert "edge/assets/models/eval/scene0.jpg" in names
+    assert "edge/cli/bench/bare_loop.py" in names  # `edge bench`'s overhead baseline, run by its path
     [dist_info] = {n.split("/")[0] for n in names if ".dist-info/" in n}
     assert dist_info.startswith("edge_vlm_agent-")
     assert f"{dist_info}/licenses/LICENSE" in names
@@ -263,3 +264,17 @@ def test_view_runs_from_the_install(
         pub.stop()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, log.read_text(errors="replace")[-3000:]
+
+
+def test_bench_finds_its_bare_baseline_in_the_install(installed: Install) -> None:
+    """`edge bench` measures the overhead on an installed board: the bare loop ships in the wheel
+    and starts from the install (it imports no edge code and answers its --help)."""
+    py = installed.venv / "bin" / "python"
+    code = "from edge.cli.bench.measure import BARE_SCRIPT; print(BARE_SCRIPT)"
+    out = subprocess.run([str(py), "-c", code], cwd=installed.cwd, env=installed.env, capture_output=True,
+                         text=True, timeout=60, check=True).stdout.strip()  # fmt: skip
+    script = Path(out)
+    assert script.is_file() and installed.site in script.parents, out
+    helped = subprocess.run([str(py), str(script), "--help"], cwd=installed.cwd, env=installed.env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert helped.returncode == 0 and "--backend" in helped.stdout, helped.stderr[-2000:]

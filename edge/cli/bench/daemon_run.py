@@ -268,6 +268,7 @@ class Observer:
         self.health: list[tuple[float, dict[str, Any]]] = []
         self.events: list[dict[str, Any]] = []
         self._replies: dict[str, queue.SimpleQueue[dict[str, Any]]] = {}
+        self._retained: set[str] = set()  # every retained topic of the bench device seen
         self._subscribed = threading.Event()
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_a: self._subscribed.set()
@@ -297,6 +298,9 @@ class Observer:
     def _on_message(self, _c: Client, _u: Any, msg: Message) -> None:
         now = time.time()
         topic = msg.topic
+        if msg.retain or topic.endswith("/last"):
+            with self._lock:
+                self._retained.add(topic)
         try:
             doc = json.loads(msg.payload) if msg.payload else None
         except ValueError:
@@ -351,6 +355,9 @@ class Observer:
         return reply
 
     def clear_retained(self) -> None:
-        """Remove the bench device's retained status/state so it leaves nothing on a shared broker."""
-        for topic in (self.topics.status, self.topics.state):
+        """Remove the bench device's retained topics (status, state, each `last`, whatever else it
+        retained) so it leaves nothing on a shared broker."""
+        with self._lock:
+            seen = set(self._retained)
+        for topic in sorted(seen | {self.topics.status, self.topics.state}):
             self.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(2)

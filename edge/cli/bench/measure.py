@@ -1,7 +1,7 @@
 """The measuring parts of `edge bench` that need no daemon: gating cost, the bare-loop process, a
 local broker, and the statistics the report is made of.
 
-The bare loop (benchmarks/bare_loop.py) runs as its own process, started by file path so it imports no
+The bare loop (edge/cli/bench/bare_loop.py) runs as its own process, started by file path so it imports no
 edge code, and is fed exactly the tensors the runtime's backend builds (our phi3v preprocessing,
 our chat prompt): the overhead figure then compares the same model work on both sides.
 """
@@ -38,7 +38,7 @@ from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 
 # The baseline lives outside the package (it imports the SDKs directly): present in a source checkout,
 # absent from a wheel, where `edge bench` skips the overhead part with a note saying so.
-BARE_SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "bare_loop.py"
+BARE_SCRIPT = Path(__file__).with_name("bare_loop.py")  # shipped in the package; run by its path
 
 
 class BenchError(EdgeError):
@@ -130,7 +130,7 @@ def bare_provider(model: ModelSettings, used: str) -> tuple[str, dict[str, str]]
 
 
 class BareProcess:
-    """benchmarks/bare_loop.py as a child process: load once, then one generation per request."""
+    """bare_loop.py as a child process: load once, then one generation per request."""
 
     def __init__(
         self, model: ModelSettings, provider: str, options: dict[str, str], timeout_s: float

@@ -58,7 +58,7 @@ def ort_load(
 
 def ort_generate(
     model: Any, tokenizer: Any, prompt: str, max_new: int, image_paths: list[str] | None = None
-) -> dict:
+) -> dict[str, Any]:
     """append_tokens (or the runtime's own processor for images) + generate_next_token loop."""
     import onnxruntime_genai as og
 
@@ -91,7 +91,7 @@ def ort_generate(
 
 def ort_generate_prepared(
     model: Any, tokenizer: Any, pieces: list[str | int], arrays: dict[str, np.ndarray], max_new: int
-) -> dict:
+) -> dict[str, Any]:
     """The same loop on caller-prepared inputs: text pieces are tokenized here, an int piece is
     image slot i and becomes num_image_tokens[i] copies of -(i+1) (the phi3v placeholder ids)."""
     import onnxruntime_genai as og
@@ -144,7 +144,7 @@ def _noop_streamer() -> Any:
 
     running = ovg.StreamingStatus.RUNNING
 
-    class Noop(ovg.StreamerBase):
+    class Noop(ovg.StreamerBase):  # type: ignore[misc]
         def write(self, token: Any) -> Any:
             return running
 
@@ -156,7 +156,7 @@ def _noop_streamer() -> Any:
 
 def ov_generate(
     pipe: Any, prompt: str, max_new: int, images_rgb: list[np.ndarray] | None = None, stream: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """One pipeline.generate(), the prompt used verbatim (no chat template).
 
     stream=True adds a do-nothing per-token StreamerBase: the runtime's own cost of streaming.
@@ -205,7 +205,7 @@ def ov_crops_folder(path: Path, num_crops: int) -> tuple[Path, Path | None]:
 # --------------------------------------------------------------------------- the JSON-lines server
 
 
-def _timings(n: int, t0: float, t_first: float, t_end: float, prompt_len: int, text: str) -> dict:
+def _timings(n: int, t0: float, t_first: float, t_end: float, prompt_len: int, text: str) -> dict[str, Any]:
     """Stats computed the way the runtime computes its own (tokens after the first over the time
     from the first token to the end, text decoding included), so the two compare like for like."""
     first = t_first or t_end
@@ -227,7 +227,7 @@ class _Runner:
         path: Path,
         provider: str,
         num_crops: int,
-        options: dict[str, str],
+        options: dict[str, Any],
         threads: int | None = None,
     ) -> None:
         self.backend = backend
