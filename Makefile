@@ -5,7 +5,7 @@ VENV   ?= .venv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-openvino test check lint venv clean
+.PHONY: demo demo-openvino test check lint venv clean rigs
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,13 @@ demo-openvino: $(STAMP)
 
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
 # The static checks run first: `.ci/run` calls `make test`, so CI fails on a lint or type error too.
-test: check
+test: check rigs
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The cached test rigs (Home Assistant, arm64 and nspawn rootfs, transformers serve), built side by
+# side when missing; a no-op when they are there. Tests build a missing rig themselves too.
+rigs: $(STAMP)
+	$(VENV)/bin/python -m tests.rigs.prebuild
 
 # Lint, formatting and types; the import walls are a test (tests/unit/test_import_boundaries.py).
 check: $(STAMP)
