@@ -247,3 +247,47 @@ def test_a_stall_in_the_middle_of_a_stream_is_the_token_deadline(rig: Rig, tmp_p
         assert outcome[0].failure.reason == "token_timeout", outcome[0].failure
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------------------- edge bench against an endpoint
+
+
+@pytest.mark.timeout(600)
+def test_bench_measures_ttft_decode_and_latency_at_an_endpoint(
+    vision_server: Server, mosquitto: Any, tmp_path: Path
+) -> None:
+    """`edge bench` on an http model: the daemon's jobs against the endpoint give ttft, decode speed
+    and capture -> broker latency; the runtime overhead is not judged (no local runtime to compare)."""
+    import tomli_w
+
+    config = tmp_path / "bench.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "device_id": "real-bench",
+                "camera": {"source": "testsrc", "width": 320, "height": 240, "fps": 10},
+                "model": {
+                    "backend": "http",
+                    "url": vision_server.url,
+                    "name": vision_server.model,
+                    "max_new_tokens": 8,
+                    "timeout_s": 60,
+                },  # fmt: skip
+                "mqtt": {
+                    "host": mosquitto.host,
+                    "port": mosquitto.port,
+                    "outbox_path": str(tmp_path / "outbox.sqlite"),
+                },  # fmt: skip
+            }
+        )
+    )
+    res = edge("bench", "--config", str(config), "--json", "--jobs", "3", "--max-pairs", "3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    assert (report["backend"], report["model"]) == ("http", vision_server.model)
+    assert report["ttft_ms"] > 0 and report["latency_ms_p50"] > 0
+    assert report["decode_tok_s"] is None or report["decode_tok_s"] > 0
+    assert report["prompt_tokens"] > 16  # the frame reached the model (16 image tokens on this server)
+    assert report.get("overhead_pct") is None
+    assert any("runs on the endpoint" in n for n in report["notes"]), report["notes"]
+    assert report["failures"] == 0 and report["daemon_exit"] == 0

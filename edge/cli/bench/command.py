@@ -142,9 +142,14 @@ def _broker(
 
 
 def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stderr) -> dict[str, Any]:
-    folder = validate_for(settings.model.path, settings.model.backend)
-    if not folder.vision:
-        raise BenchError(f"edge bench measures the camera pipeline: {folder.path} is a text-only model")
+    remote = settings.model.backend == "http"
+    if remote:  # the model runs on the endpoint: the daemon's own load probe says if it sees images
+        model_name = str(settings.model.name)
+    else:
+        folder = validate_for(settings.model.path, settings.model.backend)
+        if not folder.vision:
+            raise BenchError(f"edge bench measures the camera pipeline: {folder.path} is a text-only model")
+        model_name = folder.name
     cam = settings.camera
     width, height = cam.width or 640, cam.height or 480
     notes: list[str] = []
@@ -156,7 +161,7 @@ def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stde
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },
-        "model": folder.name,
+        "model": model_name,
         "backend": settings.model.backend,
         "num_crops": settings.model.num_crops,
         "max_new_tokens": settings.model.max_new_tokens,
@@ -306,14 +311,20 @@ def _overhead_phase(
         # the reply is small ({id, topic}); the stats come with the result on its own topic
         runtime.append(observer.result(str(reply["result"]["id"]), 30).stats)
 
-    folder_mb = sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
+    remote = model.backend == "http"
+    folder_mb = (
+        0.0
+        if remote
+        else sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
+    )
     low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256
-    if low_memory or not BARE_SCRIPT.is_file():
-        why = (
-            "not enough free memory to load the model a second time"
-            if low_memory
-            else (f"the bare baseline {BARE_SCRIPT} is missing from this install")
-        )
+    if remote or low_memory or not BARE_SCRIPT.is_file():
+        if remote:  # ttft, decode and latency are the endpoint's as the daemon sees them
+            why = "the model runs on the endpoint: no local runtime to compare the daemon with"
+        elif low_memory:
+            why = "not enough free memory to load the model a second time"
+        else:
+            why = f"the bare baseline {BARE_SCRIPT} is missing from this install"
         report["notes"].append(f"bare loop skipped: {why}")
         progress(f"overhead: bare loop skipped ({why}); daemon jobs only")
         for _ in range(opts.overhead_runs):
