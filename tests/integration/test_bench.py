@@ -96,6 +96,10 @@ def test_bench_json_on_the_fixture_model(
     assert 3 <= report["overhead_pairs"] <= 5
     lo, hi = report["ci95"]["overhead_pct"]
     assert lo <= report["overhead_pct"] <= hi
+    # the A/A noise floor next to it: bare against bare, one per pair, with its own interval
+    assert 3 <= report["overhead_aa_pairs"] <= report["overhead_runs"]
+    lo, hi = report["ci95"]["overhead_aa_pct"]
+    assert lo <= report["overhead_aa_pct"] <= hi
     assert report["ci95"]["pipeline_ms_p95"][1] is None  # 3 jobs cannot bound a p95 from above
     assert report["targets"]["pipeline_ms_p95"]["verdict"] in ("inconclusive", "not met")
     assert all(

@@ -302,6 +302,7 @@ def _overhead_phase(
     wd = settings.watchdog
     runtime: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []  # a second bare run next to each pair's: the A/A noise floor
     walls: list[float] = []
 
     def daemon_job() -> None:
@@ -354,11 +355,15 @@ def _overhead_phase(
                 # alike, and the bare run is as long as the daemon's last answer: the camera's frame
                 # may have ended it early, and the fixed end of a generation (reading the sequence,
                 # detokenizing) spread over fewer tokens would read as a slower decode.
+                # A second bare run of the same length sits next to the pair's bare run (before it
+                # in odd pairs): bare against bare, measured the same way, is the noise floor.
                 if i % 2 == 0:
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
                     bare.append(bp.generate(inputs, length))
+                    again.append(bp.generate(inputs, length))
                 else:
+                    again.append(bp.generate(inputs, length))
                     bare.append(bp.generate(inputs, length))
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
@@ -405,6 +410,14 @@ def _overhead_phase(
             report["overhead_pct"] = round(ci.value, 2)
             report.setdefault("ci95", {})["overhead_pct"] = ci.rounded(2)
             report["overhead_pct_median"] = round(median(_pair_diffs(runtime, bare)) or 0.0, 2)
+        # A/A: the same estimator on bare vs bare. Its interval should cover 0; its width is what a
+        # machine like this one can resolve, so an A/B interval narrower than it is not believable.
+        aa = _pair_diffs(again, bare)
+        report["overhead_aa_pairs"] = len(aa)
+        aa_ci = mean_ci(aa)
+        if aa_ci is not None:
+            report["overhead_aa_pct"] = round(aa_ci.value, 2)
+            report.setdefault("ci95", {})["overhead_aa_pct"] = aa_ci.rounded(2)
 
 
 def _pairs(

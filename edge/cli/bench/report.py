@@ -133,6 +133,11 @@ def render_table(r: dict[str, Any]) -> str:
             _mark(r, "overhead_pct"),
         ),
         (
+            f"  A/A: bare loop against itself ({_f(r.get('overhead_aa_pairs'), 'd')} pairs), the noise floor",
+            _f(r.get("overhead_aa_pct"), "+.2f", " %") + _ci(r, "overhead_aa_pct", "+.2f"),
+            "",
+        ),
+        (
             f"frame -> PUBACK latency p50 / p95 ({_f(r.get('jobs'), 'd')} jobs), 95 % CI",
             f"{_f(r.get('latency_ms_p50'), '.1f')}{_ci(r, 'latency_ms_p50')} / "
             f"{_f(r.get('latency_ms_p95'), '.1f', ' ms')}{_ci(r, 'latency_ms_p95')}",
@@ -179,7 +184,8 @@ def render_table(r: dict[str, Any]) -> str:
             "\noverhead = the daemon's worker against one bare-loop process: the mean of paired differences "
             "with its 95 % t-interval; pairs are added until the interval is within +/-1 point (or a cap). "
             "A target is met only when the whole interval is below it, missed when the whole interval is "
-            "above it, else inconclusive (run more pairs or jobs)."
+            "above it, else inconclusive (run more pairs or jobs). The A/A row is the same estimator on two "
+            "bare runs side by side: its interval should cover 0, and its width is this machine's noise."
         )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
