@@ -125,7 +125,8 @@ class MjpegHttpSource:
     def _read_body(self, resp: Any) -> bytes:
         try:
             with resp:
-                return resp.read(MAX_PART_BYTES + 1)[:MAX_PART_BYTES]
+                body: bytes = resp.read(MAX_PART_BYTES + 1)[:MAX_PART_BYTES]
+                return body
         except (OSError, http.client.HTTPException) as err:
             raise CameraError(f"camera {self.description}: snapshot read failed ({err})") from None
 
@@ -165,10 +166,10 @@ class MjpegHttpSource:
             return line
         if self._resp is None:
             raise CameraError(f"camera {self.description}: not open")
-        line = self._resp.readline(MAX_LINE)
-        if not line:
+        read: bytes = self._resp.readline(MAX_LINE)
+        if not read:
             raise CameraError(f"camera {self.description}: stream closed by the server")
-        return line
+        return read
 
     def _delimiter(self, line: bytes) -> str | None:
         """ "part" for a boundary line, "end" for the closing one, None for anything else."""
@@ -208,7 +209,7 @@ class MjpegHttpSource:
             return self._read_to_boundary()
         if not 0 <= length <= MAX_PART_BYTES:
             raise CameraError(f"camera {self.description}: part of {length} bytes refused")
-        data = self._resp.read(length)
+        data: bytes = self._resp.read(length)
         if len(data) < length:
             raise CameraError(f"camera {self.description}: stream closed inside a part")
         return data

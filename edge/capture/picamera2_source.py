@@ -74,7 +74,8 @@ class Picamera2Source:
             ) from err
         if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 4:
             frame = frame[:, :, :3]  # XRGB8888 configurations carry a padding channel
-        return frame
+        image: np.ndarray = frame  # Picamera2 is untyped; the grabber validates what comes back
+        return image
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

@@ -46,6 +46,7 @@ def pi_throttled() -> bool | None:
 
 def rss_mb(pid: int | None = None) -> float:
     try:
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+        rss: int = psutil.Process(pid).memory_info().rss
+        return round(rss / 2**20, 1)
     except (psutil.Error, ValueError):
         return 0.0

@@ -500,7 +500,8 @@ class HttpBackend:
         if isinstance(data.get("usage"), dict):
             usage.update(data["usage"])
         clock.tick()
-        return choice.get("finish_reason")
+        reason = choice.get("finish_reason")
+        return None if reason is None else str(reason)
 
     def _result(
         self,

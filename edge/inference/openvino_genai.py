@@ -152,7 +152,7 @@ def _special_tokens(pipe: Any, folder: Path) -> special_tokens.SpecialTokens:
 def _streamer_type(ovg: Any) -> type:
     running, stop = ovg.StreamingStatus.RUNNING, ovg.StreamingStatus.STOP
 
-    class _ClockStreamer(ovg.StreamerBase):  # type: ignore[misc, name-defined]
+    class _ClockStreamer(ovg.StreamerBase):  # type: ignore[misc]
         """write() runs once per token on OpenVINO's streaming thread: heartbeat, cancel, deadline.
 
         An exception escaping write() into the runtime aborts the whole process (std::terminate),

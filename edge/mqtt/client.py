@@ -186,7 +186,7 @@ class MqttClient:
             )
         will_props = None
         if self.v5 and birth and will_delay_s > 0:
-            will_props = Properties(PacketTypes.WILLMESSAGE)
+            will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
             will_props.WillDelayInterval = will_delay_s
         if birth:
             c.will_set(topics.status, b"offline", qos=1, retain=True, properties=will_props)
@@ -206,7 +206,7 @@ class MqttClient:
         """Connect in the background; paho retries with exponential backoff until stop()."""
         props = None
         if self.v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             # The will delay only applies while the session lives: keep it at least that long.
             props.SessionExpiryInterval = max(self.will_delay_s, 0) if self.birth else 0
         log.info(
@@ -357,7 +357,7 @@ class MqttClient:
         """MQTT 5 PUBLISH properties; None under 3.1.1 (which has none)."""
         if not self.v5:
             return None
-        props = Properties(PacketTypes.PUBLISH)
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         if content_type:
             props.ContentType = content_type
         if user:

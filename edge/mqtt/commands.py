@@ -77,7 +77,7 @@ def _field_type(model: type[BaseModel], name: str, base: type) -> TypeAdapter[An
     """The settings field's own constraints (ge, le, gt, ...), in strict mode: one source of truth."""
     info = model.model_fields[name]
     params = (base, *info.metadata)
-    return TypeAdapter(Annotated[params], config=ConfigDict(strict=True))  # type: ignore[valid-type,arg-type]
+    return TypeAdapter(Annotated[params], config=ConfigDict(strict=True))  # type: ignore[arg-type]
 
 
 _PROMPT = TypeAdapter(

@@ -437,9 +437,9 @@ class Publisher:
             id=self.next_event_id(),
             device=self.topics.device_id,
             at=utc_iso(self._clock()),
-            event=kind,  # type: ignore[arg-type]
+            event=kind,
             reason=reason,
-            **fields,  # type: ignore[arg-type]
+            **fields,
         )
 
     def publish_health(self, health: HealthPayload) -> bool:

@@ -108,7 +108,7 @@ class Subscriber:
         """Connect and wait for the first SUBACK; SubscribeError if none came within `timeout_s`."""
         props = None
         if self.v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = self.session_expiry_s
         kw: dict[str, Any] = {"clean_start": not self.persistent} if self.v5 else {}
         self._client.connect_async(

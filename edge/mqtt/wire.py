@@ -26,7 +26,7 @@ def publish_bytes(
     if qos > 0:
         body += 2
     if v5:
-        body += len(properties.pack()) if properties is not None else 1
+        body += len(properties.pack()) if properties is not None else 1  # type: ignore[no-untyped-call]
     if isinstance(payload, str):
         body += len(payload.encode("utf-8"))
     elif payload is not None:
