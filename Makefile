@@ -1,11 +1,12 @@
-# Quick start: `make demo` runs the daemon on the demo profile; `make test` runs the whole suite.
+# Quick start: `make demo` runs the daemon on the demo profile; `make test` installs what the tests
+# need (system packages when root, cached rigs) and runs the whole suite.
 # Both create or refresh .venv from this checkout first.
 PYTHON ?= python3
 VENV   ?= .venv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: demo demo-openvino test check lint venv clean rigs
+.PHONY: demo demo-openvino test test-deps check lint venv clean rigs
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +24,13 @@ demo-openvino: $(STAMP)
 
 # pytest exits 5 when it collected no test; make treats any non-zero exit as failure.
 # The static checks run first: `.ci/run` calls `make test`, so CI fails on a lint or type error too.
-test: check rigs
+test: test-deps check rigs
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The system packages the tests' real counterparts need (brokers, PostgreSQL, Chromium, systemd-nspawn,
+# qemu, GStreamer), installed when root; a no-op when they are there.
+test-deps:
+	bash tools/test_deps.sh
 
 # The cached test rigs (Home Assistant, arm64 and nspawn rootfs, transformers serve), built side by
 # side when missing; a no-op when they are there. Tests build a missing rig themselves too.

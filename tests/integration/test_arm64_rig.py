@@ -6,7 +6,7 @@ GStreamer path over Debian's OpenCV are `make arm64-full` (too slow cold for eve
 rootfs and the venvs are cached under ${EDGE_TEST_CACHE:-/var/cache/edge-tests}.
 
 Skips only where the machine cannot emulate arm64 at all (no root, no binfmt_misc, no mmdebstrap);
-`.ci/run` installs qemu-user-static, binfmt-support and mmdebstrap, so on CI it runs.
+`make test` (tools/test_deps.sh) installs qemu-user-static, binfmt-support and mmdebstrap, so on CI it runs.
 """
 
 from __future__ import annotations
