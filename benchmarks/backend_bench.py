@@ -161,7 +161,7 @@ def tick_cost(n: int = 200_000) -> float:
     """Microseconds our per-token bookkeeping costs (TokenClock.tick + a heartbeat callback)."""
     import threading
 
-    from edge.inference.stopping import TokenClock
+    from edge.inference.token_clock import TokenClock
 
     box = [0]
 

@@ -47,7 +47,7 @@ from edge.imaging.frames import prepare_image
 from edge.imaging.imageio import encode_jpeg
 from edge.inference import structured
 from edge.inference.base import BackendInfo, TokenCallback
-from edge.inference.stopping import TokenClock
+from edge.inference.token_clock import TokenClock
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.phi3v_preprocess import hd_size, image_token_count
 from edge.inference.prompts import chat_prompt
 from edge.inference.providers import first_line, load_first, options_for
-from edge.inference.stopping import TokenClock
+from edge.inference.token_clock import TokenClock
 
 log = logging.getLogger(__name__)
 

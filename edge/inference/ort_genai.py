@@ -30,7 +30,7 @@ from edge.inference.base import BackendInfo, TokenCallback
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.providers import canonical, first_line, load_first, options_for
-from edge.inference.stopping import TokenClock
+from edge.inference.token_clock import TokenClock
 
 log = logging.getLogger(__name__)
 
