@@ -52,11 +52,12 @@ __all__ = [
 CONTRACT_VERSION = 2
 """The MQTT contract (topics and payloads) this module reads: v2 (docs/mqtt-contract.md)."""
 
-Kind = Literal["result", "image", "event", "health", "state", "status", "reply", "command", "other"]
+Kind = Literal["result", "last", "image", "event", "health", "state", "status", "reply", "command", "other"]
 
 # payload kind -> the `v` values this library reads
 SUPPORTED: dict[str, frozenset[int]] = {
     "result": frozenset({RESULT_VERSION}),
+    "last": frozenset({RESULT_VERSION}),
     "event": frozenset({PAYLOAD_VERSION}),
     "health": frozenset({PAYLOAD_VERSION}),
     "state": frozenset({PAYLOAD_VERSION}),
@@ -64,6 +65,7 @@ SUPPORTED: dict[str, frozenset[int]] = {
 
 _MODELS: dict[str, type[ResultPayload | EventPayload | HealthPayload | StatePayload]] = {
     "result": ResultPayload,
+    "last": ResultPayload,  # the newest result again, retained: not a delivery (no tracking)
     "event": EventPayload,
     "health": HealthPayload,
     "state": StatePayload,
@@ -109,7 +111,12 @@ class Delivery:
 
     @property
     def result(self) -> ResultPayload | None:
-        return self.payload if isinstance(self.payload, ResultPayload) else None
+        """A delivered result (kind `result`); the retained `last` copy is `last`, never counted."""
+        return self.payload if self.kind == "result" and isinstance(self.payload, ResultPayload) else None
+
+    @property
+    def last(self) -> ResultPayload | None:
+        return self.payload if self.kind == "last" and isinstance(self.payload, ResultPayload) else None
 
 
 def classify(topic: str, prefix: str) -> tuple[Kind, str | None, str | None, str | None]:
@@ -129,7 +136,7 @@ def classify(topic: str, prefix: str) -> tuple[Kind, str | None, str | None, str
         return "command", device, None, None
     if rest[0] == "reply":
         return "reply", device, None, None
-    if len(rest) >= 2 and rest[-1] in ("result", "image"):
+    if len(rest) >= 2 and rest[-1] in ("result", "last", "image"):
         camera, task = (rest[0], rest[1]) if len(rest) == 3 else (None, None)
         return rest[-1], device, camera, task  # type: ignore[return-value]
     return "other", device, None, None

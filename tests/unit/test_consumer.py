@@ -58,6 +58,13 @@ def test_decode_result_topic_and_payload() -> None:
     assert d.result == r
 
 
+def test_the_retained_last_result_is_read_but_never_counted_as_a_delivery() -> None:
+    r = result(3)
+    d = decode("edge/cam-01/main/caption/last", r.model_dump_json().encode())
+    assert (d.kind, d.camera, d.task, d.error) == ("last", "main", "caption", None)
+    assert d.last == r and d.result is None  # the tracker sees results only
+
+
 @pytest.mark.parametrize(
     ("topic", "kind", "device"),
     [
@@ -69,6 +76,7 @@ def test_decode_result_topic_and_payload() -> None:
         ("edge/cam-01/reply/ask", "reply", "cam-01"),
         ("edge/cam-01/main/caption/image", "image", "cam-01"),
         ("edge/cam-01/yard/gate/result", "result", "cam-01"),  # a two-level task topic override
+        ("edge/cam-01/main/caption/last", "last", "cam-01"),
         ("other/cam-01/status", "other", None),
     ],
 )
