@@ -41,7 +41,7 @@ rigs: $(STAMP)
 check: $(STAMP)
 	$(VENV)/bin/ruff check edge tests tools benchmarks examples
 	$(VENV)/bin/ruff format --check edge tests tools benchmarks examples
-	$(VENV)/bin/mypy edge
+	$(VENV)/bin/mypy edge tests
 
 # Kept for muscle memory: the same as `check`.
 lint: check

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.slow
 FALLBACK = "falling back to MQTT 3.1.1"
 
 
-def wait_until(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(cond, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
@@ -134,7 +134,7 @@ def test_default_config_negotiates_and_keeps_the_contract(engine: Engine, tmp_pa
     assert info.fallback is (not engine.v5) and bool(info.lacks) is (not engine.v5)
 
     # retained: state, status (the will's offline) and the discovery config, for a late subscriber
-    exact = {}
+    exact: dict[str, bytes] = {}
     for topic in (f"{root}/state", f"{root}/status", f"homeassistant/device/{dev}/config"):
         exact |= retained(engine, topic)
     assert exact[f"{root}/status"] == b"offline"
@@ -276,7 +276,9 @@ def test_qos1_delivery_not_acknowledged_is_redelivered(engine: Engine) -> None:
         wait_until(lambda: bool(got), 30, "the first delivery")
     finally:
         first.loop_stop()
-        first.socket().close()  # gone without a PUBACK (a crash)
+        sock = first.socket()
+        assert sock is not None
+        sock.close()  # gone without a PUBACK (a crash)
     resumed = time.monotonic()
     again, got2 = _session_client(engine, cid, manual_ack=False)
     try:

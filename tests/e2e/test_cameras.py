@@ -169,6 +169,7 @@ def test_an_unreadable_file_camera_is_not_reported_as_a_30_s_timeout(tmp_path: P
     cfg = base_settings(tmp_path, mosquitto, camera={"source": str(broken), "loop": False})
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 90)
         log = d.log()
     finally:

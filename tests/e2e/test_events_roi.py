@@ -77,6 +77,7 @@ def _scene(i: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
 
 def _square_in(jpeg: bytes) -> tuple[int, int, int, int]:
     img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None, "not a JPEG"
     ys, xs = np.nonzero((img[:, :, 2] > 200) & (img[:, :, 1] > 180) & (img[:, :, 0] < 110))
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
@@ -107,6 +108,7 @@ def test_roi_task_reports_a_box_that_contains_the_moving_object(tmp_path: Path, 
     assert with_box
     full = tokens_for_frame(480, 640, 1)
     for r in with_box:
+        assert r.roi is not None
         x, y, w, h = r.roi
         assert x >= 0 and y >= 0 and x + w <= 640 and y + h <= 480
         assert w * h < 640 * 480 / 2  # a region, not the frame

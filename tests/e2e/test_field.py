@@ -150,7 +150,11 @@ def test_budget_holds_at_the_broker_images_dropped_every_result_arrives(
     states = [StatePayload.model_validate_json(m.payload) for m in sub.on(f"{ROOT}/state")]
     assert any(st.link is not None and st.link.images_dropped >= 1 for st in states)  # republished when spent
     # the image topic is scaled to image_max_edge; the model saw the full 320x240 frame
-    shapes = {cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR).shape[:2] for m in images}
+    shapes: set[tuple[int, ...]] = set()
+    for m in images:
+        decoded = cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR)
+        assert decoded is not None, "not a JPEG"
+        shapes.add(decoded.shape[:2])
     assert shapes == {(120, 160)}, shapes
     # figures for docs/field.md
     result_b = [wire(m) for m in sub.on(f"{ROOT}/main/caption/result")]
@@ -178,6 +182,7 @@ def test_heat_stretches_intervals_until_cool_with_events(tmp_path: Path, mosquit
     )
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/main/caption/result", count=4, timeout=60)
         fs.zone(0, "cpu-thermal", 85.0)
@@ -241,6 +246,7 @@ def test_outside_active_hours_scheduled_tasks_pause_commands_answered(
     cfg = base_settings(tmp_path, mosquitto, power={"active_hours": window, "poll_s": 0.5})
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         sub.wait_for(lambda ms: any(m.topic.endswith("/event") and m.json()["event"] == "inactive_start" for m in ms),
                      30, "inactive_start")  # fmt: skip

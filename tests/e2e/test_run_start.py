@@ -50,6 +50,7 @@ def test_a_model_that_fails_to_load_keeps_the_backoff(tmp_path: Path, mosquitto)
 def test_a_second_run_names_the_outbox_setting(tmp_path: Path, mosquitto) -> None:
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto))
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         second = subprocess.run(
             [sys.executable, "-m", "edge.cli", "run", "--config", str(d.config)],

@@ -68,6 +68,7 @@ def test_captions_follow_the_camera_picture_through_edge_run(tmp_path: Path, mos
     seen = []
     for msg in sub.on(f"{ROOT}/image"):
         shown = cv2.imdecode(np.frombuffer(msg.payload, np.uint8), cv2.IMREAD_COLOR)
+        assert shown is not None, "not a JPEG"
         # which of the two pictures this job took (the JPEG is close to one, far from the other)
         diffs = [float(np.abs(shown.astype(int) - img.astype(int)).mean()) for _, img in scenes]
         scene = scenes[int(np.argmin(diffs))][0]

@@ -42,6 +42,7 @@ def scene_pair(folder: Path) -> list[tuple[S.Scene, np.ndarray]]:
 
 def which(jpeg: bytes, pair: list[tuple[S.Scene, np.ndarray]]) -> S.Scene:
     shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert shown is not None, "not a JPEG"
     diffs = [float(np.abs(shown.astype(int) - img.astype(int)).mean()) for _, img in pair]
     assert min(diffs) < 5 < max(diffs), diffs
     return pair[int(np.argmin(diffs))][0]

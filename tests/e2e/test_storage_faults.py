@@ -82,6 +82,7 @@ def test_full_disk_costs_durability_not_delivery(tmp_path: Path, mosquitto, sub,
     d = start_daemon(tmp_path, settings)
     filler: Path | None = None
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/main/caption/result", count=2, timeout=60)
         assert results(sub) and not _unstored(sub) and not events(sub, "storage_full")  # stored: room enough

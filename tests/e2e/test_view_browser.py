@@ -182,7 +182,12 @@ def test_the_page_shows_what_the_cameras_saw(
         sub.wait_topic("edge/fieldcam/main/caption/result", count=3, timeout=10)
 
         def everything_stored() -> bool:
-            return sum(_healthz(p)["stored"] for _, p in views) >= len(results_of(sub))
+            stored = 0
+            for _, p in views:
+                health = _healthz(p)
+                assert health is not None, f"the view on :{p} does not answer"
+                stored += health["stored"]
+            return stored >= len(results_of(sub))
 
         wait(everything_stored, 30, "every published result stored")
         published = results_of(sub)

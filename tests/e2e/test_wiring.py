@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -30,6 +31,7 @@ def test_set_prompt_shows_in_the_next_results_and_a_full_queue_answers_busy(
 ) -> None:
     d = start_daemon(tmp_path, base_settings(tmp_path, mosquitto))
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)
         before = results(sub)[-1].stats.prompt_tokens
@@ -66,6 +68,7 @@ def test_two_thousand_commands_memory_bounded_all_answered_results_keep_flowing(
     d = start_daemon(tmp_path, cfg)
     n_cmds = 2000
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)
         # warm up: the paths the flood takes are loaded once (imports, pydantic schemas, paho buffers)
@@ -75,7 +78,7 @@ def test_two_thousand_commands_memory_bounded_all_answered_results_keep_flowing(
         wait_replies(sub, warm, 60)
         time.sleep(1)
         rss0 = rss_mb(d.pid)
-        kinds = [
+        kinds: list[tuple[str, dict[str, Any]]] = [
             ("ask", {"prompt": "what is there?"}),
             ("ask", {"prompt": "a text question", "image": False}),
             ("capture", {}),
@@ -124,6 +127,7 @@ def test_watchdog_reload_reaches_every_worker_and_sigkill_leaves_none(tmp_path: 
     cfg = base_settings(tmp_path, mosquitto, text_model=TEXT_MODEL)
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         deadline = time.monotonic() + 30
         while len(d.worker_pids()) < 2 and time.monotonic() < deadline:
@@ -176,6 +180,7 @@ def test_sigterm_with_a_stalled_worker_exits_within_the_stop_budget(tmp_path: Pa
     budget = cfg["watchdog"]["generation_s"] + 10.0  # what `edge run` gives a running job at stop
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         worker = d.wait_worker()
         time.sleep(0.5)  # the first interval job is generating now

@@ -53,6 +53,7 @@ def test_serial_trigger_runs_its_task_with_the_gnss_position_and_the_sink_gets_i
     )
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 60)
         ptys["gnss"].write(gga("4807.038", "01131.000"))
         sub.wait_topic(f"{ROOT}/main/caption/result", count=1, timeout=30)  # the first interval job is done
@@ -121,6 +122,7 @@ def test_different_pixels_give_different_output_and_the_same_pixels_the_same(
     )
     d = start_daemon(tmp_path, cfg)
     try:
+        assert d.notify is not None
         d.notify.wait_for("READY", "1", 90)
 
         def seen() -> dict[str, set[str]]:
@@ -160,5 +162,7 @@ def test_different_pixels_give_different_output_and_the_same_pixels_the_same(
 
 def _name_of(m: Received, imgs: dict[str, np.ndarray]) -> str:
     """Which of the pictures a published frame (JPEG) is: the nearest in pixels."""
-    frame = cv2.resize(cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR), (320, 240))
+    decoded = cv2.imdecode(np.frombuffer(m.payload, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None, "not a JPEG"
+    frame = cv2.resize(decoded, (320, 240))
     return min(imgs, key=lambda k: float(np.abs(frame.astype(int) - imgs[k]).mean()))

@@ -72,7 +72,7 @@ class FakeBackend:
             ttft_ms=ttft,
             decode_tok_s=(n - 1) / decode_s if n > 1 else 0.0,
             total_ms=total,
-            stop_reason=stop,  # type: ignore[arg-type]
+            stop_reason=stop,
         )
         return Generation(" ".join(pieces), stats)
 

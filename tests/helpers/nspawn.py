@@ -26,8 +26,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-RECIPE = {
+RECIPE: dict[str, Any] = {
     "suite": "bookworm",
     "variant": "minbase",
     "include": ["systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-certificates", "mosquitto"],
@@ -151,7 +152,7 @@ class Container:
     def show(self, unit: str, prop: str) -> str:
         return self.sh(f"systemctl show -P {prop} {unit}").stdout.strip()
 
-    def wait(self, what: str, predicate, timeout: float = 120, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    def wait(self, what: str, predicate, timeout: float = 120, interval: float = 1.0):
         deadline = time.monotonic() + timeout
         while True:
             value = predicate()

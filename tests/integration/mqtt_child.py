@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from edge.config.settings import MqttSettings
-from tests.integration.mqtt_stack import make_stack, result_builder
+from tests.integration.mqtt_stack import committed, make_stack, result_builder
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     print(f"ready boot={stack.publisher.boot}", flush=True)
     build = result_builder()
     for _ in range(count):
-        result = stack.publisher.publish_result(build)
+        result = committed(stack.publisher.publish_result(build))
         print(result.seq, flush=True)  # printed only after the commit
         time.sleep(0.001)
     print("done", flush=True)

@@ -51,9 +51,15 @@ def result_builder(
     return build
 
 
+def committed(result: ResultPayload | None) -> ResultPayload:
+    """`publish_result`'s answer where the outbox takes writes (None only while the disk refuses them)."""
+    assert result is not None, "the outbox refused the write"
+    return result
+
+
 def state(value: str = "running", device: str = DEVICE) -> StatePayload:
     return StatePayload(
-        state=value,  # type: ignore[arg-type]
+        state=value,
         version="test",
         device=device,
         model="phi-3.5-vision",

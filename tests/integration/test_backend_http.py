@@ -204,7 +204,12 @@ def test_cancel_stops_the_stream(server: OpenAIStub) -> None:
     server.mode = "endless"
     backend = http_backend.load(settings(server.url))
     cancel = threading.Event()
-    gen = backend.generate(request(max_new_tokens=4000), lambda n: n == 5 and cancel.set(), cancel)
+
+    def on_token(n: int) -> None:
+        if n == 5:
+            cancel.set()
+
+    gen = backend.generate(request(max_new_tokens=4000), on_token, cancel)
     assert gen.stats.stop_reason == "cancelled" and gen.stats.new_tokens == 5
 
 

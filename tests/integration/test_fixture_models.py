@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def ort_vision_generate(model_dir: Path, image: bytes | None, max_new: int, forc
     images = og.Images.open_bytes(image) if image is not None else None
     inputs = processor(prompt, images=images)
     input_ids = inputs["input_ids"].as_numpy()
-    result = {"prompt_len": int(input_ids.shape[1]), "image_ids": int((input_ids < 0).sum())}
+    result: dict[str, Any] = {"prompt_len": int(input_ids.shape[1]), "image_ids": int((input_ids < 0).sum())}
     if image is not None:
         result["num_image_tokens"] = int(inputs["num_image_tokens"].as_numpy().sum())
         result["image_sizes"] = inputs["image_sizes"].as_numpy().reshape(-1, 2).tolist()

@@ -119,7 +119,7 @@ def wait_entities(
 def wait_state(ha: HomeAssistant, entity_id: str, want: Callable[[str], bool], what: str) -> dict[str, Any]:
     return wait_until(
         f"{entity_id} {what}",
-        lambda: (s := ha.state(entity_id)) is not None and want(s["state"]) and s,
+        lambda: s if (s := ha.state(entity_id)) is not None and want(s["state"]) else None,
         HA_WAIT_S,
     )
 
@@ -250,9 +250,10 @@ def test_removed_camera_and_task_leave_home_assistant(
         ents = wait_entities(ha, device, lambda ids: len(ids) == 18, "18 entities for two cameras, two tasks")
         names = {uid: ha.state(e["entity_id"]) for uid, e in ents.items()}
         front = f"{device}_front_caption_text"
+        front_state = names[front]
         assert (
-            names[front] is not None
-            and names[front]["attributes"]["friendly_name"] == f"{device} Front caption"
+            front_state is not None
+            and front_state["attributes"]["friendly_name"] == f"{device} Front caption"
         )
     finally:
         stop(daemon)

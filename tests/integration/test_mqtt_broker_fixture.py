@@ -26,7 +26,7 @@ def connect_result(client: Any, broker: Broker, host: str | None = None, timeout
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
-    client.reconnect_delay_set(0.1, 0.1)  # type: ignore[arg-type]
+    client.reconnect_delay_set(0.1, 0.1)
     try:
         client.connect(host or broker.host, broker.port, keepalive=10)
     except (OSError, ssl.SSLError) as err:

@@ -14,7 +14,7 @@ import pytest
 from edge.config.settings import MqttSettings, TLSSettings
 from edge.mqtt.client import MqttClient
 from edge.mqtt.topics import Topics
-from tests.integration.mqtt_stack import DEVICE, make_stack, result_builder, wait_until
+from tests.integration.mqtt_stack import DEVICE, committed, make_stack, result_builder, wait_until
 from tests.plugins.mosquitto import Broker, Collector
 
 ROOT = f"edge/{DEVICE}"
@@ -35,7 +35,7 @@ def test_connect_publish_subscribe(
             m.topic.rsplit("/", 1)[1] for m in sub.messages if m.topic in (f"{ROOT}/state", f"{ROOT}/status")
         ]
         assert births == ["state", "status"]
-        payload = stack.publisher.publish_result(result_builder())
+        payload = committed(stack.publisher.publish_result(result_builder()))
         (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
         assert msg.json()["id"] == payload.id == f"{DEVICE}-{stack.publisher.boot}-1"
         assert msg.content_type == "application/json"
@@ -114,8 +114,8 @@ def test_acl_denial_keeps_the_result_and_an_acl_fixed_later_gets_it(
     ).start()
     try:
         with caplog.at_level(logging.ERROR, logger="edge.mqtt.publisher"):
-            denied = stack.publisher.publish_result(result_builder(task="denied"))
-            allowed = stack.publisher.publish_result(result_builder(task="caption"))
+            denied = committed(stack.publisher.publish_result(result_builder(task="denied")))
+            allowed = committed(stack.publisher.publish_result(result_builder(task="caption")))
             (msg,) = sub.wait_topic(f"{ROOT}/main/caption/result")
             assert msg.json()["id"] == allowed.id
             wait_until(lambda: stack.publisher.stats().rejected >= 3, what="three refusals (retried)")

@@ -12,7 +12,7 @@ import pytest
 
 from edge.mqtt.commands import AskCommand, CaptureCommand, CommandRouter, Reply, SetCommand
 from edge.mqtt.publisher import Publisher
-from tests.integration.mqtt_stack import DEVICE, Stack, make_stack, result_builder
+from tests.integration.mqtt_stack import DEVICE, Stack, committed, make_stack, result_builder
 from tests.plugins.mosquitto import Broker, Collector
 
 ROOT = f"edge/{DEVICE}"
@@ -28,7 +28,7 @@ class FakeRuntime:
 
     def _later(self, task: str, text: str, reply: Reply) -> None:
         def job() -> None:
-            result = self.publisher.publish_result(result_builder(task=task, text=text))
+            result = committed(self.publisher.publish_result(result_builder(task=task, text=text)))
             reply.ok({"id": result.id, "task": result.task, "text": result.text})
 
         threading.Thread(target=job, name="fake-job").start()

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from tests.integration.mqtt_stack import DEVICE, make_stack, result_builder, wait_until
+from tests.integration.mqtt_stack import DEVICE, committed, make_stack, result_builder, wait_until
 from tests.plugins.mosquitto import Broker, Collector, Received
 
 REPO = Path(__file__).resolve().parents[2]
@@ -213,10 +213,10 @@ def test_expired_results_are_never_published(
         mosquitto.mqtt_settings(message_expiry_s=60), tmp_path / "o.db", clock=clock, monotonic=mono
     )
     build = result_builder()
-    stale = [stack.publisher.publish_result(build).id for _ in range(5)]
+    stale = [committed(stack.publisher.publish_result(build)).id for _ in range(5)]
     skew[0] = 61.0  # an hour-long outage, compressed: those five are now past their expiry
     wall[0] = -2 * 86400.0
-    fresh = [stack.publisher.publish_result(build).id for _ in range(2)]
+    fresh = [committed(stack.publisher.publish_result(build)).id for _ in range(2)]
     stack.start()
     try:
         got = sub.wait_topic(f"{ROOT}/main/caption/result", 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from edge.core.messages import ResultPayload
 from tests.plugins.models import model_dir
 
 
-def _settings(name: str, backend: str, **kw: object) -> Settings:
+def _settings(name: str, backend: str, **kw: Any) -> Settings:
     return Settings(
         device_id="cam-01", model=ModelSettings(path=model_dir(name), backend=backend, max_new_tokens=8), **kw
     )

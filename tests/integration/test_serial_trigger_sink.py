@@ -128,7 +128,11 @@ def test_sink_lines_parse_back(link: PtyLink) -> None:
     try:
         for seq, text in enumerate(texts, start=1):
             sink.write_result(seq, "caption", text)
-            assert wait_for(lambda n=seq: sink.counters().sent == n)  # noqa: B023
+
+            def sent_through(n: int = seq) -> bool:
+                return sink.counters().sent == n
+
+            assert wait_for(sent_through)
         lines = link.read_lines(3)
     finally:
         assert sink.stop(timeout=3.0)

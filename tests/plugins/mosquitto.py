@@ -30,7 +30,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -275,7 +275,7 @@ class Broker:
         client_id: str | None = None,
         username: str | None = None,
         password: str | None = None,
-        protocol: int = mqtt.MQTTv5,
+        protocol: MQTTProtocolVersion = mqtt.MQTTv5,
         client_cert: bool | None = None,
         cafile: Path | None = None,
     ) -> mqtt.Client:

@@ -74,7 +74,7 @@ class Postgres:
         while True:
             try:
                 with psycopg.connect(self.url(), autocommit=True) as conn:
-                    conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+                    conn.execute(f"CREATE DATABASE {name}")
                 return self.url(name)
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:

@@ -14,7 +14,9 @@ from edge.core.messages import ModelPayload, ResultPayload, StatsPayload, utc_is
 from edge.pipeline.alerts import Alerts
 
 RED_CIRCLE = "length(shapes[?shape=='circle' && color=='red']) > `0`"
-SHAPES = TaskSettings(name="shapes", kind="structured", schema=S.SCHEMA, trigger="interval", interval_s=1)
+SHAPES = TaskSettings(
+    name="shapes", kind="structured", json_schema=S.SCHEMA, trigger="interval", interval_s=1
+)
 
 
 def answer(seq: int, data: Any, task: str = "shapes") -> ResultPayload:

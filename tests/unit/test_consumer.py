@@ -203,7 +203,7 @@ def test_every_kind_of_loss_is_counted_and_a_repeated_range_once() -> None:
     t = Tracker()
 
     def ev(n: int, kind: str, **detail: object) -> EventPayload:
-        return EventPayload(id=f"cam-01-{BOOT}-e{n}", device="cam-01", at="x", event=kind, detail=detail)  # type: ignore[arg-type]
+        return EventPayload(id=f"cam-01-{BOOT}-e{n}", device="cam-01", at="x", event=kind, detail=detail)
 
     t.event(ev(1, "outbox_dropped", count=3, first_id="a1", last_id="a3"))
     t.event(ev(2, "results_dropped", cause="expired", count=2, first_id="b1", last_id="b2"))

@@ -4,7 +4,7 @@ settings loading, scheduler and executors (never started)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -101,7 +101,7 @@ def test_watchdog_reload_restarts_every_worker_with_the_new_limits() -> None:
     p = ref.current
     assert [lane.name for lane in p.lanes] == ["vision", "text"]
     for lane_, before in zip(p.lanes, old, strict=True):
-        assert before.stopped, lane_.name
+        assert cast(FakeSupervisor, before).stopped, lane_.name  # built by the fake factory
         assert lane_.supervisor is not before, lane_.name
         # the successor is built from its stopped predecessor (it inherits the frame slot)
         assert lane_.supervisor.previous is before, lane_.name  # type: ignore[attr-defined]
@@ -162,7 +162,9 @@ def test_camera_reload_restarts_only_the_cameras_that_changed() -> None:
     ).settings
     r, ref, events = reloader(running, new)
     before = dict(ref.current.grabbers)
-    r._scheduler.gate("yard").mark_triggered(0.0)  # type: ignore[attr-defined,union-attr]
+    yard = r._scheduler.gate("yard")
+    assert yard is not None
+    yard.mark_triggered(0.0)
     assert r.reload()
     p = ref.current
     assert list(p.grabbers) == ["gate", "yard", "barn"] == p.settings.camera_names
@@ -170,7 +172,7 @@ def test_camera_reload_restarts_only_the_cameras_that_changed() -> None:
     assert p.grabbers["yard"] is not before["yard"] and before["yard"].stopped  # type: ignore[attr-defined]
     assert p.grabbers["yard"].started and p.grabbers["barn"].started  # type: ignore[attr-defined]
     assert before["shed"].stopped  # type: ignore[attr-defined]
-    assert r._scheduler.cameras == ("gate", "yard", "barn")  # type: ignore[attr-defined]
+    assert r._scheduler.cameras == ("gate", "yard", "barn")
     assert events.published[-1].detail["cameras"] == {
         "added": ["barn"],
         "removed": ["shed"],

@@ -22,7 +22,7 @@ def _task(**kw: object) -> TaskSettings:
         "preroll": 1,
     }
     base.update(kw)
-    return TaskSettings(**base)  # type: ignore[arg-type]
+    return TaskSettings(**base)
 
 
 def _frame(t: float, seq: int) -> Frame:
@@ -94,7 +94,7 @@ def test_roi_and_num_crops_keys() -> None:
         TaskSettings(name="c", roi="motion", trigger="command")
     with pytest.raises(ValidationError):
         TaskSettings(name="c", num_crops=17)
-    s = Settings(tasks=[{"name": "ev", "kind": "event"}])  # type: ignore[list-item]
+    s = Settings(tasks=[{"name": "ev", "kind": "event"}])
     assert s.tasks[0].event_frames == 3
 
 
@@ -131,11 +131,12 @@ def test_scheduler_turns_each_motion_event_into_one_job_with_its_frames() -> Non
     assert len(req.images) == 3 and req.num_crops == 1
     rois = [s for s in specs if s.task.name == "cap" and s.roi is not None]
     assert rois and all(len(s.frames) == 1 for s in rois)
+    assert rois[0].roi is not None
     x, y, w, h = rois[0].roi  # the first motion frame: the square at x=100..140, y=200..240
     assert x <= 100 and y <= 200 and x + w >= 140 and y + h >= 240
 
 
-def _model():  # type: ignore[no-untyped-def]
+def _model():
     from edge.config.settings import ModelSettings
 
     return ModelSettings()

@@ -56,7 +56,7 @@ def test_ort_backend_guides_each_schema_on_its_own() -> None:
 
     def params(schema: dict[str, Any]) -> Params:
         p, _ = backend._params(GenerationRequest(prompt="p", json_schema=schema), prompt_len=4)
-        return p  # type: ignore[no-any-return]
+        return p
 
     assert params(BAD).guidance is None
     assert params(GOOD).guidance == ("json_schema", schema_text(GOOD))

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _commands(block: str) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for line in block.splitlines():
         line = re.sub(r"\s+#.*$", "", line).strip()  # a trailing comment
         if line and not line.startswith("#"):

@@ -15,8 +15,9 @@ def test_journal_traceback_has_the_priority_on_every_line() -> None:
     try:
         raise ValueError("bad")
     except ValueError as err:
-        record = logging.LogRecord("edge", logging.ERROR, __file__, 1, "crashed", None, err.__traceback__)
-        record.exc_info = (ValueError, err, err.__traceback__)
+        record = logging.LogRecord(
+            "edge", logging.ERROR, __file__, 1, "crashed", None, (ValueError, err, err.__traceback__)
+        )
     lines = JournalFormatter().format(record).splitlines()
     assert len(lines) > 3 and all(line.startswith("<3>edge: ") for line in lines)
     assert lines[-1] == "<3>edge: ValueError: bad"

@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
+from edge import __version__
 from edge.config.settings import MetricsSettings, Settings
 from edge.core.errors import ConfigError
 from edge.core.messages import CameraHealth, HealthPayload, Percentiles
@@ -72,8 +73,9 @@ def _sources(meters: Meters | None = None) -> HealthSources:
     def unread() -> Any:
         raise AssertionError("not scraped in this test")
 
+    never: Any = unread  # stands in for the outbox and gate sources too: any call fails the test
     return HealthSources(
-        pipeline=unread, meters=meters or Meters(), queues=(), outbox=unread, gate=unread, state=unread
+        pipeline=unread, meters=meters or Meters(), queues=(), outbox=never, gate=never, state=unread
     )
 
 
@@ -103,7 +105,7 @@ def test_counters_and_gauges_come_from_the_health_snapshot() -> None:
     assert got[("edge_storage_ok", ())] == 1
     assert got[("edge_state", (("state", "running"),))] == 1
     assert got[("edge_state", (("state", "degraded"),))] == 0
-    assert ("edge_info", (("device", "cam-1"), ("version", metrics_mod.__version__))) in got
+    assert ("edge_info", (("device", "cam-1"), ("version", __version__))) in got
     assert not any(name == "edge_throttled" for name, _ in got), "an unknown reading is left out"
 
     lost = CameraHealth(state="lost", frames=40, dropped=1, gated=10, jobs_dropped=0, fps=0.0)

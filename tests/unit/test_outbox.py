@@ -24,6 +24,12 @@ def msg(i: int, size: int = 10, **kw: object) -> OutboxMessage:
     return OutboxMessage(topic="edge/d/t/result", payload=b"x" * size, msg_id=f"m{i}", **kw)  # type: ignore[arg-type]
 
 
+def stored(row: int | None) -> int:
+    """`enqueue`'s row (None only for a message larger than the whole bound)."""
+    assert row is not None, "the message alone exceeds the bound"
+    return row
+
+
 class Clock:
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now
@@ -34,7 +40,7 @@ class Clock:
 
 def test_fifo_order_and_delete_on_ack(tmp_path: Path) -> None:
     with Outbox(tmp_path / "o.db", 1 << 20) as ob:
-        rows = [ob.enqueue(msg(i)) for i in range(5)]
+        rows = [stored(ob.enqueue(msg(i))) for i in range(5)]
         batch = ob.next_batch(0, 3)
         assert [s.message.msg_id for s in batch] == ["m0", "m1", "m2"]
         assert [s.row for s in batch] == rows[:3]
@@ -183,7 +189,7 @@ def test_a_lost_loss_report_is_covered_by_the_next(tmp_path: Path) -> None:
 def test_refused_rows_stay_and_come_back_with_backoff(tmp_path: Path) -> None:
     clock = Clock()
     with Outbox(tmp_path / "o.db", 1 << 20, monotonic=clock) as ob:
-        rows = [ob.enqueue(msg(i, ttl_s=100)) for i in range(3)]
+        rows = [stored(ob.enqueue(msg(i, ttl_s=100))) for i in range(3)]
         batch = ob.next_batch(0, 10)
         assert ob.refuse([rows[1]], retry_min_s=2, retry_max_s=5) == [("m1", 1)]
         assert ob.next_batch(batch[-1].row, 10) == [] and ob.refused_due(10) == []
@@ -209,7 +215,7 @@ def test_refused_rows_stay_and_come_back_with_backoff(tmp_path: Path) -> None:
 def test_refused_rows_are_retried_in_order_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     with Outbox(path, 1 << 20) as ob:
-        rows = [ob.enqueue(msg(i)) for i in range(2)]
+        rows = [stored(ob.enqueue(msg(i))) for i in range(2)]
         ob.next_batch(0, 10)
         ob.refuse([rows[0]], retry_min_s=300, retry_max_s=300)
     with Outbox(path, 1 << 20) as ob:

@@ -125,7 +125,7 @@ def test_active_hours_pause_and_resume_events(tmp_path: Path) -> None:
 )
 def test_bad_power_settings_name_the_key(section: dict[str, object], key: str) -> None:
     with pytest.raises(ValidationError, match=key):
-        PowerSettings(**section)  # type: ignore[arg-type]
+        PowerSettings(**section)
 
 
 def scheduler() -> Scheduler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,8 @@ def test_shorthand_is_a_list_of_one(tmp_path: Path) -> None:
     s = load(tmp_path, '[camera]\nsource = "testsrc"\nwidth = 320\n').settings
     assert [c.name for c in s.cameras] == ["main"] and s.camera.width == 320
     assert Settings().camera_names == ["main"]  # no camera section at all: one default camera
-    assert Settings(camera=CameraSettings(name="x")).camera_names == ["x"]
+    shorthand: dict[str, Any] = {"camera": CameraSettings(name="x")}  # turned into cameras by a validator
+    assert Settings(**shorthand).camera_names == ["x"]
 
 
 def test_several_cameras_and_task_binding(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,7 @@ def test_unit_verifies(tmp_path: Path) -> None:
     assert "ExecStart=/opt/edge/venv/bin/edge run" in text
     unit = tmp_path / "edge.service"
     unit.write_text(text.replace("/opt/edge/venv/bin/edge", sys.executable))
+    assert ANALYZE is not None  # needs_analyze
     proc = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "edge.service" not in proc.stderr  # no warning about our unit either
@@ -76,6 +78,7 @@ def test_unit_verifies(tmp_path: Path) -> None:
 
 @needs_analyze
 def test_security_exposure_at_most_2() -> None:
+    assert ANALYZE is not None  # needs_analyze
     proc = subprocess.run(
         [ANALYZE, "security", "--offline=yes", str(UNIT)], capture_output=True, text=True, timeout=60
     )
@@ -171,14 +174,14 @@ def test_a_venv_python_resolving_under_home_is_named(tmp_path: Path, monkeypatch
     python.symlink_to("/root/.pyenv/versions/3.11.7/bin/python3.11")
     script = tmp_path / "bin" / "edge"
     script.write_text(f"#!{python}\nimport edge.cli.main\n")
-    monkeypatch.setattr(service.sys, "base_prefix", "/home/pi/.local/share/uv/python/cpython-3.11")
+    monkeypatch.setattr(sys, "base_prefix", "/home/pi/.local/share/uv/python/cpython-3.11")
     found = service.sandbox_problems([str(script)])
     assert (
         "the interpreter (resolved) /root/.pyenv/versions/3.11.7/bin/python3.11 is out of the service's "
         "reach: the unit's ProtectHome=yes hides /root"
     ) in found
     assert any(line.startswith("the Python installation /home/pi/") for line in found), found
-    monkeypatch.setattr(service.sys, "base_prefix", "/usr")
+    monkeypatch.setattr(sys, "base_prefix", "/usr")
     system = service.sandbox_problems(["/usr/bin/python3", "-m", "edge.cli"])
     assert not [line for line in system if "interpreter" in line or "Python installation" in line], system
 
@@ -186,8 +189,8 @@ def test_a_venv_python_resolving_under_home_is_named(tmp_path: Path, monkeypatch
 def test_service_unit_without_a_script_runs_the_module(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(service.sysconfig, "get_path", lambda name: str(tmp_path))
-    monkeypatch.setattr(service.sys, "executable", str(tmp_path / "py 3%" / "python"))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name: str(tmp_path))
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "py 3%" / "python"))
     assert service.edge_command() == [str(tmp_path / "py 3%" / "python"), "-m", "edge.cli"]
     text = service.unit_text()
     # quoted for systemd's word splitting, % doubled against specifier expansion
@@ -217,6 +220,7 @@ def test_sandbox_hidden_install_is_named(program: str, hidden: str | None) -> No
 def test_generated_unit_verifies(tmp_path: Path) -> None:
     unit = tmp_path / "edge.service"
     unit.write_text(service.unit_text())
+    assert ANALYZE is not None  # needs_analyze
     proc = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "edge.service" not in proc.stderr

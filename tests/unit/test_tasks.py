@@ -20,6 +20,12 @@ def frame_job(task: TaskSettings, tag: str) -> JobSpec:
     return JobSpec(task=task, trigger="interval", context={"tag": tag})
 
 
+def take(q: JobQueue, timeout: float = 0.1) -> JobSpec:
+    job = q.get(timeout)
+    assert job is not None, f"no job within {timeout}s"
+    return job
+
+
 def command_job(tag: str) -> JobSpec:
     return JobSpec(task=ASK, trigger="command", prompt=tag, reply=lambda reply: None)
 
@@ -29,7 +35,7 @@ def test_newest_frame_job_replaces_pending_one_of_same_task() -> None:
     assert q.put(frame_job(CAPTION, "old")) == "queued"
     assert q.put(frame_job(OTHER, "x")) == "queued"
     assert q.put(frame_job(CAPTION, "new")) == "replaced"
-    got = [q.get(0.1) for _ in range(2)]
+    got = [take(q, 0.1) for _ in range(2)]
     assert [(j.task.name, j.context["tag"]) for j in got] == [("caption", "new"), ("other", "x")]
     assert q.stats.replaced == 1 and q.get(0.01) is None
 
@@ -44,7 +50,11 @@ def test_commands_are_never_replaced_and_keep_one_slot_for_scheduled_work() -> N
     assert q.stats.skipped == 1
     assert q.put(command_job("c")) == "rejected"  # two commands of three slots: the last is kept
     assert q.put(frame_job(CAPTION, "g")) == "queued"  # newest scheduled work in the kept slot
-    assert [j.prompt or j.context["tag"] for j in (q.get(0.1), q.get(0.1), q.get(0.1))] == ["a", "b", "g"]
+    assert [j.prompt or j.context["tag"] for j in (take(q, 0.1), take(q, 0.1), take(q, 0.1))] == [
+        "a",
+        "b",
+        "g",
+    ]
     assert q.stats.rejected == 1 and q.stats.skipped == 2 and len(q) == 0
 
 
