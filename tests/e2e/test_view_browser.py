@@ -90,7 +90,9 @@ def _healthz(port: int) -> dict[str, Any] | None:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.fail("Debian's chromium and chromium-driver are needed (`make test` installs them: tools/test_deps.sh)")
+        pytest.fail(
+            "Debian's chromium and chromium-driver are needed (`make test` installs them: tools/test_deps.sh)"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
