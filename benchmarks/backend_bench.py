@@ -4,7 +4,7 @@
     python benchmarks/backend_bench.py [--models-dir tests/fixtures/models] [--runs 20] [--max-new 128]
 
 For each backend and model the same prompt runs through edge's backend (with a heartbeat-like
-on_token callback, as the worker uses it) and through edge/cli/bench/bare_loop.py (the runtime API alone),
+on_token callback, as the worker uses it) and through edge/inference/bare_loop.py (the runtime API alone),
 interleaved, and the medians are compared. Prints a table; asserts nothing.
 """
 
@@ -27,10 +27,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.cli.bench import bare_loop  # noqa: E402
 from edge.config.settings import ModelSettings  # noqa: E402
 from edge.core.messages import GenerationRequest  # noqa: E402
-from edge.inference import openvino_genai, ort_genai  # noqa: E402
+from edge.inference import (  # noqa: E402
+    bare_loop,  # noqa: E402
+    openvino_genai,
+    ort_genai,
+)
 from edge.inference.prompts import chat_prompt  # noqa: E402
 
 PROMPT = "Count the people."  # long greedy answers on the fixture weights: no early EOS

@@ -3,7 +3,7 @@
 
     python benchmarks/threads_sweep.py --model ~/.cache/edge-bench/ort-phi3v-40m [--threads 1,2,0] [--rounds 8]
 
-One bare-loop process per setting (edge/cli/bench/bare_loop.py, as `edge bench` uses it), all loaded at
+One bare-loop process per setting (edge/inference/bare_loop.py, as `edge bench` uses it), all loaded at
 once, and the rounds interleave them (A B C, C B A, ...) so a drifting shared machine hits every
 setting alike. 0 = the runtime's default (all cores). Prints a markdown table.
 """

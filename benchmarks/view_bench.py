@@ -38,8 +38,9 @@ sys.path.insert(0, str(REPO))
 
 from edge.capture import demo_world as S  # noqa: E402
 from edge.core.messages import ModelPayload, ResultPayload, StatsPayload  # noqa: E402
+from edge.view.schema import REBUILD_CAMERAS  # noqa: E402
 from edge.view.server import ViewServer  # noqa: E402
-from edge.view.store import _REBUILD_CAMERAS, ViewStore, open_store, search_text  # noqa: E402
+from edge.view.store import ViewStore, open_store, search_text  # noqa: E402
 from tests.plugins.mosquitto import Broker, free_port  # noqa: E402
 from tests.plugins.postgres import Postgres  # noqa: E402
 
@@ -177,7 +178,7 @@ def pages(args: argparse.Namespace, root: Path, pg: Postgres | None) -> dict[str
     t0 = time.monotonic()
     fill(store, args.rows)
     with store._lock, store._transaction():  # what inserting one by one keeps up to date
-        for sql in _REBUILD_CAMERAS:
+        for sql in REBUILD_CAMERAS:
             store._execute(sql)
     if store.dialect == "postgresql":
         store._execute("ANALYZE")

@@ -17,175 +17,31 @@ read. Pages are small (a page of 50 rows), so the lock is held for milliseconds.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge.consumer.models import EventPayload, HealthPayload, ResultPayload, StatePayload, parse_result_id
 from edge.consumer.tracker import Gap
 from edge.core.messages import iso_epoch
+from edge.view import schema
+from edge.view.rows import NO_FILTER, DeviceRow, EventRow, Filters, ResultRow, search_text
 
-
-def search_text(result: ResultPayload) -> str:
-    """What search looks in: the caption or answer, and a structured answer's values."""
-    parts = [result.text]
-    if result.data is not None:
-        parts.append(" ".join(_values(result.data)))
-    return " ".join(p for p in parts if p)
-
-
-def _values(data: Any) -> Iterator[str]:
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield str(key)
-            yield from _values(value)
-    elif isinstance(data, list):
-        for value in data:
-            yield from _values(value)
-    elif data is not None:
-        yield str(data)
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    id: str
-    device: str
-    boot: int
-    seq: int
-    camera: str
-    task: str
-    at: float  # captured (or published) time, epoch seconds
-    text: str
-    images: int  # pictures stored for it (0, 1, or an event's key frames)
-    payload: str  # the result as received (JSON)
-
-    def result(self) -> ResultPayload:
-        return ResultPayload.model_validate_json(self.payload)
-
-
-@dataclass(frozen=True)
-class EventRow:
-    id: str
-    device: str
-    at: float
-    event: str
-    reason: str
-    camera: str | None
-    task: str | None
-    payload: str
-
-    def detail(self) -> dict[str, Any]:
-        value = json.loads(self.payload).get("detail") or {}
-        return value if isinstance(value, dict) else {}
-
-
-@dataclass(frozen=True)
-class DeviceRow:
-    device: str
-    status: str | None  # online / offline (the retained status, the LWT)
-    state: StatePayload | None
-    health: HealthPayload | None
-    updated: float
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What a timeline or a search is narrowed to (empty strings and None: no filter)."""
-
-    device: str = ""
-    camera: str = ""
-    task: str = ""
-    since: float | None = None
-    until: float | None = None
-
-
-# Each migration is a list of statements per dialect; version N is MIGRATIONS[N - 1].
-_COMMON_1 = [
-    """CREATE TABLE IF NOT EXISTS results (
-        id TEXT PRIMARY KEY, device TEXT NOT NULL, boot BIGINT NOT NULL, seq BIGINT NOT NULL,
-        camera TEXT NOT NULL, task TEXT NOT NULL, at DOUBLE PRECISION NOT NULL,
-        received_at DOUBLE PRECISION NOT NULL, text TEXT NOT NULL, search TEXT NOT NULL,
-        images INTEGER NOT NULL DEFAULT 0, payload TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS results_at ON results(at)",
-    "CREATE INDEX IF NOT EXISTS results_where ON results(device, camera, task, at)",
-    "CREATE INDEX IF NOT EXISTS results_seq ON results(device, boot, seq)",
-    """CREATE TABLE IF NOT EXISTS events (
-        id TEXT PRIMARY KEY, device TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, event TEXT NOT NULL,
-        reason TEXT NOT NULL, camera TEXT, task TEXT, received_at DOUBLE PRECISION NOT NULL,
-        payload TEXT NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS events_at ON events(at)",
-    """CREATE TABLE IF NOT EXISTS devices (
-        device TEXT PRIMARY KEY, status TEXT, state TEXT, health TEXT,
-        updated DOUBLE PRECISION NOT NULL)""",
+__all__ = [
+    "DeviceRow",
+    "EventRow",
+    "Filters",
+    "ResultRow",
+    "SqliteViewStore",
+    "ViewStore",
+    "open_store",
+    "search_text",
 ]
-MIGRATIONS: dict[str, list[list[str]]] = {
-    "sqlite": [
-        [
-            *_COMMON_1,
-            """CREATE TABLE IF NOT EXISTS images (
-                result_id TEXT NOT NULL, part INTEGER NOT NULL, jpeg BLOB NOT NULL,
-                bytes INTEGER NOT NULL, received_at REAL NOT NULL, PRIMARY KEY (result_id, part))""",
-            "CREATE VIRTUAL TABLE IF NOT EXISTS results_fts USING fts5(id UNINDEXED, search)",
-        ],
-    ],
-    "postgresql": [
-        [
-            *_COMMON_1,
-            """CREATE TABLE IF NOT EXISTS images (
-                result_id TEXT NOT NULL, part INTEGER NOT NULL, jpeg BYTEA NOT NULL,
-                bytes INTEGER NOT NULL, received_at DOUBLE PRECISION NOT NULL,
-                PRIMARY KEY (result_id, part))""",
-            "ALTER TABLE results ADD COLUMN IF NOT EXISTS tsv tsvector "
-            "GENERATED ALWAYS AS (to_tsvector('simple', search)) STORED",
-            "CREATE INDEX IF NOT EXISTS results_tsv ON results USING GIN (tsv)",
-        ],
-    ],
-}
-# Version 2: `cameras`, each (device, camera, task)'s newest result and newest result with a picture,
-# kept on insert, so the overview and the filter lists read a row per camera instead of scanning
-# every result (14 s at a million results before it; see docs/view.md).
-_CAMERAS_2 = [
-    """CREATE TABLE IF NOT EXISTS cameras (
-        device TEXT NOT NULL, camera TEXT NOT NULL, task TEXT NOT NULL,
-        latest_at DOUBLE PRECISION NOT NULL, latest_id TEXT NOT NULL,
-        pictured_at DOUBLE PRECISION, pictured_id TEXT, PRIMARY KEY (device, camera, task))""",
-    # one device's timeline, newest first, without sorting the device's every result
-    "CREATE INDEX IF NOT EXISTS results_device_at ON results(device, at)",
-]
-_REBUILD_CAMERAS = [
-    "DELETE FROM cameras",
-    """INSERT INTO cameras (device, camera, task, latest_at, latest_id)
-        SELECT device, camera, task, at, MAX(id) FROM results r
-        WHERE at = (SELECT MAX(at) FROM results m WHERE m.device = r.device AND m.camera = r.camera
-                    AND m.task = r.task)
-        GROUP BY device, camera, task, at""",
-    """UPDATE cameras SET pictured_at = p.at, pictured_id = p.id FROM (
-        SELECT device, camera, task, at, MAX(id) AS id FROM results r WHERE images > 0
-        AND at = (SELECT MAX(at) FROM results m WHERE m.device = r.device AND m.camera = r.camera
-                  AND m.task = r.task AND m.images > 0)
-        GROUP BY device, camera, task, at) AS p
-        WHERE cameras.device = p.device AND cameras.camera = p.camera AND cameras.task = p.task""",
-]
-for dialect in MIGRATIONS:
-    MIGRATIONS[dialect].append([*_CAMERAS_2, *_REBUILD_CAMERAS])
-SCHEMA_VERSION = 2
-
-_GAPS = """
-SELECT device, boot, prev + 1, seq - 1 FROM (
-    SELECT device, boot, seq, LAG(seq) OVER (PARTITION BY device, boot ORDER BY seq) AS prev
-    FROM results WHERE device = {p}
-) AS s WHERE prev IS NOT NULL AND seq > prev + 1
-"""
-
-_RESULT_COLS = "id, device, boot, seq, camera, task, at, text, images, payload"
-_EVENT_COLS = "id, device, at, event, reason, camera, task, payload"
 
 
 class ViewStore(ABC):
@@ -225,7 +81,7 @@ class ViewStore(ABC):
             self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self._execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = int(row[0]) if row and row[0] is not None else 0
-        for version, statements in enumerate(MIGRATIONS[self.dialect], start=1):
+        for version, statements in enumerate(schema.MIGRATIONS[self.dialect], start=1):
             if version <= current:
                 continue
             with self._lock, self._transaction():
@@ -382,28 +238,28 @@ class ViewStore(ABC):
             params.append(f.until)
         return " AND ".join(clauses), params
 
-    def results(self, f: Filters = Filters(), *, limit: int = 50, offset: int = 0) -> list[ResultRow]:
+    def results(self, f: Filters = NO_FILTER, *, limit: int = 50, offset: int = 0) -> list[ResultRow]:
         where, params = self._where(f)
         rows = self._rows(
-            f"SELECT {_RESULT_COLS} FROM results WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}} OFFSET {{p}}",
+            f"SELECT {schema.RESULT_COLS} FROM results WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}} OFFSET {{p}}",
             [*params, limit, offset],
         )
         return [self._result(r) for r in rows]
 
-    def events(self, f: Filters = Filters(), *, limit: int = 50) -> list[EventRow]:
+    def events(self, f: Filters = NO_FILTER, *, limit: int = 50) -> list[EventRow]:
         where, params = self._where(f)
         rows = self._rows(
-            f"SELECT {_EVENT_COLS} FROM events WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}}",
+            f"SELECT {schema.EVENT_COLS} FROM events WHERE {where} ORDER BY at DESC, id DESC LIMIT {{p}}",
             [*params, limit],
         )
         return [self._event(r) for r in rows]
 
     def result(self, result_id: str) -> ResultRow | None:
-        rows = self._rows(f"SELECT {_RESULT_COLS} FROM results WHERE id = {{p}}", (result_id,))
+        rows = self._rows(f"SELECT {schema.RESULT_COLS} FROM results WHERE id = {{p}}", (result_id,))
         return self._result(rows[0]) if rows else None
 
     def event(self, event_id: str) -> EventRow | None:
-        rows = self._rows(f"SELECT {_EVENT_COLS} FROM events WHERE id = {{p}}", (event_id,))
+        rows = self._rows(f"SELECT {schema.EVENT_COLS} FROM events WHERE id = {{p}}", (event_id,))
         return self._event(rows[0]) if rows else None
 
     def image(self, result_id: str, part: int = 0) -> bytes | None:
@@ -411,14 +267,14 @@ class ViewStore(ABC):
         return bytes(rows[0][0]) if rows else None
 
     def search(
-        self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0
+        self, query: str, f: Filters = NO_FILTER, *, limit: int = 50, offset: int = 0
     ) -> list[ResultRow]:
         if not query.split():
             return []
         where, params = self._where(f)
         match, match_params = self._search_where(query)
         rows = self._rows(
-            f"SELECT {_RESULT_COLS} FROM results WHERE {where} AND {match}"
+            f"SELECT {schema.RESULT_COLS} FROM results WHERE {where} AND {match}"
             " ORDER BY at DESC, id DESC LIMIT {p} OFFSET {p}",
             [*params, *match_params, limit, offset],
         )
@@ -464,7 +320,7 @@ class ViewStore(ABC):
         )
 
     def gaps(self, device: str) -> list[Gap]:
-        rows = self._rows(_GAPS, (device,))
+        rows = self._rows(schema.GAPS, (device,))
         return [Gap(str(d), int(b), int(first), int(last)) for d, b, first, last in rows]
 
     def gaps_near(self, rows: Sequence[ResultRow]) -> list[Gap]:
@@ -512,7 +368,7 @@ class ViewStore(ABC):
                 results += self._execute(f"DELETE FROM results WHERE received_at < {p}", (cutoff,)).rowcount
                 self._execute(f"DELETE FROM events WHERE received_at < {p}", (cutoff,))
                 if results:
-                    for sql in _REBUILD_CAMERAS:
+                    for sql in schema.REBUILD_CAMERAS:
                         self._execute(sql)
             if max_image_bytes is not None:
                 total = int(self._execute("SELECT COALESCE(SUM(bytes), 0) FROM images").fetchone()[0])
@@ -530,7 +386,7 @@ class ViewStore(ABC):
                         self._execute(f"UPDATE results SET images = images - 1 WHERE id = {p}", (result_id,))
                         total -= int(size)
                         images += 1
-                    for sql in _REBUILD_CAMERAS:
+                    for sql in schema.REBUILD_CAMERAS:
                         self._execute(sql)
         return results, images
 
@@ -572,14 +428,14 @@ class SqliteViewStore(ViewStore):
         return "id IN (SELECT id FROM results_fts WHERE results_fts MATCH ?)", [_fts_phrase(query)]
 
     def search(
-        self, query: str, f: Filters = Filters(), *, limit: int = 50, offset: int = 0
+        self, query: str, f: Filters = NO_FILTER, *, limit: int = 50, offset: int = 0
     ) -> list[ResultRow]:
         """Newest stored first, walking FTS5's index backwards: a word found in most of a million
         captions costs a page of rows, not a sort of every match."""
         if not query.split():
             return []
         where, params = self._where(f)
-        cols = ", ".join(f"r.{c.strip()}" for c in _RESULT_COLS.split(","))
+        cols = ", ".join(f"r.{c.strip()}" for c in schema.RESULT_COLS.split(","))
         rows = self._rows(
             f"SELECT {cols} FROM results_fts JOIN results r ON r.id = results_fts.id"
             f" WHERE results_fts MATCH ? AND {where}"

@@ -17,7 +17,9 @@ from typing import Any
 
 import psycopg
 
-from edge.view.store import _RESULT_COLS, Filters, ResultRow, ViewStore
+from edge.view.rows import NO_FILTER, Filters, ResultRow
+from edge.view.schema import RESULT_COLS
+from edge.view.store import ViewStore
 
 # matches below which a search reads them all through the index and sorts them
 RARE = 2000
@@ -57,12 +59,11 @@ class PostgresViewStore(ViewStore):
         return "tsv @@ plainto_tsquery('simple', %s)", [query]
 
     def search(
-        self, query: str, f: Filters | None = None, *, limit: int = 50, offset: int = 0
+        self, query: str, f: Filters = NO_FILTER, *, limit: int = 50, offset: int = 0
     ) -> list[ResultRow]:
         """A common word is found fastest walking the newest results back until a page is full; a rare
         one through the GIN index and a sort of its few matches. The planner cannot tell the two
         apart (it walked a million rows for a word found nowhere: 2.5 s), so a capped count decides."""
-        f = f or Filters()
         if not query.split():
             return []
         where, params = self._where(f)
@@ -74,7 +75,7 @@ class PostgresViewStore(ViewStore):
         if found >= RARE:
             return super().search(query, f, limit=limit, offset=offset)
         rows = self._rows(
-            f"WITH m AS MATERIALIZED (SELECT {_RESULT_COLS} FROM results WHERE {where}"
+            f"WITH m AS MATERIALIZED (SELECT {RESULT_COLS} FROM results WHERE {where}"
             " AND tsv @@ plainto_tsquery('simple', {p}))"
             " SELECT * FROM m ORDER BY at DESC, id DESC LIMIT {p} OFFSET {p}",
             [*params, query, limit, offset],

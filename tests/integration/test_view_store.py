@@ -143,7 +143,7 @@ def test_a_store_of_schema_1_is_migrated_on_open(
     engine: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Version 2 added the per-camera table; a store written by version 1 gets it, filled."""
-    from edge.view import store as store_mod
+    from edge.view import schema as store_mod
 
     engine = (
         request.node.callspec.params.get("engine", "sqlite")

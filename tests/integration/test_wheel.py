@@ -114,7 +114,7 @@ def test_wheel_holds_the_package_data_and_license(installed: Install) -> None:
     assert "edge/assets/models/demo-ov/openvino_language_model.xml" in names
     assert "edge/assets/models/manifest.json" in names  # `edge bench --choose`'s accuracy cases
     assert "edge/assets/models/eval/scene0.jpg" in names
-    assert "edge/cli/bench/bare_loop.py" in names  # `edge bench`'s overhead baseline, run by its path
+    assert "edge/inference/bare_loop.py" in names  # `edge bench`'s overhead baseline, run by its path
     [dist_info] = {n.split("/")[0] for n in names if ".dist-info/" in n}
     assert dist_info.startswith("edge_vlm_agent-")
     assert f"{dist_info}/licenses/LICENSE" in names

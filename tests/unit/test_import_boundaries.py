@@ -21,12 +21,13 @@ EDGE = Path(__file__).resolve().parents[2] / "edge"
 THIRD_PARTY_OWNERS: dict[str, tuple[str, ...]] = {
     "paho": ("edge/mqtt/",),
     "cv2": ("edge/imaging/opencv.py",),  # sets its limits and log levels before the import
-    # the bench's bare baseline calls each runtime directly (that is what it measures) and imports no edge
-    "onnxruntime_genai": ("edge/inference/ort_genai.py", "edge/cli/bench/bare_loop.py"),
+    # the bench's bare baseline, inside the package that owns the runtimes, calls each runtime directly
+    # (that is what it measures) and imports no edge code
+    "onnxruntime_genai": ("edge/inference/ort_genai.py", "edge/inference/bare_loop.py"),
     "onnxruntime": ("edge/inference/ort_genai.py",),
     "onnxruntime_ep_openvino": ("edge/inference/ort_genai.py",),
-    "openvino": ("edge/inference/openvino_genai.py", "edge/cli/bench/bare_loop.py"),
-    "openvino_genai": ("edge/inference/openvino_genai.py", "edge/cli/bench/bare_loop.py"),
+    "openvino": ("edge/inference/openvino_genai.py", "edge/inference/bare_loop.py"),
+    "openvino_genai": ("edge/inference/openvino_genai.py", "edge/inference/bare_loop.py"),
     "openvino_tokenizers": ("edge/inference/openvino_genai.py",),
     "httpx": ("edge/inference/http_backend.py",),
     "httpx_sse": ("edge/inference/http_backend.py",),

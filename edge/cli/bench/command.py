@@ -6,7 +6,7 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
 2. the daemon starts on a bench device id and loads the model; its first frame runs one job
    (warm-up), then the gate stays shut: the idle phase measures its CPU with the camera running;
 3. overhead: jobs on the daemon (cmd/capture) alternate with the same prompt, frame size and answer
-   length on the bare runtime loop (edge/cli/bench/bare_loop.py, no edge code); the median of the pairs'
+   length on the bare runtime loop (edge/inference/bare_loop.py, no edge code); the median of the pairs'
    decode-speed ratios is the runtime's overhead;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;

@@ -1,7 +1,7 @@
 """The measuring parts of `edge bench` that need no daemon: gating cost, the bare-loop process, a
 local broker, and the statistics the report is made of.
 
-The bare loop (edge/cli/bench/bare_loop.py) runs as its own process, started by file path so it imports no
+The bare loop (edge/inference/bare_loop.py) runs as its own process, started by file path so it imports no
 edge code, and is fed exactly the tensors the runtime's backend builds (our phi3v preprocessing,
 our chat prompt): the overhead figure then compares the same model work on both sides.
 """
@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge import inference
 from edge.capture.testsrc import render_frame
 from edge.config.settings import GateSettings, ModelSettings
 from edge.core.errors import EdgeError
@@ -38,7 +39,8 @@ from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 
 # The baseline lives outside the package (it imports the SDKs directly): present in a source checkout,
 # absent from a wheel, where `edge bench` skips the overhead part with a note saying so.
-BARE_SCRIPT = Path(__file__).with_name("bare_loop.py")  # shipped in the package; run by its path
+# shipped in edge.inference (the package that owns the runtime SDKs); run by its path, never imported
+BARE_SCRIPT = Path(inference.__file__).with_name("bare_loop.py")
 
 
 class BenchError(EdgeError):
