@@ -13,19 +13,22 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from edge.config.conditions import compile_condition
+from edge.config.camera_settings import DEFAULT_MAX_EDGE as DEFAULT_MAX_EDGE
+from edge.config.camera_settings import CameraSettings as CameraSettings
+from edge.config.camera_settings import GateSettings as GateSettings
+from edge.config.camera_settings import ZoneSettings as ZoneSettings
+from edge.config.field_settings import AlertSettings as AlertSettings
+from edge.config.field_settings import LinkSettings as LinkSettings
+from edge.config.field_settings import PowerSettings as PowerSettings
+from edge.config.section import MAX_PERIOD_S as MAX_PERIOD_S
+from edge.config.section import Section as Section
+from edge.config.section import topic_name
 from edge.core.kinds import BackendName, RoiKind, TaskKind, TriggerKind
 from edge.core.names import check_name, sanitize
-
-
-def _topic_name(value: str) -> str:
-    """A name placed in the device's topic tree: topic-safe and not a reserved word."""
-    return check_name(value)
-
 
 KEYED_ERROR = "edge_keyed"
 """Error type of a cross-field check that knows which key is wrong (`ctx["loc"]`): the loader reports
@@ -41,8 +44,6 @@ def _topic_level(value: str) -> str:
     return check_name(value, reserved=False)
 
 
-MAX_PERIOD_S = 31 * 86400.0
-"""Longest interval, gate period or window: a month. Beyond it a value is a typo (1e308 stopped a task)."""
 MIN_EVENT_FRAMES, MAX_EVENT_FRAMES, DEFAULT_EVENT_FRAMES = 2, 6, 3
 """Frames of an event task: at least a before and an after; at most what one prompt and one frame slot hold."""
 MQTT_MAX_STRING_BYTES = 65535
@@ -61,116 +62,6 @@ def _mqtt_string(value: str, what: str) -> str:
 def default_device_id() -> str:
     """The hostname, made topic-safe (dots and other characters become '-')."""
     return sanitize(socket.gethostname().split(".")[0], fallback="edge")
-
-
-# A 1920-pixel edge keeps 1080p cameras untouched and bounds a frame to 11 MB (an 8192x8192 source
-# otherwise costs ~200 MB per copy, over 1 GB across the daemon and its worker: too much on 4 GB).
-DEFAULT_MAX_EDGE = 1920
-
-
-class Section(BaseModel):
-    # allow_inf_nan=False: inf or nan in any float setting is an error, never a task that stops.
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, allow_inf_nan=False
-    )
-
-
-class ZoneSettings(Section):
-    """A named region of a camera's picture, as fractions of the frame (so it survives a resolution
-    change): a task with `zone` gates on motion inside it and describes only it."""
-
-    name: str
-    box: list[float] = Field(description="[x, y, w, h] as fractions of the frame's width and height.")
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
-
-    @field_validator("box")
-    @classmethod
-    def _box(cls, v: list[float]) -> list[float]:
-        if len(v) != 4:
-            raise ValueError(f"{v}: expected [x, y, w, h] (four fractions of the frame)")
-        x, y, w, h = v
-        if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > 1.0 + 1e-9 or y + h > 1.0 + 1e-9:
-            raise ValueError(f"{v}: x, y >= 0, w, h > 0 and x + w, y + h <= 1 (fractions of the frame)")
-        return v
-
-    def pixels(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """The zone in a frame of this size: (x, y, w, h) pixels, at least one pixel, inside the frame."""
-        x, y, w, h = self.box
-        x0, y0 = min(width - 1, round(x * width)), min(height - 1, round(y * height))
-        x1, y1 = (
-            min(width, max(x0 + 1, round((x + w) * width))),
-            min(height, max(y0 + 1, round((y + h) * height))),
-        )
-        return x0, y0, x1 - x0, y1 - y0
-
-
-class CameraSettings(Section):
-    name: str = Field(
-        "main",
-        description="Camera name: results carry it and publish on {prefix}/{device}/{name}/{task}/result.",
-    )
-    source: int | str = Field(
-        "testsrc",
-        description="Index, /dev/videoN, rtsp://, http(s):// MJPEG, video file, image dir or glob, "
-        "'gst:<pipeline>', 'picamera2' or 'testsrc'.",
-    )
-    width: int | None = Field(640, ge=16, le=8192, description="Requested width (None: the device's).")
-    height: int | None = Field(480, ge=16, le=8192, description="Requested height (None: the device's).")
-    fps: float = Field(15.0, gt=0, le=240, description="Requested frame rate; files are paced to theirs.")
-    reconnect_s: float = Field(30.0, gt=0, description="Cap of the exponential reconnect backoff.")
-    stall_s: float = Field(10.0, gt=0, description="No frame for this long: the camera counts as lost.")
-    max_edge: int | None = Field(
-        DEFAULT_MAX_EDGE,
-        ge=64,
-        description="Downscale frames whose longer edge exceeds this (bounds the memory a large source costs).",
-    )
-    pace: Literal["realtime", "asap"] = Field(
-        "realtime", description="Video files: play at their own frame rate, or as fast as consumed."
-    )
-    loop: bool = Field(True, description="Video files and image dirs: start again at the end.")
-    zones: list[ZoneSettings] = Field(
-        default_factory=list, description="Named regions ([[cameras.zones]]) a task may look at alone."
-    )
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
-
-    @field_validator("zones")
-    @classmethod
-    def _zones(cls, v: list[ZoneSettings]) -> list[ZoneSettings]:
-        names = [z.name for z in v]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate zone names: {', '.join(dupes)}")
-        return v
-
-    def zone(self, name: str) -> ZoneSettings | None:
-        return next((z for z in self.zones if z.name == name), None)
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _index(cls, v: Any) -> Any:
-        # From the environment or --set every value is a string: "0" means camera index 0.
-        return int(v) if isinstance(v, str) and v.strip().isdigit() else v
-
-
-class GateSettings(Section):
-    motion_threshold: float = Field(
-        0.02, ge=0, le=1, description="Share of changed pixels (0..1) that counts as motion."
-    )
-    min_interval_s: float = Field(
-        2.0, ge=0, le=MAX_PERIOD_S, description="Never run a motion task more often."
-    )
-    max_interval_s: float = Field(
-        300.0, gt=0, le=MAX_PERIOD_S, description="Run at least this often, even without motion."
-    )
-    cooldown_s: float = Field(0.0, ge=0, le=MAX_PERIOD_S, description="Quiet time after a triggered job.")
-
-    @model_validator(mode="after")
-    def _order(self) -> GateSettings:
-        if self.max_interval_s < self.min_interval_s:
-            raise ValueError("gate.max_interval_s must be >= gate.min_interval_s")
-        return self
 
 
 class ModelSettings(Section):
@@ -337,7 +228,7 @@ class TaskSettings(Section):
         None, description="Look only at this zone of each camera: its motion gates, the model sees its crop."
     )
 
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
+    _name = field_validator("name")(classmethod(lambda cls, v: topic_name(v)))
 
     @field_validator("cameras")
     @classmethod
@@ -347,7 +238,7 @@ class TaskSettings(Section):
         if not v:
             raise ValueError("empty: leave cameras unset to run the task on every camera")
         for name in v:
-            _topic_name(name)
+            topic_name(name)
         if len(set(v)) != len(v):
             raise ValueError(f"a camera is named twice: {v}")
         return v
@@ -530,132 +421,6 @@ class SerialSettings(Section):
         return v
 
 
-class AlertSettings(Section):
-    """`[[alerts]]`: a yes/no over a structured task's answer, with hysteresis, as a retained state."""
-
-    name: str
-    task: str = Field(description="A structured task: `when` reads its JSON answer.")
-    when: str = Field(description="JMESPath over the answer, e.g. \"length(shapes[?color=='red']) > `0`\".")
-    for_s: float = Field(
-        0.0, ge=0, le=MAX_PERIOD_S, description="The condition must hold this long to turn on."
-    )
-    clear_after_s: float = Field(
-        0.0, ge=0, le=MAX_PERIOD_S, description="It must stop holding this long to turn off."
-    )
-    serial: bool = Field(False, description="Also write each change as a line to the serial sink.")
-    webhook: str | None = Field(
-        None, description="POST each change (JSON) to this http(s) URL, retried until taken."
-    )
-    webhook_timeout_s: float = Field(5.0, gt=0, le=300, description="Per try.")
-
-    @field_validator("webhook")
-    @classmethod
-    def _webhook(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r}: an http:// or https:// URL")
-        return v
-
-    _name = field_validator("name")(classmethod(lambda cls, v: _topic_name(v)))
-
-    @field_validator("when")
-    @classmethod
-    def _when(cls, v: str) -> str:
-        compile_condition(v)  # ConditionError is a ValueError: reported with the alert's key
-        return v
-
-
-class LinkSettings(Section):
-    """A metered uplink: a daily byte budget for everything published, and how big images are.
-
-    Results, events, replies, state and health always go out; only images wait for the budget."""
-
-    max_mb_per_day: float = Field(
-        0.0, ge=0, description="Bytes published per local day, in MB (2**20 bytes); 0 = unlimited."
-    )
-    reserve_kb: float | None = Field(
-        None,
-        ge=0,
-        description="Kept for results, events and health: images stop at budget - reserve "
-        "(default: a tenth of the budget).",
-    )
-    over_budget: Literal["drop", "defer"] = Field(
-        "drop",
-        description="Images beyond the budget: dropped (counted), or kept in the outbox until the next "
-        "day (within its size and expiry limits).",
-    )
-    image_max_edge: int | None = Field(
-        None, ge=64, le=8192, description="Images on the image topic are scaled to this longer edge."
-    )
-    image_quality: int = Field(85, ge=10, le=100, description="JPEG quality of the image topic.")
-
-    @property
-    def budget_bytes(self) -> int:
-        return int(self.max_mb_per_day * 2**20)
-
-    @property
-    def reserve_bytes(self) -> int:
-        if self.reserve_kb is not None:
-            return int(self.reserve_kb * 1024)
-        return self.budget_bytes // 10
-
-
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-
-
-class PowerSettings(Section):
-    """The board's heat and power: where to read it, and how scheduled work gives way."""
-
-    sysfs_root: Path = Field(Path("/sys"), description="Where thermal zones and firmware flags are read.")
-    poll_s: float = Field(10.0, gt=0, le=3600, description="How often the board is read.")
-    hot_c: float | None = Field(
-        None, gt=0, le=150, description="Above this, interval tasks run `stretch` times less often."
-    )
-    cool_c: float | None = Field(
-        None, gt=0, le=150, description="Back to normal below this (default hot_c - 5)."
-    )
-    stretch: float = Field(4.0, ge=1, le=1000, description="Interval factor while hot.")
-    active_hours: str | None = Field(
-        None, description='Local time window for scheduled tasks, e.g. "06:00-20:00" (may wrap midnight).'
-    )
-
-    @field_validator("active_hours")
-    @classmethod
-    def _hours(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        m = _HOURS.match(v.strip())
-        if m is None:
-            raise ValueError(f'{v!r}: expected HH:MM-HH:MM in local time, e.g. "06:00-20:00"')
-        start = int(m[1]) * 60 + int(m[2])
-        end = int(m[3]) * 60 + int(m[4])
-        if end > 24 * 60 or start == end:
-            raise ValueError(f"{v!r}: an empty window (start equals end, or past 24:00)")
-        return v.strip()
-
-    @model_validator(mode="after")
-    def _cool(self) -> PowerSettings:
-        if self.cool_c is not None and self.hot_c is None:
-            raise ValueError("power.cool_c is set but power.hot_c is not")
-        if self.hot_c is not None and self.cool_c is not None and self.cool_c >= self.hot_c:
-            raise ValueError(f"power.cool_c ({self.cool_c}) must be below power.hot_c ({self.hot_c})")
-        return self
-
-    @property
-    def cool_threshold(self) -> float | None:
-        if self.hot_c is None:
-            return None
-        return self.cool_c if self.cool_c is not None else self.hot_c - 5.0
-
-    @property
-    def window(self) -> tuple[int, int] | None:
-        """`active_hours` as (start, end) minutes after local midnight; end may be below start (wraps)."""
-        if self.active_hours is None:
-            return None
-        m = _HOURS.match(self.active_hours)
-        assert m is not None
-        return int(m[1]) * 60 + int(m[2]), int(m[3]) * 60 + int(m[4])
-
-
 class HealthSettings(Section):
     interval_s: float = Field(60.0, gt=0, le=MAX_PERIOD_S)
 
@@ -707,7 +472,7 @@ class Settings(BaseSettings):
         default_factory=list, description="[[alerts]] over structured answers."
     )
 
-    _device = field_validator("device_id")(classmethod(lambda cls, v: _topic_name(v)))
+    _device = field_validator("device_id")(classmethod(lambda cls, v: topic_name(v)))
 
     @field_validator("device_name")
     @classmethod
