@@ -28,13 +28,11 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +45,8 @@ from edge.imaging.frames import prepare_image
 from edge.imaging.imageio import encode_jpeg
 from edge.inference import structured
 from edge.inference.base import BackendInfo, TokenCallback
+from edge.inference.http_answers import ModelNotServed as ModelNotServed
+from edge.inference.http_answers import retry_after_s, server_message, status_error
 from edge.inference.token_clock import TokenClock
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ INSTALL_HINT = "pip install 'edge-vlm-agent[http]'"
 _WARNED_PLAIN: set[str] = set()  # plain http:// to another host: said once per process
 _EXTRA_TOKENS = 16  # a server that ignores max_tokens is cut off this many events later
 _PROBE_IMAGE_EDGE = 64  # the small grey picture of the vision probe
-
-
-class ModelNotServed(EndpointUnavailable):
-    """The server does not serve model.name: a config error here, and a reason to try the next entry."""
 
 
 def _sdk() -> tuple[Any, Any]:
@@ -191,81 +187,6 @@ def transport_error(err: BaseException, where: str) -> EndpointUnavailable:
     else:
         what = "cannot reach the server"
     return EndpointUnavailable(f"{where}: {what}: {detail}"[:500])
-
-
-def retry_after_s(value: str | None) -> float | None:
-    """Retry-After as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _server_message(body: bytes) -> str:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        text = body.decode("utf-8", "replace")
-    else:
-        err = data.get("error") if isinstance(data, dict) else None
-        if isinstance(err, dict):
-            text = str(err.get("message") or err)
-        elif err is not None:
-            text = str(err)
-        else:
-            text = (
-                str(data.get("message") or data.get("detail") or data)
-                if isinstance(data, dict)
-                else str(data)
-            )
-    text = " ".join(text.split())
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-_MISSING = re.compile(
-    r"not (found|served|available|loaded|exist)|does ?n[o']t (exist|match)|unknown|no such|invalid model"
-    r"|not a valid model|mismatch|is pinned to",
-    re.IGNORECASE,
-)
-_FORMAT_WORDS = re.compile(r"response_format|json_schema|grammar|guided", re.IGNORECASE)
-
-
-def names_missing_model(message: str, model: str) -> bool:
-    """Whether a server's error text says the requested model is not there (OpenAI's model_not_found,
-    Ollama's "model ... not found", transformers serve's pinned-model mismatch, vLLM's "does not exist")."""
-    if not message or _FORMAT_WORDS.search(message):
-        return False
-    mentions = (bool(model) and model in message) or "model" in message.lower()
-    return mentions and (bool(_MISSING.search(message)) or "model_not_found" in message)
-
-
-def status_error(
-    status: int, reason: str, body: bytes, where: str, model: str, retry: float | None
-) -> Exception:
-    """The one-line error for a non-2xx answer; EndpointUnavailable where another endpoint may do better."""
-    msg = _server_message(body)
-    head = f"{where}: HTTP {status} {reason}".rstrip()
-    tail = f": {msg}" if msg else ""
-    if status in (401, 403):
-        return EndpointUnavailable(
-            f"{head}: the API key was refused or is missing ($CREDENTIALS_DIRECTORY/model_api_key or "
-            f"model.api_key_env){tail}"
-        )
-    if status in (400, 404, 422) and names_missing_model(msg, model):
-        return ModelNotServed(f"{head}: config error: model.name {model!r} is not served here{tail}")
-    if status == 404:
-        return EndpointUnavailable(f"{head}: unknown model {model!r} or wrong url{tail}")
-    if status == 429:
-        after = f" (retry after {retry:g} s)" if retry is not None else ""
-        return EndpointUnavailable(f"{head}: rate limited{after}{tail}")
-    if status >= 500 or status in (408, 409):
-        return EndpointUnavailable(f"{head}{tail}")
-    return GenerationError(f"{head}{tail}")
 
 
 class _Capped:
@@ -465,9 +386,7 @@ class HttpBackend:
         if not isinstance(chunk, dict):
             raise GenerationError(f"malformed stream event (not an object): {type(chunk).__name__}")
         if chunk.get("error"):
-            raise GenerationError(
-                f"the server reported an error mid-stream: {_server_message(data.encode())}"
-            )
+            raise GenerationError(f"the server reported an error mid-stream: {server_message(data.encode())}")
         if isinstance(chunk.get("usage"), dict):
             usage.update(chunk["usage"])
         choices = chunk.get("choices") or []

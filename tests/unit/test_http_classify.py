@@ -7,7 +7,7 @@ import pytest
 from edge.config.settings import ModelSettings
 from edge.core.errors import EndpointUnavailable, GenerationError
 from edge.core.messages import GenerationRequest
-from edge.inference.http_backend import ModelNotServed, status_error
+from edge.inference.http_answers import ModelNotServed, status_error
 from edge.inference.requests import bind
 
 
