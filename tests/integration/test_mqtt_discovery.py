@@ -141,7 +141,9 @@ def test_last_result_is_retained_and_sent_again_on_connect(
         again: Collector = collector_factory(mosquitto, topic)
         assert again.wait_topic(topic, timeout=20)[-1].json()["text"] == "second 2"
 
+        watcher: Collector = collector_factory(mosquitto, topic)  # sees the clear pass through the broker
         last.clear([("main", "caption")])
+        watcher.wait_for(lambda ms: any(not m.payload for m in ms), 20, "the retained last cleared")
         gone: Collector = collector_factory(mosquitto, topic)
         time.sleep(0.5)
         assert [m for m in gone.on(topic) if m.payload] == []
