@@ -186,7 +186,7 @@ def test_the_daemon_never_reads_its_own_publications_as_commands(wired: Any) -> 
 
 
 def test_response_topics_inside_the_device_are_refused(wired: Any) -> None:
-    """Issue 14 item 1: a requester naming the device's own result or status topic as the response
+    """A requester naming the device's own result or status topic as the response
     topic gets the reply on reply/{verb}; nothing lands on the topics consumers trust."""
     stack, runtime, sub = wired
     own = [f"{ROOT}/main/caption/result", f"{ROOT}/status", f"homeassistant/device/{DEVICE}/config", "x/#"]

@@ -208,7 +208,7 @@ def test_task_keys_in_set_follow_the_name_rule() -> None:
 def test_response_topic_the_device_must_not_publish_to_is_refused(
     response: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Issue 14 item 1: the command runs, its reply goes to reply/{verb} with the correlation data,
+    """A response topic inside the device is refused: the command runs, its reply goes to reply/{verb} with the correlation data,
     and one log line says why; nothing is published on the requested topic."""
     r, client, h = router()
     with caplog.at_level(logging.WARNING, logger="edge.mqtt.commands"):
