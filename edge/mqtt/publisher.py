@@ -40,7 +40,8 @@ from typing import Literal, Protocol
 from edge.core.messages import EventPayload, HealthPayload, ResultPayload, utc_iso
 from edge.core.stats import percentile
 from edge.mqtt.client import MqttClient, publish_ok
-from edge.mqtt.outbox import LOSS_PREFIX, Outbox
+from edge.mqtt.outbox import Outbox
+from edge.mqtt.outbox_losses import LOSS_PREFIX
 from edge.mqtt.outbox_records import DropReport, OutboxMessage, StorageError, StoredMessage
 from edge.mqtt.topics import Topics
 
