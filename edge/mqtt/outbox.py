@@ -11,28 +11,26 @@ Only commits that add rows wait for the disk (fsync); deleting acknowledged, rej
 rows does not, because losing such a deletion to a power cut only means a re-publish, which
 at-least-once delivery allows (consumers de-duplicate on the id).
 
+This module is the store: its transactions, the boot number and the `seq` allocated in the commit
+that stores a result, reading rows in order and deleting them. Its parts live beside it, each with
+the why of its rule:
+- `outbox_records`: the value types, the errors a caller sees, reading SQLite's errors;
+- `outbox_schema`: the file's tables, counters, pragmas and the upgrades of older files;
+- `outbox_space`: the byte bound sized to the filesystem (the reserve kept free, the WAL's bound);
+- `outbox_losses`: the loss ledger (drop-oldest, expiry, rejection, a damaged file), until reported;
+- `outbox_refusals`: the retry schedule of rows the broker refused (backoff);
+- `outbox_ages`: rows' ages on the monotonic clock, across restarts.
+
 The outbox is bounded by bytes. When a new message does not fit, the oldest rows are dropped,
-counted, and entered in a loss ledger (table `losses`), which the publisher turns into an
-`outbox_dropped` event. Rows whose time to live has passed are deleted unpublished, counted and
-reported the same way (`results_dropped`). A report covers every loss of its cause since the last
-report the broker acknowledged: the ledger keeps an entry until the PUBACK of a report that covered
-it arrives, so a report that is itself lost (dropped, expired) leaves its range to the next one.
+counted, and entered in the loss ledger, which the publisher turns into an `outbox_dropped` event.
+Rows whose time to live has passed are deleted unpublished, counted and reported the same way
+(`results_dropped`). Rows the broker refuses stay, retried with backoff.
 
-Rows the broker refuses (a PUBACK reason code >= 128, e.g. an ACL) stay, with a retry time that
-doubles per refusal; they are bounded like any row (drop-oldest, expiry), so an ACL fixed later gets
-what is left.
-
-Time: a row's age is measured on the monotonic clock (CLOCK_MONOTONIC survives a daemon restart within
-one kernel boot; the kernel's boot id tells). A wall-clock step never expires a row. Across a reboot
-the time the device was off cannot be measured without a trustworthy clock, so ages restart at 0.
-
-Storage: the write-ahead log is checkpointed and truncated at a bound (`wal_max_bytes`), and the
-outbox keeps `reserve_bytes` of the filesystem free: `max_bytes` is measured against the real free
-space, and drop-oldest acts before the filesystem fills. When a write still fails (disk full, I/O
-error) the transaction is rolled back cleanly and `StorageError` says why, with the free space; the
-caller keeps the message and tries again later. The file is checked (`PRAGMA quick_check`) when it
-opens and on the first write error that is not "full": a damaged file is moved aside and the outbox
-starts empty, remembering how many queued messages were lost for an `outbox_damaged` event.
+Storage: when a write fails (disk full, I/O error) the transaction is rolled back cleanly and
+`StorageError` says why, with the free space; the caller keeps the message and tries again later.
+The file is checked (`PRAGMA quick_check`) when it opens and on the first write error that is not
+"full": a damaged file is moved aside and the outbox starts empty, remembering how many queued
+messages were lost for an `outbox_damaged` event.
 
 Boot numbers (the `<boot>` of `<device>-<boot>-<seq>`): the high part counts up from the persisted
 counter (or the wall-clock seconds, if ahead), the low 20 bits are random per start, so two daemons
@@ -53,6 +51,9 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from edge.mqtt.outbox_ages import RowAges
+from edge.mqtt.outbox_damage import Damaged, is_damage, move_aside, quick_check, salvage, storage_error
+from edge.mqtt.outbox_losses import LossLedger
 from edge.mqtt.outbox_records import (
     Damage,
     DropReport,
@@ -61,73 +62,31 @@ from edge.mqtt.outbox_records import (
     OutboxStats,
     StorageError,
     StoredMessage,
-    _Damaged,
-    _free_bytes,
-    _is_damage,
-    _is_full,
-    _kernel_boot_id,
-    _salvage_counts,
-    _salvage_meta,
     _stored,
 )
+from edge.mqtt.outbox_refusals import RefusalSchedule
+from edge.mqtt.outbox_schema import (
+    ROW_COLUMNS,
+    carry_pending_losses,
+    configure,
+    meta_add,
+    meta_int,
+    meta_set,
+    settle_counters,
+)
+from edge.mqtt.outbox_space import SpacePolicy, free_bytes
 
 log = logging.getLogger(__name__)
 
 BOOT_RANDOM_BITS = 20  # low bits of a boot number: random per start
-WAL_MAX_BYTES = 1 << 20  # the write-ahead log is checkpointed and truncated around this size
-RESERVE_BYTES = 4 << 20  # kept free on the filesystem: the WAL's bound, SQLite's temporary pages, slack
-# On a small filesystem the reserve and the WAL bound are this fraction of its size instead (a fixed
-# 4 MiB on a 256 KiB filesystem would refuse every write while the disk is mostly empty).
-SMALL_FS_SHARE = 8
-# Suspend makes /proc/uptime run ahead of CLOCK_MONOTONIC; beyond this the rows' ages restart.
-MONO_SKEW_TOLERANCE_S = 30.0
-# Why rows can be lost, and the meta-key prefix of each pending report ("drop" kept from v1 files).
-LOSS_PREFIX = {"full": "drop", "expired": "expire", "rejected": "reject", "damaged": "damage"}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    row        INTEGER PRIMARY KEY AUTOINCREMENT,
-    msg_id     TEXT    NOT NULL,
-    kind       TEXT    NOT NULL,
-    topic      TEXT    NOT NULL,
-    payload    BLOB    NOT NULL,
-    qos        INTEGER NOT NULL,
-    retain     INTEGER NOT NULL,
-    props      TEXT,
-    created    REAL    NOT NULL,
-    expires_at REAL,
-    size       INTEGER NOT NULL,
-    ttl        REAL,
-    born       REAL,
-    retry_at   REAL,
-    refusals   INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS losses (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    reason    TEXT    NOT NULL,
-    count     INTEGER NOT NULL,
-    bytes     INTEGER NOT NULL,
-    first_id  TEXT,
-    last_id   TEXT,
-    report_id TEXT
-);
-"""
-
-_COUNTERS = (
-    "boot",
-    "seq",
-    "bytes",
-    "dropped_total",
-    "expired_total",
-    "rejected_total",
-    *(f"{p}_pending" for p in LOSS_PREFIX.values()),
-    *(f"{p}_pending_bytes" for p in LOSS_PREFIX.values()),
-)
 
 
 class Outbox:
-    """SQLite-backed FIFO. Thread-safe: one connection, one lock, short transactions."""
+    """SQLite-backed FIFO. Thread-safe: one connection, one lock, short transactions.
+
+    Every public method takes the lock (an RLock: a write error's recovery re-enters it); the ledger,
+    the refusal schedule and the schema helpers it uses never lock on their own, they run inside.
+    """
 
     def __init__(
         self,
@@ -148,13 +107,8 @@ class Outbox:
         self._unstored_seq = 0  # the highest seq given to a message sent without being stored
         self._clock = clock
         self._mono = monotonic
-        self._free = free_bytes or (lambda: _free_bytes(self.path.parent))
-        self._kernel_boot = _kernel_boot_id() if kernel_boot_id is None else kernel_boot_id
-        # The kernel's own time since boot (/proc/uptime is read, not faked by an LD_PRELOAD shim): it
-        # tells whether this process's monotonic clock is the one the rows were stamped with.
-        self._uptime = (
-            uptime if uptime is not None else (_proc_uptime if monotonic is time.monotonic else None)
-        )
+        self._free = free_bytes or self._filesystem_free
+        self._ages = RowAges(monotonic, kernel_boot=kernel_boot_id, uptime=uptime)
         self._synchronous = synchronous
         self._lock = threading.RLock()  # re-entered when a write error leads to recovery
         self.damage: Damage | None = None  # set when a damaged file was moved aside by this object
@@ -169,15 +123,11 @@ class Outbox:
             self._lockfile = open(self.lock_path, "a+b")  # noqa: SIM115 (held open for our lifetime)
         except OSError as err:
             raise OutboxError(f"cannot create outbox at {self.path}: {err.strerror}") from None
-        fs_bytes = _filesystem_bytes(self.path.parent)
-        share = fs_bytes // SMALL_FS_SHARE if fs_bytes else None
-        # Sized to the filesystem the outbox is on, unless given: see SMALL_FS_SHARE.
-        self.reserve_bytes = int(
-            reserve_bytes if reserve_bytes is not None else min(RESERVE_BYTES, share or RESERVE_BYTES)
+        self.space = SpacePolicy.for_filesystem(
+            self.path.parent, reserve_bytes=reserve_bytes, wal_max_bytes=wal_max_bytes
         )
-        self.wal_max_bytes = int(
-            wal_max_bytes if wal_max_bytes is not None else min(WAL_MAX_BYTES, share or WAL_MAX_BYTES)
-        )
+        self.reserve_bytes = self.space.reserve_bytes
+        self.wal_max_bytes = self.space.wal_max_bytes
         try:
             fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -187,7 +137,7 @@ class Outbox:
             self._open(synchronous)
             self._check()
         except sqlite3.DatabaseError as err:
-            if not _is_damage(err) and not isinstance(err, _Damaged):
+            if not is_damage(err) and not isinstance(err, Damaged):
                 with contextlib.suppress(Exception):
                     self._db.close()
                 self._lockfile.close()
@@ -201,113 +151,49 @@ class Outbox:
 
     # ------------------------------------------------------------------ plumbing
 
+    def _filesystem_free(self) -> int:
+        return free_bytes(self.path.parent)
+
     def _open(self, synchronous: str) -> None:
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        # A bounded WAL: checkpoint every wal_max/2 and truncate the file back to wal_max afterwards.
-        page = int(self._db.execute("PRAGMA page_size").fetchone()[0])
-        self._page = page
-        self._db.execute(f"PRAGMA wal_autocheckpoint={max(8, self.wal_max_bytes // 2 // page)}")
-        self._db.execute(f"PRAGMA journal_size_limit={self.wal_max_bytes}")
-        self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
-        for col, kind in (("ttl", "REAL"), ("born", "REAL"), ("retry_at", "REAL")):
-            if col not in columns:  # a file written before ages were monotonic / refusals were kept
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {col} {kind}")
-        if "refusals" not in columns:
-            self._db.execute("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0")
+        self._losses = LossLedger(self._db)  # both bound to this connection: a recovery replaces it
+        self._refusals = RefusalSchedule(self._db)
+        self._page = configure(self._db, synchronous, self.wal_max_bytes)
         now = self._mono()
         with self._tx(convert=False):
-            for key in _COUNTERS:
-                self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES (?, 0)", (key,))
-            # Self-heal the byte counter from the rows (cheap, once per open).
-            total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
-            self._set("bytes", int(total))
-            # v1 rows carried a wall-clock deadline: keep what was left of it, never less than 0 s
-            # of what it had, and never judge it by the clock that may have stepped since.
-            self._db.execute(
-                "UPDATE outbox SET ttl = MAX(expires_at - created, 0), expires_at = NULL"
-                " WHERE ttl IS NULL AND expires_at IS NOT NULL"
-            )
-            # Monotonic ages carry over a restart only within one kernel boot (and only if sane).
-            skew = self._mono_skew(now)
-            was = self._get_text("mono_skew")
-            if self._get_text("kernel_boot") != self._kernel_boot:
-                self._db.execute("UPDATE outbox SET born = ?", (now,))
-                self._set("kernel_boot", self._kernel_boot)
-            elif skew is not None and was is not None and abs(skew - float(was)) > MONO_SKEW_TOLERANCE_S:
-                # The monotonic clock is not the one the rows were stamped with (a clock shim, a
-                # container with its own time namespace): their ages cannot be trusted, so they restart.
-                n = self._db.execute("UPDATE outbox SET born = ?", (now,)).rowcount
-                log.warning(
-                    "outbox %s: the monotonic clock is %.0f s off the kernel's time since boot, %.0f s"
-                    " off what it was when the queued rows were stamped; %d row(s) start their age again",
-                    self.path,
-                    skew,
-                    skew - float(was),
-                    n,
-                )
-            if skew is not None:
-                self._set("mono_skew", repr(skew))
-            # A stamp in the future, or before the kernel booted (monotonic time starts near 0 at
-            # boot), is impossible on this clock: restart its age rather than expire it.
-            self._db.execute(
-                "UPDATE outbox SET born = ? WHERE born IS NULL OR born > ? OR born < 0", (now, now)
-            )
+            settle_counters(self._db)
+            self._ages.restamp_on_open(self._db, self.path, now)
             # Refused rows are tried once more by a new process (the ACL may have been fixed), in order.
-            self._db.execute("UPDATE outbox SET retry_at = NULL WHERE retry_at IS NOT NULL")
+            self._refusals.retry_all_now()
             # Pending loss reports of files written before the ledger: carried into it.
-            for reason, p in LOSS_PREFIX.items():
-                count = self._get(f"{p}_pending")
-                if count:
-                    self._db.execute(
-                        "INSERT INTO losses(reason, count, bytes, first_id, last_id) VALUES (?, ?, ?, ?, ?)",
-                        (
-                            reason,
-                            count,
-                            self._get(f"{p}_pending_bytes"),
-                            self._get_text(f"{p}_first_id"),
-                            self._get_text(f"{p}_last_id"),
-                        ),
-                    )
-                    self._set(f"{p}_pending", 0)
-                    self._set(f"{p}_pending_bytes", 0)
+            carry_pending_losses(self._db)
 
     def _check(self) -> None:
         """A quick structural check of every page: garbage in the middle of the file is found now,
         not at the first insert that touches it."""
-        verdict = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
-        if verdict != "ok":
-            raise _Damaged(f"integrity check: {verdict}")
+        quick_check(self._db)
 
     def _recover(self, why: str) -> None:
         """Move a damaged file aside (kept for a post mortem), start empty, remember what was lost."""
-        lost = _salvage_counts(self._db if hasattr(self, "_db") else None)
-        old_boot = _salvage_meta(self._db if hasattr(self, "_db") else None, "boot") or 0
-        old_seq = _salvage_meta(self._db if hasattr(self, "_db") else None, "seq")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self._clock())}")
+        damage = salvage(self._db if hasattr(self, "_db") else None, aside)
         with contextlib.suppress(Exception):
             self._db.close()
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(f"{self.path}{suffix}")
-            if src.exists():
-                src.rename(f"{aside}{suffix}")
+        move_aside(self.path, aside)
         self._open(self._synchronous)
-        messages, results, first, last = lost
-        self.damage = Damage(aside, messages, results, first, last, old_boot, old_seq)
+        self.damage = damage
         log.error(
             "outbox %s is damaged (%s); moved to %s, starting empty; %s queued message(s) lost",
             self.path,
             why,
             aside,
-            "an unknown number of" if messages is None else messages,
+            "an unknown number of" if damage.messages is None else damage.messages,
         )
         with self._tx(convert=False):
-            if old_boot:  # ids stay unique: the new file's boots continue after the old one's
-                self._set("boot", old_boot)
-            self._note_lost("damaged", -1 if messages is None else messages, 0, first, last)
+            if damage.boot:  # ids stay unique: the new file's boots continue after the old one's
+                self._set("boot", damage.boot)
+            lost = -1 if damage.messages is None else damage.messages
+            self._losses.note("damaged", lost, 0, damage.first_id, damage.last_id)
 
     def close(self) -> None:
         with self._lock:
@@ -368,41 +254,9 @@ class Outbox:
         self.storage = "full" if err.full else "error"
 
     def _storage_error(self, err: sqlite3.DatabaseError) -> Exception:
-        if isinstance(err, _Damaged):
+        if isinstance(err, Damaged):
             return err
-        free = self.free_bytes()
-        if _is_full(err):
-            return StorageError(f"outbox {self.path}: disk full ({err})", full=True, free_bytes=free)
-        if _is_damage(err) or not isinstance(err, sqlite3.OperationalError) or "I/O" in str(err):
-            try:
-                damaged = _is_damage(err) or self._db.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok"
-            except sqlite3.DatabaseError:
-                damaged = True
-            if damaged:
-                try:
-                    self._recover(str(err))
-                except (OSError, sqlite3.DatabaseError) as err2:
-                    return StorageError(
-                        f"outbox {self.path}: damaged and cannot be replaced ({err2})",
-                        full=False,
-                        free_bytes=free,
-                    )
-                return StorageError(
-                    f"outbox {self.path}: damaged ({err}); moved aside, try again",
-                    full=False,
-                    free_bytes=free,
-                )
-        return StorageError(f"outbox {self.path}: write failed ({err})", full=False, free_bytes=free)
-
-    def _mono_skew(self, now: float) -> float | None:
-        """This process's monotonic clock minus the kernel's time since boot (None: unknown)."""
-        if self._uptime is None:
-            return None
-        try:
-            up = self._uptime()
-        except OSError:
-            return None
-        return None if up is None else now - up
+        return storage_error(err, db=self._db, path=self.path, free=self.free_bytes(), recover=self._recover)
 
     def free_bytes(self) -> int | None:
         try:
@@ -411,17 +265,13 @@ class Outbox:
             return None
 
     def _get(self, key: str) -> int:
-        return int(self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
-
-    def _get_text(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None or row[0] is None else str(row[0])
+        return meta_int(self._db, key)
 
     def _set(self, key: str, value: int | str | None) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        meta_set(self._db, key, value)
 
     def _add(self, key: str, delta: int) -> None:
-        self._db.execute("UPDATE meta SET value = value + ? WHERE key = ?", (delta, key))
+        meta_add(self._db, key, delta)
 
     # ------------------------------------------------------------------ boots and sequences
 
@@ -473,17 +323,13 @@ class Outbox:
         return seq, message
 
     def _limit(self) -> int:
-        """The bound in force now: `max_bytes`, or less when the filesystem has less to give.
-
-        The rows we hold plus the free space (the filesystem's and SQLite's free pages), minus the
-        reserve that keeps the WAL and SQLite's own work from ever meeting a full disk.
-        """
+        """The bound in force now: `max_bytes`, or less when the filesystem has less to give
+        (`SpacePolicy.limit`: the reserve keeps the WAL and SQLite's own work off a full disk)."""
         free = self.free_bytes()
-        if free is None:
-            return self.max_bytes
-        free_pages = int(self._db.execute("PRAGMA freelist_count").fetchone()[0]) * self._page
-        room = self._get("bytes") + free + free_pages - self.reserve_bytes
-        return max(0, min(self.max_bytes, room))
+        pages = (
+            0 if free is None else int(self._db.execute("PRAGMA freelist_count").fetchone()[0]) * self._page
+        )
+        return self.space.limit(self.max_bytes, used=self._get("bytes"), free=free, free_pages=pages)
 
     def _insert(self, m: OutboxMessage) -> int | None:
         size = m.size
@@ -491,7 +337,7 @@ class Outbox:
             log.error(
                 "outbox: message %s (%d bytes) is larger than the whole outbox; dropped", m.msg_id, size
             )
-            self._note_lost("full", 1, size, m.msg_id, m.msg_id)
+            self._losses.note("full", 1, size, m.msg_id, m.msg_id)
             return None
         limit = self._limit()
         if size > limit:
@@ -524,6 +370,7 @@ class Outbox:
         return int(cur.lastrowid or 0)
 
     def _make_room(self, size: int, limit: int) -> None:
+        """Drop the oldest rows until `size` more bytes fit under `limit` (entered in the ledger)."""
         used = self._get("bytes")
         need = used + size - limit
         if need <= 0:
@@ -538,7 +385,7 @@ class Outbox:
                 break
         self._db.executemany("DELETE FROM outbox WHERE row = ?", ((r,) for r in rows))
         self._add("bytes", -freed)
-        self._note_lost("full", len(rows), freed, first, last)
+        self._losses.note("full", len(rows), freed, first, last)
         log.warning(
             "outbox full (%d bytes of %d%s): dropped the %d oldest message(s), %s .. %s",
             used,
@@ -549,27 +396,7 @@ class Outbox:
             last,
         )
 
-    def _note_lost(self, reason: str, count: int, size: int, first: str | None, last: str | None) -> None:
-        """Record a loss in the ledger: merged into the newest entry not yet reported, if any."""
-        if reason == "full":
-            self._add("dropped_total", count)
-        open_entry = self._db.execute(
-            "SELECT id, count FROM losses WHERE reason = ? AND report_id IS NULL ORDER BY id DESC LIMIT 1",
-            (reason,),
-        ).fetchone()
-        if open_entry is None:
-            self._db.execute(
-                "INSERT INTO losses(reason, count, bytes, first_id, last_id) VALUES (?, ?, ?, ?, ?)",
-                (reason, count, size, first, last),
-            )
-            return
-        entry, had = open_entry
-        total = -1 if had < 0 or count < 0 else had + count  # -1: an unknown number
-        self._db.execute(
-            "UPDATE losses SET count = ?, bytes = bytes + ?, last_id = COALESCE(?, last_id),"
-            " first_id = COALESCE(first_id, ?) WHERE id = ?",
-            (total, size, last, first, entry),
-        )
+    # ------------------------------------------------------------------ loss reports (outbox_losses)
 
     def report_drops(
         self, build_event: Callable[[DropReport], OutboxMessage], reason: str = "full"
@@ -581,47 +408,18 @@ class Outbox:
         to the next one. Its entries leave the ledger when its PUBACK arrives (`delete`). One
         transaction: the ledger is marked exactly when the event is committed."""
         with self._tx():
-            entries = self._db.execute(
-                "SELECT count, bytes, first_id, last_id, report_id FROM losses WHERE reason = ? ORDER BY id",
-                (reason,),
-            ).fetchall()
-            new = [e for e in entries if e[4] is None]
-            if not new:
+            report = self._losses.due_report(reason)
+            if report is None:
                 return None
-            counts = [e[0] for e in entries]
-            report = DropReport(
-                count=-1 if any(c < 0 for c in counts) else sum(counts),
-                bytes=sum(e[1] for e in entries),
-                first_id=next((e[2] for e in entries if e[2] is not None), None),
-                last_id=next((e[3] for e in reversed(entries) if e[3] is not None), None),
-                reason=reason,
-                new=-1 if any(e[0] < 0 for e in new) else sum(e[0] for e in new),
-                unacknowledged_reports=len({e[4] for e in entries if e[4] is not None}),
-            )
             message = build_event(report)
-            self._db.execute(
-                "UPDATE losses SET report_id = ? WHERE reason = ? AND report_id IS NULL",
-                (message.msg_id, reason),
-            )
+            self._losses.mark_reported(reason, message.msg_id)
             self._insert(message)
         return report
-
-    def _settle_reports(self, msg_ids: list[str]) -> None:
-        """Loss reports the broker acknowledged: what each covered leaves the ledger."""
-        for msg_id in msg_ids:
-            hit = self._db.execute(
-                "SELECT reason, MAX(id) FROM losses WHERE report_id = ? GROUP BY reason", (msg_id,)
-            ).fetchall()
-            for reason, upto in hit:
-                self._db.execute("DELETE FROM losses WHERE reason = ? AND id <= ?", (reason, upto))
 
     def pending_losses(self, reason: str = "full") -> int:
         """Messages lost for `reason` and not yet covered by an acknowledged report."""
         with self._lock:
-            row = self._db.execute(
-                "SELECT COALESCE(SUM(count), 0) FROM losses WHERE reason = ?", (reason,)
-            ).fetchone()
-        return int(row[0])
+            return self._losses.pending(reason)
 
     # ------------------------------------------------------------------ reading and acknowledging
 
@@ -640,7 +438,7 @@ class Outbox:
                 size = sum(s for _, s, _ in expired)
                 self._add("bytes", -size)
                 self._add("expired_total", len(expired))
-                self._note_lost("expired", len(expired), size, expired[0][2], expired[-1][2])
+                self._losses.note("expired", len(expired), size, expired[0][2], expired[-1][2])
                 log.warning(
                     "outbox: %d message(s) expired unpublished, %s .. %s",
                     len(expired),
@@ -648,44 +446,17 @@ class Outbox:
                     expired[-1][2],
                 )
             rows = self._db.execute(
-                "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born"
-                " FROM outbox WHERE row > ? AND retry_at IS NULL ORDER BY row LIMIT ?",
+                f"SELECT {ROW_COLUMNS} FROM outbox WHERE row > ? AND retry_at IS NULL ORDER BY row LIMIT ?",
                 (after_row, limit),
             ).fetchall()
         return [_stored(r) for r in rows]
 
-    def refused_due(self, limit: int) -> list[StoredMessage]:
-        """Refused rows whose retry time has come, oldest first; they count as handed over again
-        (their retry time is cleared until the broker answers)."""
-        now = self._mono()
-        with self._tx(durable=False):
-            rows = self._db.execute(
-                "SELECT row, msg_id, kind, topic, payload, qos, retain, props, created, ttl, born"
-                " FROM outbox WHERE retry_at IS NOT NULL AND retry_at <= ? ORDER BY row LIMIT ?",
-                (now, limit),
-            ).fetchall()
-            self._db.executemany("UPDATE outbox SET retry_at = NULL WHERE row = ?", ((r[0],) for r in rows))
-        return [_stored(r) for r in rows]
-
-    def refuse_again(self, rows: Iterable[int]) -> None:
-        """Rows taken by `refused_due` that could not be handed over: due again now."""
-        now = self._mono()
-        with self._tx(durable=False):
-            self._db.executemany("UPDATE outbox SET retry_at = ? WHERE row = ?", ((now, r) for r in rows))
-
-    def next_retry_s(self) -> float | None:
-        """Seconds until the next refused row is due (0 if one is), or None if none waits."""
-        with self._lock:
-            at = self._db.execute("SELECT MIN(retry_at) FROM outbox WHERE retry_at IS NOT NULL").fetchone()[0]
-        return None if at is None else max(0.0, float(at) - self._mono())
-
     def remaining_s(self, stored: StoredMessage) -> float | None:
         """Seconds `stored` has left to live (monotonic), or None if it never expires."""
-        ttl = stored.message.ttl_s
-        return None if ttl is None else ttl - (self._mono() - stored.born)
+        return self._ages.remaining_s(stored)
 
     def age_s(self, stored: StoredMessage) -> float:
-        return self._mono() - stored.born
+        return self._ages.age_s(stored)
 
     def delete(self, rows: Iterable[int]) -> int:
         """Acknowledged rows leave the outbox. Rows already gone are ignored. An acknowledged loss
@@ -702,7 +473,7 @@ class Outbox:
                 )
             ]
             n = self._delete(rows)
-            self._settle_reports(events)
+            self._losses.settle(events)
             return n
 
     def reject(self, rows: Iterable[int]) -> int:
@@ -716,30 +487,8 @@ class Outbox:
             ).fetchall()
             n = self._delete(rows)
             if n:
-                self._note_lost("rejected", n, sum(s for _, s in found), found[0][0], found[-1][0])
+                self._losses.note("rejected", n, sum(s for _, s in found), found[0][0], found[-1][0])
         return n
-
-    def refuse(self, rows: Iterable[int], *, retry_min_s: float, retry_max_s: float) -> list[tuple[str, int]]:
-        """Rows the broker refused (e.g. an ACL: not authorized) stay, to be retried with backoff:
-        `retry_min_s` doubling per refusal up to `retry_max_s`. The outbox's bounds still hold (drop-
-        oldest and expiry take them like any row), so a refusal fixed later gets what is left.
-        Returns (msg_id, refusals so far) per row still here."""
-        rows = list(rows)
-        now = self._mono()
-        out: list[tuple[str, int]] = []
-        with self._tx(durable=False):
-            for row in rows:
-                hit = self._db.execute("SELECT msg_id, refusals FROM outbox WHERE row = ?", (row,)).fetchone()
-                if hit is None:
-                    continue
-                n = int(hit[1]) + 1
-                delay = min(retry_max_s, retry_min_s * 2 ** min(n - 1, 30))
-                self._db.execute(
-                    "UPDATE outbox SET refusals = ?, retry_at = ? WHERE row = ?", (n, now + delay, row)
-                )
-                out.append((str(hit[0]), n))
-            self._add("rejected_total", len(out))
-        return out
 
     def _delete(self, rows: list[int]) -> int:
         marks = ",".join("?" * len(rows))
@@ -750,12 +499,45 @@ class Outbox:
         self._add("bytes", -int(size[0]))
         return int(size[1])
 
+    # ------------------------------------------------------------------ refusals (outbox_refusals)
+
+    def refuse(self, rows: Iterable[int], *, retry_min_s: float, retry_max_s: float) -> list[tuple[str, int]]:
+        """Rows the broker refused (e.g. an ACL: not authorized) stay, to be retried with backoff:
+        `retry_min_s` doubling per refusal up to `retry_max_s`. The outbox's bounds still hold (drop-
+        oldest and expiry take them like any row), so a refusal fixed later gets what is left.
+        Returns (msg_id, refusals so far) per row still here."""
+        rows = list(rows)
+        now = self._mono()
+        with self._tx(durable=False):
+            out = self._refusals.refuse(rows, now, retry_min_s, retry_max_s)
+            self._add("rejected_total", len(out))
+        return out
+
+    def refused_due(self, limit: int) -> list[StoredMessage]:
+        """Refused rows whose retry time has come, oldest first; they count as handed over again
+        (their retry time is cleared until the broker answers)."""
+        now = self._mono()
+        with self._tx(durable=False):
+            return self._refusals.take_due(now, limit)
+
+    def refuse_again(self, rows: Iterable[int]) -> None:
+        """Rows taken by `refused_due` that could not be handed over: due again now."""
+        now = self._mono()
+        with self._tx(durable=False):
+            self._refusals.due_again(rows, now)
+
+    def next_retry_s(self) -> float | None:
+        """Seconds until the next refused row is due (0 if one is), or None if none waits."""
+        with self._lock:
+            at = self._refusals.next_at()
+        return None if at is None else max(0.0, at - self._mono())
+
+    # ------------------------------------------------------------------ inspection
+
     def checkpoint(self) -> None:
         """Fold the WAL into the database and truncate it (e.g. when the outbox has drained)."""
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    # ------------------------------------------------------------------ inspection
 
     def wal_bytes(self) -> int:
         try:
@@ -773,14 +555,8 @@ class Outbox:
                 dropped_total=self._get("dropped_total"),
                 expired_total=self._get("expired_total"),
                 rejected_total=self._get("rejected_total"),
-                drop_pending=int(
-                    self._db.execute(
-                        "SELECT COALESCE(SUM(count), 0) FROM losses WHERE reason = 'full' AND report_id IS NULL"
-                    ).fetchone()[0]
-                ),
-                refused=int(
-                    self._db.execute("SELECT COUNT(*) FROM outbox WHERE retry_at IS NOT NULL").fetchone()[0]
-                ),
+                drop_pending=self._losses.unreported("full"),
+                refused=self._refusals.waiting(),
                 wal_bytes=self.wal_bytes(),
                 free_bytes=self.free_bytes(),
                 storage=self.storage,
@@ -789,21 +565,6 @@ class Outbox:
 
     def depth(self) -> int:
         return self.stats().depth
-
-
-def _proc_uptime() -> float | None:
-    try:
-        return float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _filesystem_bytes(directory: Path) -> int | None:
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return None
-    return int(st.f_blocks * st.f_frsize) or None
 
 
 def default_outbox_path() -> Path:

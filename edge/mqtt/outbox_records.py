@@ -1,14 +1,14 @@
-"""What the outbox stores and reports, and how SQLite's errors are read: the value types, the errors
-a caller sees, and the helpers that classify a failed write and salvage what a damaged file still says.
+"""What the outbox stores and reports: the value types, the errors a caller sees, and how a row is
+read back into a message.
 
-Kept apart from `outbox.py` (the transactions) so that module stays about the life of one database.
+Kept apart from `outbox.py` (the transactions) so that module stays about the life of one database;
+callers that only pass messages around import these, not the store. How SQLite's errors are read
+(full, damaged) and what a damaged file still says: `outbox_damage`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,33 +30,6 @@ class StorageError(OutboxError):
         super().__init__(message)
         self.full = full
         self.free_bytes = free_bytes
-
-
-def _free_bytes(directory: Path) -> int:
-    st = os.statvfs(directory)
-    return int(st.f_bavail * st.f_frsize)
-
-
-def _kernel_boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-_SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 11, 13, 26  # sqlite3.h result codes
-
-
-def _is_full(err: sqlite3.Error) -> bool:
-    code = getattr(err, "sqlite_errorcode", None)
-    return code == _SQLITE_FULL or "full" in str(err).lower()
-
-
-def _is_damage(err: sqlite3.Error) -> bool:
-    code = getattr(err, "sqlite_errorcode", None)
-    return (code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)) or (
-        "malformed" in str(err) or "not a database" in str(err)
-    )
 
 
 @dataclass(frozen=True)
@@ -134,33 +107,6 @@ class OutboxStats:
     free_bytes: int | None = None  # on the outbox's filesystem
     storage: Literal["ok", "full", "error"] = "ok"  # how the last write went
     storage_errors: int = 0  # writes that failed, since open
-
-
-class _Damaged(sqlite3.DatabaseError):
-    """quick_check found damage."""
-
-
-def _salvage_counts(db: sqlite3.Connection | None) -> tuple[int | None, int | None, str | None, str | None]:
-    """What a damaged file held, as far as it can still be read."""
-    if db is None:
-        return None, None, None, None
-    try:
-        n, results, first, last = db.execute(
-            "SELECT COUNT(*), SUM(kind = 'result'), MIN(msg_id), MAX(msg_id) FROM outbox"
-        ).fetchone()
-        return int(n), int(results or 0), first, last
-    except sqlite3.Error:
-        return None, None, None, None
-
-
-def _salvage_meta(db: sqlite3.Connection | None, key: str) -> int | None:
-    """One counter of the meta table of a damaged file, or None where it cannot be read."""
-    if db is None:
-        return None
-    try:
-        return int(db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()[0])
-    except (sqlite3.Error, TypeError, ValueError):
-        return None
 
 
 def _stored(r: tuple[Any, ...]) -> StoredMessage:
