@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from edge.assets import PACKAGE_PREFIX, package_file
+from edge.config.model_settings import SECTIONS, backends_with
 from edge.config.settings import KEYED_ERROR, Settings
 from edge.core.errors import ConfigError
 
@@ -406,14 +408,19 @@ def _explain(
 ) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
+        loc, backend = _untag(tuple(str(p) for p in e["loc"]))
+        if e["type"] == "union_tag_invalid":  # a model section's backend (the only tagged union)
+            loc = (*loc, "backend")
         if e["type"] == KEYED_ERROR:  # a cross-field check that knows the key at fault
             loc = tuple(str((e.get("ctx") or {}).get("loc", "")).split("."))
         if shorthand and loc[:2] == ("cameras", "0"):  # [camera] is reported as what the user wrote
             loc = ("camera", *loc[2:])
         key = ".".join(loc) or "settings"
-        sources = _sources_for(loc, origins)
-        if e["type"] == "extra_forbidden":
+        # a key missing from a model section was never set: the section's sources are the ones to fix
+        sources = _sources_for(loc[:-1] if e["type"] == "missing" and backend else loc, origins)
+        if (words := _backend_words(e, loc, backend)) is not None:
+            msg = words
+        elif e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == KEYED_ERROR:
             msg = str((e.get("ctx") or {}).get("message", e["msg"]))
@@ -424,6 +431,44 @@ def _explain(
                 msg += f" (got {shown})"
         lines.append(f"{key}: {msg} (from {sources})")
     return lines
+
+
+def _backend_words(e: ErrorDetails, loc: tuple[str, ...], backend: str | None) -> str | None:
+    """What a model section's backend says about an error in it: a key of another backend, a key the
+    backend needs, a backend that does not exist; None for every other error."""
+    if e["type"] == "union_tag_invalid":
+        ctx = e.get("ctx") or {}
+        return f"must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
+    if backend is None:
+        return None
+    if e["type"] == "extra_forbidden":
+        others = [b for b in backends_with(loc[-1]) if b != backend]
+        return (
+            f"not a setting of backend {backend!r} (it belongs to {' and '.join(map(repr, others))})"
+            if others
+            else None
+        )
+    if e["type"] == "missing":
+        field = SECTIONS[backend].model_fields.get(loc[-1])
+        what = ((field.description if field else None) or "").rstrip(".")
+        return f"backend {backend!r} needs {loc[-1]}" + (f" ({what[:1].lower()}{what[1:]})" if what else "")
+    return None
+
+
+def _untag(loc: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """The location without the union's tags (`model.http.url` is `model.url`), and the backend of the
+    innermost model section it is in (None outside one)."""
+    out: list[str] = []
+    backend = None
+    for part in loc:
+        in_section = out[-1:] in (["model"], ["text_model"]) or (
+            out[-2:-1] == ["fallback"] and out[-1].isdigit()
+        )
+        if in_section and part in SECTIONS:
+            backend = part
+            continue
+        out.append(part)
+    return tuple(out), backend
 
 
 def _sources_for(loc: tuple[str, ...], origins: dict[tuple[str, ...], str]) -> str:

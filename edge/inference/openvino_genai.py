@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings
 from edge.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
@@ -91,7 +91,7 @@ def ov_image_tokens(height: int, width: int, num_crops: int) -> int:
     return image_token_count(pad_w, pad_h)
 
 
-def _properties(settings: ModelSettings, device: str, folder: ModelFolder) -> dict[str, Any]:
+def _properties(settings: OpenVINOModelSettings, device: str, folder: ModelFolder) -> dict[str, Any]:
     props: dict[str, Any] = {}
     if settings.cache_dir is not None:
         cache = Path(settings.cache_dir).expanduser() / "openvino"
@@ -186,7 +186,7 @@ class OpenVINOBackend:
         ovg: Any,
         pipe: Any,
         folder: ModelFolder,
-        settings: ModelSettings,
+        settings: OpenVINOModelSettings,
         info: BackendInfo,
         temp_dir: Path | None = None,
         make_pipe: Any = None,
@@ -308,7 +308,7 @@ class OpenVINOBackend:
             self._temp_dir = None
 
 
-def load(settings: ModelSettings) -> OpenVINOBackend:
+def load(settings: OpenVINOModelSettings) -> OpenVINOBackend:
     """Validate the folder, then build the pipeline on the first configured device that works."""
     folder = validate_for(settings.path, BACKEND)
     ov, ovg = _sdk()

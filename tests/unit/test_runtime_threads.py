@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings
 from edge.inference.model_folder import validate_for
 from edge.inference.openvino_genai import _properties
 from edge.inference.ort_genai import thread_overlay
@@ -23,7 +23,7 @@ def test_ort_overlay_sets_intra_op_threads_on_each_session_the_folder_has() -> N
 
 def test_openvino_threads_on_cpu_only_and_provider_options_win(tmp_path: Path) -> None:
     folder = validate_for(model_dir("ov-phi3v"), "openvino")
-    s = ModelSettings(path=folder.path, backend="openvino", providers=["CPU"], threads=2)
+    s = OpenVINOModelSettings(path=folder.path, backend="openvino", providers=["CPU"], threads=2)
     assert _properties(s, "CPU", folder)["INFERENCE_NUM_THREADS"] == 2
     assert "INFERENCE_NUM_THREADS" not in _properties(s, "GPU", folder)
     s2 = s.model_copy(update={"provider_options": {"CPU": {"INFERENCE_NUM_THREADS": "4"}}})
