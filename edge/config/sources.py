@@ -4,6 +4,13 @@ defaults < profile < file < drop-ins (conf.d/*.toml) < credentials < env < CLI.
 Every leaf value remembers the layer it came from, so `edge config show` can print it and every
 validation error can name the key and the file or variable that set it. Reading files and the
 environment happens here, explicitly, never at import or inside validation.
+
+Layers merge key by key, with one exception: a layer that changes a model section's `backend`
+(`model`, `text_model`) starts that section over for the new runtime. The earlier layers' keys the
+new backend does not have are dropped (a profile's `providers` and `path` under a config file's
+`backend = "http"`); the keys it has stay (the shared ones such as max_new_tokens and fallback, and
+between the two local runtimes also path, providers, threads and num_crops). A key of another backend
+set in the same layer as `backend`, or in a later one, is still an error that names it.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from edge.assets import PACKAGE_PREFIX, package_file
-from edge.config.model_settings import SECTIONS, backends_with
+from edge.config.model_settings import DEFAULT_BACKEND, SECTIONS, backends_with
 from edge.config.settings import KEYED_ERROR, Settings
 from edge.core.errors import ConfigError
 
@@ -48,6 +55,7 @@ PATH_KEYS = {
     ("mqtt", "outbox_path"),
     *((sec, "tls", k) for sec in ("model", "text_model") for k in ("ca", "cert", "key")),
 }
+MODEL_SECTIONS = ("model", "text_model")
 CREDENTIALS = {
     "mqtt_password": ("mqtt", "password"),
     "mqtt_tls_key_password": ("mqtt", "tls", "key_password"),
@@ -266,6 +274,25 @@ def _change_tasks(
     merged["tasks"] = updated
 
 
+def _switch_backend(
+    merged: dict[str, Any], values: dict[str, Any], origins: dict[tuple[str, ...], str]
+) -> None:
+    """Before `values` merge in: where they change a model section's backend, drop from the merged
+    earlier layers the keys that the new backend's section does not have, and their origins."""
+    for section in MODEL_SECTIONS:
+        before, after = merged.get(section), values.get(section)
+        if not (isinstance(before, dict) and isinstance(after, dict)) or "backend" not in after:
+            continue
+        new = after["backend"]
+        cls = SECTIONS.get(new) if isinstance(new, str) else None
+        if cls is None or before.get("backend", DEFAULT_BACKEND) == new:
+            continue  # an unknown backend is reported by validation, with every key still in place
+        for key in [k for k in before if k not in cls.model_fields]:
+            del before[key]
+            for path in [p for p in origins if p[:2] == (section, key)]:
+                del origins[path]
+
+
 def _lookup(tree: dict[str, Any], key: str) -> Any:
     return tree.get(key) if isinstance(tree, dict) else None
 
@@ -313,6 +340,7 @@ def load_settings(
     origins: dict[tuple[str, ...], str] = {}
     for layer in layers:
         values, task_changes = _split_task_changes(layer.values)
+        _switch_backend(merged, values, origins)
         _merge(merged, values)
         for path in _leaf_paths(values):
             # A whole list (tasks, cameras, providers) is replaced by the higher layer: one origin.

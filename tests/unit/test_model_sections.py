@@ -1,5 +1,6 @@
 """Model sections are one class per backend, joined on `backend`: a key of another backend is an
-error naming the key, the backend and its source."""
+error naming the key, the backend and its source; a layer that changes the backend starts the
+section over for the new runtime instead of inheriting the old one's keys."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from edge.assets import package_file
+from edge.cli.config_check import offline_problems
 from edge.config.model_settings import DEFAULT_NUM_CROPS, num_crops_of, providers_of
+from edge.config.render import render
 from edge.config.settings import (
     HttpModelSettings,
     OpenVINOModelSettings,
@@ -144,6 +147,59 @@ def test_a_chain_entry_with_a_key_of_another_backend_names_the_entry(tmp_path: P
     assert problems(config=cfg) == [
         f"model.fallback.0.url: not a setting of backend 'openvino' (it belongs to 'http') (from {cfg})"
     ]
+
+
+# --------------------------------------------------------------------------- the layering rule
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_an_http_config_over_each_shipped_profile_drops_the_profiles_local_keys(
+    tmp_path: Path, profile: str
+) -> None:
+    cfg = write(tmp_path / "edge.toml", HTTP)
+    loaded = load_settings(config=cfg, profile=profile, environ={})
+    model = loaded.settings.model
+    assert isinstance(model, HttpModelSettings) and (model.url, model.name) == (
+        "http://127.0.0.1:8080/v1",
+        "phi",
+    )
+    assert not [
+        p for p in loaded.origins if p[:2] in {("model", k) for k in ("path", "providers", "num_crops")}
+    ]
+    shown = render(loaded)
+    assert '\nbackend = "http"' in shown and "\npath = " not in shown and "providers" not in shown
+    assert offline_problems(loaded) == []
+
+
+def test_the_shared_keys_of_the_earlier_layers_stay(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "edge.toml", HTTP)
+    loaded = load_settings(config=cfg, profile="demo", overrides=["model.max_new_tokens=40"], environ={})
+    loaded_plain = load_settings(config=cfg, profile="rpi5", environ={})
+    assert loaded.settings.model.max_new_tokens == 40
+    assert loaded_plain.origin(("model", "max_new_tokens")).startswith("profile ")  # kept from the profile
+
+
+def test_a_switch_between_local_runtimes_keeps_the_keys_both_have(tmp_path: Path) -> None:
+    loaded = load_settings(profile="intel-core-ultra-npu", overrides=["model.backend=ort-genai"], environ={})
+    model = loaded.settings.model
+    assert isinstance(model, OrtGenAIModelSettings)  # cache_dir (OpenVINO's) is gone, path stays
+    assert str(model.path) == "/opt/models/Phi-3.5-vision-instruct-int4-ov"
+    assert loaded.origin(("model", "path")).startswith("profile ")
+
+
+def test_a_key_of_the_old_backend_in_the_switching_layer_is_still_an_error(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "edge.toml", HTTP + 'providers = ["cuda"]\n')
+    assert problems(config=cfg, profile="x86-cpu") == [
+        f"model.providers: not a setting of backend 'http' (it belongs to 'ort-genai' and 'openvino') (from {cfg})"
+    ]
+
+
+def test_a_later_layer_back_to_a_local_backend_needs_its_own_keys(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "edge.toml", HTTP)
+    model = load_settings(
+        config=cfg, profile="demo", overrides=["model.backend=ort-genai", "model.path=/opt/m"], environ={}
+    ).settings.model
+    assert isinstance(model, OrtGenAIModelSettings) and str(model.path) == "/opt/m"
 
 
 # --------------------------------------------------------------------------- what readers see
