@@ -212,3 +212,17 @@ def test_an_http_entry_has_no_providers_or_crops_of_its_own() -> None:
     assert bind(GenerationRequest(prompt="hi"), http).num_crops == DEFAULT_NUM_CROPS
     assert bind(request, http).num_crops == 2
     assert bind(GenerationRequest(prompt="hi"), model_settings(num_crops=1)).num_crops == 1
+
+
+def test_bench_choose_jobs_carry_the_candidates_num_crops() -> None:
+    """num_crops is resolved once, by bind; a backend never picks it from its own settings for a
+    bench job (the candidate's value is in the request, as in a daemon job)."""
+    from edge.cli.bench.choose import _request
+
+    request = _request(None, "hi", model_settings(num_crops=2, system_prompt="brief"), 8)
+    assert (request.num_crops, request.system, request.max_new_tokens, request.temperature) == (
+        2,
+        "brief",
+        8,
+        0.0,
+    )

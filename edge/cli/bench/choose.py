@@ -18,6 +18,7 @@ runs a few jobs on a testsrc frame of the camera's size (or on the eval images).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -49,6 +50,7 @@ from edge.core.errors import ConfigError
 from edge.core.messages import GenerationRequest
 from edge.imaging.frames import prepare_image
 from edge.inference.model_folder import validate_for
+from edge.inference.requests import bind
 
 Progress = Callable[[str], None]
 DROPIN_NAME = "50-bench.toml"
@@ -237,13 +239,10 @@ def measure(
 
 
 def _request(image: np.ndarray | None, prompt: str, model: ModelSettings, max_new: int) -> GenerationRequest:
-    return GenerationRequest(
-        prompt=prompt,
-        images=(image,) if image is not None else (),
-        system=model.system_prompt,
-        max_new_tokens=max_new,
-        temperature=0.0,
-    )
+    """Bound to the candidate like a daemon job (its system prompt and num_crops), but greedy and
+    `max_new` long so that the candidates compare."""
+    request = bind(GenerationRequest(prompt=prompt, images=(image,) if image is not None else ()), model)
+    return dataclasses.replace(request, max_new_tokens=max_new, temperature=0.0)
 
 
 def _show(c: Candidate, name: str) -> str:
