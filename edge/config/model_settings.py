@@ -95,7 +95,9 @@ class OpenVINOModelSettings(LocalModelSettings):
     # No default: a dump without defaults must keep the tag, or it would load back as ort-genai.
     backend: Literal["openvino"] = Field(description="Runtime to use.")
     cache_dir: Path | None = Field(
-        None, description="Compiled-model cache (OpenVINO CACHE_DIR) and the num_crops shadow folders."
+        None,
+        description="Compiled-model cache (OpenVINO CACHE_DIR) and the num_crops shadow folders; "
+        "unset = $CACHE_DIRECTORY (systemd CacheDirectory=) if set, else none.",
     )
 
 
