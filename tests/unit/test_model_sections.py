@@ -226,3 +226,16 @@ def test_bench_choose_jobs_carry_the_candidates_num_crops() -> None:
         8,
         0.0,
     )
+
+
+def test_config_show_lists_a_mixed_chain_each_entry_with_its_own_keys(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path / "edge.toml",
+        HTTP
+        + '[[model.fallback]]\npath = "m/ort"\n[[model.fallback]]\nbackend = "openvino"\npath = "m/ov"\n',
+    )
+    (line,) = [
+        x for x in render(load_settings(config=cfg, environ={})).splitlines() if x.startswith("fallback = ")
+    ]
+    assert 'backend = "ort-genai"' in line and 'backend = "openvino"' in line and "url" not in line
+    assert line.count("cache_dir") == 0 and line.count("path = ") == 2  # unset keys are left out
