@@ -57,9 +57,14 @@ class ModelBase(Section):
 
     @model_validator(mode="after")
     def _flat_chain(self) -> ModelBase:
+        """The chain is [model, *model.fallback]: the chain's own keys belong to its first endpoint."""
         for i, nxt in enumerate(self.fallback):
             if nxt.fallback:
                 raise ValueError(f"fallback[{i}].fallback: a chain is one flat list, not nested")
+            if "retry_primary_s" in nxt.model_fields_set:
+                raise ValueError(
+                    f"fallback[{i}].retry_primary_s: only the first endpoint's is used (set it beside fallback)"
+                )
         return self
 
 

@@ -239,3 +239,10 @@ def test_config_show_lists_a_mixed_chain_each_entry_with_its_own_keys(tmp_path: 
     ]
     assert 'backend = "ort-genai"' in line and 'backend = "openvino"' in line and "url" not in line
     assert line.count("cache_dir") == 0 and line.count("path = ") == 2  # unset keys are left out
+
+
+def test_the_chains_own_keys_belong_to_its_first_endpoint(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "edge.toml", HTTP + '[[model.fallback]]\npath = "m"\nretry_primary_s = 60\n')
+    assert problems(config=cfg) == [
+        f"model: fallback[0].retry_primary_s: only the first endpoint's is used (set it beside fallback) (from {cfg})"
+    ]
