@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.config.settings import ModelSettings  # noqa: E402
+from edge.config.settings import model_settings  # noqa: E402
 from edge.core.messages import GenerationRequest  # noqa: E402
 from edge.inference import (  # noqa: E402
     bare_loop,  # noqa: E402
@@ -78,7 +78,7 @@ def run_case(case: Case, models: Path, runs: int, max_new: int, png: Path) -> di
     path = models / case.model
     frame = _frame(png) if case.image else None
     prompt = chat_prompt(PROMPT, num_images=1 if case.image else 0)
-    settings = ModelSettings(
+    settings = model_settings(
         path=path, backend=case.backend, num_crops=case.num_crops, max_new_tokens=max_new
     )
 

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.config.settings import GateSettings, ModelSettings  # noqa: E402
+from edge.config.settings import GateSettings, model_settings  # noqa: E402
 from edge.core.messages import Frame, GenerationRequest  # noqa: E402
 from edge.imaging.crops import crop  # noqa: E402
 from edge.imaging.gate import Gate  # noqa: E402
@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--num-crops", type=int, default=4)
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    model = ModelSettings(
+    model = model_settings(
         path=a.model, backend=a.backend, providers=a.providers.split(","), num_crops=a.num_crops
     )
     backend = load_backend(model)

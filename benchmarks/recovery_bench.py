@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.config.settings import ModelSettings, WatchdogSettings  # noqa: E402
+from edge.config.settings import WatchdogSettings, model_settings  # noqa: E402
 from edge.core.messages import GenerationRequest, Job  # noqa: E402
 from edge.inference.supervisor import Supervisor  # noqa: E402
 
@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
     backend = "openvino" if Path(args.model).name.startswith("ov-") else "ort-genai"
-    model = ModelSettings(
+    model = model_settings(
         path=Path(args.model), backend=backend, providers=["cpu" if backend == "ort-genai" else "CPU"]
     )
     wd = WatchdogSettings(first_token_s=2.0, token_s=1.0, generation_s=8, total_s=10, backoff_initial_s=0.2,

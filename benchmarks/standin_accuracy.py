@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.assets import package_file  # noqa: E402
 from edge.capture import demo_world as S  # noqa: E402
-from edge.config.settings import ModelSettings  # noqa: E402
+from edge.config.settings import model_settings  # noqa: E402
 from edge.core.messages import GenerationRequest  # noqa: E402
 
 BENCH_SEED = 424242  # held out: the trainer draws from seeds 1234 and 1235 (tools/standin/train.py)
@@ -89,7 +89,7 @@ def load(backend: str, folder: Path, num_crops: int) -> Any:
     from edge.inference import openvino_genai, ort_genai
 
     providers = ["cpu"] if backend == "ort-genai" else ["CPU"]
-    settings = ModelSettings(path=folder, backend=backend, providers=providers, num_crops=num_crops)  # type: ignore[arg-type]
+    settings = model_settings(path=folder, backend=backend, providers=providers, num_crops=num_crops)
     return (ort_genai if backend == "ort-genai" else openvino_genai).load(settings)
 
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from edge.cli.bench.measure import BareProcess, bare_inputs  # noqa: E402
 from edge.cli.bench.stats import mean_ci  # noqa: E402
-from edge.config.settings import ModelSettings  # noqa: E402
+from edge.config.settings import model_settings  # noqa: E402
 
 
 def main() -> int:
@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--num-crops", type=int, default=1)
     args = ap.parse_args()
     settings = {
-        t: ModelSettings(
+        t: model_settings(
             path=args.model,
             backend=args.backend,
             providers=["cpu" if args.backend == "ort-genai" else "CPU"],

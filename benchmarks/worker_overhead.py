@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.config.settings import ModelSettings, WatchdogSettings  # noqa: E402
+from edge.config.settings import WatchdogSettings, model_settings  # noqa: E402
 from edge.core.messages import GenerationRequest, Job  # noqa: E402
 from edge.inference.heartbeat import Heartbeat  # noqa: E402
 from edge.inference.protocol import JobDone, RunJob  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> int:
     print("| callback | ns/call |\n|---|---|")
     print(f"| no-op | {noop:.0f} |\n| worker heartbeat | {hb:.0f} |\n| difference | {hb - noop:.0f} |")
 
-    settings = ModelSettings(path=Path(args.model), backend="ort-genai", providers=["cpu"])
+    settings = model_settings(path=Path(args.model), backend="ort-genai", providers=["cpu"])
     backend = load_backend(settings)
     request = GenerationRequest(prompt=PROMPT, max_new_tokens=args.max_new)
     bare_ms: list[float] = []

@@ -13,10 +13,9 @@ waits for (a USB camera may be plugged in later) but a config check should name.
 
 from __future__ import annotations
 
-from typing import Any
-
 from edge.capture.base import CameraConfigError
 from edge.capture.factory import check_source
+from edge.config.model_settings import LocalModelSettings, path_of
 from edge.config.settings import Settings
 from edge.config.sources import LoadedSettings
 from edge.core.errors import ModelError
@@ -37,7 +36,7 @@ def text_only_problem(key: str, settings: Settings, kind: str) -> str | None:
     if key != "model" or kind != "text" or not tasks:
         return None
     return (
-        f"model.path: {settings.model.path} is a text-only model but task(s) {', '.join(tasks)} "
+        f"model.path: {path_of(settings.model)} is a text-only model but task(s) {', '.join(tasks)} "
         "need images: use a Phi-3.5-vision folder there (a text model belongs in [text_model])"
     )
 
@@ -48,11 +47,11 @@ NO_CONFIG = (
 )
 
 
-def _model_sections(loaded: LoadedSettings) -> list[tuple[str, Any]]:
+def _model_sections(loaded: LoadedSettings) -> list[tuple[str, LocalModelSettings]]:
     """[model] and [text_model] where they read a local folder (an http backend has none)."""
     s = loaded.settings
     sections = [("model", s.model)] + ([("text_model", s.text_model)] if s.text_model else [])
-    return [(k, sec) for k, sec in sections if getattr(sec, "backend", None) != "http"]
+    return [(k, sec) for k, sec in sections if isinstance(sec, LocalModelSettings)]
 
 
 def offline_problems(loaded: LoadedSettings) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from edge.assets import package_file
 from edge.cli.provider_probe import ProviderProbe, probe_providers
 from edge.cli.sdk_probe import probe_sdks
-from edge.config.settings import Settings
+from edge.config.settings import LocalModelSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,12 @@ def _probe_plan(backend: str, settings: Settings | None) -> tuple[Path | None, l
     """The configured model with its configured providers when it is this backend's, else the tiny
     fixture with every candidate (loading a real model once per provider can take minutes)."""
     for section in (settings.model, settings.text_model) if settings else ():
-        if section is not None and section.backend == backend and section.path and section.path.is_dir():
+        if (
+            isinstance(section, LocalModelSettings)
+            and section.backend == backend
+            and section.path
+            and section.path.is_dir()
+        ):
             return section.path, list(section.providers)
     candidates = [REPO_FIXTURES / PROBE_FIXTURES[backend]]
     if backend in PACKAGED_PROBE_MODELS:

@@ -122,16 +122,14 @@ def _reason(provider: str, message: str) -> str:
 
 
 def _child(backend: str, model: str, providers: list[str]) -> int:
-    from edge.config.settings import ModelSettings
+    from edge.config.settings import model_settings
     from edge.core.errors import EdgeError
     from edge.inference.registry import load_backend
 
     for provider in providers:
         t0 = time.perf_counter()
         try:
-            section = ModelSettings.model_validate(
-                {"path": model, "backend": backend, "providers": [provider]}
-            )
+            section = model_settings(path=model, backend=backend, providers=[provider])
             loaded = load_backend(section)
         except EdgeError as err:
             answer = {"provider": provider, "ok": False, "detail": _reason(provider, str(err))[:300]}

@@ -14,8 +14,8 @@ SECRET_KEYS = {("mqtt", "password"), ("mqtt", "tls", "key_password")}
 
 def _value(v: Any) -> str:
     """One-line TOML for a value (inline arrays and tables, so the source comment fits after it)."""
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, dict):  # TOML has no null: an unset key inside (a fallback entry's) is left out
+        return "{" + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items() if x is not None) + "}"
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     return tomli_w.dumps({"v": v}).strip()[len("v = ") :]

@@ -7,7 +7,6 @@ sources (profile < file < env < CLI) and remembering where each value came from 
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 from pathlib import Path
@@ -24,10 +23,20 @@ from edge.config.camera_settings import ZoneSettings as ZoneSettings
 from edge.config.field_settings import AlertSettings as AlertSettings
 from edge.config.field_settings import LinkSettings as LinkSettings
 from edge.config.field_settings import PowerSettings as PowerSettings
+from edge.config.model_settings import HttpModelSettings as HttpModelSettings
+from edge.config.model_settings import LocalModelSettings as LocalModelSettings
+from edge.config.model_settings import ModelBase as ModelBase
+from edge.config.model_settings import ModelSettings as ModelSettings
+from edge.config.model_settings import OpenVINOModelSettings as OpenVINOModelSettings
+from edge.config.model_settings import OrtGenAIModelSettings as OrtGenAIModelSettings
+from edge.config.model_settings import is_loopback_host as is_loopback_host
+from edge.config.model_settings import model_settings as model_settings
+from edge.config.model_settings import url_host as url_host
 from edge.config.section import MAX_PERIOD_S as MAX_PERIOD_S
 from edge.config.section import Section as Section
+from edge.config.section import TLSSettings as TLSSettings
 from edge.config.section import topic_name
-from edge.core.kinds import BackendName, RoiKind, TaskKind, TriggerKind
+from edge.core.kinds import RoiKind, TaskKind, TriggerKind
 from edge.core.names import check_name, sanitize
 
 KEYED_ERROR = "edge_keyed"
@@ -62,122 +71,6 @@ def _mqtt_string(value: str, what: str) -> str:
 def default_device_id() -> str:
     """The hostname, made topic-safe (dots and other characters become '-')."""
     return sanitize(socket.gethostname().split(".")[0], fallback="edge")
-
-
-class ModelSettings(Section):
-    path: Path | None = Field(None, description="Model folder (ORT GenAI or OpenVINO IR).")
-    backend: BackendName = Field("ort-genai", description="Runtime to use.")
-    providers: list[str] = Field(
-        default_factory=lambda: ["cpu"],
-        min_length=1,
-        description="Ordered fallback list: ORT cpu|cuda|OpenVINO|QNN|dml, OpenVINO CPU|GPU|NPU|AUTO.",
-    )
-    provider_options: dict[str, dict[str, str]] = Field(
-        default_factory=dict, description="Options per provider, e.g. {QNN = {backend_path = '...'}}."
-    )
-    num_crops: int = Field(4, ge=1, le=16, description="Phi-3.5-vision HD crops (image token budget).")
-    max_new_tokens: int = Field(64, ge=1, le=4096)
-    temperature: float = Field(0.0, ge=0, le=2, description="0 = greedy.")
-    system_prompt: str | None = Field(None, description="Optional system message for every prompt.")
-    cache_dir: Path | None = Field(None, description="Compiled-model cache (OpenVINO CACHE_DIR).")
-    threads: int | None = Field(
-        None,
-        ge=1,
-        le=256,
-        description="CPU threads of the runtime (ORT intra_op_num_threads, OpenVINO INFERENCE_NUM_THREADS); "
-        "unset = the runtime's default (all cores). `edge bench --choose` measures it.",
-    )
-    # ---- backend "http": an OpenAI-compatible chat-completions server (Ollama, llama.cpp, NIM, ...)
-    url: str | None = Field(None, description="http: base URL, e.g. http://jetson.lan:11434/v1.")
-    name: str | None = Field(None, description="http: the server's model name.")
-    api_key_credential: str = Field(
-        "model_api_key", description="http: API key file in $CREDENTIALS_DIRECTORY (never in settings)."
-    )
-    api_key_env: str | None = Field(
-        None, description="http: environment variable holding the API key (if no credential file)."
-    )
-    timeout_s: float = Field(30.0, gt=0, le=3600, description="http: connect and per-read timeout.")
-    tls: TLSSettings | None = Field(None, description="http: TLS options for an https:// url.")
-    allow_remote: bool = Field(
-        False, description="http: required for a non-loopback url: frames and prompts leave the device."
-    )
-    image_max_edge: int | None = Field(
-        1344, ge=64, description="http: frames are downscaled to this before JPEG encoding."
-    )
-    image_max_kb: int = Field(512, ge=8, description="http: each JPEG data URL is capped at this.")
-    max_response_kb: int = Field(1024, ge=1, description="http: a larger answer stream is cut off.")
-    fallback: list[ModelSettings] = Field(
-        default_factory=list,
-        description="Chain: the next model endpoints to use, in order, while this one cannot serve.",
-    )
-    retry_primary_s: float = Field(
-        300.0, gt=0, description="Chain: on a fallback endpoint, try the first one again after this."
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_key_in_settings(cls, data: Any) -> Any:
-        if isinstance(data, dict) and ("api_key" in data or "key" in data):
-            raise ValueError(
-                "api_key: an API key is never read from settings: put it in "
-                "$CREDENTIALS_DIRECTORY/model_api_key or name its variable in api_key_env"
-            )
-        return data
-
-    @model_validator(mode="after")
-    def _http(self) -> ModelSettings:
-        if self.backend != "http":
-            for key in ("url", "name", "tls"):
-                if getattr(self, key) is not None:
-                    raise ValueError(f"{key} is only for backend 'http' (backend is {self.backend!r})")
-        else:
-            if not self.url:
-                raise ValueError("backend 'http' needs url (e.g. http://127.0.0.1:8080/v1)")
-            if not self.name:
-                raise ValueError("backend 'http' needs name (the server's model name)")
-            scheme, host = url_host(self.url)
-            if scheme not in ("http", "https") or not host:
-                raise ValueError(f"url {self.url!r} is not an http:// or https:// URL with a host")
-            if "@" in self.url.split("//", 1)[1].split("/", 1)[0]:
-                raise ValueError("url must not carry credentials (user:password@)")
-            if not is_loopback_host(host) and not self.allow_remote:
-                raise ValueError(
-                    f"url host {host!r} is not this machine: frames and prompts would leave the device; "
-                    "set allow_remote = true to allow it"
-                )
-            if self.tls is not None and scheme != "https":
-                raise ValueError("tls is set but url is not https://")
-        if self.api_key_env is not None and self.api_key_env.upper().startswith("EDGE_"):
-            raise ValueError(
-                f"api_key_env {self.api_key_env!r}: EDGE_* variables are settings; use another name"
-            )
-        if "/" in self.api_key_credential or self.api_key_credential.startswith("."):
-            raise ValueError(f"api_key_credential {self.api_key_credential!r} is not a plain file name")
-        for i, nxt in enumerate(self.fallback):
-            if nxt.fallback:
-                raise ValueError(f"fallback[{i}].fallback: a chain is one flat list, not nested")
-        return self
-
-
-def url_host(url: str) -> tuple[str, str]:
-    """(scheme, host) of a URL, lower case; IPv6 brackets removed."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url.strip())
-        return parts.scheme.lower(), (parts.hostname or "").lower()
-    except ValueError:
-        return "", ""
-
-
-def is_loopback_host(host: str) -> bool:
-    """localhost or a loopback address: the only hosts frames may go to without allow_remote."""
-    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 DEFAULT_CAPTION_PROMPT = "Describe what you see in one sentence."
@@ -318,22 +211,6 @@ class WatchdogSettings(Section):
         return self
 
 
-class TLSSettings(Section):
-    ca: Path | None = Field(None, description="CA bundle (None: the system store).")
-    cert: Path | None = Field(None, description="Client certificate.")
-    key: Path | None = Field(None, description="Client key.")
-    key_password: SecretStr | None = Field(None, description="Client key passphrase.")
-    insecure: bool = Field(False, description="Skip hostname and chain checks (logs a warning).")
-
-    @model_validator(mode="after")
-    def _pair(self) -> TLSSettings:
-        if self.key is not None and self.cert is None:
-            raise ValueError("mqtt.tls.key is set but mqtt.tls.cert is not")
-        if self.cert is not None and self.key is None:
-            raise ValueError("mqtt.tls.cert is set but mqtt.tls.key is not")
-        return self
-
-
 class MqttSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
@@ -458,7 +335,7 @@ class Settings(BaseSettings):
         description="The cameras ([[cameras]]); [camera] is the one-camera shorthand for a list of one.",
     )
     gate: GateSettings = Field(default_factory=GateSettings)
-    model: ModelSettings = Field(default_factory=ModelSettings)
+    model: ModelSettings = Field(default_factory=OrtGenAIModelSettings)
     text_model: ModelSettings | None = None
     tasks: list[TaskSettings] = Field(default_factory=_default_tasks)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
@@ -578,6 +455,3 @@ class Settings(BaseSettings):
 
     def task(self, name: str) -> TaskSettings | None:
         return next((t for t in self.tasks if t.name == name), None)
-
-
-ModelSettings.model_rebuild()  # its tls field names TLSSettings, defined further down

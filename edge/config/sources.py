@@ -4,6 +4,13 @@ defaults < profile < file < drop-ins (conf.d/*.toml) < credentials < env < CLI.
 Every leaf value remembers the layer it came from, so `edge config show` can print it and every
 validation error can name the key and the file or variable that set it. Reading files and the
 environment happens here, explicitly, never at import or inside validation.
+
+Layers merge key by key, with one exception: a layer that changes a model section's `backend`
+(`model`, `text_model`) starts that section over for the new runtime. The earlier layers' keys the
+new backend does not have are dropped (a profile's `providers` and `path` under a config file's
+`backend = "http"`); the keys it has stay (the shared ones such as max_new_tokens and fallback, and
+between the two local runtimes also path, providers, threads and num_crops). A key of another backend
+set in the same layer as `backend`, or in a later one, is still an error that names it.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from edge.assets import PACKAGE_PREFIX, package_file
+from edge.config.model_settings import DEFAULT_BACKEND, SECTIONS, backends_with
 from edge.config.settings import KEYED_ERROR, Settings
 from edge.core.errors import ConfigError
 
@@ -46,6 +55,7 @@ PATH_KEYS = {
     ("mqtt", "outbox_path"),
     *((sec, "tls", k) for sec in ("model", "text_model") for k in ("ca", "cert", "key")),
 }
+MODEL_SECTIONS = ("model", "text_model")
 CREDENTIALS = {
     "mqtt_password": ("mqtt", "password"),
     "mqtt_tls_key_password": ("mqtt", "tls", "key_password"),
@@ -264,6 +274,25 @@ def _change_tasks(
     merged["tasks"] = updated
 
 
+def _switch_backend(
+    merged: dict[str, Any], values: dict[str, Any], origins: dict[tuple[str, ...], str]
+) -> None:
+    """Before `values` merge in: where they change a model section's backend, drop from the merged
+    earlier layers the keys that the new backend's section does not have, and their origins."""
+    for section in MODEL_SECTIONS:
+        before, after = merged.get(section), values.get(section)
+        if not (isinstance(before, dict) and isinstance(after, dict)) or "backend" not in after:
+            continue
+        new = after["backend"]
+        cls = SECTIONS.get(new) if isinstance(new, str) else None
+        if cls is None or before.get("backend", DEFAULT_BACKEND) == new:
+            continue  # an unknown backend is reported by validation, with every key still in place
+        for key in [k for k in before if k not in cls.model_fields]:
+            del before[key]
+            for path in [p for p in origins if p[:2] == (section, key)]:
+                del origins[path]
+
+
 def _lookup(tree: dict[str, Any], key: str) -> Any:
     return tree.get(key) if isinstance(tree, dict) else None
 
@@ -311,6 +340,7 @@ def load_settings(
     origins: dict[tuple[str, ...], str] = {}
     for layer in layers:
         values, task_changes = _split_task_changes(layer.values)
+        _switch_backend(merged, values, origins)
         _merge(merged, values)
         for path in _leaf_paths(values):
             # A whole list (tasks, cameras, providers) is replaced by the higher layer: one origin.
@@ -406,14 +436,19 @@ def _explain(
 ) -> list[str]:
     lines = []
     for e in err.errors():
-        loc = tuple(str(p) for p in e["loc"])
+        loc, backend = _untag(tuple(str(p) for p in e["loc"]))
+        if e["type"] == "union_tag_invalid":  # a model section's backend (the only tagged union)
+            loc = (*loc, "backend")
         if e["type"] == KEYED_ERROR:  # a cross-field check that knows the key at fault
             loc = tuple(str((e.get("ctx") or {}).get("loc", "")).split("."))
         if shorthand and loc[:2] == ("cameras", "0"):  # [camera] is reported as what the user wrote
             loc = ("camera", *loc[2:])
         key = ".".join(loc) or "settings"
-        sources = _sources_for(loc, origins)
-        if e["type"] == "extra_forbidden":
+        # a key missing from a model section was never set: the section's sources are the ones to fix
+        sources = _sources_for(loc[:-1] if e["type"] == "missing" and backend else loc, origins)
+        if (words := _backend_words(e, loc, backend)) is not None:
+            msg = words
+        elif e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif e["type"] == KEYED_ERROR:
             msg = str((e.get("ctx") or {}).get("message", e["msg"]))
@@ -424,6 +459,44 @@ def _explain(
                 msg += f" (got {shown})"
         lines.append(f"{key}: {msg} (from {sources})")
     return lines
+
+
+def _backend_words(e: ErrorDetails, loc: tuple[str, ...], backend: str | None) -> str | None:
+    """What a model section's backend says about an error in it: a key of another backend, a key the
+    backend needs, a backend that does not exist; None for every other error."""
+    if e["type"] == "union_tag_invalid":
+        ctx = e.get("ctx") or {}
+        return f"must be one of {ctx.get('expected_tags')} (got {ctx.get('tag')!r})"
+    if backend is None:
+        return None
+    if e["type"] == "extra_forbidden":
+        others = [b for b in backends_with(loc[-1]) if b != backend]
+        return (
+            f"not a setting of backend {backend!r} (it belongs to {' and '.join(map(repr, others))})"
+            if others
+            else None
+        )
+    if e["type"] == "missing":
+        field = SECTIONS[backend].model_fields.get(loc[-1])
+        what = ((field.description if field else None) or "").rstrip(".")
+        return f"backend {backend!r} needs {loc[-1]}" + (f" ({what[:1].lower()}{what[1:]})" if what else "")
+    return None
+
+
+def _untag(loc: tuple[str, ...]) -> tuple[tuple[str, ...], str | None]:
+    """The location without the union's tags (`model.http.url` is `model.url`), and the backend of the
+    innermost model section it is in (None outside one)."""
+    out: list[str] = []
+    backend = None
+    for part in loc:
+        in_section = out[-1:] in (["model"], ["text_model"]) or (
+            out[-2:-1] == ["fallback"] and out[-1].isdigit()
+        )
+        if in_section and part in SECTIONS:
+            backend = part
+            continue
+        out.append(part)
+    return tuple(out), backend
 
 
 def _sources_for(loc: tuple[str, ...], origins: dict[tuple[str, ...], str]) -> str:

@@ -27,6 +27,7 @@ from edge import __version__
 from edge.assets import package_file
 from edge.capture import Grabber
 from edge.capture.factory import describe_source, source_kind
+from edge.config.model_settings import HttpModelSettings, path_of
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings, ZoneSettings
 from edge.config.sources import LoadedSettings
 from edge.core.messages import LinkPayload
@@ -72,10 +73,11 @@ DEMO_NOTICE = (
 def runs_demo_model(s: Settings) -> bool:
     """The notice is about the packaged stand-in model, not the profile: a demo profile with
     model.path pointed at a real model gets no notice."""
-    if s.profile not in DEMO_PROFILES or s.model.path is None:
+    path = path_of(s.model)
+    if s.profile not in DEMO_PROFILES or path is None:
         return False
     models = package_file("assets/models").resolve()
-    return Path(s.model.path).resolve().is_relative_to(models)
+    return Path(path).resolve().is_relative_to(models)
 
 
 def absent_devices(grabbers: Mapping[str, Grabber]) -> dict[str, str]:
@@ -479,7 +481,7 @@ class Daemon:
             len(s.tasks),
             len(p.grabbers),
             ", ".join(p.grabbers),
-            model_name(p) or s.model.name or s.model.backend,
+            model_name(p) or (s.model.name if isinstance(s.model, HttpModelSettings) else s.model.backend),
             f"on {where}" if where else "(not loaded yet)",
         )
 

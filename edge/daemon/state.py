@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from edge import __version__
+from edge.config.model_settings import path_of
 from edge.core.kinds import DaemonState
 from edge.core.messages import LinkPayload, StatePayload, utc_iso
 from edge.daemon.reloadable import Reloadable
@@ -21,7 +22,8 @@ def model_name(p: Reloadable) -> str | None:
     info = p.vision.supervisor.info
     if info is not None:
         return info.name
-    return p.settings.model.path.name if p.settings.model.path else None
+    path = path_of(p.settings.model)
+    return path.name if path else None
 
 
 def provider(p: Reloadable) -> str | None:

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.config.settings import ModelSettings, is_loopback_host, url_host
+from edge.config.settings import HttpModelSettings, is_loopback_host, url_host
 from edge.core.errors import BackendUnavailable, EndpointUnavailable, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest, StatsPayload
 from edge.imaging.frames import prepare_image
@@ -80,7 +80,7 @@ def sdk_available() -> bool | str:
 # --------------------------------------------------------------------------- settings helpers
 
 
-def api_key(settings: ModelSettings, environ: dict[str, str] | None = None) -> str | None:
+def api_key(settings: HttpModelSettings, environ: dict[str, str] | None = None) -> str | None:
     """$CREDENTIALS_DIRECTORY/<api_key_credential>, else the variable named by api_key_env, else None."""
     env = dict(os.environ) if environ is None else environ
     directory = env.get("CREDENTIALS_DIRECTORY")
@@ -96,12 +96,12 @@ def api_key(settings: ModelSettings, environ: dict[str, str] | None = None) -> s
     return None
 
 
-def endpoint(settings: ModelSettings) -> str:
+def endpoint(settings: HttpModelSettings) -> str:
     """The base URL without a trailing slash (what messages name)."""
     return (settings.url or "").rstrip("/")
 
 
-def warn_plain(settings: ModelSettings) -> str | None:
+def warn_plain(settings: HttpModelSettings) -> str | None:
     """The warning for plain http:// to another host (logged once per process), or None."""
     scheme, host = url_host(settings.url or "")
     if scheme != "http" or is_loopback_host(host):
@@ -116,7 +116,7 @@ def warn_plain(settings: ModelSettings) -> str | None:
     return text
 
 
-def _tls_context(settings: ModelSettings) -> ssl.SSLContext | bool:
+def _tls_context(settings: HttpModelSettings) -> ssl.SSLContext | bool:
     tls = settings.tls
     if tls is None:
         return True  # the system store, hostname checks on
@@ -134,7 +134,7 @@ def _tls_context(settings: ModelSettings) -> ssl.SSLContext | bool:
     return ctx
 
 
-def new_client(settings: ModelSettings) -> Any:
+def new_client(settings: HttpModelSettings) -> Any:
     """An httpx.Client for the endpoint: base URL, key header, timeouts, TLS, no redirects."""
     httpx, _ = _sdk()
     headers = {"Accept": "application/json"}
@@ -212,7 +212,7 @@ class _Capped:
 class HttpBackend:
     """One model on one OpenAI-compatible endpoint; used from one thread (cancel from any)."""
 
-    def __init__(self, settings: ModelSettings, client: Any, info: BackendInfo) -> None:
+    def __init__(self, settings: HttpModelSettings, client: Any, info: BackendInfo) -> None:
         self._settings = settings
         self._client = client
         self.info = info
@@ -484,7 +484,9 @@ def list_models(client: Any, where: str) -> list[str] | None:
         return None
 
 
-def _complete(client: Any, settings: ModelSettings, content: Any, extra: dict[str, Any] | None = None) -> Any:
+def _complete(
+    client: Any, settings: HttpModelSettings, content: Any, extra: dict[str, Any] | None = None
+) -> Any:
     """One small non-streamed chat completion (the probes); the parsed answer. Raises GenerationError."""
     httpx, _ = _sdk()
     where = endpoint(settings)
@@ -509,7 +511,7 @@ def _prompt_tokens(answer: Any) -> int | None:
     return value if isinstance(value, int) and value > 0 else None
 
 
-def probe_vision(client: Any, settings: ModelSettings) -> tuple[bool | None, str]:
+def probe_vision(client: Any, settings: HttpModelSettings) -> tuple[bool | None, str]:
     """Whether the endpoint sees images: the same prompt's tokens with and without a small picture.
 
     (True, why): they grow (the image became tokens). (False, why): they are equal (the server dropped
@@ -535,7 +537,7 @@ def probe_vision(client: Any, settings: ModelSettings) -> tuple[bool | None, str
 PROBE_SCHEMA: Final = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
 
 
-def probe_format(client: Any, settings: ModelSettings) -> tuple[bool | None, str]:
+def probe_format(client: Any, settings: HttpModelSettings) -> tuple[bool | None, str]:
     """Whether the server follows `response_format: json_schema` (True), ignores or refuses it (False)."""
     fmt = {"type": "json_schema", "json_schema": {"name": "result", "schema": PROBE_SCHEMA, "strict": False}}
     try:
@@ -558,7 +560,7 @@ def probe_format(client: Any, settings: ModelSettings) -> tuple[bool | None, str
     )
 
 
-def load(settings: ModelSettings) -> HttpBackend:
+def load(settings: HttpModelSettings) -> HttpBackend:
     """Build the client and check the endpoint answers (GET /models); fail loudly if it does not."""
     if settings.backend != BACKEND or not settings.url or not settings.name:
         raise ModelError("backend 'http' needs model.url and model.name")

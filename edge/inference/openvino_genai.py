@@ -2,8 +2,8 @@
 
 The only module that imports openvino / openvino_genai, lazily. Devices are tried in the configured
 order by constructing the pipeline (NPU/GPU that are absent fail there, AUTO falls back to CPU).
-Compiled blobs go to CACHE_DIR under model.cache_dir so a restart does not recompile (minutes on
-an NPU). Generation streams through a StreamerBase whose write() runs once per token: that is the
+Compiled blobs go to CACHE_DIR under model.cache_dir (unset: systemd's $CACHE_DIRECTORY) so a
+restart does not recompile (minutes on an NPU). Generation streams through a StreamerBase whose write() runs once per token: that is the
 heartbeat, and returning STOP is how cancel and the soft deadline end a run (1-2 tokens late).
 
 num_crops: VLMPipeline reads it from preprocessor_config.json and ignores it at generate time, so a
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings
 from edge.core.errors import BackendUnavailable, ConfigError, GenerationError, ModelError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
@@ -91,10 +91,19 @@ def ov_image_tokens(height: int, width: int, num_crops: int) -> int:
     return image_token_count(pad_w, pad_h)
 
 
-def _properties(settings: ModelSettings, device: str, folder: ModelFolder) -> dict[str, Any]:
-    props: dict[str, Any] = {}
+def cache_root(settings: OpenVINOModelSettings, environ: dict[str, str] | None = None) -> Path | None:
+    """model.cache_dir; unset, systemd's $CACHE_DIRECTORY (the unit's CacheDirectory=edge), so that a
+    service keeps its compiled blobs without a setting that only OpenVINO has; else none."""
     if settings.cache_dir is not None:
-        cache = Path(settings.cache_dir).expanduser() / "openvino"
+        return Path(settings.cache_dir).expanduser()
+    systemd = (os.environ if environ is None else environ).get("CACHE_DIRECTORY", "")
+    return Path(systemd.split(":")[0]) if systemd else None  # several CacheDirectory= are ':'-joined
+
+
+def _properties(settings: OpenVINOModelSettings, device: str, folder: ModelFolder) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    if (root := cache_root(settings)) is not None:
+        cache = root / "openvino"
         cache.mkdir(parents=True, exist_ok=True)
         props["CACHE_DIR"] = str(cache)
     if device.startswith("NPU"):
@@ -186,7 +195,7 @@ class OpenVINOBackend:
         ovg: Any,
         pipe: Any,
         folder: ModelFolder,
-        settings: ModelSettings,
+        settings: OpenVINOModelSettings,
         info: BackendInfo,
         temp_dir: Path | None = None,
         make_pipe: Any = None,
@@ -308,14 +317,14 @@ class OpenVINOBackend:
             self._temp_dir = None
 
 
-def load(settings: ModelSettings) -> OpenVINOBackend:
+def load(settings: OpenVINOModelSettings) -> OpenVINOBackend:
     """Validate the folder, then build the pipeline on the first configured device that works."""
     folder = validate_for(settings.path, BACKEND)
     ov, ovg = _sdk()
     devices = [device_name(p) for p in settings.providers]  # typos fail before anything loads
     by_device = dict(zip(devices, settings.providers, strict=True))
     try:
-        path, temporary = _crops_folder(folder, settings.num_crops, settings.cache_dir)
+        path, temporary = _crops_folder(folder, settings.num_crops, cache_root(settings))
     except OSError as err:
         raise ModelError(f"cannot prepare num_crops={settings.num_crops} for {folder.path}: {err}") from None
     pipeline = ovg.VLMPipeline if folder.vision else ovg.LLMPipeline
@@ -343,7 +352,7 @@ def load(settings: ModelSettings) -> OpenVINOBackend:
 
     def make_pipe(num_crops: int) -> tuple[Any, Path | None]:
         try:
-            shadow, temp = _crops_folder(folder, num_crops, settings.cache_dir)
+            shadow, temp = _crops_folder(folder, num_crops, cache_root(settings))
         except OSError as err:
             raise GenerationError(f"cannot prepare num_crops={num_crops} for {folder.path}: {err}") from None
         try:

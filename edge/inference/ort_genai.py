@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OrtGenAIModelSettings
 from edge.core.errors import BackendUnavailable, GenerationError
 from edge.core.messages import Generation, GenerationRequest
 from edge.imaging.imageio import validate_array
@@ -116,7 +116,9 @@ def _load_model(
 class OrtGenAIBackend:
     """One loaded ORT GenAI model on one provider; used from one thread (cancel from any)."""
 
-    def __init__(self, og: Any, model: Any, folder: ModelFolder, settings: ModelSettings, info: BackendInfo):
+    def __init__(
+        self, og: Any, model: Any, folder: ModelFolder, settings: OrtGenAIModelSettings, info: BackendInfo
+    ):
         self._og = og
         self._model = model
         self._tokenizer = og.Tokenizer(model)
@@ -234,7 +236,7 @@ class OrtGenAIBackend:
         self._model = None
 
 
-def load(settings: ModelSettings) -> OrtGenAIBackend:
+def load(settings: OrtGenAIModelSettings) -> OrtGenAIBackend:
     """Validate the folder, then load on the first configured provider that works."""
     folder = validate_for(settings.path, BACKEND)
     og = _sdk()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from edge.config.model_settings import num_crops_of
 from edge.config.settings import ModelSettings
 from edge.core.messages import GenerationRequest
 
@@ -22,5 +23,5 @@ def bind(request: GenerationRequest, model: ModelSettings) -> GenerationRequest:
         system=model.system_prompt,
         max_new_tokens=model.max_new_tokens,
         temperature=model.temperature,
-        num_crops=request.task_num_crops or model.num_crops,
+        num_crops=request.task_num_crops or num_crops_of(model),
     )

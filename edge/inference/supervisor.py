@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from edge.config.model_settings import HttpModelSettings, num_crops_of, providers_of, with_providers
 from edge.config.settings import ModelSettings, WatchdogSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Generation, Job, ModelPayload
@@ -95,7 +96,7 @@ class Supervisor:
         self._ctx = multiprocessing.get_context("spawn")
         self._beat = Heartbeat(self._ctx)
         self._frames = frames or FrameSlot(self._ctx)  # like the heartbeat: shared by every respawn
-        self._faults = FaultTracker(watchdog, list(model.providers), self._emit)
+        self._faults = FaultTracker(watchdog, providers_of(model), self._emit)
         self._cv = threading.Condition()
         self._count_lock = threading.Lock()
         self._submit_lock = threading.Lock()
@@ -288,7 +289,7 @@ class Supervisor:
                 self._stopping.wait(min(0.5, faults.restart_at - now))
             return
         self._set_mode("loading")
-        settings = self._model.model_copy(update={"providers": faults.providers})
+        settings = with_providers(self._model, faults.providers)
         worker = WorkerProcess(self._ctx, settings, self._beat, self._loader, frames=self._frames)
         worker.start()
         msg = self._wait_load(worker)
@@ -340,7 +341,7 @@ class Supervisor:
         t0 = time.monotonic()
         # Jobs are built for the first entry; a fallback entry generates with its own settings.
         limits, request = self._limits, bind(job.request, self._model) if self._at else job.request
-        scale = prompt_scale(request, self._model.num_crops)
+        scale = prompt_scale(request, num_crops_of(self._model))
         if scale > 1.0:  # several frames (or more crops) prefill longer: see deadlines.py
             limits = limits.scaled(scale)
             if request.deadline_s is not None:
@@ -414,8 +415,9 @@ class Supervisor:
 
     def _describe(self, index: int) -> dict[str, Any]:
         m = self._chain[index]
-        name = m.name if m.backend == "http" else (m.path.name if m.path else None)
-        return {"index": index, "backend": m.backend, "model": name, "url": m.url}
+        if isinstance(m, HttpModelSettings):
+            return {"index": index, "backend": m.backend, "model": m.name, "url": m.url}
+        return {"index": index, "backend": m.backend, "model": m.path.name if m.path else None, "url": None}
 
     def _switch(self, step: int, reason: str) -> bool:
         """Move to the next endpoint (step +1) or back to the first (step 0); False when there is none."""
@@ -429,7 +431,7 @@ class Supervisor:
         self._at, self._model, self._info = to, self._chain[to], None
         self._switched_at = time.monotonic()
         self._switch_reason = None if to == 0 else reason
-        self._faults = FaultTracker(self._wd, list(self._model.providers), self._emit)
+        self._faults = FaultTracker(self._wd, providers_of(self._model), self._emit)
         if to:
             self._faults.degraded = f"on fallback endpoint {to} ({self._model.backend}) after: {reason}"
             self._faults.degraded_kind = "fallback"

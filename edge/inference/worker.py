@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from edge.config.model_settings import providers_of
 from edge.config.settings import ModelSettings
 from edge.inference import heartbeat as hb
 from edge.inference.frame_slot import FrameSlot
@@ -296,7 +297,7 @@ class WorkerProcess:
         self._proc, self._conn, self.pid = proc, parent_conn, proc.pid
         with contextlib.suppress(psutil.Error):
             self._ps = psutil.Process(proc.pid)
-        log.info("worker started pid=%s providers=%s", proc.pid, ",".join(self._settings.providers))
+        log.info("worker started pid=%s providers=%s", proc.pid, ",".join(providers_of(self._settings)))
 
     @property
     def alive(self) -> bool:

@@ -20,6 +20,7 @@ from edge.config.settings import ModelSettings
 from edge.core.errors import GenerationError, ModelError, ProviderError
 from edge.core.messages import Generation, GenerationRequest, StatsPayload
 from edge.inference.base import BackendInfo, TokenCallback
+from tests.helpers.model_sections import local
 
 _LEAKED: list[bytearray] = []
 
@@ -82,13 +83,13 @@ class FakeBackend:
 
 def load(settings: ModelSettings) -> FakeBackend:
     t0 = time.monotonic()
-    opts = settings.provider_options.get("fake", {})
+    opts = local(settings).provider_options.get("fake", {})
     if opts.get("load_s"):
         time.sleep(float(opts["load_s"]))
     if opts.get("fail_load"):
         raise ModelError(opts["fail_load"])
     tried: list[tuple[str, str]] = []
-    for provider in settings.providers:
+    for provider in local(settings).providers:
         if provider == "broken":
             tried.append((provider, "provider library missing"))
             continue

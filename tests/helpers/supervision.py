@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config.settings import ModelSettings, WatchdogSettings
+from edge.config.settings import ModelSettings, OrtGenAIModelSettings, WatchdogSettings, model_settings
 from edge.core.messages import Frame, GenerationRequest, Job
 from edge.inference.supervisor import Supervisor
 
@@ -38,12 +38,14 @@ def watchdog(**overrides: Any) -> WatchdogSettings:
 
 
 def fake_model(providers: list[str] | None = None, **fake: str) -> ModelSettings:
-    return ModelSettings(providers=providers or ["cpu"], provider_options={"fake": fake} if fake else {})
+    return OrtGenAIModelSettings(
+        providers=providers or ["cpu"], provider_options={"fake": fake} if fake else {}
+    )
 
 
 def real_model(path: Path, backend: str = "ort-genai", **overrides: Any) -> ModelSettings:
     providers = ["cpu"] if backend == "ort-genai" else ["CPU"]
-    return ModelSettings(path=path, backend=backend, providers=providers, **overrides)
+    return model_settings(path=path, backend=backend, providers=providers, **overrides)
 
 
 def frame(width: int = 64, height: int = 48, seq: int = 0) -> Frame:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import HttpModelSettings
 from edge.core.errors import EndpointUnavailable, FrameError, GenerationError, ModelError
 from edge.core.messages import GenerationRequest
 from edge.imaging.imageio import decode_image_bytes
@@ -88,10 +88,10 @@ CHAT_REQUEST_SCHEMA: dict[str, Any] = {
 }  # fmt: skip
 
 
-def settings(url: str, **kw: Any) -> ModelSettings:
+def settings(url: str, **kw: Any) -> HttpModelSettings:
     values: dict[str, Any] = {"backend": "http", "url": url, "name": "phi", "timeout_s": 5.0}
     values.update(kw)
-    return ModelSettings(**values)
+    return HttpModelSettings(**values)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings
 from edge.core.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
 from edge.core.messages import GenerationRequest
 from edge.inference import openvino_genai
@@ -32,7 +32,7 @@ LONG = "Count the people."  # greedy output runs past 200 tokens on these weight
 
 def _load(name: str, **kw: object) -> openvino_genai.OpenVINOBackend:
     kw.setdefault("providers", ["CPU"])
-    return openvino_genai.load(ModelSettings(path=model_dir(name), backend="openvino", **kw))
+    return openvino_genai.load(OpenVINOModelSettings(path=model_dir(name), backend="openvino", **kw))
 
 
 def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -280,16 +280,16 @@ def test_wrong_format_and_corrupt_weights(tmp_path: Path) -> None:
     shutil.copytree(model_dir("ov-phi3"), bad)
     (bad / "openvino_model.bin").write_bytes(b"\0" * 100)
     with pytest.raises(ModelError, match="CPU: "):
-        openvino_genai.load(ModelSettings(path=bad, backend="openvino"))
+        openvino_genai.load(OpenVINOModelSettings(path=bad, backend="openvino"))
 
 
 _RAISING_CALLBACK_CHILD = r"""
 import sys
 from edge.inference import openvino_genai
 from edge.core.messages import GenerationRequest
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings
 
-backend = openvino_genai.load(ModelSettings(path=sys.argv[1], backend="openvino", providers=["CPU"]))
+backend = openvino_genai.load(OpenVINOModelSettings(path=sys.argv[1], backend="openvino", providers=["CPU"]))
 
 def on_token(n):
     if n == 3:

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OrtGenAIModelSettings
 from edge.core.errors import ConfigError, FrameError, GenerationError, ModelError, ProviderError
 from edge.core.messages import GenerationRequest
 from edge.inference import ort_genai
@@ -33,7 +33,7 @@ LONG = "Count the people."  # greedy output runs past 200 tokens on these weight
 
 
 def _load(name: str, **kw: object) -> ort_genai.OrtGenAIBackend:
-    return ort_genai.load(ModelSettings(path=model_dir(name), backend="ort-genai", **kw))
+    return ort_genai.load(OrtGenAIModelSettings(path=model_dir(name), backend="ort-genai", **kw))
 
 
 def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -307,7 +307,7 @@ def test_wrong_folder_format_and_corrupt_model(tmp_path: Path) -> None:
     shutil.copytree(model_dir("ort-phi3-fp32"), bad)
     (bad / "model.onnx").write_bytes(np.random.default_rng(0).bytes(2000))
     with pytest.raises(ModelError, match="cpu: "):
-        ort_genai.load(ModelSettings(path=bad))
+        ort_genai.load(OrtGenAIModelSettings(path=bad))
 
 
 _BAD_BYTES_CHILD = r"""
@@ -317,9 +317,9 @@ from edge.core.errors import FrameError
 from edge.imaging.imageio import decode_image_bytes
 from edge.inference import ort_genai
 from edge.core.messages import GenerationRequest
-from edge.config.settings import ModelSettings
+from edge.config.settings import model_settings, OrtGenAIModelSettings
 
-backend = ort_genai.load(ModelSettings(path=sys.argv[1], num_crops=1))
+backend = ort_genai.load(OrtGenAIModelSettings(path=sys.argv[1], num_crops=1))
 frame = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
 jpeg = cv2.imencode(".jpg", frame)[1].tobytes()
 bmp = cv2.imencode(".bmp", frame)[1].tobytes()

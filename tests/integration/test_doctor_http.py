@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from edge.cli.doctor.endpoint import check_endpoint
-from edge.config.settings import ModelSettings
+from edge.config.settings import HttpModelSettings
 from tests.helpers.openai_server import OpenAIStub
 
 
-def _model(url: str, name: str = "phi") -> ModelSettings:
-    return ModelSettings(backend="http", url=url, name=name, timeout_s=5.0)
+def _model(url: str, name: str = "phi") -> HttpModelSettings:
+    return HttpModelSettings(backend="http", url=url, name=name, timeout_s=5.0)
 
 
 def _verdicts(results: list) -> dict[str, str]:

@@ -10,7 +10,7 @@ import socket
 import time
 from typing import Any
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import HttpModelSettings, OrtGenAIModelSettings
 from tests.helpers.openai_server import OpenAIStub
 from tests.helpers.supervision import EventLog, job, running, wait_until, watchdog
 
@@ -29,7 +29,7 @@ def _free_port() -> int:
 
 def test_remote_answers_in_the_worker_and_a_stall_is_a_deadline_not_a_hang() -> None:
     events = EventLog()
-    with OpenAIStub() as server, running(ModelSettings(**_http(server.url)), watchdog(token_s=1.0), events,
+    with OpenAIStub() as server, running(HttpModelSettings(**_http(server.url)), watchdog(token_s=1.0), events,
                                          loader=LOADER) as sup:  # fmt: skip
         out = sup.submit(job("ok-1"))
         assert out.ok and out.generation is not None and out.generation.text == "A red circle."
@@ -49,7 +49,7 @@ def test_remote_answers_in_the_worker_and_a_stall_is_a_deadline_not_a_hang() -> 
 
 def test_server_down_at_start_switches_to_the_next_endpoint() -> None:
     down = f"http://127.0.0.1:{_free_port()}/v1"
-    model = ModelSettings(**_http(down), fallback=[ModelSettings()])
+    model = HttpModelSettings(**_http(down), fallback=[OrtGenAIModelSettings()])
     events = EventLog()
     with running(model, watchdog(), events, loader=LOADER) as sup:
         switch = events.wait_for("backend_switch")[0]
@@ -66,7 +66,9 @@ def test_server_down_at_start_switches_to_the_next_endpoint() -> None:
 def test_a_failing_remote_hands_over_and_the_first_endpoint_is_retried() -> None:
     events = EventLog()
     with OpenAIStub() as server:
-        model = ModelSettings(**_http(server.url), fallback=[ModelSettings()], retry_primary_s=2.0)
+        model = HttpModelSettings(
+            **_http(server.url), fallback=[OrtGenAIModelSettings()], retry_primary_s=2.0
+        )
         with running(model, watchdog(), events, loader=LOADER) as sup:
             server.mode, server.status, server.headers = "status", 503, {"Retry-After": "1"}
             out = sup.submit(job("remote-1"))
@@ -92,8 +94,10 @@ def test_a_fallback_endpoint_generates_with_its_own_settings() -> None:
     down = f"http://127.0.0.1:{_free_port()}/v1"
     events = EventLog()
     with OpenAIStub() as server:
-        own = ModelSettings(**_http(server.url), max_new_tokens=3, temperature=0.5, system_prompt="Be brief.")
-        model = ModelSettings(**_http(down), max_new_tokens=40, system_prompt="First.", fallback=[own])
+        own = HttpModelSettings(
+            **_http(server.url), max_new_tokens=3, temperature=0.5, system_prompt="Be brief."
+        )
+        model = HttpModelSettings(**_http(down), max_new_tokens=40, system_prompt="First.", fallback=[own])
         spec = JobSpec(task=TaskSettings(name="caption", trigger="command"), trigger="command")
         request = build_request(spec, model, 8.0, None)  # built for the first entry, as the executor does
         with running(model, watchdog(), events, loader=LOADER, ready=False) as sup:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings, OrtGenAIModelSettings
 from edge.core.messages import GenerationRequest
 from edge.inference.phi3v_preprocess import tokens_for_frame
 from tests.plugins.models import model_dir
@@ -56,7 +56,7 @@ def test_ort_n_frames_cost_n_times_the_tokens_of_one() -> None:
     pytest.importorskip("onnxruntime_genai")
     from edge.inference import ort_genai
 
-    backend = ort_genai.load(ModelSettings(path=model_dir("ort-phi3v-fp32"), num_crops=4))
+    backend = ort_genai.load(OrtGenAIModelSettings(path=model_dir("ort-phi3v-fp32"), num_crops=4))
     try:
         tag_4 = _check_arithmetic(backend, None, tokens_for_frame(480, 640, 4))  # 757
         tag_1 = _check_arithmetic(backend, 1, tokens_for_frame(480, 640, 1))  # 313: the per-task value wins
@@ -86,7 +86,7 @@ def test_openvino_n_frames_and_a_per_request_num_crops(tmp_path: Path) -> None:
     from edge.inference.openvino_genai import ov_image_tokens
 
     backend = openvino_genai.load(
-        ModelSettings(
+        OpenVINOModelSettings(
             path=model_dir("ov-phi3v"), backend="openvino", providers=["CPU"], num_crops=4, cache_dir=tmp_path
         )
     )

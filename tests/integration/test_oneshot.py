@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edge.cli.oneshot import ask, caption
-from edge.config.settings import ModelSettings, Settings
+from edge.config.settings import OpenVINOModelSettings, Settings, model_settings
 from edge.core.errors import ConfigError, FrameError
 from edge.core.messages import ResultPayload
 from tests.plugins.models import model_dir
@@ -19,7 +19,9 @@ from tests.plugins.models import model_dir
 
 def _settings(name: str, backend: str, **kw: Any) -> Settings:
     return Settings(
-        device_id="cam-01", model=ModelSettings(path=model_dir(name), backend=backend, max_new_tokens=8), **kw
+        device_id="cam-01",
+        model=model_settings(path=model_dir(name), backend=backend, max_new_tokens=8),
+        **kw,
     )
 
 
@@ -44,7 +46,9 @@ def test_caption_json_is_one_result_payload(name: str, backend: str, jpeg: Path,
 
 def test_ask_text_uses_text_model_and_prints_plain_text(capsys) -> None:
     settings = _settings("ort-phi3v-fp32", "ort-genai")
-    settings.text_model = ModelSettings(path=model_dir("ov-phi3"), backend="openvino", max_new_tokens=4)
+    settings.text_model = OpenVINOModelSettings(
+        path=model_dir("ov-phi3"), backend="openvino", max_new_tokens=4
+    )
     assert ask(settings, "Count the people.", None, as_json=True) == 0
     payload = ResultPayload.model_validate_json(capsys.readouterr().out)
     assert payload.model.name == "ov-phi3" and payload.stats.image_tokens == 0 and payload.captured_at is None

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from edge.cli.doctor.endpoint import check_endpoint
-from edge.config.settings import ModelSettings, TaskSettings
+from edge.config.settings import HttpModelSettings, TaskSettings
 from edge.core.errors import GenerationError, ModelError
 from edge.core.messages import GenerationRequest, Job, ResultPayload
 from edge.imaging.imageio import encode_jpeg
@@ -60,8 +60,8 @@ def vision_server(rig: Rig, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     server.stop()
 
 
-def _model(server: Server, **kw: Any) -> ModelSettings:
-    return ModelSettings(
+def _model(server: Server, **kw: Any) -> HttpModelSettings:
+    return HttpModelSettings(
         **{"backend": "http", "url": server.url, "name": server.model, "timeout_s": 30.0, **kw}
     )
 
@@ -123,7 +123,7 @@ def test_one_shots_and_config_check_take_an_http_config(
 def test_a_fallback_entry_generates_with_its_own_settings(vision_server: Server) -> None:
     down = f"http://127.0.0.1:{free_port()}/v1"
     own = _model(vision_server, max_new_tokens=3, system_prompt="Answer in three words.")
-    model = ModelSettings(backend="http", url=down, name="first", max_new_tokens=40, timeout_s=10.0,
+    model = HttpModelSettings(backend="http", url=down, name="first", max_new_tokens=40, timeout_s=10.0,
                           system_prompt="You are the first endpoint.", fallback=[own])  # fmt: skip
     spec = JobSpec(task=TaskSettings(name="caption", trigger="command"), trigger="command")
     request = build_request(spec, model, 30.0, _frame())  # built for the first entry, as the executor does
@@ -207,13 +207,15 @@ def test_an_unknown_model_name_is_a_config_error_and_moves_down_the_chain(
     text_server: Server, vision_server: Server
 ) -> None:
     with pytest.raises(ModelError) as err:
-        http_backend.load(ModelSettings(backend="http", url=text_server.url, name="phi-nope", timeout_s=30.0))
+        http_backend.load(
+            HttpModelSettings(backend="http", url=text_server.url, name="phi-nope", timeout_s=30.0)
+        )
     assert "HTTP 400" in str(err.value) and "config error: model.name 'phi-nope' is not served" in str(
         err.value
     )
     assert text_server.model in str(err.value)  # the served one, named
 
-    wrong = ModelSettings(backend="http", url=text_server.url, name="phi-nope", timeout_s=30.0,
+    wrong = HttpModelSettings(backend="http", url=text_server.url, name="phi-nope", timeout_s=30.0,
                           fallback=[_model(vision_server)])  # fmt: skip
     events = EventLog()
     with running(wrong, watchdog(load_timeout_s=60.0, first_token_s=30.0, token_s=10.0, generation_s=60.0,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OpenVINOModelSettings, OrtGenAIModelSettings
 from edge.inference import openvino_genai, ort_genai, special_tokens
 from edge.inference.prompts import chat_prompt
 from tests.plugins.models import model_dir
@@ -37,7 +37,7 @@ def _added(folder: Path) -> list[str]:
 
 
 def _ort(folder: Path) -> tuple[Callable[[str], Sequence[int]], special_tokens.SpecialTokens]:
-    backend = ort_genai.load(ModelSettings(path=folder, backend="ort-genai"))
+    backend = ort_genai.load(OrtGenAIModelSettings(path=folder, backend="ort-genai"))
     tok = backend._tokenizer
 
     def encode(text: str) -> list[int]:
@@ -47,7 +47,7 @@ def _ort(folder: Path) -> tuple[Callable[[str], Sequence[int]], special_tokens.S
 
 
 def _ov(folder: Path) -> tuple[Callable[[str], Sequence[int]], special_tokens.SpecialTokens]:
-    backend = openvino_genai.load(ModelSettings(path=folder, backend="openvino", providers=["cpu"]))
+    backend = openvino_genai.load(OpenVINOModelSettings(path=folder, backend="openvino", providers=["cpu"]))
     tok = backend._pipe.get_tokenizer()
 
     def encode(text: str) -> list[int]:

@@ -12,7 +12,7 @@ from edge.capture.base import CameraConfigError
 from edge.capture.factory import check_source
 from edge.cli.doctor.checks import check_model_folder
 from edge.cli.doctor.command import Host, run_doctor
-from edge.config.settings import CameraSettings, ModelSettings
+from edge.config.settings import CameraSettings, OrtGenAIModelSettings
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "tests" / "fixtures" / "models"
@@ -81,9 +81,9 @@ def test_a_missing_device_and_a_typod_file_are_the_same_kind_of_error(
 
 
 def test_doctor_fails_a_text_only_model_for_image_tasks() -> None:
-    result, folder = check_model_folder("model folder", ModelSettings(path=TEXT), "test", ["caption"])
+    result, folder = check_model_folder("model folder", OrtGenAIModelSettings(path=TEXT), "test", ["caption"])
     assert result.status == "fail" and folder is None and "text-only" in result.detail
-    result, folder = check_model_folder("text model folder", ModelSettings(path=TEXT), "test")
+    result, folder = check_model_folder("text model folder", OrtGenAIModelSettings(path=TEXT), "test")
     assert result.status == "ok" and folder is not None
 
 

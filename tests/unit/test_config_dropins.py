@@ -8,6 +8,7 @@ import pytest
 
 from edge.config.sources import dropin_dir, load_settings
 from edge.core.errors import ConfigError
+from tests.helpers.model_sections import local
 
 EMPTY_ENV: dict[str, str] = {}
 
@@ -25,12 +26,17 @@ def test_a_dropin_overrides_the_file_and_env_overrides_the_dropin(tmp_path: Path
     )
     loaded = load_settings(config=cfg, environ={"EDGE_MQTT__PORT": "3000"})
     s = loaded.settings
-    assert (s.model.num_crops, s.model.threads, s.mqtt.port, s.mqtt.host) == (2, 3, 3000, "file")
+    assert (local(s.model).num_crops, local(s.model).threads, s.mqtt.port, s.mqtt.host) == (
+        2,
+        3,
+        3000,
+        "file",
+    )
     assert loaded.origin(("model", "num_crops")) == f"drop-in {d}"
     assert loaded.origin(("mqtt", "port")) == "env EDGE_MQTT__PORT"
     assert loaded.origin(("mqtt", "host")) == str(cfg)
     over = load_settings(config=cfg, overrides=["model.num_crops=1"], environ=EMPTY_ENV)
-    assert over.settings.model.num_crops == 1
+    assert local(over.settings.model).num_crops == 1
 
 
 def test_dropins_merge_in_name_order_and_only_toml(tmp_path: Path) -> None:
@@ -40,14 +46,16 @@ def test_dropins_merge_in_name_order_and_only_toml(tmp_path: Path) -> None:
     write(tmp_path / "conf.d" / "99-ignored.toml~", "[model]\nnum_crops = 9\n")
     write(tmp_path / "conf.d" / ".hidden.toml", "[model]\nnum_crops = 9\n")
     s = load_settings(config=cfg, environ=EMPTY_ENV).settings
-    assert (s.model.num_crops, s.model.max_new_tokens) == (3, 10)
+    assert (local(s.model).num_crops, s.model.max_new_tokens) == (3, 10)
     assert dropin_dir(cfg) == tmp_path / "conf.d"
 
 
 def test_paths_in_a_dropin_resolve_against_the_dropin(tmp_path: Path) -> None:
     cfg = write(tmp_path / "edge.toml", "")
     write(tmp_path / "conf.d" / "50-m.toml", '[model]\npath = "../models/m"\n')
-    assert load_settings(config=cfg, environ=EMPTY_ENV).settings.model.path == tmp_path / "models" / "m"
+    assert (
+        local(load_settings(config=cfg, environ=EMPTY_ENV).settings.model).path == tmp_path / "models" / "m"
+    )
 
 
 @pytest.mark.parametrize(

@@ -137,6 +137,6 @@ def test_scheduler_turns_each_motion_event_into_one_job_with_its_frames() -> Non
 
 
 def _model():
-    from edge.config.settings import ModelSettings
+    from edge.config.settings import OrtGenAIModelSettings
 
-    return ModelSettings()
+    return OrtGenAIModelSettings()

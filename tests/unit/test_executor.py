@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.config.settings import ModelSettings, MqttSettings, TaskSettings, WatchdogSettings
+from edge.config.settings import MqttSettings, OrtGenAIModelSettings, TaskSettings, WatchdogSettings
 from edge.core.messages import Frame, Generation, Job, ModelPayload, StatsPayload
 from edge.core.stats import Counters, Rolling
 from edge.inference.protocol import JobFailure, JobOutcome
@@ -95,7 +95,7 @@ def executor(publisher: Publisher, sup: Supervisor, frames: Frames) -> Executor:
         image_max_bytes=65536,
         max_frame_age_s=lambda camera: 5.0,
     )
-    return Executor("t", JobQueue(), sup, ModelSettings(), WatchdogSettings(), deps)
+    return Executor("t", JobQueue(), sup, OrtGenAIModelSettings(), WatchdogSettings(), deps)
 
 
 def queued(publisher: Publisher) -> list[dict]:

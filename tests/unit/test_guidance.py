@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OrtGenAIModelSettings
 from edge.core.messages import GenerationRequest
 from edge.inference.ort_genai import OrtGenAIBackend
 from edge.inference.structured import Guidance, schema_text
@@ -52,7 +52,7 @@ def test_one_refused_schema_keeps_guidance_for_the_others(caplog: pytest.LogCapt
 def test_ort_backend_guides_each_schema_on_its_own() -> None:
     og = SimpleNamespace(Tokenizer=lambda _model: None, GeneratorParams=Params)
     folder: Any = SimpleNamespace(context_length=None)
-    backend = OrtGenAIBackend(og, object(), folder, ModelSettings(providers=["cpu"]), info=None)  # type: ignore[arg-type]
+    backend = OrtGenAIBackend(og, object(), folder, OrtGenAIModelSettings(providers=["cpu"]), info=None)  # type: ignore[arg-type]
 
     def params(schema: dict[str, Any]) -> Params:
         p, _ = backend._params(GenerationRequest(prompt="p", json_schema=schema), prompt_len=4)

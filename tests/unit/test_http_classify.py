@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config.settings import ModelSettings
+from edge.config.settings import OrtGenAIModelSettings
 from edge.core.errors import EndpointUnavailable, GenerationError
 from edge.core.messages import GenerationRequest
 from edge.inference.http_answers import ModelNotServed, status_error
@@ -39,7 +39,7 @@ def test_other_400s_stay_request_errors(body: bytes) -> None:
 
 
 def test_bind_takes_the_entry_settings_and_keeps_the_task_num_crops() -> None:
-    entry = ModelSettings(max_new_tokens=3, temperature=0.5, system_prompt="brief", num_crops=2)
+    entry = OrtGenAIModelSettings(max_new_tokens=3, temperature=0.5, system_prompt="brief", num_crops=2)
     bare = bind(GenerationRequest(prompt="p", max_new_tokens=40), entry)
     assert (bare.max_new_tokens, bare.temperature, bare.system, bare.num_crops) == (3, 0.5, "brief", 2)
     own = bind(GenerationRequest(prompt="p", task_num_crops=1, num_crops=4), entry)

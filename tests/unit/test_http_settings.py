@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from edge.config.settings import ModelSettings, is_loopback_host
+from edge.config.settings import HttpModelSettings, is_loopback_host
 from edge.config.sources import load_settings
 from edge.core.errors import ConfigError
+from tests.helpers.model_sections import http, local
 
 
-def _load(tmp_path: Path, body: str) -> ModelSettings:
+def _load(tmp_path: Path, body: str) -> HttpModelSettings:
     cfg = tmp_path / "edge.toml"
     cfg.write_text(body)
-    return load_settings(config=cfg, environ={}).settings.model
+    return http(load_settings(config=cfg, environ={}).settings.model)
 
 
 def test_a_loopback_endpoint_needs_no_opt_in(tmp_path: Path) -> None:
@@ -43,11 +44,6 @@ def test_bad_http_settings_name_the_key_and_the_file(tmp_path: Path, extra: str,
     assert "SECRET" not in text
 
 
-def test_url_is_only_for_http(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="only for backend 'http'"):
-        _load(tmp_path, '[model]\nurl = "http://127.0.0.1/v1"\n')
-
-
 def test_a_chain_is_a_flat_list_of_endpoints(tmp_path: Path) -> None:
     m = _load(
         tmp_path,
@@ -55,7 +51,7 @@ def test_a_chain_is_a_flat_list_of_endpoints(tmp_path: Path) -> None:
         '[[model.fallback]]\nbackend = "ort-genai"\npath = "models/phi"\n',
     )
     assert [e.backend for e in m.fallback] == ["ort-genai"]
-    assert m.fallback[0].path == tmp_path / "models/phi"
+    assert local(m.fallback[0]).path == tmp_path / "models/phi"
     with pytest.raises(ConfigError, match="not nested"):
         _load(tmp_path, "[model]\n[[model.fallback]]\n[[model.fallback.fallback]]\n")
 

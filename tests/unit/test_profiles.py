@@ -16,6 +16,7 @@ from edge.assets import package_file
 from edge.cli.main import main
 from edge.config.settings import Settings
 from edge.config.sources import ADMIN_PROFILES, load_settings, profile_dirs
+from tests.helpers.model_sections import local
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -48,7 +49,7 @@ def test_profiles_are_looked_up_in_etc_then_the_package() -> None:
 def test_profile_validates_as_settings(name: str) -> None:
     data = tomllib.loads((DEVICES / f"{name}.toml").read_text(encoding="utf-8"))
     settings = Settings.model_validate(data)
-    assert settings.model.path is not None, "a profile names its model folder"
+    assert local(settings.model).path is not None, "a profile names its model folder"
     assert settings.tasks, "a profile has at least one task"
 
 
@@ -83,11 +84,12 @@ def test_board_profile_says_what_to_install_and_expect(name: str) -> None:
 
 def test_demo_runs_on_the_packaged_demo_model() -> None:
     settings = load_settings(profile="demo", environ={}).settings
-    assert settings.model.path == package_file("assets/models/demo-ort")
-    assert settings.model.path.is_dir()
-    assert (settings.model.path / "genai_config.json").is_file()
+    path = local(settings.model).path
+    assert path == package_file("assets/models/demo-ort")
+    assert path.is_dir()
+    assert (path / "genai_config.json").is_file()
     assert settings.camera.source == "testsrc"
-    assert (settings.model.backend, settings.model.providers, settings.model.num_crops) == (
+    assert (settings.model.backend, local(settings.model).providers, local(settings.model).num_crops) == (
         "ort-genai",
         ["cpu"],
         1,
@@ -97,14 +99,15 @@ def test_demo_runs_on_the_packaged_demo_model() -> None:
 
 def test_demo_openvino_runs_the_packaged_openvino_demo_model() -> None:
     settings = load_settings(profile="demo-openvino", environ={}).settings
-    assert settings.model.path == package_file("assets/models/demo-ov")
-    assert (settings.model.path / "openvino_language_model.xml").is_file()
-    assert (settings.model.backend, settings.model.providers) == ("openvino", ["CPU"])
+    path = local(settings.model).path
+    assert path == package_file("assets/models/demo-ov")
+    assert (path / "openvino_language_model.xml").is_file()
+    assert (settings.model.backend, local(settings.model).providers) == ("openvino", ["CPU"])
     demo = load_settings(profile="demo", environ={}).settings
     # The same demo otherwise: camera, gate, tasks, broker.
     for part in ("camera", "gate", "tasks", "mqtt", "health"):
         assert getattr(settings, part) == getattr(demo, part), part
-    assert (settings.model.num_crops, settings.model.max_new_tokens) == (
-        demo.model.num_crops,
+    assert (local(settings.model).num_crops, settings.model.max_new_tokens) == (
+        local(demo.model).num_crops,
         demo.model.max_new_tokens,
     )

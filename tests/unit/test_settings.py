@@ -11,6 +11,7 @@ import pytest
 from edge.assets import package_file
 from edge.config.sources import load_settings
 from edge.core.errors import ConfigError
+from tests.helpers.model_sections import local
 
 EMPTY_ENV: dict[str, str] = {}
 
@@ -30,7 +31,7 @@ def problems(**kwargs) -> list[str]:
 def test_defaults_without_any_source(tmp_path: Path) -> None:
     loaded = load_settings(config=write(tmp_path / "e.toml", ""), environ=EMPTY_ENV)
     s = loaded.settings
-    assert s.mqtt.port == 1883 and s.mqtt.prefix == "edge" and s.model.providers == ["cpu"]
+    assert s.mqtt.port == 1883 and s.mqtt.prefix == "edge" and local(s.model).providers == ["cpu"]
     assert [t.name for t in s.tasks] == ["caption"]
     assert loaded.origin(("mqtt", "port")) == "default"
 
@@ -55,20 +56,20 @@ def test_file_paths_resolve_against_the_file(tmp_path: Path) -> None:
     text = '[model]\npath = "../models/m"\n[mqtt]\noutbox_path = "state/outbox.sqlite"\n'
     cfg = write(tmp_path / "conf" / "edge.toml", text)
     s = load_settings(config=cfg, environ=EMPTY_ENV).settings
-    assert s.model.path == tmp_path / "models" / "m"
+    assert local(s.model).path == tmp_path / "models" / "m"
     assert s.mqtt.outbox_path == tmp_path / "conf" / "state" / "outbox.sqlite"
 
 
 def test_package_paths_resolve_inside_the_installed_package(tmp_path: Path) -> None:
     """A "package:REL" path names package data wherever edge is installed, from any layer."""
     demo = package_file("assets/models/demo-ort")
-    assert load_settings(profile="demo", environ=EMPTY_ENV).settings.model.path == demo
+    assert local(load_settings(profile="demo", environ=EMPTY_ENV).settings.model).path == demo
     cfg = write(tmp_path / "edge.toml", '[model]\npath = "package:assets/models/demo-ort"\n')
-    assert load_settings(config=cfg, environ=EMPTY_ENV).settings.model.path == demo
+    assert local(load_settings(config=cfg, environ=EMPTY_ENV).settings.model).path == demo
     env = {"EDGE_MODEL__PATH": "package:assets/models/demo-ort"}
-    assert load_settings(config=cfg, environ=env).settings.model.path == demo
+    assert local(load_settings(config=cfg, environ=env).settings.model).path == demo
     over = ["model.path='package:assets/models/demo-ort/'"]
-    assert load_settings(config=cfg, overrides=over, environ=EMPTY_ENV).settings.model.path == demo
+    assert local(load_settings(config=cfg, overrides=over, environ=EMPTY_ENV).settings.model).path == demo
 
 
 def test_missing_package_path_names_key_and_source(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ def test_env_nesting_and_json_lists(tmp_path: Path) -> None:
     }
     loaded = load_settings(config=write(tmp_path / "e.toml", ""), environ=env)
     s = loaded.settings
-    assert s.model.providers == ["qnn", "cpu"]
+    assert local(s.model).providers == ["qnn", "cpu"]
     assert s.tasks[0].name == "gate" and s.tasks[0].interval_s == 5
     assert s.mqtt.tls is not None and s.mqtt.tls.insecure is True
     assert loaded.origin(("tasks",)) == "env EDGE_TASKS"
@@ -110,7 +111,7 @@ def test_cli_values_are_toml_typed(tmp_path: Path) -> None:
         ],
         environ=EMPTY_ENV,
     ).settings
-    assert s.model.providers == ["NPU", "CPU"] and s.mqtt.host == "broker.lan"
+    assert local(s.model).providers == ["NPU", "CPU"] and s.mqtt.host == "broker.lan"
     assert s.gate.cooldown_s == 2.5 and s.device_id == "123"
 
 

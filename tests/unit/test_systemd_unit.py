@@ -25,6 +25,7 @@ from edge.cli import service
 from edge.cli.main import main
 from edge.config.settings import WatchdogSettings
 from edge.config.sources import ENV_RESERVED, load_settings
+from tests.helpers.model_sections import local
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD = package_file("assets/systemd")
@@ -132,7 +133,7 @@ def test_env_example_is_valid_settings(tmp_path: Path) -> None:
     config.write_text("")
     loaded = load_settings(config=config, environ=settings_env)  # every example key is a real setting
     assert loaded.settings.mqtt.port == int(env["EDGE_MQTT__PORT"])
-    assert loaded.settings.model.providers == ["qnn", "cpu"]
+    assert local(loaded.settings.model).providers == ["qnn", "cpu"]
     assert loaded.origin(("watchdog", "total_s")) == "env EDGE_WATCHDOG__TOTAL_S"
     assert set(env) - set(settings_env) <= ENV_RESERVED
 

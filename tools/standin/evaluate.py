@@ -51,7 +51,7 @@ def pure_blue() -> tuple[np.ndarray, W.Scene]:
 
 
 def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
-    from edge.config.settings import ModelSettings
+    from edge.config.settings import model_settings
     from edge.core.messages import GenerationRequest
     from edge.inference.registry import load_backend
 
@@ -64,7 +64,7 @@ def run(out: Path, n: int, backends: list[str], crops: list[int]) -> int:
     for b in backends:
         backend_name = names[b]
         for nc in crops:
-            settings = ModelSettings(
+            settings = model_settings(
                 path=folders[backend_name], backend=backend_name, num_crops=nc, max_new_tokens=160
             )
             be = load_backend(settings)

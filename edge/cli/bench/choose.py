@@ -18,6 +18,7 @@ runs a few jobs on a testsrc frame of the camera's size (or on the eval images).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -36,12 +37,20 @@ from edge import __version__
 from edge.capture.testsrc import render_frame
 from edge.cli.bench.measure import BenchError
 from edge.cli.bench.stats import mean_ci, t975
-from edge.config.settings import ModelSettings, Settings, TaskSettings
+from edge.config.settings import (
+    LocalModelSettings,
+    ModelSettings,
+    OpenVINOModelSettings,
+    OrtGenAIModelSettings,
+    Settings,
+    TaskSettings,
+)
 from edge.config.sources import LoadedSettings, dropin_dir, load_settings
 from edge.core.errors import ConfigError
 from edge.core.messages import GenerationRequest
 from edge.imaging.frames import prepare_image
 from edge.inference.model_folder import validate_for
+from edge.inference.requests import bind
 
 Progress = Callable[[str], None]
 DROPIN_NAME = "50-bench.toml"
@@ -117,9 +126,19 @@ def _score(answer: str, expected: str) -> bool:
 # --------------------------------------------------------------------------- the sweep
 
 
+def local_model(settings: Settings) -> OrtGenAIModelSettings | OpenVINOModelSettings:
+    """The model section to tune: a local runtime's (an http server's hardware is the server's own)."""
+    if not isinstance(settings.model, LocalModelSettings):
+        raise BenchError(
+            f"--choose tunes a local runtime's providers, threads and num_crops; backend "
+            f"{settings.model.backend!r} has none of them"
+        )
+    return settings.model
+
+
 def candidates(settings: Settings, vision: bool) -> list[Candidate]:
     """The configured values first, then one dimension at a time around them."""
-    m, cam = settings.model, settings.camera
+    m, cam = local_model(settings), settings.camera
     cpus = os.cpu_count() or 1
     base = Candidate(list(m.providers), m.threads, m.num_crops, cam.max_edge, "baseline")
     out = [base]
@@ -137,9 +156,8 @@ def candidates(settings: Settings, vision: bool) -> list[Candidate]:
 
     for i in range(1, len(m.providers)):  # each configured provider first, the rest kept as fallback
         add("providers", providers=[m.providers[i], *m.providers[:i], *m.providers[i + 1 :]])
-    if m.backend != "http":
-        for t in (None, *sorted({1, max(1, cpus // 2), cpus})):  # None: the runtime's default
-            add("threads", threads=t)
+    for t in (None, *sorted({1, max(1, cpus // 2), cpus})):  # None: the runtime's default
+        add("threads", threads=t)
     if vision:
         for n in (1, 2, 4):
             add("num_crops", num_crops=n)
@@ -167,7 +185,7 @@ def measure(
     from edge.imaging.imageio import read_image_file
     from edge.inference.registry import load_backend
 
-    model: ModelSettings = settings.model.model_copy(
+    model: ModelSettings = local_model(settings).model_copy(
         update={"providers": cand.providers, "threads": cand.threads, "num_crops": cand.num_crops}
     )
     t0 = time.perf_counter()
@@ -221,13 +239,10 @@ def measure(
 
 
 def _request(image: np.ndarray | None, prompt: str, model: ModelSettings, max_new: int) -> GenerationRequest:
-    return GenerationRequest(
-        prompt=prompt,
-        images=(image,) if image is not None else (),
-        system=model.system_prompt,
-        max_new_tokens=max_new,
-        temperature=0.0,
-    )
+    """Bound to the candidate like a daemon job (its system prompt and num_crops), but greedy and
+    `max_new` long so that the candidates compare."""
+    request = bind(GenerationRequest(prompt=prompt, images=(image,) if image is not None else ()), model)
+    return dataclasses.replace(request, max_new_tokens=max_new, temperature=0.0)
 
 
 def _show(c: Candidate, name: str) -> str:
@@ -329,7 +344,7 @@ def run_choose(
     runs: int = 5,
     progress: Progress = _stderr,
 ) -> dict[str, Any]:
-    folder = validate_for(settings.model.path, settings.model.backend)
+    folder = validate_for(local_model(settings).path, settings.model.backend)
     cases = eval_cases(folder.path)
     task = next((t for t in settings.tasks if t.kind == "caption"), None)
     prompt = task.prompt if task is not None else TaskSettings(name="caption").prompt

@@ -55,7 +55,7 @@ from edge.cli.bench.measure import (
 )
 from edge.cli.bench.report import evaluate_targets, render_table
 from edge.cli.bench.stats import finite, mean_ci, percentile_ci, precise_enough
-from edge.config.settings import MqttSettings, Settings, TaskSettings
+from edge.config.settings import HttpModelSettings, LocalModelSettings, MqttSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings
 from edge.core.stats import percentile
 from edge.inference.model_folder import validate_for
@@ -142,9 +142,9 @@ def _broker(
 
 
 def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stderr) -> dict[str, Any]:
-    remote = settings.model.backend == "http"
-    if remote:  # the model runs on the endpoint: the daemon's own load probe says if it sees images
-        model_name = str(settings.model.name)
+    if isinstance(settings.model, HttpModelSettings):
+        # the model runs on the endpoint: the daemon's own load probe says if it sees images
+        model_name = settings.model.name
     else:
         folder = validate_for(settings.model.path, settings.model.backend)
         if not folder.vision:
@@ -163,7 +163,7 @@ def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stde
         },
         "model": model_name,
         "backend": settings.model.backend,
-        "num_crops": settings.model.num_crops,
+        "num_crops": settings.model.num_crops if isinstance(settings.model, LocalModelSettings) else None,
         "max_new_tokens": settings.model.max_new_tokens,
         "camera": {"source": redact_source(cam.source), "width": width, "height": height, "fps": cam.fps},
         "notes": notes,
@@ -312,15 +312,15 @@ def _overhead_phase(
         # the reply is small ({id, topic}); the stats come with the result on its own topic
         runtime.append(observer.result(str(reply["result"]["id"]), 30).stats)
 
-    remote = model.backend == "http"
+    local = model if isinstance(model, LocalModelSettings) else None
     folder_mb = (
         0.0
-        if remote
-        else sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
+        if local is None
+        else sum(f.stat().st_size for f in Path(str(local.path)).rglob("*") if f.is_file()) / 2**20
     )
     low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256
-    if remote or low_memory or not BARE_SCRIPT.is_file():
-        if remote:  # ttft, decode and latency are the endpoint's as the daemon sees them
+    if local is None or low_memory or not BARE_SCRIPT.is_file():
+        if local is None:  # ttft, decode and latency are the endpoint's as the daemon sees them
             why = "the model runs on the endpoint: no local runtime to compare the daemon with"
         elif low_memory:
             why = "not enough free memory to load the model a second time"
@@ -331,12 +331,12 @@ def _overhead_phase(
         for _ in range(opts.overhead_runs):
             daemon_job()
     else:
-        provider, popts = bare_provider(model, report["provider"])
-        progress(f"overhead: loading the bare runtime loop ({model.backend}, {provider})")
-        bp = BareProcess(model, provider, popts, wd.load_timeout_s)
+        provider, popts = bare_provider(local, report["provider"])
+        progress(f"overhead: loading the bare runtime loop ({local.backend}, {provider})")
+        bp = BareProcess(local, provider, popts, wd.load_timeout_s)
         try:
             report["bare_load_ms"] = round(bp.load_ms, 1)
-            inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
+            inputs = bare_inputs(local, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
             bp.generate(inputs, model.max_new_tokens)  # warm-up
             progress(
                 f"overhead: daemon jobs alternating with bare runs until the 95 % interval is within "

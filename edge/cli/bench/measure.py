@@ -29,7 +29,7 @@ import numpy as np
 
 from edge import inference
 from edge.capture.testsrc import render_frame
-from edge.config.settings import GateSettings, ModelSettings
+from edge.config.settings import GateSettings, LocalModelSettings
 from edge.core.errors import EdgeError
 from edge.core.messages import Frame
 from edge.imaging.gate import Gate
@@ -88,7 +88,7 @@ class BareInputs:
 
 
 def bare_inputs(
-    model: ModelSettings, backend_vision: bool, prompt: str, width: int, height: int, out: Path
+    model: LocalModelSettings, backend_vision: bool, prompt: str, width: int, height: int, out: Path
 ) -> BareInputs:
     """The inputs the runtime's backend would build for a width x height frame, for the bare loop."""
     frame = render_frame(0, width, height, 15.0)
@@ -120,7 +120,7 @@ def bare_inputs(
     return BareInputs(out, image_tokens, model.num_crops, preprocess_ms)
 
 
-def bare_provider(model: ModelSettings, used: str) -> tuple[str, dict[str, str]]:
+def bare_provider(model: LocalModelSettings, used: str) -> tuple[str, dict[str, str]]:
     """The runtime's spelling of the provider the daemon ended up on, and its configured options."""
     opts: dict[str, str] = {}
     for key, value in model.provider_options.items():
@@ -135,7 +135,7 @@ class BareProcess:
     """bare_loop.py as a child process: load once, then one generation per request."""
 
     def __init__(
-        self, model: ModelSettings, provider: str, options: dict[str, str], timeout_s: float
+        self, model: LocalModelSettings, provider: str, options: dict[str, str], timeout_s: float
     ) -> None:
         assert model.path is not None
         cmd = [

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from edge.cli.provider_probe import probe_providers
 from edge.cli.service_unit import ANOTHER_USER, ServiceUnit, UnitError, service_identity, unreadable
-from edge.config.settings import CameraSettings, ModelSettings, MqttSettings, SerialSettings
+from edge.config.settings import CameraSettings, LocalModelSettings, MqttSettings, SerialSettings
 from edge.core.errors import EdgeError
 from edge.inference.model_folder import ModelFolder, validate_for
 from edge.mqtt.outbox import Outbox, default_outbox_path
@@ -52,7 +52,7 @@ class CheckResult:
 
 
 def check_model_folder(
-    name: str, section: ModelSettings, origin: str, image_tasks: Sequence[str] = ()
+    name: str, section: LocalModelSettings, origin: str, image_tasks: Sequence[str] = ()
 ) -> tuple[CheckResult, ModelFolder | None]:
     """`image_tasks`: the tasks that give this model a frame; a text-only folder fails them."""
     try:
@@ -128,7 +128,9 @@ def _list(items: list[str], limit: int = 3) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def check_model_load(name: str, section: ModelSettings, folder: ModelFolder, timeout_s: float) -> CheckResult:
+def check_model_load(
+    name: str, section: LocalModelSettings, folder: ModelFolder, timeout_s: float
+) -> CheckResult:
     """Load on each provider in order, each in a child process, until one loads (as the daemon
     would fall back); a provider that crashes or hangs costs only its own answer."""
     failed: list[str] = []

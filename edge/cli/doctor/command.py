@@ -34,7 +34,7 @@ from edge.cli.doctor.checks import (
 )
 from edge.cli.doctor.power import check_power
 from edge.cli.service_unit import UNIT_DIRS, ServiceUnit, UnitError, find_unit, service_identity
-from edge.config.settings import Settings
+from edge.config.settings import HttpModelSettings, Settings
 from edge.config.sources import LoadedSettings, load_settings
 from edge.core.errors import ConfigError
 
@@ -125,7 +125,7 @@ def run_doctor(
             for i, ep in enumerate(sec.fallback)
         ]
         for label, section, key in models:
-            if section.backend == "http":
+            if isinstance(section, HttpModelSettings):
                 # imported here: the http backend takes frames through OpenCV, whose import failure
                 # is the opencv line's to report, not a crash of doctor
                 from edge.cli.doctor.endpoint import check_endpoint

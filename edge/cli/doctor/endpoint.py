@@ -11,12 +11,12 @@ that drops images) and one with a JSON schema as response_format (an answer that
 from __future__ import annotations
 
 from edge.cli.doctor.checks import CheckResult
-from edge.config.settings import ModelSettings
+from edge.config.settings import HttpModelSettings
 from edge.core.errors import BackendUnavailable, EdgeError
 from edge.inference import http_backend
 
 
-def check_endpoint(label: str, section: ModelSettings, timeout_s: float) -> list[CheckResult]:
+def check_endpoint(label: str, section: HttpModelSettings, timeout_s: float) -> list[CheckResult]:
     name, where = f"{label} endpoint", http_backend.endpoint(section)
     try:
         client = http_backend.new_client(
@@ -64,7 +64,7 @@ def check_endpoint(label: str, section: ModelSettings, timeout_s: float) -> list
     return out + probes
 
 
-def _probes(label: str, section: ModelSettings, client: object) -> list[CheckResult]:
+def _probes(label: str, section: HttpModelSettings, client: object) -> list[CheckResult]:
     """Vision and response_format, each one short completion; a failure is that line's, not the run's."""
     out: list[CheckResult] = []
     try:
