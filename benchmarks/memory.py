@@ -10,8 +10,9 @@ process and the worker once a second for `--seconds`: RSS, PSS and USS (psutil's
 from /proc/PID/smaps) and the anonymous part of RSS (/proc/PID/smaps_rollup), so shared library
 pages are told apart from the heap. `--camera images` points the camera at a folder of JPEGs written
 here (a file camera: every frame is a JPEG decode) instead of the test pattern. It also lists the
-main process's largest mappings and which runtime libraries are mapped into it at all (cv2,
-onnxruntime, openvino: a model-side library in the main process is a bug).
+main process's largest mappings, and which runtime libraries are mapped into each process at all
+(cv2, onnxruntime, openvino: a model-side library in the main process, or OpenCV in the worker of a
+runtime that takes arrays, is memory spent for nothing).
 
 `imports` runs a fresh interpreter per line and reports the cumulative RSS/USS after each of the
 main process's big imports in the order `edge run` meets them, then the top-level packages that
@@ -152,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     rows: dict[str, list[dict[str, float]]] = {"main": [], "worker": [], "tracker": []}
     top: list[tuple[str, float]] = []
     libs: list[str] = []
+    worker_libs: list[str] = []
     with log_path.open("w") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
     try:
@@ -166,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
                 rows[who].append(sample(kid.pid))
             time.sleep(1)
         top, libs = mappings(proc.pid, args.top)
+        for kid in psutil.Process(proc.pid).children(recursive=True):
+            if "resource_tracker" not in " ".join(kid.cmdline()):
+                worker_libs = mappings(kid.pid, 0)[1]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
         **{who: summarize(r) for who, r in rows.items()},
         "main_top_mappings_mb": [(f, round(v, 1)) for f, v in top],
         "main_runtime_libs": libs,
+        "worker_runtime_libs": worker_libs,
     }
     shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
@@ -207,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     for f, v in out["main_top_mappings_mb"]:
         print(f"  {v:6.1f}  {f}")
     print(f"runtime libraries mapped in the main process: {', '.join(libs) or 'none'}")
+    print(f"runtime libraries mapped in the worker: {', '.join(worker_libs) or 'none'}")
     return 0
 
 
@@ -230,7 +237,6 @@ IMPORT_STEPS = (
     "cv2",
     "pydantic",
     "pydantic.main",
-    "pydantic_settings",
     "paho.mqtt.client",
     "edge.config.sources",
     "edge.cli.main",
@@ -241,7 +247,8 @@ import importlib, json, sys, psutil
 p = psutil.Process()
 def mem():
     m = p.memory_full_info()
-    return [m.rss, m.uss]
+    roll = open("/proc/self/smaps_rollup").read().split("Anonymous:")[1].split()[0]
+    return [m.rss, m.uss, int(roll) * 1024]
 out = [["python", *mem(), len(sys.modules)]]
 for name in json.loads(sys.argv[1]):
     try:
@@ -260,21 +267,24 @@ print(json.dumps({"steps": out, "tops": tops}))
 
 def imports(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+    # not run from the checkout, so that PYTHONPATH can point at another tree (a before/after)
     res = subprocess.run([sys.executable, "-c", _STEP_CODE, json.dumps(IMPORT_STEPS)],
-                         capture_output=True, text=True, cwd=REPO, env=env, check=True)  # fmt: skip
+                         capture_output=True, text=True, cwd=tempfile.gettempdir(), env=env, check=True)  # fmt: skip
     data = json.loads(res.stdout)
     if args.json:
         print(json.dumps(data))
         return 0
     load = Path("/proc/loadavg").read_text().split()[0]
     print(f"fresh interpreter, cumulative after each import (load average {load})")
-    print(f"{'import':28} {'RSS MB':>8} {'+':>6} {'USS MB':>8} {'+':>6} {'modules':>8}")
+    print(
+        f"{'import':20} {'RSS MB':>8} {'+':>6} {'USS MB':>8} {'+':>6} {'anon MB':>8} {'+':>6} {'modules':>8}"
+    )
     prev = None
-    for name, rss, uss, n in data["steps"]:
-        d_rss = "" if prev is None else f"{(rss - prev[0]) / MB:+6.1f}"
-        d_uss = "" if prev is None else f"{(uss - prev[1]) / MB:+6.1f}"
-        print(f"{name:28} {rss / MB:8.1f} {d_rss:>6} {uss / MB:8.1f} {d_uss:>6} {n:8d}")
-        prev = (rss, uss)
+    for name, *mb, n in data["steps"]:
+        cells = [f"{v / MB:8.1f} {'' if prev is None else f'{(v - p) / MB:+6.1f}':>6}"
+                 for v, p in zip(mb, prev or mb, strict=True)]  # fmt: skip
+        print(f"{name:20} {' '.join(cells)} {n:8d}")
+        prev = mb
     tops = sorted(data["tops"].items(), key=lambda kv: -kv[1])
     print("top-level packages after `import edge.daemon.app` (modules):")
     print("  " + ", ".join(f"{k} {v}" for k, v in tops if v > 1 and not k.startswith("_")))
