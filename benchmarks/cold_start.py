@@ -135,7 +135,7 @@ def _rss_mb(pid: int) -> dict[str, float | None]:
         return {"main_rss_mb": None, "worker_rss_mb": None}
 
 
-IMPORT_STEPS = ("numpy", "cv2", "pydantic", "pydantic_settings", "paho.mqtt.client", "edge.daemon.app")
+IMPORT_STEPS = ("numpy", "cv2", "pydantic", "pydantic.main", "paho.mqtt.client", "edge.daemon.app")
 
 
 def import_costs() -> list[tuple[str, float]]:

@@ -12,9 +12,8 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edge.config.camera_settings import DEFAULT_MAX_EDGE as DEFAULT_MAX_EDGE
 from edge.config.camera_settings import CameraSettings as CameraSettings
@@ -317,10 +316,18 @@ class MetricsSettings(Section):
         return is_loopback_host(self.host)
 
 
-class Settings(BaseSettings):
-    """The whole configuration. Built by `edge.config.sources.load_settings`, which merges the layers."""
+class Settings(BaseModel):
+    """The whole configuration. Built by `edge.config.sources.load_settings`, which merges the layers.
 
-    model_config = SettingsConfigDict(extra="forbid", validate_assignment=True, coerce_numbers_to_str=True)
+    A plain model, not pydantic-settings' BaseSettings: the loader reads the environment itself (with
+    provenance), so BaseSettings' own sources were switched off anyway, and importing it cost the
+    daemon about 5 MB of RSS (asyncio, dotenv, its sources) for nothing. `validate_default` is what
+    BaseSettings set: defaults (the hostname as device_id) go through the same checks as given values.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, coerce_numbers_to_str=True, validate_default=True
+    )
 
     device_id: str = Field(default_factory=default_device_id)
     device_name: str | None = Field(
@@ -366,19 +373,6 @@ class Settings(BaseSettings):
     def display_name(self) -> str:
         """`device_name`, or the device_id when none is set."""
         return self.device_name or self.device_id
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The layered loader already merged profile, file, env and CLI with provenance; reading the
-        # environment again here would double-apply it and lose track of where a value came from.
-        return (init_settings,)
 
     @model_validator(mode="before")
     @classmethod

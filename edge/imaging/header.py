@@ -13,6 +13,8 @@ import struct
 from edge.core.errors import FrameError
 
 FORMATS = "PNG, JPEG, BMP, WebP, TIFF, PNM"
+MAX_EDGE = 8192
+"""Pixels per edge, the largest frame accepted anywhere (OpenCV's decoders are told the same limit)."""
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (SOF0..SOF15 except DHT C4, JPG C8, DAC CC): they carry the size.

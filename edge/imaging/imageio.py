@@ -12,6 +12,9 @@ JPEG with an end marker appended decodes "fine". So the decoder's stderr is capt
 decode (one decode at a time, a process-wide file descriptor): libjpeg's corruption warnings refuse
 the image, the decoders' other lines go to the debug log, and anything else another thread wrote in
 that window is passed on to the real stderr. None of it reaches the journal on its own.
+
+OpenCV is imported by the first decode or encode, not with this module: the vision worker imports
+it for `validate_array` alone (its runtime takes arrays), and loading cv2 there cost ~30 MB of RSS.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edge.core.errors import FrameError
-from edge.imaging.header import image_size
-from edge.imaging.opencv import MAX_EDGE, cv2
+from edge.imaging.header import MAX_EDGE, image_size
 
 MIN_EDGE = 16
 MAX_FILE_BYTES = 256 * 1024 * 1024  # an uncompressed 8192x8192 BMP is 192 MB
@@ -113,6 +115,8 @@ def decode_image_bytes(data: bytes) -> np.ndarray:
     check_declared_size(data)
     if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
         raise FrameError("JPEG is truncated (no end-of-image marker)")
+    from edge.imaging.opencv import cv2  # on first use: see the module docstring
+
     buf = np.frombuffer(data, dtype=np.uint8)
     refused: str | None = None
     with _decoder_stderr() as said:
@@ -149,6 +153,8 @@ def read_image_file(path: str) -> np.ndarray:
 
 def encode_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes:
     """JPEG for {camera}/{task}/image, lowering quality then size until it fits `max_bytes`."""
+    from edge.imaging.opencv import cv2  # on first use: see the module docstring
+
     img = image
     while True:
         for q in (quality, *(x for x in (70, 55, 40) if x < quality)):

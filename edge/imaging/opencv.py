@@ -23,8 +23,7 @@ import os
 import sys
 
 from edge.core.errors import EdgeError
-
-MAX_EDGE = 8192  # pixels per edge; imageio.MAX_EDGE is this value
+from edge.imaging.header import MAX_EDGE
 
 OPENCV_ENV = {
     "OPENCV_IO_MAX_IMAGE_WIDTH": str(MAX_EDGE),
@@ -77,4 +76,4 @@ except ImportError as _err:
 if _said.getvalue():
     sys.stderr.write(_said.getvalue())
 
-__all__ = ["OPENCV_ENV", "OpenCVUnavailable", "cv2", "import_failure"]
+__all__ = ["MAX_EDGE", "OPENCV_ENV", "OpenCVUnavailable", "cv2", "import_failure"]

@@ -100,3 +100,12 @@ def test_a_config_file_nested_too_deeply_is_a_config_error(tmp_path: Path) -> No
     deep.write_text("x = " + "[" * 32_000 + "]" * 32_000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply"):
         load_settings(config=deep, environ={})
+
+
+@pytest.mark.parametrize("key", ["MQTT.host", "Device_Id", "DEVICE_NAME"])
+def test_a_top_level_key_in_other_case_is_an_unknown_key_not_a_silent_one(key: str) -> None:
+    """Top-level keys are as case-sensitive as every section's: `MQTT.host` beside the profile's [mqtt]
+    was once dropped without a word (pydantic-settings matched both names to `mqtt`, kept one)."""
+    problems = _problems(**{key: '"x"'})
+    top = key.split(".")[0]
+    assert problems == [f"{top}: unknown key (from --set {key})"], problems
