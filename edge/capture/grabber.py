@@ -144,6 +144,7 @@ class Grabber:
         }
         self._idle_period: float | None = None  # seconds between published frames while idle
         self._next_due = 0.0  # monotonic time the next frame is due at the idle rate
+        self._last_read = 0.0  # monotonic time the last frame was read (published or skipped)
         self._last_error: str | None = None
         self._ended = False
 
@@ -460,10 +461,15 @@ class Grabber:
             return not session.cancel.is_set()
 
     def _skip(self, session: _Session) -> bool:
-        """At the idle rate: True for a frame that is not due (counted; it is never decoded)."""
+        """At the idle rate: True for a frame that is not due (counted; it is never decoded).
+
+        A frame is due when it is nearer the due time than the next frame will be (half the last
+        gap between frames early at most): a camera no faster than the idle rate keeps every frame
+        however its frames jitter."""
         period = self._idle_period
         mono = time.monotonic()
-        if period is not None and mono < self._next_due:
+        gap, self._last_read = mono - self._last_read, mono
+        if period is not None and mono + gap / 2 < self._next_due:
             with self._cond:
                 if self._session is session:
                     self._counts["skipped"] += 1

@@ -243,3 +243,27 @@ def test_the_trigger_loop_sets_the_grabber_s_rate_from_the_scheduler() -> None:
         assert any(j.trigger == "motion" for j in jobs)
     finally:
         stop.set()
+
+
+def test_the_idle_schedule_keeps_its_rate_and_every_frame_of_a_camera_no_faster_than_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(grabber_module, "time", SimpleNamespace(monotonic=lambda: clock[0], time=time.time))
+    grabber = Grabber(CameraSettings(source="http://camera.local/stream"))
+    session = grabber_module._Session(0)
+
+    def published(times: list[float]) -> int:
+        kept = 0
+        for t in times:
+            clock[0] = t
+            kept += not grabber._skip(session)
+        return kept
+
+    grabber.idle_fps = 1.0
+    # A 1 fps camera whose frames come a little early or late: none is dropped (before: every other).
+    assert published([100.0 + k + (-0.01 if k % 2 else 0.01) for k in range(20)]) == 20
+    # A 15 fps camera: one frame a second, on a fixed schedule.
+    assert published([200.0 + k / 15 for k in range(150)]) == 10
+    grabber.idle_fps = None
+    assert published([300.0 + k / 15 for k in range(15)]) == 15
