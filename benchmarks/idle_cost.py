@@ -5,7 +5,7 @@
 
 One camera at 1280x720, 15 fps, looking at a static scene with sensor noise (nothing moves): the
 daemon's own path runs, a grabber and the trigger loop with a scheduler holding a motion caption
-task and an event task (pre-roll 1), and no job ever runs (due jobs are only counted). The MJPEG
+task and an event task (pre-roll 1, frame_interval_s 1; `--no-event`: without it), and no job ever runs (due jobs are only counted). The MJPEG
 camera is a local HTTP server in a child process, so the process measured is the daemon side only;
 the file source is a 720p15 MJPG AVI played in real time. CPU is the process's user + system time
 (os.times) over `--windows` sub-windows of `--seconds` in all, given as % of one core with a 95 %
@@ -138,12 +138,11 @@ class Rig:
     motion_jobs: list[float]
 
 
-def start_rig(source: str, gate: GateSettings) -> Rig:
+def start_rig(source: str, gate: GateSettings, with_event: bool) -> Rig:
     camera = CameraSettings(source=source, width=WIDTH, height=HEIGHT, fps=FPS, pace="realtime", loop=True)
-    tasks = [
-        TaskSettings(name="caption", kind="caption", trigger="motion"),
-        TaskSettings(name="visit", kind="event", trigger="motion", preroll=1, frames=3),
-    ]
+    tasks = [TaskSettings(name="caption", kind="caption", trigger="motion")]
+    if with_event:
+        tasks.append(TaskSettings(name="visit", kind="event", trigger="motion", preroll=1, frames=3))
     scheduler = Scheduler(tasks, gate, cameras=["main"])
     grabber = Grabber(camera)
     motion_jobs: list[float] = []
@@ -261,6 +260,12 @@ def main() -> None:
     parser.add_argument("--sources", default="mjpeg,file")
     parser.add_argument("--idle-fps", type=float, default=None, help="gate.idle_fps (default: the setting's)")
     parser.add_argument("--idle-after-s", type=float, default=None, help="gate.idle_after_s")
+    parser.add_argument(
+        "--cv-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's, as the daemon)"
+    )
+    parser.add_argument(
+        "--no-event", action="store_true", help="only the motion caption task (no event task with a pre-roll)"
+    )
     args = parser.parse_args()
     gate_kwargs: dict[str, float] = {}
     if args.idle_fps is not None:
@@ -268,13 +273,18 @@ def main() -> None:
     if args.idle_after_s is not None:
         gate_kwargs["idle_after_s"] = args.idle_after_s
     gate = GateSettings(**gate_kwargs)
+    if args.cv_threads is not None:
+        cv2.setNumThreads(args.cv_threads)
     settle = float(getattr(gate, "idle_after_s", 0.0)) + 2.0
     print(
-        f"# idle cost: {WIDTH}x{HEIGHT} {FPS:g} fps, static scene; OpenCV {cv2.__version__}, "
-        f"{psutil.cpu_count()} CPUs; gate {gate.model_dump()}"
+        f"# idle cost: {WIDTH}x{HEIGHT} {FPS:g} fps, static scene; OpenCV {cv2.__version__} "
+        f"({cv2.getNumThreads()} threads), "
+        f"{psutil.cpu_count()} CPUs; gate {gate.model_dump()}; event task: {not args.no_event}"
     )
     print(f"load average before: {os.getloadavg()}")
-    print("\n| source | CPU % of a core [95 % CI] | CPU-s per idle min | capture thr % | trigger thr % | frames/s to gate |")
+    print(
+        "\n| source | CPU % of a core [95 % CI] | CPU-s per idle min | capture thr % | trigger thr % | frames/s to gate |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     ctx = mp.get_context("fork")
     port, mode, first_moving = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("d", 0.0)
@@ -286,7 +296,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sources = {"mjpeg": f"http://127.0.0.1:{port.value}/stream", "file": str(make_file(Path(tmp)))}
         for name in args.sources.split(","):
-            rig = start_rig(sources[name], gate)
+            rig = start_rig(sources[name], gate, not args.no_event)
             time.sleep(settle)  # connection, first frames, then quiet long enough for the idle rate
             r = measure_idle(rig, args.seconds, args.windows)
             print(
