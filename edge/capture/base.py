@@ -66,6 +66,21 @@ class Camera(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class TwoStepCamera(Protocol):
+    """A source that can take a frame off the stream without decoding it, as cv2.VideoCapture does.
+
+    `grab()` takes the next frame (raising like `read()`), `retrieve()` decodes the one grabbed
+    (FrameError for a bad one). An idle camera's grabber gates only a few frames a second: the
+    others are grabbed and never decoded, which is most of what an idle MJPEG camera costs.
+    `read()` stays, and is `grab()` then `retrieve()`.
+    """
+
+    def grab(self) -> None: ...
+
+    def retrieve(self) -> np.ndarray: ...
+
+
 def valid_fps(value: float | None) -> float | None:
     """Devices and containers report 0, NaN or 90000 when they do not know their rate."""
     if value is None or not math.isfinite(value) or value <= 0 or value > 1000:

@@ -19,6 +19,13 @@ session delivered frames for `stable_s`; a session that dies sooner is a flap. T
 camera_lost and the recovery one camera_back; a second loss before the camera was stable is one
 camera_lost with "flapping": true and the count; after that the camera is quiet until a session
 stays up for `stable_s`, which ends the flapping with one camera_back carrying "flaps".
+
+Idle rate: while nothing moves, nobody needs every frame. `idle_fps` (set by the trigger loop from
+the scheduler's view of the camera, None = every frame) makes the reader publish at most that many
+frames a second; the others are still read off the stream, so the connection and stall detection
+behave as before, but a source that can (`TwoStepCamera`: MJPEG over HTTP, OpenCV, image folders)
+never decodes them, and no later stage sees them. Setting it back to None takes effect at the next
+frame.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from edge.capture.base import Camera, CameraError, CameraInfo, StreamEnded
+from edge.capture.base import Camera, CameraError, CameraInfo, StreamEnded, TwoStepCamera
 from edge.capture.factory import build_camera, describe_source, open_timeout_s, source_kind
 from edge.capture.redact import redact_source
 from edge.config.settings import CameraSettings
@@ -60,10 +67,11 @@ class CaptureStats:
     frames: int  # valid frames put into the slot
     dropped: int  # frames overwritten in the slot before anyone took them
     invalid: int  # frames refused by validation or decoding
+    skipped: int  # frames read at the idle rate's pace but not decoded nor published
     reconnects: int  # connection attempts after the first
     losses: int  # outages (a flapping camera counts each drop; camera_lost events are fewer)
     abandoned: int  # readers left stuck in a native call
-    fps: float  # measured over the last frames
+    fps: float  # frames read from the camera a second, measured over the last ones (skipped included)
     width: int | None  # as reported by the device / stream
     height: int | None
     device_fps: float | None
@@ -125,7 +133,18 @@ class Grabber:
         self._attempts_while_lost = 0
         self._info: CameraInfo | None = None
         self._recent: deque[float] = deque(maxlen=_FPS_WINDOW)
-        self._counts = {"frames": 0, "dropped": 0, "invalid": 0, "reconnects": 0, "losses": 0, "abandoned": 0}
+        self._counts = {
+            "frames": 0,
+            "dropped": 0,
+            "invalid": 0,
+            "skipped": 0,
+            "reconnects": 0,
+            "losses": 0,
+            "abandoned": 0,
+        }
+        self._idle_period: float | None = None  # seconds between published frames while idle
+        self._next_due = 0.0  # monotonic time the next frame is due at the idle rate
+        self._last_read = 0.0  # monotonic time the last frame was read (published or skipped)
         self._last_error: str | None = None
         self._ended = False
 
@@ -186,6 +205,17 @@ class Grabber:
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
+
+    @property
+    def idle_fps(self) -> float | None:
+        """At most this many frames a second are decoded and published; None: every frame."""
+        period = self._idle_period
+        return None if period is None else 1.0 / period
+
+    @idle_fps.setter
+    def idle_fps(self, fps: float | None) -> None:
+        # One attribute store, read by the reader once per frame: no lock needed.
+        self._idle_period = 1.0 / fps if fps else None
 
     @property
     def alive(self) -> bool:
@@ -381,16 +411,26 @@ class Grabber:
                 session.phase = "reading"
                 self._info = info
                 self._progress = time.monotonic()
+            # An idle camera's frames that are not due are grabbed and never decoded, where it can.
+            stepper = camera if isinstance(camera, TwoStepCamera) else None
+            thinned = not camera.paced_by_consumer  # asap files are paced by their consumer instead
             while not session.cancel.is_set():
                 if camera.paced_by_consumer and not self._wait_taken(session):
                     break
                 try:
-                    raw = camera.read()
+                    if stepper is not None:
+                        stepper.grab()
+                    else:
+                        raw = camera.read()
+                    if session.cancel.is_set():
+                        break
+                    if thinned and self._skip(session):
+                        continue
+                    if stepper is not None:
+                        raw = stepper.retrieve()
                 except FrameError as err:
                     self._count_invalid(err)
                     continue
-                if session.cancel.is_set():
-                    break
                 self._publish(session, raw)
         except StreamEnded as err:
             session.ended = True
@@ -419,6 +459,29 @@ class Grabber:
                 self._progress = time.monotonic()
                 self._cond.wait(0.2)
             return not session.cancel.is_set()
+
+    def _skip(self, session: _Session) -> bool:
+        """At the idle rate: True for a frame that is not due (counted; it is never decoded).
+
+        A frame is due when it is nearer the due time than the next frame will be (half the last
+        gap between frames early at most): a camera no faster than the idle rate keeps every frame
+        however its frames jitter."""
+        period = self._idle_period
+        mono = time.monotonic()
+        gap, self._last_read = mono - self._last_read, mono
+        if period is not None and mono + gap / 2 < self._next_due:
+            with self._cond:
+                if self._session is session:
+                    self._counts["skipped"] += 1
+                    self._progress = mono  # the camera delivers: not a stall
+                    self._recent.append(mono)
+            return True
+        if period is not None:
+            # A fixed schedule keeps the average at the idle rate; after full rate (or a late frame)
+            # the schedule starts again from this frame.
+            late = mono - self._next_due >= period
+            self._next_due = mono + period if late else self._next_due + period
+        return False
 
     def _count_invalid(self, err: Exception) -> None:
         with self._cond:

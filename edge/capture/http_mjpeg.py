@@ -74,6 +74,7 @@ class MjpegHttpSource:
         self._pending: bytes | None = None  # a snapshot body already read by open()
         self._pushback: bytes | None = None  # a boundary line read while looking for a part's end
         self._multipart = False
+        self._grabbed: bytes | None = None  # the part grab() took, until retrieve() decodes it
 
     # ------------------------------------------------------------------ connection
 
@@ -141,16 +142,27 @@ class MjpegHttpSource:
     # ------------------------------------------------------------------ frames
 
     def read(self) -> np.ndarray:
+        self.grab()
+        return self.retrieve()
+
+    def grab(self) -> None:
+        """Take the next JPEG off the stream, undecoded (an idle camera decodes only some)."""
         if not self._multipart:
-            return decode_image_bytes(self._next_snapshot())
+            self._grabbed = self._next_snapshot()
+            return
         try:
-            data = self._next_part()
+            self._grabbed = self._next_part()
         except TimeoutError:
             raise CameraError(f"camera {self.description}: no data for {self.timeout_s:g}s") from None
         except (OSError, http.client.HTTPException, ValueError) as err:
             raise CameraError(
                 f"camera {self.description}: stream broken ({type(err).__name__}: {err})"
             ) from None
+
+    def retrieve(self) -> np.ndarray:
+        data, self._grabbed = self._grabbed, None
+        if data is None:
+            raise CameraError(f"camera {self.description}: retrieve() without grab()")
         return decode_image_bytes(data)  # FrameError for a truncated or garbage part
 
     def _next_snapshot(self) -> bytes:

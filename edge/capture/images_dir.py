@@ -86,6 +86,7 @@ class ImagesDirSource:
         self._fps = fps
         self._files: list[str] = []
         self._index = 0
+        self._grabbed: str | None = None
         where = Path(source).expanduser()
         if not is_glob(source) and not where.is_dir() and not where.is_file():
             raise CameraConfigError(f"camera source {source!r}: no such directory")
@@ -101,6 +102,11 @@ class ImagesDirSource:
         return CameraInfo(self.kind, self.description, fps=self._fps, backend="imageio")
 
     def read(self) -> np.ndarray:
+        self.grab()
+        return self.retrieve()
+
+    def grab(self) -> None:
+        """The next file's name (an idle camera reads only some of the files it passes)."""
         if self._index >= len(self._files):
             if not self.loop:
                 raise StreamEnded(f"{self.description}: all {len(self._files)} images played")
@@ -110,8 +116,13 @@ class ImagesDirSource:
                 raise CameraError(f"camera source {self.source!r}: no image files left")
         if self._pacer is not None:
             self._pacer.wait()
-        path = self._files[self._index]
+        self._grabbed = self._files[self._index]
         self._index += 1
+
+    def retrieve(self) -> np.ndarray:
+        path, self._grabbed = self._grabbed, None
+        if path is None:
+            raise CameraError(f"camera source {self.source!r}: retrieve() without grab()")
         return read_image_file(path)  # FrameError for a bad file: counted, and the next one is read
 
     def close(self) -> None:

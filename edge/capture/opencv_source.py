@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from edge.capture.base import CameraError, CameraInfo, Pacer, StreamEnded, valid_fps
+from edge.core.errors import FrameError
+from edge.imaging.imageio import decode_image_bytes
 from edge.imaging.opencv import MAX_EDGE, cv2
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,7 @@ class OpenCVSource:
         self._cancel = cancel
         self._cap: cv2.VideoCapture | None = None
         self._pacer: Pacer | None = None
+        self._jpeg_packets = False  # an MJPEG file: grab() takes the JPEG, retrieve() decodes it
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -101,6 +104,8 @@ class OpenCVSource:
         self._cap = cap
         if self.kind == "v4l2":
             self._configure_device(cap)
+        fourcc = fourcc_text(cap.get(cv2.CAP_PROP_FOURCC))
+        self._jpeg_packets = self.is_file and fourcc == "MJPG" and _packets(cap)
         fps = valid_fps(cap.get(cv2.CAP_PROP_FPS))
         if self.is_file and self._realtime:
             self._pacer = Pacer(fps or self._fallback_fps, self._cancel)
@@ -110,7 +115,7 @@ class OpenCVSource:
             width=int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) or None,
             height=int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) or None,
             fps=fps,
-            fourcc=fourcc_text(cap.get(cv2.CAP_PROP_FOURCC)),
+            fourcc=fourcc,
             backend=cap.getBackendName(),
         )
         log.info(
@@ -158,14 +163,20 @@ class OpenCVSource:
     # ------------------------------------------------------------------ frames
 
     def read(self) -> np.ndarray:
+        self.grab()
+        return self.retrieve()
+
+    def grab(self) -> None:
+        """The next frame, taken but not yet a BGR image. An MJPEG file's frame stays a JPEG until
+        retrieve(); other streams are decoded here by FFmpeg (each frame depends on the last), so
+        an idle camera saves the conversion to BGR and everything after it."""
         cap = self._cap
         if cap is None:
             raise CameraError(f"camera {self.description}: not open")
         if self._pacer is not None:
             self._pacer.wait()
-        ok, frame = cap.read()
-        if ok and frame is not None:
-            return frame
+        if cap.grab():
+            return
         if not self.is_file:
             raise CameraError(f"camera {self.description}: no frame (stream ended, dropped or timed out)")
         if not self.loop:
@@ -174,12 +185,32 @@ class OpenCVSource:
         self.close()
         cap = _videocapture(self.target, self.api, self.params)
         self._cap = cap
-        if cap.isOpened():
-            ok, frame = cap.read()
-            if ok and frame is not None:
-                log.debug("file source=%s looped", self.description)
-                return frame
+        if self._jpeg_packets and not _packets(cap):
+            self._jpeg_packets = False
+        if cap.isOpened() and cap.grab():
+            log.debug("file source=%s looped", self.description)
+            return
         raise StreamEnded(f"{self.description}: no frames after rewinding")
+
+    def retrieve(self) -> np.ndarray:
+        cap = self._cap
+        if cap is None:
+            raise CameraError(f"camera {self.description}: not open")
+        ok, frame = cap.retrieve()
+        if not ok or frame is None:
+            raise FrameError(f"camera {self.description}: a grabbed frame could not be decoded")
+        if self._jpeg_packets:
+            return decode_image_bytes(frame.tobytes())  # FrameError for a damaged one
+        return frame
+
+
+def _packets(cap: cv2.VideoCapture) -> bool:
+    """FFmpeg hands over each frame undecoded (an MJPEG file's frames are JPEGs): grab() then costs
+    nothing and a frame that is not due is never decoded. False where this OpenCV cannot."""
+    try:
+        return bool(cap.set(cv2.CAP_PROP_FORMAT, -1)) and cap.get(cv2.CAP_PROP_FORMAT) == -1
+    except cv2.error:
+        return False
 
 
 def v4l2_api() -> int:

@@ -13,6 +13,11 @@ from edge.config.section import MAX_PERIOD_S, Section, topic_name
 # otherwise costs ~200 MB per copy, over 1 GB across the daemon and its worker: too much on 4 GB).
 DEFAULT_MAX_EDGE = 1920
 
+# An idle camera decoded and gated once a second: a 720p15 MJPEG camera then costs ~0.9 % of a core
+# (2 fps: ~1.4 %; benchmarks/idle_cost.py), and motion is seen within a second plus one frame. It is
+# also the pre-roll rate an event task asks for by default (frame_interval_s = 1).
+DEFAULT_IDLE_FPS = 1.0
+
 
 class ZoneSettings(Section):
     """A named region of a camera's picture, as fractions of the frame (so it survives a resolution
@@ -104,6 +109,16 @@ class GateSettings(Section):
         300.0, gt=0, le=MAX_PERIOD_S, description="Run at least this often, even without motion."
     )
     cooldown_s: float = Field(0.0, ge=0, le=MAX_PERIOD_S, description="Quiet time after a triggered job.")
+    idle_fps: float | None = Field(
+        DEFAULT_IDLE_FPS,
+        ge=0,
+        le=240,
+        description="While nothing moved for idle_after_s, decode and gate only this many frames a "
+        "second (raised to an event task's pre-roll rate); motion is seen within 1/idle_fps. 0: every frame.",
+    )
+    idle_after_s: float = Field(
+        10.0, gt=0, le=MAX_PERIOD_S, description="Seconds without motion before a camera goes to idle_fps."
+    )
 
     @model_validator(mode="after")
     def _order(self) -> GateSettings:

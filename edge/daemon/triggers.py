@@ -40,7 +40,8 @@ POLL_S = 0.02
 
 class TriggerLoop:
     """One thread: takes each camera's newest frame as it arrives and enqueues what the scheduler
-    says is due (each camera's gate runs here), and ticks the clock for text-only tasks.
+    says is due (each camera's gate runs here), ticks the clock for text-only tasks, and tells each
+    grabber the rate its frames are needed at (the scheduler's idle rate while nothing moves).
 
     The grabbers are looked up through the pipeline each round: a reload adds, removes or replaces
     them. One camera that is lost only has no new frames; the others go on.
@@ -78,22 +79,24 @@ class TriggerLoop:
         while not self._stop.is_set():
             self.beat = time.monotonic()
             grabbers = self._pipeline().grabbers
-            frames: list[Frame] = []
+            frames: list[tuple[Grabber, Frame]] = []
             for name, grabber in grabbers.items():
                 last = seen.get(name)
                 # A grabber replaced by a reload counts its frames from zero.
                 frame = grabber.latest(last[1] if last and last[0] is grabber else -1)
                 if frame is not None:
                     seen[name] = (grabber, frame.seq)
-                    frames.append(frame)
+                    frames.append((grabber, frame))
             for name in [n for n in seen if n not in grabbers]:
                 del seen[name]
             now = time.monotonic()
             for spec in self._scheduler.on_tick(now):
                 self._enqueue(spec)
-            for frame in frames:
+            for grabber, frame in frames:
                 for spec in self._scheduler.on_frame(frame, now):
                     self._enqueue(spec)
+                # Quiet cameras decode and gate only a few frames a second; motion brings them back.
+                grabber.idle_fps = self._scheduler.idle_fps(frame.camera, now)
             if frames:
                 continue
             if len(grabbers) == 1:  # one camera: sleep until its next frame (as before several)

@@ -116,6 +116,9 @@ class Scheduler:
         self.interval_factor = 1.0
         self.held = False
         self._events: dict[tuple[str, str], EventCollector] = {}  # (camera, event task) -> its collector
+        self._moved: dict[
+            str, float
+        ] = {}  # camera -> when its gate (or a zone's) last saw motion, or started
         self.set_cameras(cameras)
 
     @property
@@ -166,6 +169,7 @@ class Scheduler:
         self._cameras = tuple(cameras)
         self._events = {k: c for k, c in self._events.items() if k[0] in self._cameras}
         self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] in self._cameras}
+        self._moved = {c: t for c, t in self._moved.items() if c in self._cameras}
 
     def reset_camera(self, camera: str) -> None:
         """A camera's grabber was replaced: its gate forgets the old background and intervals."""
@@ -174,6 +178,29 @@ class Scheduler:
             gate.reset()
         self._events = {k: c for k, c in self._events.items() if k[0] != camera}
         self._zone_gates = {k: g for k, g in self._zone_gates.items() if k[0] != camera}
+        self._moved.pop(camera, None)
+
+    def idle_fps(self, camera: str, now: float) -> float | None:
+        """How many frames a second `camera`'s grabber must decode now; None: every frame.
+
+        Every frame while its gate (or a zone's) saw motion within gate.idle_after_s (and after a
+        start or a reset) and while an event is being collected; otherwise gate.idle_fps, raised to
+        1/frame_interval_s of its event tasks with a pre-roll, so the frames kept from before an
+        event are as close together as the task asks. Motion is then seen within 1/idle_fps.
+        """
+        s = self._gate_settings
+        moved = self._moved.setdefault(camera, now)
+        if not s.idle_fps or now - moved < s.idle_after_s:
+            return None
+        if any(c.collecting for (cam, _), c in self._events.items() if cam == camera):
+            return None
+        rate = s.idle_fps
+        for t in self._tasks:
+            if t.kind == "event" and t.preroll and camera in self.bound(t):
+                if t.frame_interval_s <= 0:
+                    return None
+                rate = max(rate, 1.0 / t.frame_interval_s)
+        return rate
 
     @property
     def gated(self) -> int:
@@ -216,6 +243,8 @@ class Scheduler:
         if not (motion or events):
             return due
         decision = gate.decide(frame, now)
+        if decision.score >= self._gate_settings.motion_threshold:
+            self._moved[camera] = now
         if motion and decision.run:
             gate.mark_triggered(now)
             box = gate.motion_box(frame) if any(t.roi == "motion" for t in motion) else None
@@ -250,6 +279,8 @@ class Scheduler:
             if gate is None:
                 gate = self._zone_gates[(camera, name)] = self._new_gate(self._gate_settings)
             decision = gate.decide(replace(frame, image=crop(frame.image, box)), now)
+            if decision.score >= self._gate_settings.motion_threshold:
+                self._moved[camera] = now
             if not decision.run:
                 self._gated[camera] = self._gated.get(camera, 0) + 1
                 continue
