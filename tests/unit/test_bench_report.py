@@ -63,11 +63,15 @@ def test_the_overhead_verdict_follows_its_interval(ci: list[float], expected: st
     assert verdicts(report(ci_overhead_pct=ci, overhead_pct=sum(ci) / 2))["overhead_pct"] == expected
 
 
-def test_an_a_a_interval_that_excludes_zero_vetoes_the_overhead_verdict() -> None:
-    t = evaluate_targets(report(ci_overhead_aa_pct=[0.2, 0.9], overhead_aa_pct=0.5))["overhead_pct"]
-    assert t["verdict"] == "not judged" and "excludes 0" in t["note"]
-    wide = evaluate_targets(report(ci_overhead_aa_pct=[-1.2, 1.3]))["overhead_pct"]
-    assert wide["verdict"] == "met" and "noisy" in wide["note"]  # judged, with the noise floor named
+@pytest.mark.parametrize(
+    ("aa_ci", "why"),
+    [([0.2, 0.9], "excludes 0"), ([-1.2, 1.3], "too noisy"), ([None, None], "unchecked")],
+)
+def test_the_a_a_interval_must_vouch_for_the_pairing(aa_ci: list[float | None], why: str) -> None:
+    # an A/B interval that alone would say "met" or "missed" is not believed when the A/A cannot vouch
+    for ab in ([0.1, 0.7], [2.5, 3.5]):
+        t = evaluate_targets(report(ci_overhead_aa_pct=aa_ci, ci_overhead_pct=ab))["overhead_pct"]
+        assert t["verdict"] == "inconclusive" and why in t["note"]
 
 
 def test_stalls_seen_by_whole_run_tok_s_make_the_overhead_missed() -> None:

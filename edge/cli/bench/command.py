@@ -10,8 +10,9 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
    length on the bare runtime loop (edge/inference/bare_loop.py, no edge code), every process pinned to
    the bench's own CPU set; both sides time every token, and the shift of the per-token decode times
    (stats.py: warm-up tokens dropped, the lower-middle band of log times per run, Hodges-Lehmann over
-   the pairs with its signed-rank interval) is the runtime's overhead. A second bare run next to each
-   pair's gives the same figure for bare against bare (A/A): the noise floor, reported beside it;
+   the pairs with its signed-rank interval) is the runtime's overhead. A second bare loop, run in the
+   daemon's mirror place of each round, gives the same figure for bare against bare (A/A): the noise
+   floor, and the check that the schedule favours neither side, reported beside it;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
 5. RSS of the main process (sampled through the run) and the worker; the daemon is stopped with SIGTERM.
@@ -365,7 +366,7 @@ def _overhead_phase(
     wd = settings.watchdog
     runtime: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
-    again: list[dict[str, Any]] = []  # a second bare run next to each pair's: the A/A noise floor
+    again: list[dict[str, Any]] = []  # a second bare loop's runs, in the daemon's mirror place: the A/A
     walls: list[float] = []
 
     def daemon_job() -> None:
@@ -387,12 +388,13 @@ def _overhead_phase(
         if remote
         else sum(f.stat().st_size for f in Path(str(model.path)).rglob("*") if f.is_file()) / 2**20
     )
-    low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256
+    # two bare processes (the A/A needs its own), each with the model loaded once more
+    low_memory = psutil.virtual_memory().available / 2**20 < 2.5 * folder_mb + 512
     if remote or low_memory or not BARE_SCRIPT.is_file():
         if remote:  # ttft, decode and latency are the endpoint's as the daemon sees them
             why = "the model runs on the endpoint: no local runtime to compare the daemon with"
         elif low_memory:
-            why = "not enough free memory to load the model a second time"
+            why = "not enough free memory to load the model twice more"
         else:
             why = f"the bare baseline {BARE_SCRIPT} is missing from this install"
         report["notes"].append(f"bare loop skipped: {why}")
@@ -401,17 +403,23 @@ def _overhead_phase(
             daemon_job()
     else:
         provider, popts = bare_provider(model, report["provider"])
-        progress(f"overhead: loading the bare runtime loop ({model.backend}, {provider})")
-        bp = BareProcess(model, provider, popts, wd.load_timeout_s)
+        progress(f"overhead: loading two bare runtime loops ({model.backend}, {provider})")
+        b1 = BareProcess(model, provider, popts, wd.load_timeout_s)
         try:
-            pin([bp.pid], report["cpus"])
-            report["bare_load_ms"] = round(bp.load_ms, 1)
+            b2 = BareProcess(model, provider, popts, wd.load_timeout_s)
+        except BaseException:
+            b1.close()
+            raise
+        try:
+            pin([b1.pid, b2.pid], report["cpus"])
+            report["bare_load_ms"] = round(b1.load_ms, 1)
             inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
-            bp.generate(inputs, model.max_new_tokens)  # warm-up
+            for bp in (b1, b2):
+                bp.generate(inputs, model.max_new_tokens)  # warm-up
             progress(
-                f"overhead: daemon jobs alternating with bare runs until the A/B and A/A 95 % intervals are "
+                f"overhead: daemon jobs and two bare loops in turn until the A/B and A/A 95 % intervals are "
                 f"within +/-{opts.overhead_half_width:g} points ({opts.overhead_runs}..{opts.overhead_max_pairs} "
-                f"pairs, {opts.overhead_budget_s:.0f} s)"
+                f"rounds, {opts.overhead_budget_s:.0f} s)"
             )
             length = model.max_new_tokens
             t_pairs = time.monotonic()
@@ -421,31 +429,34 @@ def _overhead_phase(
                     or time.monotonic() - t_pairs > opts.overhead_budget_s
                 ):
                     break
-                # Pairs alternate D B, B D, D B ... so a drift or an order effect hits both sides
-                # alike, and the bare run is as long as the daemon's last answer: the camera's frame
-                # may have ended it early, and the fixed end of a generation (reading the sequence,
-                # detokenizing) spread over fewer tokens would read as a slower decode.
-                # A second bare run of the same length sits next to the pair's bare run (before it
-                # in odd pairs): bare against bare, measured the same way, is the noise floor.
+                # One round: the daemon (D), the reference bare loop (B1) and a second bare loop (B2),
+                # as D B1 B2 and then B2 B1 D. A/B is D against B1, A/A is B2 against B1, and D and B2
+                # sit in mirror places: the same neighbours, the same idle time before each run, the
+                # same side of B1 across two rounds (a linear drift cancels). Whatever the schedule
+                # does to a process (a scheduler's credit after sleeping, caches another process
+                # evicted) it does to the daemon and to B2 alike, so an A/A interval that covers 0 says
+                # the A/B one is not bent by it. The bare runs are as long as the daemon's last
+                # answer: the camera's frame may have ended it early.
                 if i % 2 == 0:
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
-                    bare.append(bp.generate(inputs, length))
-                    again.append(bp.generate(inputs, length))
+                    bare.append(b1.generate(inputs, length))
+                    again.append(b2.generate(inputs, length))
                 else:
-                    again.append(bp.generate(inputs, length))
-                    bare.append(bp.generate(inputs, length))
+                    again.append(b2.generate(inputs, length))
+                    bare.append(b1.generate(inputs, length))
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
                 if i + 1 >= opts.overhead_runs and i % 5 == 4:
                     ab, aa = _overhead_ci(runtime, bare), _overhead_ci(again, bare)
                     if ab is not None and aa is not None:
                         progress(
-                            f"overhead: {ab.n} pairs, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
+                            f"overhead: {ab.n} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
                             f"A/A {aa.value:+.2f} % [{aa.low:+.2f}, {aa.high:+.2f}]"
                         )
         finally:
-            bp.close()
+            b1.close()
+            b2.close()
         if inputs.image_tokens != runtime[0]["image_tokens"]:
             report["notes"].append(
                 f"the camera's frames give {runtime[0]['image_tokens']} image tokens, the bare loop's "
@@ -520,6 +531,10 @@ def _report_overhead(
     report["overhead_method"] = method
     report["overhead_pairs"] = len(ab_logs)
     report["overhead_aa_pairs"] = len(aa_logs)
+    # each round's two log-ratios in percent, for a reader who wants to see the spread or the drift
+    report["overhead_rounds_pct"] = [
+        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(ab_logs, aa_logs, strict=False)
+    ]
     for key, logs in (("overhead_pct", ab_logs), ("overhead_aa_pct", aa_logs)):
         ci = shift_ci(logs)
         if ci is not None:
