@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pairs",
         type=int,
         default=40,
-        help="cap of daemon/bare-loop pairs for the overhead interval (default 40)",
+        help="cap of daemon/bare-loop rounds for the overhead interval and its A/A (default 40)",
     )
     p.add_argument(
         "--choose",
