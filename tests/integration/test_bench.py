@@ -125,6 +125,22 @@ def test_bench_json_on_the_fixture_model(
     assert [m.topic for m in seen.messages if m.retain] == []
 
 
+def test_bench_restarts_every_process_between_sets_of_rounds(tmp_path: Path, mosquitto: Any) -> None:
+    args = ("--json", "--jobs", "3", "--max-pairs", "12", "--rotate-every", "2")
+    res = bench(tmp_path, settings_for(tmp_path, mosquitto), *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads(res.stdout)
+    # two rounds per set of processes: six daemons and six pairs of bare loops, the interval over the
+    # sets (a round whose two answers differ in length is left out, so a set may drop out with both)
+    assert report["overhead_rotate"] == 2 and report["overhead_runs"] == 12
+    assert 5 <= report["overhead_process_sets"] <= 6
+    assert report["overhead_method"] == "per-token, per process set"
+    lo, hi = report["ci95"]["overhead_pct"]
+    assert (lo is None or lo <= report["overhead_pct"]) and (hi is None or report["overhead_pct"] <= hi)
+    # the restarts are the bench's own: no failure, and the last daemon stopped cleanly
+    assert report["failures"] == 0 and report["daemon_exit"] == 0 and report["jobs"] == 3
+
+
 def test_bench_table_needs_a_vision_model(tmp_path: Path, mosquitto: Any) -> None:
     res = bench(tmp_path, settings_for(tmp_path, mosquitto, model="ort-phi3-fp32"))
     assert res.returncode == 1

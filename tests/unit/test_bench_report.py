@@ -3,6 +3,7 @@ row's veto, cold start reported but never judged. Synthetic reports, no daemon."
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -108,3 +109,20 @@ def test_the_table_shows_the_a_a_row_beside_the_overhead_and_cold_start_unjudged
     assert "A/A" in rows[at + 1] and "+0.05 %" in rows[at + 1] and "covers 0" in rows[at + 1]
     assert "cold start" in table and "no target: not judged" in table
     assert "< 1 % of one core: met" in table and f"< {RSS_LIMIT_MB:g} MB: met" in table
+
+
+def test_with_restarts_the_interval_is_over_sets_of_processes_not_rounds() -> None:
+    from edge.cli.bench.command import _log_ratios
+
+    def run(step: float, block: int) -> dict[str, Any]:
+        return {"new_tokens": 20, "decode_tok_s": 1000 / step, "steps_ms": [step] * 19, "block": block}
+
+    # three sets of processes, two rounds each; each set has its own offset between the two sides
+    offsets = {0: 1.00, 1: 1.04, 2: 0.98}
+    daemon = [run(10.0 * offsets[b], b) for b in (0, 0, 1, 1, 2, 2)]
+    bare = [run(10.0, b) for b in (0, 0, 1, 1, 2, 2)]
+    rounds, method = _log_ratios(daemon, bare)
+    sets, set_method = _log_ratios(daemon, bare, by_set=True)
+    assert method == "per-token" and len(rounds) == 6
+    assert set_method == "per-token, per process set" and len(sets) == 3
+    assert sets == pytest.approx([0.0, math.log(1.04), math.log(0.98)])

@@ -12,7 +12,9 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
    (stats.py: warm-up tokens dropped, the lower-middle band of log times per run, Hodges-Lehmann over
    the pairs with its signed-rank interval) is the runtime's overhead. A second bare loop, run in the
    daemon's mirror place of each round, gives the same figure for bare against bare (A/A): the noise
-   floor, and the check that the schedule favours neither side, reported beside it;
+   floor, and the check that the schedule favours neither side, reported beside it. With
+   --rotate-every N all three processes restart every N rounds and the intervals are over the sets
+   (two processes of one program can differ by a few percent per token: only fresh ones sample that);
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
 5. RSS of the main process (sampled through the run) and the worker; the daemon is stopped with SIGTERM.
@@ -90,6 +92,11 @@ class BenchOptions:
     overhead_max_pairs: int = 40  # ... and then more, until the 95 % intervals are narrow enough
     overhead_half_width: float = 0.5  # points: the precision asked of the A/B and A/A intervals
     overhead_budget_s: float = 240.0  # wall-clock cap of the extra pairs
+    # Rounds per set of processes (0: one set for the whole phase). With N > 0 the daemon and both bare
+    # loops are restarted every N rounds and the intervals are taken over the sets, not the rounds:
+    # two processes of the same program can differ by a few percent per token, and only fresh
+    # processes sample that.
+    overhead_rotate: int = 0
     idle_s: float = 10.0
     force_local_broker: bool = False
     rss_sample_s: float | None = None  # benchmarks/pipeline.py: sample RSS during the job phase
@@ -100,13 +107,26 @@ def _stderr(msg: str) -> None:
 
 
 def bench_command(
-    loaded: LoadedSettings, as_json: bool, jobs: int, max_pairs: int = 40, budget_s: float = 240.0
+    loaded: LoadedSettings,
+    as_json: bool,
+    jobs: int,
+    max_pairs: int = 40,
+    budget_s: float = 240.0,
+    rotate: int = 0,
 ) -> int:
     if jobs < 1:
         raise BenchError("--jobs must be at least 1")
     runs = max(MIN_PAIRS, min(jobs, 10))
+    if rotate < 0:
+        raise BenchError("--rotate-every must be 0 (never) or a number of rounds")
+    if rotate:  # an interval over sets needs at least MIN_PAIRS of them
+        runs = max(runs, MIN_PAIRS * rotate)
     opts = BenchOptions(
-        jobs=jobs, overhead_runs=runs, overhead_max_pairs=max(runs, max_pairs), overhead_budget_s=budget_s
+        jobs=jobs,
+        overhead_runs=runs,
+        overhead_max_pairs=max(runs, max_pairs),
+        overhead_budget_s=budget_s,
+        overhead_rotate=rotate,
     )
     report = run_bench(loaded.settings, opts, _stderr)
     if as_json:
@@ -252,7 +272,11 @@ def _run_daemon_phases(
         rss_main: list[float] = []
 
         _idle_phase(daemon, observer, opts.idle_s, len(settings.cameras), report, progress, rss_main)
-        _overhead_phase(settings, daemon, observer, opts, workdir, report, progress, width, height)
+        slot = [daemon]  # the overhead phase may restart the daemon: the latest one goes on
+        try:
+            _overhead_phase(settings, slot, doc, observer, opts, workdir, report, progress, width, height)
+        finally:
+            daemon = slot[0]
         _latency_phase(daemon, observer, opts, report, progress, alive, wd.total_s)
 
         report["rss_mb_main"] = _round(rss_mb(daemon.ps), 1)
@@ -351,9 +375,39 @@ def _idle_phase(
             report["camera"]["measured_fps"] = round((int(b["frames"]) - int(a["frames"])) / (tb - ta), 1)
 
 
+def _restart_daemon(
+    slot: list[DaemonProcess],
+    doc: dict[str, Any],
+    observer: Observer,
+    settings: Settings,
+    workdir: Path,
+    report: dict[str, Any],
+) -> None:
+    """Stop the daemon in `slot[0]` and put a fresh one, loaded, warmed up and pinned, in its place."""
+    wd = settings.watchdog
+    old = slot[0]
+    code = old.stop(wd.generation_s + 30)
+    if code != 0:
+        report["notes"].append(
+            f"a daemon restarted by the overhead phase exited with {code}: {old.last_error()}"
+        )
+    n = len([d for d in workdir.iterdir() if d.name.startswith("daemon-")]) + 2
+    folder = workdir / f"daemon-{n}"
+    folder.mkdir()
+    seen = len(observer.results)
+    fresh = DaemonProcess(doc, folder, token_times=folder / "token_times.jsonl")
+    slot[0] = fresh  # stopped by the caller from here on, whatever happens next
+    fresh.wait_ready(wd.load_timeout_s + 60)
+    alive = lambda: fresh.proc.poll() is None  # noqa: E731
+    if len(observer.wait_for(lambda rs: len(rs) > seen, wd.total_s + 30, alive)) <= seen:
+        raise BenchError(f"a restarted daemon's first job gave no result: {fresh.last_error()}")
+    pin([fresh.pid, *(w.pid for w in [fresh.worker()] if w is not None)], report["cpus"])
+
+
 def _overhead_phase(
     settings: Settings,
-    daemon: DaemonProcess,
+    slot: list[DaemonProcess],
+    doc: dict[str, Any],
     observer: Observer,
     opts: BenchOptions,
     workdir: Path,
@@ -369,7 +423,10 @@ def _overhead_phase(
     again: list[dict[str, Any]] = []  # a second bare loop's runs, in the daemon's mirror place: the A/A
     walls: list[float] = []
 
+    block = 0  # which set of processes a round ran on
+
     def daemon_job() -> None:
+        daemon = slot[0]
         seen = len(daemon.token_steps())
         t0 = time.monotonic()
         reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
@@ -380,6 +437,7 @@ def _overhead_phase(
         steps = daemon.token_steps()
         if len(steps) > seen:
             stats["steps_ms"] = steps[-1]
+        stats["block"] = block
         runtime.append(stats)
 
     remote = model.backend == "http"
@@ -404,18 +462,30 @@ def _overhead_phase(
     else:
         provider, popts = bare_provider(model, report["provider"])
         progress(f"overhead: loading two bare runtime loops ({model.backend}, {provider})")
-        b1 = BareProcess(model, provider, popts, wd.load_timeout_s)
-        try:
-            b2 = BareProcess(model, provider, popts, wd.load_timeout_s)
-        except BaseException:
-            b1.close()
-            raise
-        try:
-            pin([b1.pid, b2.pid], report["cpus"])
-            report["bare_load_ms"] = round(b1.load_ms, 1)
-            inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
-            for bp in (b1, b2):
+        inputs = bare_inputs(model, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
+        bares: list[BareProcess] = []
+
+        def start_bares() -> tuple[BareProcess, BareProcess]:
+            for bp in bares:
+                bp.close()
+            bares.clear()
+            for _ in range(2):
+                bares.append(BareProcess(model, provider, popts, wd.load_timeout_s))
+            pin([bp.pid for bp in bares], report["cpus"])
+            for bp in bares:
                 bp.generate(inputs, model.max_new_tokens)  # warm-up
+            return bares[0], bares[1]
+
+        def tagged(reply: dict[str, Any]) -> dict[str, Any]:
+            return {**reply, "block": block}
+
+        try:
+            b1, b2 = start_bares()
+            report["bare_load_ms"] = round(b1.load_ms, 1)
+            if opts.overhead_rotate:
+                progress(
+                    f"overhead: the daemon and both bare loops restart every {opts.overhead_rotate} rounds"
+                )
             progress(
                 f"overhead: daemon jobs and two bare loops in turn until the A/B and A/A 95 % intervals are "
                 f"within +/-{opts.overhead_half_width:g} points ({opts.overhead_runs}..{opts.overhead_max_pairs} "
@@ -424,11 +494,20 @@ def _overhead_phase(
             length = model.max_new_tokens
             t_pairs = time.monotonic()
             for i in range(opts.overhead_max_pairs):
-                if i >= opts.overhead_runs and (
-                    _settled(runtime, bare, again, opts.overhead_half_width)
-                    or time.monotonic() - t_pairs > opts.overhead_budget_s
+                rotate = opts.overhead_rotate
+                if (
+                    i >= opts.overhead_runs
+                    and (not rotate or i % rotate == 0)
+                    and (
+                        _settled(runtime, bare, again, opts.overhead_half_width, rotate)
+                        or time.monotonic() - t_pairs > opts.overhead_budget_s
+                    )
                 ):
                     break
+                if rotate and i and i % rotate == 0:  # a fresh set of processes
+                    block += 1
+                    _restart_daemon(slot, doc, observer, settings, workdir, report)
+                    b1, b2 = start_bares()
                 # One round: the daemon (D), the reference bare loop (B1) and a second bare loop (B2),
                 # as D B1 B2 and then B2 B1 D. A/B is D against B1, A/A is B2 against B1, and D and B2
                 # sit in mirror places: the same neighbours, the same idle time before each run, the
@@ -440,23 +519,23 @@ def _overhead_phase(
                 if i % 2 == 0:
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
-                    bare.append(b1.generate(inputs, length))
-                    again.append(b2.generate(inputs, length))
+                    bare.append(tagged(b1.generate(inputs, length)))
+                    again.append(tagged(b2.generate(inputs, length)))
                 else:
-                    again.append(b2.generate(inputs, length))
-                    bare.append(b1.generate(inputs, length))
+                    again.append(tagged(b2.generate(inputs, length)))
+                    bare.append(tagged(b1.generate(inputs, length)))
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
                 if i + 1 >= opts.overhead_runs and i % 5 == 4:
-                    ab, aa = _overhead_ci(runtime, bare), _overhead_ci(again, bare)
+                    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
                     if ab is not None and aa is not None:
                         progress(
-                            f"overhead: {ab.n} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
+                            f"overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
                             f"A/A {aa.value:+.2f} % [{aa.low:+.2f}, {aa.high:+.2f}]"
                         )
         finally:
-            b1.close()
-            b2.close()
+            for bp in bares:
+                bp.close()
         if inputs.image_tokens != runtime[0]["image_tokens"]:
             report["notes"].append(
                 f"the camera's frames give {runtime[0]['image_tokens']} image tokens, the bare loop's "
@@ -485,12 +564,15 @@ def _overhead_phase(
             report["notes"].append(
                 "answers differed in length between the two sides in some pairs: those were left out"
             )
-        _report_overhead(report, runtime, bare, again)
+        _report_overhead(report, runtime, bare, again, opts.overhead_rotate)
 
 
-def _log_ratios(a_side: list[dict[str, Any]], b_side: list[dict[str, Any]]) -> tuple[list[float], str]:
-    """Per pair, log(a's per-token decode time / b's), and how it was measured: from the per-token
-    times when both sides have them ("per-token"), else from the two runs' decode tok/s ("tok/s")."""
+def _log_ratios(
+    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], by_set: bool = False
+) -> tuple[list[float], str]:
+    """Per round, log(a's per-token decode time / b's), and how it was measured: from the per-token
+    times when both sides have them ("per-token"), else from the two runs' decode tok/s ("tok/s").
+    by_set: one figure per set of processes instead (the mean of its rounds)."""
     pairs = _pairs(a_side, b_side)
     per_token = [
         pair_log_ratio(a["steps_ms"], b["steps_ms"])
@@ -498,23 +580,35 @@ def _log_ratios(a_side: list[dict[str, Any]], b_side: list[dict[str, Any]]) -> t
         if a.get("steps_ms") is not None and b.get("steps_ms") is not None
     ]
     if pairs and len(per_token) == len(pairs) and None not in per_token:
-        return [x for x in per_token if x is not None], "per-token"
-    return [
-        math.log(b["decode_tok_s"] / a["decode_tok_s"]) for a, b in pairs if a["decode_tok_s"] > 0
-    ], "tok/s"
+        values, method = [x for x in per_token if x is not None], "per-token"
+    else:
+        pairs = [(a, b) for a, b in pairs if a["decode_tok_s"] > 0]
+        values, method = [math.log(b["decode_tok_s"] / a["decode_tok_s"]) for a, b in pairs], "tok/s"
+    if not by_set:
+        return values, method
+    sets: dict[int, list[float]] = {}
+    for (a, _b), value in zip(pairs, values, strict=True):
+        sets.setdefault(int(a.get("block", 0)), []).append(value)
+    return [statistics.fmean(v) for v in sets.values()], f"{method}, per process set"
 
 
-def _overhead_ci(a_side: list[dict[str, Any]], b_side: list[dict[str, Any]]) -> Interval | None:
+def _overhead_ci(
+    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], rotate: int = 0
+) -> Interval | None:
     """The overhead of a_side over b_side in percent of b's per-token time, with its 95 % interval."""
-    ci = shift_ci(_log_ratios(a_side, b_side)[0])
+    ci = shift_ci(_log_ratios(a_side, b_side, bool(rotate))[0])
     return None if ci is None else log_to_pct(ci)
 
 
 def _settled(
-    runtime: list[dict[str, Any]], bare: list[dict[str, Any]], again: list[dict[str, Any]], half_width: float
+    runtime: list[dict[str, Any]],
+    bare: list[dict[str, Any]],
+    again: list[dict[str, Any]],
+    half_width: float,
+    rotate: int = 0,
 ) -> bool:
     """The stopping rule: both intervals (A/B and A/A) within +/-half_width points."""
-    ab, aa = _overhead_ci(runtime, bare), _overhead_ci(again, bare)
+    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
     return ab is not None and aa is not None and max(ab.half_width, aa.half_width) <= half_width
 
 
@@ -523,17 +617,23 @@ def _report_overhead(
     runtime: list[dict[str, Any]],
     bare: list[dict[str, Any]],
     again: list[dict[str, Any]],
+    rotate: int = 0,
 ) -> None:
     """A/B (daemon vs bare) and A/A (bare vs bare) with the same estimator, and the old tok/s one."""
     ci95 = report.setdefault("ci95", {})
-    ab_logs, method = _log_ratios(runtime, bare)
-    aa_logs, _ = _log_ratios(again, bare)
+    rounds_ab, _ = _log_ratios(runtime, bare)
+    rounds_aa, _ = _log_ratios(again, bare)
+    ab_logs, method = _log_ratios(runtime, bare, bool(rotate))
+    aa_logs, _ = _log_ratios(again, bare, bool(rotate))
     report["overhead_method"] = method
-    report["overhead_pairs"] = len(ab_logs)
-    report["overhead_aa_pairs"] = len(aa_logs)
+    report["overhead_pairs"] = len(rounds_ab)
+    report["overhead_aa_pairs"] = len(rounds_aa)
+    if rotate:
+        report["overhead_rotate"] = rotate
+        report["overhead_process_sets"] = len(ab_logs)
     # each round's two log-ratios in percent, for a reader who wants to see the spread or the drift
     report["overhead_rounds_pct"] = [
-        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(ab_logs, aa_logs, strict=False)
+        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(rounds_ab, rounds_aa, strict=False)
     ]
     for key, logs in (("overhead_pct", ab_logs), ("overhead_aa_pct", aa_logs)):
         ci = shift_ci(logs)

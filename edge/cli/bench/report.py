@@ -285,6 +285,13 @@ def render_table(r: dict[str, Any]) -> str:
             "The A/A row is the same estimator on a second bare loop (B2) in the daemon's mirror place: its "
             "interval should cover 0 (else the verdict is withheld), and its width is what this machine can "
             "resolve."
+            + (
+                f" The daemon and both bare loops were restarted every {r['overhead_rotate']} rounds "
+                f"({r.get('overhead_process_sets')} sets): the intervals are over the sets' mean log-ratios, "
+                "so a process's own speed offset counts as noise, not as overhead."
+                if r.get("overhead_rotate")
+                else ""
+            )
         )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
