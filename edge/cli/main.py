@@ -98,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pairs",
         type=int,
         default=40,
-        help="cap of daemon/bare-loop pairs for the overhead interval (default 40)",
+        help="cap of daemon/bare-loop rounds for the overhead interval and its A/A (default 40)",
+    )
+    p.add_argument(
+        "--rotate-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="restart the daemon and both bare loops every N overhead rounds and take the intervals over "
+        "the sets of processes (default 0: one set)",
     )
     p.add_argument(
         "--choose",
@@ -234,7 +242,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             return choose_command(_load(args), args.json, args.budget_s or 600.0, args.out, args.job_s)
         from edge.cli.bench.command import bench_command
 
-        return bench_command(_load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0)
+        return bench_command(
+            _load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0, args.rotate_every
+        )
     if cmd == "service":
         from edge.cli.service import service_command
 

@@ -37,8 +37,8 @@ else:  # pragma: no cover - Python 3.10 (JetPack 6)
     import tomli as tomllib
 
 ENV_PREFIX = "EDGE_"
-# Variables that steer loading or logging, not settings keys.
-ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT"}
+# Variables that steer loading, logging or `edge bench`'s per-token log (token_clock.py), not settings keys.
+ENV_RESERVED = {"EDGE_CONFIG", "EDGE_LOG_LEVEL", "EDGE_LOG_FORMAT", "EDGE_BENCH_TOKEN_TIMES"}
 DEFAULT_CONFIG = Path("/etc/edge/edge.toml")
 DROPIN_DIR = "conf.d"  # beside the config file (/etc/edge/conf.d without one): *.toml in name order
 # Paths given in a TOML file are relative to that file, so a profile or config can ship beside its model.

@@ -1,17 +1,16 @@
 """Bare generation loops straight on the runtime APIs: the baseline the runtime is measured against.
 
 This file imports NOTHING of edge, on purpose: it is the independent baseline for `edge bench`'s
-overhead figure and for benchmarks/backend_bench.py. It lives in benchmarks/, outside the package,
-because it talks to the runtimes' SDKs directly: going through edge's backend would measure edge
-against itself.
+overhead figure and for benchmarks/backend_bench.py: going through edge's backend would measure edge
+against itself. It sits in edge/inference (the package that owns the runtime SDKs) and is never
+imported by edge; `edge bench` runs it as a script, by its path:
 
-`edge bench` runs it as a script (by path, from a source checkout):
-
-    python benchmarks/bare_loop.py --backend ort-genai --path MODEL [--provider cpu] [--num-crops 4]
+    python edge/inference/bare_loop.py --backend ort-genai --path MODEL [--provider cpu] [--num-crops 4]
 
 and talks JSON lines: it prints {"ok": true, "load_ms": ...} once loaded, then answers each
 {"inputs": "x.npz", "max_new": 64} line on stdin with one {"ok": true, "new_tokens", "ttft_ms",
-"decode_tok_s", "total_ms", "prompt_tokens"} line. Inputs are prepared by the caller: for ORT the
+"decode_tok_s", "total_ms", "prompt_tokens"} line; ORT's adds "steps_ms", the per-token decode times
+(token k to k+1), stamped after each generate_next_token as the daemon's token clock stamps them. Inputs are prepared by the caller: for ORT the
 prompt split into text pieces and image slots plus the preprocessed pixel tensors (so both sides
 feed the model identical tensors), for OpenVINO the chat prompt and the RGB frame.
 """
@@ -118,8 +117,10 @@ def ort_generate_prepared(
         gen.append_tokens(ids)
     n = 0
     t_first = 0.0
+    stamps: list[float] = []  # each token's time, kept as the daemon's token clock keeps it for the bench
     while not gen.is_done():
         gen.generate_next_token()
+        stamps.append(time.perf_counter())
         n += 1
         if n == 1:
             t_first = time.perf_counter()
@@ -127,7 +128,9 @@ def ort_generate_prepared(
     del gen
     text = tokenizer.decode(out) if len(out) else ""
     t_end = time.perf_counter()
-    return _timings(n, t0, t_first, t_end, prompt_len, text)
+    timings = _timings(n, t0, t_first, t_end, prompt_len, text)
+    timings["steps_ms"] = [round((b - a) * 1000.0, 4) for a, b in zip(stamps, stamps[1:], strict=False)]
+    return timings
 
 
 # --------------------------------------------------------------------------- OpenVINO GenAI

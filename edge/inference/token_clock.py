@@ -3,10 +3,17 @@
 `tick()` runs once per generated token inside the runtime's loop (ORT) or streamer (OpenVINO), so it
 is kept to a counter, one optional callback, one Event check and one clock read: the worker's
 heartbeat rides on it and the target is within 2 % of a bare loop.
+
+`edge bench` sets EDGE_BENCH_TOKEN_TIMES (a file path) in the daemon's environment: then each token's
+time is kept too, and `finish()` appends the generation's per-token decode times to that file as one
+JSON line (after the clock stopped), so the bench can compare them token by token with the bare loop,
+which keeps the same times the same way. Unset (always, outside the bench) it costs one `is None`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from typing import Literal
@@ -17,9 +24,12 @@ from edge.inference.base import TokenCallback
 
 Stop = Literal["deadline", "cancelled"]
 
+TOKEN_TIMES_ENV = "EDGE_BENCH_TOKEN_TIMES"
+_TOKEN_TIMES = os.environ.get(TOKEN_TIMES_ENV) or None  # read once, in the worker process
+
 
 class TokenClock:
-    __slots__ = ("_cancel", "_deadline", "_on_token", "n", "stopped", "t_first", "t_start", "t_end")
+    __slots__ = ("_cancel", "_deadline", "_on_token", "_times", "n", "stopped", "t_first", "t_start", "t_end")
 
     def __init__(
         self,
@@ -36,6 +46,7 @@ class TokenClock:
         self.t_first = 0.0
         self.t_end = 0.0
         self.stopped: Stop | None = None
+        self._times: list[float] | None = [] if _TOKEN_TIMES else None
 
     def cancelled_before_start(self) -> bool:
         if self._cancel is not None and self._cancel.is_set():
@@ -45,6 +56,8 @@ class TokenClock:
 
     def tick(self) -> Stop | None:
         """Count one token; return why generation must stop now, or None to go on."""
+        if self._times is not None:
+            self._times.append(time.perf_counter())
         self.n += 1
         if self.n == 1:
             self.t_first = time.perf_counter()
@@ -71,6 +84,8 @@ class TokenClock:
         first = self.t_first or self.t_end
         decode_s = self.t_end - first
         steps_after_first = max(self.n - 1, 0)
+        if self._times is not None and _TOKEN_TIMES:
+            _append_token_times(_TOKEN_TIMES, self._times)
         return StatsPayload(
             prompt_tokens=prompt_tokens,
             image_tokens=image_tokens,
@@ -82,3 +97,10 @@ class TokenClock:
             total_ms=round((self.t_end - self.t_start) * 1000.0, 3),
             stop_reason=reason,
         )
+
+
+def _append_token_times(path: str, stamps: list[float]) -> None:
+    """One line per generation: the decode steps (token k to token k+1) in milliseconds."""
+    steps = [round((b - a) * 1000.0, 4) for a, b in zip(stamps, stamps[1:], strict=False)]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "steps_ms": steps}) + "\n")

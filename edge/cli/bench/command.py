@@ -3,14 +3,21 @@
 One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd runs it):
 
 1. gating cost per frame, in this process (the camera's size and 640x480);
-2. the daemon starts on a bench device id and loads the model; its first frame runs one job
-   (warm-up), then the gate stays shut: the idle phase measures its CPU with the camera running;
+2. the daemon starts on a bench device id and loads the model (cold start: spawn -> READY -> the first
+   result, as benchmarks/cold_start.py times it); its first frame runs one job (warm-up), then the gate
+   stays shut: the idle phase measures its CPU per 1 s window with the camera running;
 3. overhead: jobs on the daemon (cmd/capture) alternate with the same prompt, frame size and answer
-   length on the bare runtime loop (edge/inference/bare_loop.py, no edge code); the median of the pairs'
-   decode-speed ratios is the runtime's overhead;
+   length on the bare runtime loop (edge/inference/bare_loop.py, no edge code), every process pinned to
+   the bench's own CPU set; both sides time every token, and the shift of the per-token decode times
+   (stats.py: warm-up tokens dropped, the lower-middle band of log times per run, Hodges-Lehmann over
+   the pairs with its signed-rank interval) is the runtime's overhead. A second bare loop, run in the
+   daemon's mirror place of each round, gives the same figure for bare against bare (A/A): the noise
+   floor, and the check that the schedule favours neither side, reported beside it. With
+   --rotate-every N all three processes restart every N rounds and the intervals are over the sets
+   (two processes of one program can differ by a few percent per token: only fresh ones sample that);
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
-5. RSS of the main process and the worker; the daemon is stopped with SIGTERM.
+5. RSS of the main process (sampled through the run) and the worker; the daemon is stopped with SIGTERM.
 
 The numbers go to stdout as one table (or one JSON object with --json); progress goes to stderr.
 """
@@ -18,8 +25,10 @@ The numbers go to stdout as one table (or one JSON object with --json); progress
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +50,9 @@ from edge.cli.bench.daemon_run import (
     ResultSample,
     bench_config,
     cpu_s,
+    pin,
     rss_mb,
+    run_ns,
 )
 from edge.cli.bench.measure import (
     BARE_SCRIPT,
@@ -54,7 +65,15 @@ from edge.cli.bench.measure import (
     median,
 )
 from edge.cli.bench.report import evaluate_targets, render_table
-from edge.cli.bench.stats import finite, mean_ci, percentile_ci, precise_enough
+from edge.cli.bench.stats import (
+    Interval,
+    finite,
+    log_to_pct,
+    mean_ci,
+    pair_log_ratio,
+    percentile_ci,
+    shift_ci,
+)
 from edge.config.settings import HttpModelSettings, LocalModelSettings, MqttSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings
 from edge.core.stats import percentile
@@ -63,15 +82,22 @@ from edge.mqtt.topics import Topics
 
 Progress = Callable[[str], None]
 
+MIN_PAIRS = 6  # the fewest pairs whose signed-rank interval is bounded
+
 
 @dataclass(frozen=True)
 class BenchOptions:
     jobs: int = 20  # latency phase
     overhead_runs: int = 10  # daemon/bare pairs at least (fewer only without a bare loop)
-    overhead_max_pairs: int = 40  # ... and then more, until the 95 % interval is narrow enough
-    overhead_half_width: float = 1.0  # points of overhead: the precision asked of the interval
+    overhead_max_pairs: int = 40  # ... and then more, until the 95 % intervals are narrow enough
+    overhead_half_width: float = 0.5  # points: the precision asked of the A/B and A/A intervals
     overhead_budget_s: float = 240.0  # wall-clock cap of the extra pairs
-    idle_s: float = 6.0
+    # Rounds per set of processes (0: one set for the whole phase). With N > 0 the daemon and both bare
+    # loops are restarted every N rounds and the intervals are taken over the sets, not the rounds:
+    # two processes of the same program can differ by a few percent per token, and only fresh
+    # processes sample that.
+    overhead_rotate: int = 0
+    idle_s: float = 10.0
     force_local_broker: bool = False
     rss_sample_s: float | None = None  # benchmarks/pipeline.py: sample RSS during the job phase
 
@@ -81,13 +107,26 @@ def _stderr(msg: str) -> None:
 
 
 def bench_command(
-    loaded: LoadedSettings, as_json: bool, jobs: int, max_pairs: int = 40, budget_s: float = 240.0
+    loaded: LoadedSettings,
+    as_json: bool,
+    jobs: int,
+    max_pairs: int = 40,
+    budget_s: float = 240.0,
+    rotate: int = 0,
 ) -> int:
     if jobs < 1:
         raise BenchError("--jobs must be at least 1")
-    runs = max(3, min(jobs, 10))
+    runs = max(MIN_PAIRS, min(jobs, 10))
+    if rotate < 0:
+        raise BenchError("--rotate-every must be 0 (never) or a number of rounds")
+    if rotate:  # an interval over sets needs at least MIN_PAIRS of them
+        runs = max(runs, MIN_PAIRS * rotate)
     opts = BenchOptions(
-        jobs=jobs, overhead_runs=runs, overhead_max_pairs=max(runs, max_pairs), overhead_budget_s=budget_s
+        jobs=jobs,
+        overhead_runs=runs,
+        overhead_max_pairs=max(runs, max_pairs),
+        overhead_budget_s=budget_s,
+        overhead_rotate=rotate,
     )
     report = run_bench(loaded.settings, opts, _stderr)
     if as_json:
@@ -167,6 +206,7 @@ def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stde
         "max_new_tokens": settings.model.max_new_tokens,
         "camera": {"source": redact_source(cam.source), "width": width, "height": height, "fps": cam.fps},
         "notes": notes,
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [],
     }
     others = _other_daemons()
     if others:
@@ -213,21 +253,41 @@ def _run_daemon_phases(
     daemon: DaemonProcess | None = None
     try:
         progress(f"starting the daemon (device {topics.device_id}); loading {report['model']}")
-        daemon = DaemonProcess(doc, workdir)
+        daemon = DaemonProcess(doc, workdir, token_times=workdir / "token_times.jsonl")
+        # Cold start as benchmarks/cold_start.py times it: the clock started just before the spawn,
+        # READY=1 on the notify socket, then the first result (the first frame's job) at the observer.
         report["ready_s"] = round(daemon.wait_ready(wd.load_timeout_s + 60), 2)
         report["load_ms"] = daemon.load_ms()
         alive = lambda: daemon is not None and daemon.proc.poll() is None  # noqa: E731
         first = _first_result(daemon, observer, wd.total_s + 30, alive)
+        report["first_result_s"] = round(first.received - daemon.started_wall, 2)
         report["provider"] = first.payload["model"]["provider"]
         # The command path must work before any phase relies on it (an ACL may refuse cmd/#).
         observer.command("set", {"gate.cooldown_s": 0.0}, 15)
+        # Every process of the comparison on the same cores (the bench's own set: `taskset -c ...
+        # edge bench` narrows it): neither side may get a core the other is denied.
+        report["cpus"] = pin(
+            [daemon.pid, *(w.pid for w in [daemon.worker()] if w is not None)], report["cpus"]
+        )
+        rss_main: list[float] = []
 
-        _idle_phase(daemon, observer, opts.idle_s, report, progress)
-        _overhead_phase(settings, daemon, observer, opts, workdir, report, progress, width, height)
+        _idle_phase(daemon, observer, opts.idle_s, len(settings.cameras), report, progress, rss_main)
+        slot = [daemon]  # the overhead phase may restart the daemon: the latest one goes on
+        try:
+            _overhead_phase(settings, slot, doc, observer, opts, workdir, report, progress, width, height)
+        finally:
+            daemon = slot[0]
         _latency_phase(daemon, observer, opts, report, progress, alive, wd.total_s)
 
         report["rss_mb_main"] = _round(rss_mb(daemon.ps), 1)
         report["rss_mb_worker"] = _round(rss_mb(daemon.worker()), 1)
+        rss_main += [m for m in [rss_mb(daemon.ps)] if m is not None]
+        rss_main += [
+            float(x["main_mb"]) for x in report.get("rss_samples", []) if x.get("main_mb") is not None
+        ]
+        if rss_main:  # the range over the run: a target is met when even the largest sample is under it
+            report["rss_mb_main_samples"] = len(rss_main)
+            report.setdefault("range", {})["rss_mb_main"] = [round(min(rss_main), 1), round(max(rss_main), 1)]
     finally:
         if daemon is not None:
             progress("stopping the daemon (SIGTERM)")
@@ -265,18 +325,46 @@ def _round(value: float | None, nd: int) -> float | None:
 
 
 def _idle_phase(
-    daemon: DaemonProcess, observer: Observer, idle_s: float, report: dict[str, Any], progress: Progress
+    daemon: DaemonProcess,
+    observer: Observer,
+    idle_s: float,
+    cameras: int,
+    report: dict[str, Any],
+    progress: Progress,
+    rss_main: list[float],
 ) -> None:
+    """The main process's CPU with the cameras running and the gate shut, per 1 s window.
+
+    One window's figure is noisy (a health publish lands in one, not the next) but the windows of a
+    quiet daemon are alike: their mean gets a t-interval, and per camera it is judged against the
+    idle target. CPU is read from the kernel's per-thread run time (ns), not from clock ticks, which
+    are 1 % of a core per second: the size of the target itself.
+    """
     progress(f"idle: {idle_s:.0f} s with the camera running and no job due")
     time.sleep(1.0)  # let the warm-up job's publish and logging settle
     worker = daemon.worker()
     jobs0 = len(observer.results)
+    windows: list[float] = []
     t0, main0, work0 = time.monotonic(), cpu_s(daemon.ps), cpu_s(worker)
-    time.sleep(idle_s)
+    ta, ca = t0, run_ns(daemon.pid)
+    while time.monotonic() - t0 < idle_s:
+        time.sleep(max(0.0, min(1.0, t0 + idle_s - time.monotonic())))
+        tb, cb = time.monotonic(), run_ns(daemon.pid)
+        if ca is not None and cb is not None and tb - ta > 0.5:
+            windows.append((cb - ca) / 1e9 / (tb - ta) * 100.0)
+        ta, ca = tb, cb
+        rss_main += [m for m in [rss_mb(daemon.ps)] if m is not None]
     dt = time.monotonic() - t0
     report["idle_s"] = round(dt, 1)
     report["idle_cpu_pct"] = round((cpu_s(daemon.ps) - main0) / dt * 100.0, 2)
     report["idle_cpu_pct_worker"] = round((cpu_s(worker) - work0) / dt * 100.0, 2)
+    report["cameras"] = cameras
+    per_camera = [w / max(1, cameras) for w in windows]
+    ci = mean_ci(per_camera)
+    if ci is not None:
+        report["idle_cpu_pct_per_camera"] = round(ci.value, 3)
+        report["idle_windows"] = ci.n
+        report.setdefault("ci95", {})["idle_cpu_pct_per_camera"] = ci.rounded(3)
     if len(observer.results) != jobs0:
         report["notes"].append("a job ran during the idle window: idle CPU includes it")
     # Health goes out at start and every 5 s: frames counted between the first and the last so far.
@@ -287,9 +375,39 @@ def _idle_phase(
             report["camera"]["measured_fps"] = round((int(b["frames"]) - int(a["frames"])) / (tb - ta), 1)
 
 
+def _restart_daemon(
+    slot: list[DaemonProcess],
+    doc: dict[str, Any],
+    observer: Observer,
+    settings: Settings,
+    workdir: Path,
+    report: dict[str, Any],
+) -> None:
+    """Stop the daemon in `slot[0]` and put a fresh one, loaded, warmed up and pinned, in its place."""
+    wd = settings.watchdog
+    old = slot[0]
+    code = old.stop(wd.generation_s + 30)
+    if code != 0:
+        report["notes"].append(
+            f"a daemon restarted by the overhead phase exited with {code}: {old.last_error()}"
+        )
+    n = len([d for d in workdir.iterdir() if d.name.startswith("daemon-")]) + 2
+    folder = workdir / f"daemon-{n}"
+    folder.mkdir()
+    seen = len(observer.results)
+    fresh = DaemonProcess(doc, folder, token_times=folder / "token_times.jsonl")
+    slot[0] = fresh  # stopped by the caller from here on, whatever happens next
+    fresh.wait_ready(wd.load_timeout_s + 60)
+    alive = lambda: fresh.proc.poll() is None  # noqa: E731
+    if len(observer.wait_for(lambda rs: len(rs) > seen, wd.total_s + 30, alive)) <= seen:
+        raise BenchError(f"a restarted daemon's first job gave no result: {fresh.last_error()}")
+    pin([fresh.pid, *(w.pid for w in [fresh.worker()] if w is not None)], report["cpus"])
+
+
 def _overhead_phase(
     settings: Settings,
-    daemon: DaemonProcess,
+    slot: list[DaemonProcess],
+    doc: dict[str, Any],
     observer: Observer,
     opts: BenchOptions,
     workdir: Path,
@@ -302,15 +420,25 @@ def _overhead_phase(
     wd = settings.watchdog
     runtime: list[dict[str, Any]] = []
     bare: list[dict[str, Any]] = []
-    again: list[dict[str, Any]] = []  # a second bare run next to each pair's: the A/A noise floor
+    again: list[dict[str, Any]] = []  # a second bare loop's runs, in the daemon's mirror place: the A/A
     walls: list[float] = []
 
+    block = 0  # which set of processes a round ran on
+
     def daemon_job() -> None:
+        daemon = slot[0]
+        seen = len(daemon.token_steps())
         t0 = time.monotonic()
         reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
         walls.append(time.monotonic() - t0)
         # the reply is small ({id, topic}); the stats come with the result on its own topic
-        runtime.append(observer.result(str(reply["result"]["id"]), 30).stats)
+        stats = observer.result(str(reply["result"]["id"]), 30).stats
+        # the worker wrote the job's per-token times before it handed the result over
+        steps = daemon.token_steps()
+        if len(steps) > seen:
+            stats["steps_ms"] = steps[-1]
+        stats["block"] = block
+        runtime.append(stats)
 
     local = model if isinstance(model, LocalModelSettings) else None
     folder_mb = (
@@ -318,12 +446,13 @@ def _overhead_phase(
         if local is None
         else sum(f.stat().st_size for f in Path(str(local.path)).rglob("*") if f.is_file()) / 2**20
     )
-    low_memory = psutil.virtual_memory().available / 2**20 < 1.5 * folder_mb + 256
+    # two bare processes (the A/A needs its own), each with the model loaded once more
+    low_memory = psutil.virtual_memory().available / 2**20 < 2.5 * folder_mb + 512
     if local is None or low_memory or not BARE_SCRIPT.is_file():
         if local is None:  # ttft, decode and latency are the endpoint's as the daemon sees them
             why = "the model runs on the endpoint: no local runtime to compare the daemon with"
         elif low_memory:
-            why = "not enough free memory to load the model a second time"
+            why = "not enough free memory to load the model twice more"
         else:
             why = f"the bare baseline {BARE_SCRIPT} is missing from this install"
         report["notes"].append(f"bare loop skipped: {why}")
@@ -332,47 +461,81 @@ def _overhead_phase(
             daemon_job()
     else:
         provider, popts = bare_provider(local, report["provider"])
-        progress(f"overhead: loading the bare runtime loop ({local.backend}, {provider})")
-        bp = BareProcess(local, provider, popts, wd.load_timeout_s)
+        progress(f"overhead: loading two bare runtime loops ({local.backend}, {provider})")
+        inputs = bare_inputs(local, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
+        bares: list[BareProcess] = []
+
+        def start_bares() -> tuple[BareProcess, BareProcess]:
+            for bp in bares:
+                bp.close()
+            bares.clear()
+            for _ in range(2):
+                bares.append(BareProcess(local, provider, popts, wd.load_timeout_s))
+            pin([bp.pid for bp in bares], report["cpus"])
+            for bp in bares:
+                bp.generate(inputs, local.max_new_tokens)  # warm-up
+            return bares[0], bares[1]
+
+        def tagged(reply: dict[str, Any]) -> dict[str, Any]:
+            return {**reply, "block": block}
+
         try:
-            report["bare_load_ms"] = round(bp.load_ms, 1)
-            inputs = bare_inputs(local, True, _prompt(settings), width, height, workdir / "bare_inputs.npz")
-            bp.generate(inputs, model.max_new_tokens)  # warm-up
+            b1, b2 = start_bares()
+            report["bare_load_ms"] = round(b1.load_ms, 1)
+            if opts.overhead_rotate:
+                progress(
+                    f"overhead: the daemon and both bare loops restart every {opts.overhead_rotate} rounds"
+                )
             progress(
-                f"overhead: daemon jobs alternating with bare runs until the 95 % interval is within "
-                f"+/-{opts.overhead_half_width:g} points ({opts.overhead_runs}..{opts.overhead_max_pairs} pairs, "
-                f"{opts.overhead_budget_s:.0f} s)"
+                f"overhead: daemon jobs and two bare loops in turn until the A/B and A/A 95 % intervals are "
+                f"within +/-{opts.overhead_half_width:g} points ({opts.overhead_runs}..{opts.overhead_max_pairs} "
+                f"rounds, {opts.overhead_budget_s:.0f} s)"
             )
             length = model.max_new_tokens
             t_pairs = time.monotonic()
             for i in range(opts.overhead_max_pairs):
-                if i >= opts.overhead_runs and (
-                    precise_enough(_pair_diffs(runtime, bare), opts.overhead_half_width)
-                    or time.monotonic() - t_pairs > opts.overhead_budget_s
+                rotate = opts.overhead_rotate
+                if (
+                    i >= opts.overhead_runs
+                    and (not rotate or i % rotate == 0)
+                    and (
+                        _settled(runtime, bare, again, opts.overhead_half_width, rotate)
+                        or time.monotonic() - t_pairs > opts.overhead_budget_s
+                    )
                 ):
                     break
-                # Pairs alternate D B, B D, D B ... so a drift or an order effect hits both sides
-                # alike, and the bare run is as long as the daemon's last answer: the camera's frame
-                # may have ended it early, and the fixed end of a generation (reading the sequence,
-                # detokenizing) spread over fewer tokens would read as a slower decode.
-                # A second bare run of the same length sits next to the pair's bare run (before it
-                # in odd pairs): bare against bare, measured the same way, is the noise floor.
+                if rotate and i and i % rotate == 0:  # a fresh set of processes
+                    block += 1
+                    _restart_daemon(slot, doc, observer, settings, workdir, report)
+                    b1, b2 = start_bares()
+                # One round: the daemon (D), the reference bare loop (B1) and a second bare loop (B2),
+                # as D B1 B2 and then B2 B1 D. A/B is D against B1, A/A is B2 against B1, and D and B2
+                # sit in mirror places: the same neighbours, the same idle time before each run, the
+                # same side of B1 across two rounds (a linear drift cancels). Whatever the schedule
+                # does to a process (a scheduler's credit after sleeping, caches another process
+                # evicted) it does to the daemon and to B2 alike, so an A/A interval that covers 0 says
+                # the A/B one is not bent by it. The bare runs are as long as the daemon's last
+                # answer: the camera's frame may have ended it early.
                 if i % 2 == 0:
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
-                    bare.append(bp.generate(inputs, length))
-                    again.append(bp.generate(inputs, length))
+                    bare.append(tagged(b1.generate(inputs, length)))
+                    again.append(tagged(b2.generate(inputs, length)))
                 else:
-                    again.append(bp.generate(inputs, length))
-                    bare.append(bp.generate(inputs, length))
+                    again.append(tagged(b2.generate(inputs, length)))
+                    bare.append(tagged(b1.generate(inputs, length)))
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
                 if i + 1 >= opts.overhead_runs and i % 5 == 4:
-                    ci = mean_ci(_pair_diffs(runtime, bare))
-                    if ci is not None:
-                        progress(f"overhead: {ci.n} pairs, {ci.value:+.2f} +/- {ci.half_width:.2f} points")
+                    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
+                    if ab is not None and aa is not None:
+                        progress(
+                            f"overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
+                            f"A/A {aa.value:+.2f} % [{aa.low:+.2f}, {aa.high:+.2f}]"
+                        )
         finally:
-            bp.close()
+            for bp in bares:
+                bp.close()
         if inputs.image_tokens != runtime[0]["image_tokens"]:
             report["notes"].append(
                 f"the camera's frames give {runtime[0]['image_tokens']} image tokens, the bare loop's "
@@ -394,9 +557,6 @@ def _overhead_phase(
             median([b["decode_tok_s"] for b in bare if b["new_tokens"] > 1]), 1
         )
         report["preprocess_ms"] = inputs.preprocess_ms
-        # Each daemon job against the bare run next to it in time: a shared board drifts by more
-        # than the overhead between minutes, and pairing cancels that drift; the mean of the paired
-        # differences gets a t-interval (pairs are independent of each other, not of their minute).
         pairs = _pairs(runtime, bare)
         if pairs and len(pairs) < len(
             [1 for r, b in zip(runtime, bare, strict=False) if r["new_tokens"] > 1]
@@ -404,20 +564,94 @@ def _overhead_phase(
             report["notes"].append(
                 "answers differed in length between the two sides in some pairs: those were left out"
             )
-        report["overhead_pairs"] = len(pairs)
-        ci = mean_ci(_pair_diffs(runtime, bare))
+        _report_overhead(report, runtime, bare, again, opts.overhead_rotate)
+
+
+def _log_ratios(
+    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], by_set: bool = False
+) -> tuple[list[float], str]:
+    """Per round, log(a's per-token decode time / b's), and how it was measured: from the per-token
+    times when both sides have them ("per-token"), else from the two runs' decode tok/s ("tok/s").
+    by_set: one figure per set of processes instead (the mean of its rounds)."""
+    pairs = _pairs(a_side, b_side)
+    per_token = [
+        pair_log_ratio(a["steps_ms"], b["steps_ms"])
+        for a, b in pairs
+        if a.get("steps_ms") is not None and b.get("steps_ms") is not None
+    ]
+    if pairs and len(per_token) == len(pairs) and None not in per_token:
+        values, method = [x for x in per_token if x is not None], "per-token"
+    else:
+        pairs = [(a, b) for a, b in pairs if a["decode_tok_s"] > 0]
+        values, method = [math.log(b["decode_tok_s"] / a["decode_tok_s"]) for a, b in pairs], "tok/s"
+    if not by_set:
+        return values, method
+    sets: dict[int, list[float]] = {}
+    for (a, _b), value in zip(pairs, values, strict=True):
+        sets.setdefault(int(a.get("block", 0)), []).append(value)
+    return [statistics.fmean(v) for v in sets.values()], f"{method}, per process set"
+
+
+def _overhead_ci(
+    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], rotate: int = 0
+) -> Interval | None:
+    """The overhead of a_side over b_side in percent of b's per-token time, with its 95 % interval."""
+    ci = shift_ci(_log_ratios(a_side, b_side, bool(rotate))[0])
+    return None if ci is None else log_to_pct(ci)
+
+
+def _settled(
+    runtime: list[dict[str, Any]],
+    bare: list[dict[str, Any]],
+    again: list[dict[str, Any]],
+    half_width: float,
+    rotate: int = 0,
+) -> bool:
+    """The stopping rule: both intervals (A/B and A/A) within +/-half_width points."""
+    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
+    return ab is not None and aa is not None and max(ab.half_width, aa.half_width) <= half_width
+
+
+def _report_overhead(
+    report: dict[str, Any],
+    runtime: list[dict[str, Any]],
+    bare: list[dict[str, Any]],
+    again: list[dict[str, Any]],
+    rotate: int = 0,
+) -> None:
+    """A/B (daemon vs bare) and A/A (bare vs bare) with the same estimator, and the old tok/s one."""
+    ci95 = report.setdefault("ci95", {})
+    rounds_ab, _ = _log_ratios(runtime, bare)
+    rounds_aa, _ = _log_ratios(again, bare)
+    ab_logs, method = _log_ratios(runtime, bare, bool(rotate))
+    aa_logs, _ = _log_ratios(again, bare, bool(rotate))
+    report["overhead_method"] = method
+    report["overhead_pairs"] = len(rounds_ab)
+    report["overhead_aa_pairs"] = len(rounds_aa)
+    if rotate:
+        report["overhead_rotate"] = rotate
+        report["overhead_process_sets"] = len(ab_logs)
+    # each round's two log-ratios in percent, for a reader who wants to see the spread or the drift
+    report["overhead_rounds_pct"] = [
+        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(rounds_ab, rounds_aa, strict=False)
+    ]
+    for key, logs in (("overhead_pct", ab_logs), ("overhead_aa_pct", aa_logs)):
+        ci = shift_ci(logs)
         if ci is not None:
-            report["overhead_pct"] = round(ci.value, 2)
-            report.setdefault("ci95", {})["overhead_pct"] = ci.rounded(2)
-            report["overhead_pct_median"] = round(median(_pair_diffs(runtime, bare)) or 0.0, 2)
-        # A/A: the same estimator on bare vs bare. Its interval should cover 0; its width is what a
-        # machine like this one can resolve, so an A/B interval narrower than it is not believable.
-        aa = _pair_diffs(again, bare)
-        report["overhead_aa_pairs"] = len(aa)
-        aa_ci = mean_ci(aa)
-        if aa_ci is not None:
-            report["overhead_aa_pct"] = round(aa_ci.value, 2)
-            report.setdefault("ci95", {})["overhead_aa_pct"] = aa_ci.rounded(2)
+            pct = log_to_pct(ci)
+            report[key] = round(pct.value, 2)
+            ci95[key] = finite(pct, 2)
+        if len(logs) >= 2:  # one pair's spread: what the estimator has to average away
+            report.setdefault("overhead_pair_sd_pct", {})[key] = round(statistics.stdev(logs) * 100.0, 2)
+    # The previous estimator (the mean of per-run decode tok/s differences, t-interval) on the same
+    # pairs: it keeps every token, a preempted one included, so it is both wider and a check that
+    # trimming hides no overhead that comes as rare long stalls.
+    for key, a_side in (("overhead_pct_tok_s", runtime), ("overhead_aa_pct_tok_s", again)):
+        diffs = [(1.0 - a["decode_tok_s"] / b["decode_tok_s"]) * 100.0 for a, b in _pairs(a_side, bare)]
+        ci = mean_ci(diffs)
+        if ci is not None:
+            report[key] = round(ci.value, 2)
+            ci95[key] = ci.rounded(2)
 
 
 def _pairs(
@@ -432,11 +666,6 @@ def _pairs(
     ]
     same = [(r, b) for r, b in pairs if r["new_tokens"] == b["new_tokens"]]
     return same if len(same) >= max(3, len(pairs) // 3) else pairs
-
-
-def _pair_diffs(runtime: list[dict[str, Any]], bare: list[dict[str, Any]]) -> list[float]:
-    """Per pair, the daemon's decode speed below the bare loop's, in percent."""
-    return [(1.0 - r["decode_tok_s"] / b["decode_tok_s"]) * 100.0 for r, b in _pairs(runtime, bare)]
 
 
 def _latency_phase(

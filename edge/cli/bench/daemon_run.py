@@ -32,6 +32,7 @@ import tomli_w
 from edge.capture.redact import redact_source
 from edge.cli.bench.measure import BenchError
 from edge.config.settings import MqttSettings, Settings
+from edge.inference.token_clock import TOKEN_TIMES_ENV
 from edge.mqtt.connection import Client, Message, new_client
 from edge.mqtt.topics import Topics
 
@@ -109,8 +110,9 @@ class _NotifySocket:
 class DaemonProcess:
     """One `edge run --config <bench config>` child and its worker, with psutil handles on both."""
 
-    def __init__(self, doc: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, doc: dict[str, Any], workdir: Path, token_times: Path | None = None) -> None:
         self.workdir = workdir
+        self.token_times = token_times
         self.camera_source = redact_source(str(doc.get("camera", {}).get("source", "?")))
         self.config = workdir / "edge-bench.toml"
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # may hold a password
@@ -123,6 +125,9 @@ class DaemonProcess:
         }  # all settings are in the file
         env.pop("WATCHDOG_USEC", None)
         env["NOTIFY_SOCKET"] = str(self.notify.path)
+        if token_times is not None:  # the worker's token clock logs each generation's token times there
+            env[TOKEN_TIMES_ENV] = str(token_times)
+        self.started_wall = time.time()  # the observer stamps results with the wall clock
         self.started = time.monotonic()
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(
@@ -157,6 +162,16 @@ class DaemonProcess:
             if time.monotonic() > deadline:
                 raise BenchError(f"the daemon was not ready within {timeout_s:.0f} s: {self.last_error()}")
         return time.monotonic() - self.started
+
+    def token_steps(self) -> list[list[float]]:
+        """Per generation so far, the worker's per-token decode times (ms); [] without the log."""
+        if self.token_times is None or not self.token_times.exists():
+            return []
+        found = []
+        for line in self.token_times.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                found.append([float(v) for v in json.loads(line)["steps_ms"]])
+        return found
 
     def worker(self) -> psutil.Process | None:
         with contextlib.suppress(psutil.Error):
@@ -214,6 +229,34 @@ def cpu_s(proc: psutil.Process | None) -> float:
     except psutil.Error:
         return 0.0
     return float(t.user + t.system)
+
+
+def run_ns(pid: int) -> int | None:
+    """On-CPU nanoseconds of a process's live threads (the scheduler's own account, not clock ticks);
+    None where /proc has no schedstat."""
+    total, seen = 0, False
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with (
+                contextlib.suppress(OSError, ValueError, IndexError),
+                open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as fh,
+            ):
+                total += int(fh.read().split()[0])
+                seen = True
+    return total if seen else None
+
+
+def pin(pids: list[int], cpus: list[int]) -> list[int]:
+    """Put every thread of these processes on `cpus` (threads started later inherit it); the set
+    applied, or [] where the platform cannot pin. A thread that ended meanwhile is skipped."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for thread in psutil.Process(pid).threads():
+                with contextlib.suppress(OSError):
+                    os.sched_setaffinity(thread.id, cpus)
+    return sorted(cpus)
 
 
 def rss_mb(proc: psutil.Process | None) -> float | None:

@@ -6,36 +6,50 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from edge.cli.bench.stats import Interval, Verdict, judge
+from edge.cli.bench.stats import WARMUP_TOKENS, Interval, Verdict, judge
 
-# key -> (what, target text, limit, needs): `needs` says when the target applies
 OVERHEAD_MIN_STEP_MS = 1.0  # the overhead target is judged on models whose decode step is >= 1 ms
+OVERHEAD_LIMIT_PCT = 2.0
+AA_HALF_WIDTH = 0.5  # points: the A/A interval a run must reach before its A/B interval is believed
+IDLE_LIMIT_PCT = 1.0  # % of one core per idle camera
+RSS_BASELINE_MB = 84.0  # the main process before the lazy imports (the memory target's baseline)
+RSS_LIMIT_MB = round(0.7 * RSS_BASELINE_MB, 1)  # 58.8 MB
 
 
 def evaluate_targets(r: dict[str, Any]) -> dict[str, Any]:
-    """Add r["targets"]: per target the value, the limit, and met (True/False, None = not judged)."""
+    """Add r["targets"]: per target the value, its interval, the limit and the verdict (met / missed /
+    inconclusive from the interval; not judged where the target does not apply or has no limit)."""
     targets: dict[str, Any] = {}
 
     ci95 = r.get("ci95", {})
 
-    def add(key: str, what: str, limit: float, unit: str, note: str = "", judged: bool = True) -> None:
-        """met is True/False only when the 95 % interval (where the figure has one) says so."""
+    def add(
+        key: str,
+        what: str,
+        limit: float | None,
+        unit: str,
+        note: str = "",
+        judged: bool = True,
+        spread: list[float | None] | None = None,
+    ) -> None:
+        """Judged on the 95 % interval (or the given spread) where the figure has one, else on the value."""
         value = r.get(key)
+        spread = spread if spread is not None else ci95.get(key)
         verdict: Verdict
-        if value is None or not judged:
+        if value is None or not judged or limit is None:
             verdict = "not judged"
-        elif key in ci95:
-            lo, hi = ci95[key] or (None, None)
+        elif spread is not None:
+            lo, hi = spread or (None, None)
             ci = Interval(value, -math.inf if lo is None else lo, math.inf if hi is None else hi, 0)
             verdict = judge(ci, limit)
-        else:  # one measurement with no spread to speak of (gating, idle CPU)
-            verdict = "met" if value < limit else "not met"
+        else:  # one measurement with no spread to speak of (gating)
+            verdict = "met" if value < limit else "missed"
         targets[key] = {
             "what": what,
             "value": value,
-            "ci95": ci95.get(key),
-            "target": f"< {limit:g} {unit}",
-            "met": {"met": True, "not met": False}.get(verdict),
+            "ci95": spread,
+            "target": "none" if limit is None else f"< {limit:g} {unit}",
+            "met": {"met": True, "missed": False}.get(verdict),
             "verdict": verdict,
             "note": note,
         }
@@ -47,17 +61,64 @@ def evaluate_targets(r: dict[str, Any]) -> dict[str, Any]:
         if judged
         else f"decode step {step} ms < {OVERHEAD_MIN_STEP_MS:g} ms: per-token costs dominate; reported, not judged"
     )
-    add("overhead_pct", "runtime overhead on decode tok/s vs the bare loop", 2.0, "%", note, judged)
+    # The A/A (bare against bare, in the daemon's place) vouches for the pairing: its interval must
+    # cover 0 and be within +/-AA_HALF_WIDTH, else the A/B interval is not believed either way.
+    aa_ci = ci95.get("overhead_aa_pct")
+    vouched = False
+    if not aa_ci or None in aa_ci:
+        aa_note = "no bounded A/A interval (too few rounds): the pairing is unchecked"
+    elif not aa_ci[0] <= 0.0 <= aa_ci[1]:
+        aa_note = (
+            f"the A/A interval [{aa_ci[0]:+.2f}, {aa_ci[1]:+.2f}] excludes 0: the pairing is biased here"
+        )
+    elif (aa_ci[1] - aa_ci[0]) / 2 > AA_HALF_WIDTH:
+        aa_note = (
+            f"A/A half-width {(aa_ci[1] - aa_ci[0]) / 2:.2f} > {AA_HALF_WIDTH:g} points: this machine is too "
+            "noisy to decide (a quieter machine, or more rounds)"
+        )
+    else:
+        vouched, aa_note = True, ""
+    add(
+        "overhead_pct",
+        "runtime overhead on per-token decode time vs the bare loop",
+        OVERHEAD_LIMIT_PCT,
+        "%",
+        note,
+        judged,
+    )
+    overhead = targets["overhead_pct"]
+    if judged and not vouched and overhead["verdict"] != "not judged":
+        overhead.update(verdict="inconclusive", met=None, note=aa_note)
+    # The per-token estimator leaves out the slow tokens; an overhead that comes as rare long stalls
+    # (a thread of ours waking mid-decode) shows in the whole runs' tok/s instead: when those say
+    # "missed" on their own interval, so does the verdict.
+    by_tok_s = ci95.get("overhead_pct_tok_s")
+    if judged and vouched and by_tok_s and by_tok_s[0] is not None and by_tok_s[0] >= OVERHEAD_LIMIT_PCT:
+        overhead.update(verdict="missed", met=False)
+        overhead["note"] = (overhead["note"] + "; " if overhead["note"] else "") + (
+            f"whole-run tok/s interval {by_tok_s} is above the limit: the overhead comes as stalls"
+        )
     add("pipeline_ms_p95", "frame-to-publish latency minus generation, p95", 10.0, "ms")
     fps = r.get("camera", {}).get("measured_fps") or r.get("camera", {}).get("fps")
     add(
-        "idle_cpu_pct",
-        "idle daemon CPU (camera running, no job due)",
-        5.0,
+        "idle_cpu_pct_per_camera",
+        "idle main-process CPU per camera (camera running, gate shut), mean of 1 s windows",
+        IDLE_LIMIT_PCT,
         "% of one core",
-        f"camera {fps} fps",
+        f"{r.get('cameras', 1)} camera(s), {fps} fps",
     )
     add("gate_ms_per_frame_640x480", "gating per 640x480 frame", 2.0, "ms")
+    add(
+        "rss_mb_main",
+        "main-process RSS over the run (range of samples)",
+        RSS_LIMIT_MB,
+        "MB",
+        f"0.7 x the {RSS_BASELINE_MB:g} MB baseline",
+        spread=r.get("range", {}).get("rss_mb_main"),
+    )
+    # Cold start has no target: its figures are reported, never judged.
+    add("ready_s", "cold start: spawn -> READY (model loaded, first frame read)", None, "s")
+    add("first_result_s", "cold start: spawn -> first result on the broker", None, "s")
     if "rss_growth_mb" in r:
         add("rss_growth_mb", f"main-process RSS growth over {r.get('jobs')} jobs", 10.0, "MB")
     r["targets"] = targets
@@ -76,8 +137,8 @@ def _mark(r: dict[str, Any], key: str) -> str:
     t = r.get("targets", {}).get(key)
     if not t:
         return ""
-    flag = {"met": "met", "not met": "**MISSED**"}.get(t["verdict"], t["verdict"])
-    return f"{t['target']}: {flag}"
+    flag = {"met": "met", "missed": "**MISSED**"}.get(t["verdict"], t["verdict"])
+    return f"{t['target']}: {flag}" if t["target"] != "none" else "no target: not judged"
 
 
 def _ci(r: dict[str, Any], key: str, fmt: str = ".1f") -> str:
@@ -87,6 +148,18 @@ def _ci(r: dict[str, Any], key: str, fmt: str = ".1f") -> str:
         return ""
     lo, hi = ci
     return f" [{_f(lo, fmt) if lo is not None else '-inf'}, {_f(hi, fmt) if hi is not None else 'unbounded'}]"
+
+
+def _range(r: dict[str, Any], key: str) -> str:
+    span = r.get("range", {}).get(key)
+    return f" [{span[0]:.1f}, {span[1]:.1f}]" if span else ""
+
+
+def _covers_zero_within(ci: list[float | None] | None, half_width: float) -> bool:
+    if not ci or None in ci:
+        return False
+    lo, hi = float(ci[0]), float(ci[1])  # type: ignore[arg-type]
+    return lo <= 0.0 <= hi and (hi - lo) / 2 <= half_width
 
 
 def render_table(r: dict[str, Any]) -> str:
@@ -108,8 +181,13 @@ def render_table(r: dict[str, Any]) -> str:
     rows = [
         (
             "model load (worker)",
-            f"{_f(r.get('load_ms'), '.0f', ' ms')}{bare('bare_load_ms', '.0f', ' ms')}; daemon ready in {_f(r.get('ready_s'), '.1f', ' s')}",
+            f"{_f(r.get('load_ms'), '.0f', ' ms')}{bare('bare_load_ms', '.0f', ' ms')}",
             "",
+        ),
+        (
+            "cold start: spawn -> READY / -> first result",
+            f"{_f(r.get('ready_s'), '.2f')} / {_f(r.get('first_result_s'), '.2f', ' s')}",
+            _mark(r, "first_result_s"),
         ),
         (
             f"ttft ({_f(r.get('image_tokens'), 'd')} image tokens, num_crops {r.get('num_crops')})",
@@ -128,13 +206,25 @@ def render_table(r: dict[str, Any]) -> str:
             "",
         ),
         (
-            f"runtime overhead on decode ({_f(r.get('overhead_pairs'), 'd')} job + bare-loop pairs), 95 % CI",
+            f"runtime overhead per decoded token ({_f(r.get('overhead_pairs'), 'd')} daemon/bare rounds, "
+            f"{r.get('overhead_method', '?')}), 95 % CI",
             _f(r.get("overhead_pct"), "+.2f", " %") + _ci(r, "overhead_pct", "+.2f"),
             _mark(r, "overhead_pct"),
         ),
         (
-            f"  A/A: bare loop against itself ({_f(r.get('overhead_aa_pairs'), 'd')} pairs), the noise floor",
+            f"  A/A: a second bare loop against the first ({_f(r.get('overhead_aa_pairs'), 'd')} rounds), the noise floor",
             _f(r.get("overhead_aa_pct"), "+.2f", " %") + _ci(r, "overhead_aa_pct", "+.2f"),
+            "covers 0, half-width <= 0.5"
+            if _covers_zero_within(r.get("ci95", {}).get("overhead_aa_pct"), AA_HALF_WIDTH)
+            else "should cover 0 within +/-0.5",
+        ),
+        (
+            "  the same pairs by decode tok/s (mean, t-interval): A/B / A/A",
+            _f(r.get("overhead_pct_tok_s"), "+.2f", " %")
+            + _ci(r, "overhead_pct_tok_s", "+.2f")
+            + " / "
+            + _f(r.get("overhead_aa_pct_tok_s"), "+.2f", " %")
+            + _ci(r, "overhead_aa_pct_tok_s", "+.2f"),
             "",
         ),
         (
@@ -156,13 +246,18 @@ def render_table(r: dict[str, Any]) -> str:
         ),
         (
             "idle CPU, main / worker (% of one core)",
-            f"{_f(r.get('idle_cpu_pct'), '.1f')} / {_f(r.get('idle_cpu_pct_worker'), '.1f', ' %')} over {_f(r.get('idle_s'), '.0f', ' s')}",
-            _mark(r, "idle_cpu_pct"),
+            f"{_f(r.get('idle_cpu_pct'), '.2f')} / {_f(r.get('idle_cpu_pct_worker'), '.2f', ' %')} over {_f(r.get('idle_s'), '.0f', ' s')}",
+            "",
         ),
         (
-            "RSS main / worker",
-            f"{_f(r.get('rss_mb_main'), '.0f')} / {_f(r.get('rss_mb_worker'), '.0f', ' MB')}",
-            "",
+            f"  main per camera ({_f(r.get('cameras'), 'd')} camera(s), {_f(r.get('idle_windows'), 'd')} windows of 1 s), 95 % CI",
+            _f(r.get("idle_cpu_pct_per_camera"), ".2f", " %") + _ci(r, "idle_cpu_pct_per_camera", ".2f"),
+            _mark(r, "idle_cpu_pct_per_camera"),
+        ),
+        (
+            f"RSS main (range over {_f(r.get('rss_mb_main_samples'), 'd')} samples) / worker",
+            f"{_f(r.get('rss_mb_main'), '.1f')}{_range(r, 'rss_mb_main')} / {_f(r.get('rss_mb_worker'), '.0f', ' MB')}",
+            _mark(r, "rss_mb_main"),
         ),
     ]
     if "rss_growth_mb" in r:
@@ -181,11 +276,22 @@ def render_table(r: dict[str, Any]) -> str:
         lines.append(f"\nnote: {note}")
     if r.get("overhead_pct") is not None:
         lines.append(
-            "\noverhead = the daemon's worker against one bare-loop process: the mean of paired differences "
-            "with its 95 % t-interval; pairs are added until the interval is within +/-1 point (or a cap). "
-            "A target is met only when the whole interval is below it, missed when the whole interval is "
-            "above it, else inconclusive (run more pairs or jobs). The A/A row is the same estimator on two "
-            "bare runs side by side: its interval should cover 0, and its width is this machine's noise."
+            "\noverhead = the daemon's worker against a bare-loop process (B1), all pinned to CPUs "
+            f"{r.get('cpus')}, in rounds D B1 B2 / B2 B1 D on the same prompt, frame and answer length: per "
+            "run the mean of its log per-token decode times between their 10th and 50th percentiles, after "
+            f"the first {WARMUP_TOKENS} tokens; per round D against B1; over the rounds the Hodges-Lehmann "
+            "shift with its Wilcoxon signed-rank 95 % interval. A target is met only when the whole interval "
+            "is below it, missed when the whole interval is above it, else inconclusive (run more rounds). "
+            "The A/A row is the same estimator on a second bare loop (B2) in the daemon's mirror place: its "
+            "interval should cover 0 (else the verdict is withheld), and its width is what this machine can "
+            "resolve."
+            + (
+                f" The daemon and both bare loops were restarted every {r['overhead_rotate']} rounds "
+                f"({r.get('overhead_process_sets')} sets): the intervals are over the sets' mean log-ratios, "
+                "so a process's own speed offset counts as noise, not as overhead."
+                if r.get("overhead_rotate")
+                else ""
+            )
         )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
