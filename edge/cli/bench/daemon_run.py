@@ -37,6 +37,7 @@ from edge.mqtt.connection import Client, Message, new_client
 from edge.mqtt.topics import Topics
 
 TASK = "bench"
+IDLE_AFTER_S = 1.0  # the bench's cameras go to their idle rate this soon after the warm-up job
 NEVER_S = 1e6  # gate intervals that keep the motion task quiet (after its first-frame run)
 _LOADED = re.compile(r"model loaded: .* in (\d+(?:\.\d+)?) ms")
 
@@ -61,6 +62,9 @@ def bench_config(
         "min_interval_s": NEVER_S,
         "max_interval_s": NEVER_S,
         "cooldown_s": 0,
+        # the user's idle rate, reached soon: the idle phase measures what an idle camera costs
+        "idle_fps": settings.gate.idle_fps,
+        "idle_after_s": IDLE_AFTER_S,
     }
     doc["health"] = {"interval_s": health_s}
     m = mqtt.model_dump(mode="json", exclude_none=True)

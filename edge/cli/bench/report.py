@@ -165,6 +165,8 @@ def _covers_zero_within(ci: list[float | None] | None, half_width: float) -> boo
 def render_table(r: dict[str, Any]) -> str:
     cam = r.get("camera", {})
     measured = f", measured {cam['measured_fps']:g}" if cam.get("measured_fps") is not None else ""
+    if cam.get("decoded_fps") is not None:
+        measured += f", {cam['decoded_fps']:g} decoded while idle"
     m = r.get("machine", {})
     head = [
         f"edge bench {r.get('edge_version')}: {r.get('model')} ({r.get('backend')} on {r.get('provider', '?')}), "
