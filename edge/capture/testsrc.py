@@ -103,12 +103,19 @@ class TestSource:
         self._n = 0
         return CameraInfo(self.kind, self.description, self.width, self.height, self.fps, backend="synthetic")
 
-    def read(self) -> np.ndarray:
+    def grab(self) -> None:
+        """The next frame's turn: a frame the idle rate skips is never drawn."""
         if self._pacer is not None:
             self._pacer.wait()
-        frame = render_frame(self._n, self.width, self.height, self.fps)
         self._n += 1
-        return frame
+
+    def retrieve(self) -> np.ndarray:
+        """The frame last grabbed, drawn now (it depends only on its number)."""
+        return render_frame(self._n - 1, self.width, self.height, self.fps)
+
+    def read(self) -> np.ndarray:
+        self.grab()
+        return self.retrieve()
 
     def close(self) -> None:
         pass

@@ -85,6 +85,31 @@ def test_testsrc_sizes(w: int, h: int) -> None:
     assert src.paced_by_consumer
 
 
+def test_testsrc_draws_only_the_frames_retrieved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle rate skips frames by grabbing without retrieving: a skipped test-pattern frame is never
+    drawn, and the one retrieved is the frame of its number, as if every frame had been drawn."""
+    import edge.capture.testsrc as testsrc
+    from edge.capture.base import TwoStepCamera
+
+    drawn: list[int] = []
+    real = testsrc.render_frame
+
+    def counting(n: int, w: int, h: int, fps: float) -> np.ndarray:
+        drawn.append(n)
+        return real(n, w, h, fps)
+
+    monkeypatch.setattr(testsrc, "render_frame", counting)
+    src = TestSource(64, 48, 15.0, realtime=False)
+    assert isinstance(src, TwoStepCamera)
+    src.open()
+    for _ in range(5):
+        src.grab()
+    frame = src.retrieve()
+    assert drawn == [4]
+    assert np.array_equal(frame, real(4, 64, 48, 15.0))
+    assert np.array_equal(src.read(), real(5, 64, 48, 15.0))
+
+
 def test_prepare_image_downscales_to_max_edge() -> None:
     img = np.zeros((1080, 1920, 3), np.uint8)
     out = prepare_image(img, 640)
