@@ -35,13 +35,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import cv2
 import numpy as np
 import psutil
 
 from edge.capture import Grabber
 from edge.config.settings import CameraSettings, GateSettings, TaskSettings
 from edge.daemon.triggers import TriggerLoop
+from edge.imaging.opencv import cv2  # configured as the daemon's (one thread, quiet logs)
 from edge.pipeline.jobs import JobSpec, Scheduler
 
 WIDTH, HEIGHT, FPS = 1280, 720, 15.0
@@ -261,7 +261,7 @@ def main() -> None:
     parser.add_argument("--idle-fps", type=float, default=None, help="gate.idle_fps (default: the setting's)")
     parser.add_argument("--idle-after-s", type=float, default=None, help="gate.idle_after_s")
     parser.add_argument(
-        "--cv-threads", type=int, default=None, help="cv2.setNumThreads (default: OpenCV's, as the daemon)"
+        "--cv-threads", type=int, default=None, help="cv2.setNumThreads (default: the daemon's, 1)"
     )
     parser.add_argument(
         "--no-event", action="store_true", help="only the motion caption task (no event task with a pre-roll)"

@@ -8,6 +8,10 @@ OpenCV reads these variables once, when the library loads, so they are set befor
   (nor GStreamer's "Cannot query video position" on every `gst:` open);
   our own log line already says what failed, with the source redacted.
 - OPENCV_FFMPEG_LOGLEVEL=-8 (AV_LOG_QUIET): no "[tcp @ 0x…] Connection … refused" from FFmpeg.
+- OPENCV_FOR_THREADS_NUM=1: OpenCV's own thread pool off. The daemon already runs one thread per
+  camera, its operations are small (a decode, a gate-sized resize), and the cores belong to the
+  model's runtime: a pool that wakes every core for each small call only adds CPU (an idle 720p15
+  MJPEG camera: 0.95 -> 0.88 % of a core, benchmarks/README.md).
 
 OpenCV is not a core dependency: the `[opencv]` extra installs PyPI's wheel (no GStreamer), a board
 uses its system OpenCV (`python3-opencv` through a `--system-site-packages` venv). When `import cv2`
@@ -31,6 +35,7 @@ OPENCV_ENV = {
     "OPENCV_IO_MAX_IMAGE_PIXELS": str(MAX_EDGE * MAX_EDGE),
     "OPENCV_LOG_LEVEL": "ERROR",
     "OPENCV_FFMPEG_LOGLEVEL": "-8",
+    "OPENCV_FOR_THREADS_NUM": "1",
 }
 
 
