@@ -104,17 +104,32 @@ def ort_generate_prepared(
             parts.append(np.full(int(arrays["num_image_tokens"][piece][0]), -(piece + 1), np.int32))
     ids = np.concatenate(parts)[None, :]
     prompt_len = int(ids.shape[-1])
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=prompt_len + max_new, do_sample=False)
-    gen = og.Generator(model, params)
     if "pixel_values" in arrays:
         named = og.NamedTensors()
         named["input_ids"] = ids
         for key in ("pixel_values", "image_sizes", "num_image_tokens"):
             named[key] = arrays[key]
-        gen.set_inputs(named)
+        return ort_decode(model, tokenizer, named, prompt_len, max_new, t0)
+    return ort_decode(model, tokenizer, ids, prompt_len, max_new, t0)
+
+
+def ort_decode(
+    model: Any, tokenizer: Any, inputs: Any, prompt_len: int, max_new: int, t0: float | None = None
+) -> dict[str, Any]:
+    """The bare generate_next_token loop on ready inputs (an ids array, or NamedTensors for images).
+
+    Split out so the bench's in-process probe (overhead_probe.py) can run this very loop on the model
+    object the daemon's backend holds; `t0` is when the caller started preparing the inputs."""
+    import onnxruntime_genai as og
+
+    t0 = time.perf_counter() if t0 is None else t0
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=prompt_len + max_new, do_sample=False)
+    gen = og.Generator(model, params)
+    if isinstance(inputs, np.ndarray):
+        gen.append_tokens(inputs)
     else:
-        gen.append_tokens(ids)
+        gen.set_inputs(inputs)
     n = 0
     t_first = 0.0
     stamps: list[float] = []  # each token's time, kept as the daemon's token clock keeps it for the bench

@@ -187,3 +187,13 @@ def test_shift_interval_edges() -> None:
     assert abs(_walsh_cut(100) - normal_100) <= 2 and _walsh_cut(101) > _walsh_cut(100)
     pct = log_to_pct(Interval(math.log(1.02), 0.0, math.log(1.05), 10))
     assert pct.value == pytest.approx(2.0) and pct.low == 0.0 and pct.high == pytest.approx(5.0)
+
+
+def test_the_main_process_share_is_its_cpu_over_the_decode_on_every_core() -> None:
+    from edge.cli.bench.stats import main_cpu_share_pct
+
+    # 20 ms of main-process CPU during a 0.5 s decode on 2 cores: 2 % of the runtime's cores
+    assert main_cpu_share_pct(20_000_000, 0.5, 2) == pytest.approx(2.0)
+    assert main_cpu_share_pct(0, 0.5, 2) == 0.0
+    with pytest.raises(ValueError):
+        main_cpu_share_pct(1, 0.0, 2)
