@@ -105,6 +105,9 @@ class Probe:
         t0 = time.perf_counter()
         be = self.backend
         inputs, prompt_len, _ = be._inputs(self._request(max_new), [validate_array(self.frame)])
+        ctx = be._folder.context_length  # the backend clamps the answer to the context: so does B
+        if ctx is not None:
+            max_new = min(max_new, ctx - prompt_len)
         return bare_loop.ort_decode(be._model, be._tokenizer, inputs, prompt_len, max_new, t0)
 
     def round(self, i: int, max_new: int) -> dict[str, Any]:
