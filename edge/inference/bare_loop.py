@@ -114,13 +114,22 @@ def ort_generate_prepared(
 
 
 def ort_decode(
-    model: Any, tokenizer: Any, inputs: Any, prompt_len: int, max_new: int, t0: float | None = None
+    model: Any,
+    tokenizer: Any,
+    inputs: Any,
+    prompt_len: int,
+    max_new: int,
+    t0: float | None = None,
+    sdk: Any = None,
 ) -> dict[str, Any]:
     """The bare generate_next_token loop on ready inputs (an ids array, or NamedTensors for images).
 
     Split out so the bench's in-process probe (overhead_probe.py) can run this very loop on the model
-    object the daemon's backend holds; `t0` is when the caller started preparing the inputs."""
-    import onnxruntime_genai as og
+    object the daemon's backend holds; `t0` is when the caller started preparing the inputs, `sdk` a
+    stand-in for the onnxruntime_genai module (the probe's, which interleaves a partner's tokens)."""
+    import onnxruntime_genai
+
+    og = sdk if sdk is not None else onnxruntime_genai
 
     t0 = time.perf_counter() if t0 is None else t0
     params = og.GeneratorParams(model)

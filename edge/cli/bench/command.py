@@ -411,12 +411,13 @@ def _inproc_phase(
     """The overhead in one process, on one model object: the daemon's job path against the bare loop.
 
     Runs before the daemon starts (nothing else of the bench's is loaded). The probe child loads the
-    model once through the worker's own loader, then each round runs A (worker.run_job: heartbeat,
-    deadline, token clock, sanitising) and B, B' (bare_loop's decode loop on the backend's model
-    object), as A B B' / B' B A. A/B is A against B, A/A is B' against B, with the cross-process
-    phase's estimator. Two processes of one program can differ by a few percent per token on a
-    virtualised board; two arms of one process share weights, pages and sessions, so only the code
-    differs. ORT GenAI only (the OpenVINO bare loop has no per-token times).
+    model once through the worker's own loader; each round runs A (worker.run_job: heartbeat,
+    deadline, token clock, sanitising) with a bare generator on the same model interleaved token by
+    token (its steps timed and taken off A's), then the bare loop itself in A's place the same way
+    (the A/A), the pairs' order alternating. Two processes of one program can differ by a few percent
+    per token on a virtualised board; two generators of one process share weights, pages, sessions and
+    each moment's load, so only the code differs. ORT GenAI only (the OpenVINO pipeline has no
+    per-token loop to interleave).
     """
     model = settings.model
     if not isinstance(model, LocalModelSettings) or model.backend != "ort-genai":
@@ -428,7 +429,7 @@ def _inproc_phase(
     progress("in-process overhead: loading the model once for the daemon's job path and the bare loop")
     t0 = time.monotonic()
     probe = ProbeProcess(model_path, frame_path, _prompt(settings), settings.watchdog.load_timeout_s + 60)
-    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "b2": []}
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "b2": [], "b2_ref": []}
     try:
         report["cpus"] = pin([probe.pid], report["cpus"])
         tokens = max(model.max_new_tokens, opts.inproc_tokens)
@@ -437,7 +438,7 @@ def _inproc_phase(
         t_rounds = time.monotonic()
         for i in range(opts.inproc_max_rounds):
             if i >= opts.inproc_min_rounds and i % 2 == 0:
-                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b"])
+                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
                 narrow = ab is not None and aa is not None
                 if narrow and max(ab.half_width, aa.half_width) <= opts.overhead_half_width:  # type: ignore[union-attr]
                     break
@@ -447,7 +448,7 @@ def _inproc_phase(
             for arm in runs:
                 runs[arm].append(reply[arm])
             if i % 10 == 9:
-                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b"])
+                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
                 if ab is not None and aa is not None:
                     progress(
                         f"in-process overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
@@ -457,7 +458,7 @@ def _inproc_phase(
         probe.close()
     report["overhead_inproc_s"] = round(time.monotonic() - t0, 1)
     ab_logs, method = _log_ratios(runs["a"], runs["b"])
-    aa_logs, _ = _log_ratios(runs["b2"], runs["b"])
+    aa_logs, _ = _log_ratios(runs["b2"], runs["b2_ref"])
     report["overhead_inproc_method"] = method
     report["overhead_inproc_rounds"] = len(ab_logs)
     report["overhead_inproc_rounds_pct"] = [

@@ -260,12 +260,12 @@ def render_table(r: dict[str, Any]) -> str:
         inproc_rows = [
             (
                 f"runtime overhead per decoded token, in one process ({_f(r.get('overhead_inproc_rounds'), 'd')} "
-                "rounds: the daemon's job path vs the bare loop on one model object), 95 % CI",
+                "rounds: the daemon's job path vs a bare loop on one model object, token by token), 95 % CI",
                 _f(r.get("overhead_inproc_pct"), "+.2f", " %") + _ci(r, "overhead_inproc_pct", "+.2f"),
                 _mark(r, "overhead_inproc_pct") + " (with the main process's share below)",
             ),
             (
-                "  A/A in one process: the bare loop against itself",
+                "  A/A in one process: the bare loop in the job path's place",
                 _f(r.get("overhead_inproc_aa_pct"), "+.2f", " %") + _ci(r, "overhead_inproc_aa_pct", "+.2f"),
                 "covers 0, half-width <= 0.5"
                 if _covers_zero_within(r.get("ci95", {}).get("overhead_inproc_aa_pct"), AA_HALF_WIDTH)
@@ -398,12 +398,14 @@ def render_table(r: dict[str, Any]) -> str:
         )
     if r.get("overhead_inproc_pct") is not None:
         lines.append(
-            "\nin-process overhead = one child process loads the model once through the worker's loader and "
-            "alternates, as A B B' / B' B A, the worker's per-job path (run_job: heartbeat, deadline, token "
-            "clock, sanitising) and the bare loop on the same model object and inputs (B, and B' for the "
-            "A/A), with the estimator above. Sharing one process and one copy of the weights, it leaves out "
-            "each process's own speed offset, which the end-to-end row includes; the main process's share "
-            "of the cores is what crosses processes, and is added to the in-process upper end for the verdict."
+            "\nin-process overhead = one child process loads the model once through the worker's loader; the "
+            "worker's per-job path (run_job: heartbeat, deadline, token clock, sanitising) decodes with a bare "
+            "generator on the same model object and inputs interleaved token by token, each bare step timed "
+            "and taken off the step that held it (A/B); the A/A puts the bare loop itself in run_job's place. "
+            "Rounds alternate which pair goes first; the estimator is the one above. Sharing one process, one "
+            "copy of the weights and each ~10 ms of the board's weather, it leaves out each process's own speed "
+            "offset, which the end-to-end row includes; the main process's share of the cores is what crosses "
+            "processes, and is added to the in-process upper end for the verdict."
         )
     lines.append(
         "\nlatency = frame capture -> the result reaching a subscriber on the broker (~ the daemon's PUBACK); "
