@@ -3,6 +3,12 @@
 One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd runs it):
 
 1. gating cost per frame, in this process (the camera's size and 640x480);
+1b. the overhead in one process (ORT GenAI): a child loads the model once through the worker's loader
+   and decodes with the worker's per-job path (run_job) and a bare generator on the same model object
+   interleaved token by token, each bare step timed and taken off the job path's; the A/A puts the bare
+   loop in run_job's place. No per-process speed offset can enter it, so it carries the overhead
+   verdict, with the main process's CPU during the daemon's jobs (phase 3) added as an upper bound of
+   what crosses processes;
 2. the daemon starts on a bench device id and loads the model (cold start: spawn -> READY -> the first
    result, as benchmarks/cold_start.py times it); its first frame runs one job (warm-up), then the gate
    stays shut: the idle phase measures its CPU per 1 s window with the camera running;
@@ -14,7 +20,8 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
    daemon's mirror place of each round, gives the same figure for bare against bare (A/A): the noise
    floor, and the check that the schedule favours neither side, reported beside it. With
    --rotate-every N all three processes restart every N rounds and the intervals are over the sets
-   (two processes of one program can differ by a few percent per token: only fresh ones sample that);
+   (two processes of one program can differ by a few percent per token: only fresh ones sample that).
+   This end-to-end figure is informative where the in-process one exists;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
 5. RSS of the main process (sampled through the run) and the worker; the daemon is stopped with SIGTERM.
