@@ -181,7 +181,7 @@ def test_with_in_process_figures_they_carry_the_verdict_and_the_cross_process_ro
     at = next(i for i, line in enumerate(rows) if "in one process (30 rounds" in line)
     assert "< 2 %: met" in rows[at] and "+0.30 % [+0.00, +0.70]" in rows[at]
     assert "A/A in one process" in rows[at + 1] and "covers 0" in rows[at + 1]
-    assert "main process's CPU" in rows[at + 2] and "0.50 % [0.40, 0.60]" in rows[at + 2]
+    assert "main process's CPU while" in rows[at + 2] and "0.50 % [0.40, 0.60]" in rows[at + 2]
     assert "end-to-end, across processes" in rows[at + 3] and "informative" in rows[at + 3]
 
 

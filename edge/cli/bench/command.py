@@ -58,6 +58,7 @@ from edge.cli.bench.daemon_run import (
     DaemonProcess,
     Observer,
     ResultSample,
+    RunTimeSampler,
     bench_config,
     cpu_s,
     pin,
@@ -78,6 +79,7 @@ from edge.cli.bench.measure import (
 from edge.cli.bench.report import evaluate_targets, render_table
 from edge.cli.bench.stats import (
     Interval,
+    cpu_ns_within,
     finite,
     log_to_pct,
     main_cpu_share_pct,
@@ -528,26 +530,34 @@ def _overhead_phase(
     again: list[dict[str, Any]] = []  # a second bare loop's runs, in the daemon's mirror place: the A/A
     walls: list[float] = []
     main_share: list[float] = []  # per daemon job: the main process's CPU, % of the bench's cores
+    main_share_job: list[float] = []  # ... its whole job's CPU over the same decode time
 
     block = 0  # which set of processes a round ran on
 
     def daemon_job() -> None:
         daemon = slot[0]
         seen = len(daemon.token_steps())
-        ns0 = run_ns(daemon.pid)
+        cpus = len(report["cpus"]) or os.cpu_count() or 1
+        sampler = RunTimeSampler(daemon.pid)
         t0 = time.monotonic()
         reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
         walls.append(time.monotonic() - t0)
         # the reply is small ({id, topic}); the stats come with the result on its own topic
         stats = observer.result(str(reply["result"]["id"]), 30).stats
-        ns1 = run_ns(daemon.pid)
-        # The main process's CPU over the whole job (command, frame hand-over, decode, publish) as a
-        # share of the runtime's cores during the decode alone: an upper bound of what it took from them.
+        samples = sampler.stop()
+        # The main process's CPU as a share of the runtime's cores while the worker decoded: all of
+        # its CPU in the decode's window (the worker's first to last token) is counted as taken from
+        # them, an upper bound. The whole job's (command, frame hand-over, publish included) over the
+        # same decode time is the looser bound beside it.
+        window = daemon.last_decode_window()
+        if window is not None and window[1] > window[0]:
+            ns = cpu_ns_within(samples, *window)
+            if ns is not None:
+                main_share.append(main_cpu_share_pct(int(ns), window[1] - window[0], cpus))
         decode_s = (float(stats["total_ms"]) - float(stats["ttft_ms"])) / 1000.0
-        if ns0 is not None and ns1 is not None and decode_s > 0:
-            main_share.append(
-                main_cpu_share_pct(ns1 - ns0, decode_s, len(report["cpus"]) or os.cpu_count() or 1)
-            )
+        if len(samples) >= 2 and decode_s > 0:
+            job_ns = samples[-1][1] - samples[0][1]
+            main_share_job.append(main_cpu_share_pct(job_ns, decode_s, cpus))
         # the worker wrote the job's per-token times before it handed the result over
         steps = daemon.token_steps()
         if len(steps) > seen:
@@ -657,10 +667,11 @@ def _overhead_phase(
                 f"{width}x{height} frame {inputs.image_tokens}: the comparison is approximate"
             )
     report["overhead_runs"] = len(runtime)
-    share = mean_ci(main_share)
-    if share is not None:
-        report["overhead_main_cpu_pct"] = round(share.value, 3)
-        report.setdefault("ci95", {})["overhead_main_cpu_pct"] = share.rounded(3)
+    for key, shares in (("overhead_main_cpu_pct", main_share), ("overhead_main_cpu_job_pct", main_share_job)):
+        share = mean_ci(shares)
+        if share is not None:
+            report[key] = round(share.value, 3)
+            report.setdefault("ci95", {})[key] = share.rounded(3)
     report["job_wall_ms"] = _round(median([w * 1000 for w in walls]), 1)
     report["image_tokens"] = runtime[0]["image_tokens"]
     report["prompt_tokens"] = runtime[0]["prompt_tokens"]

@@ -256,3 +256,19 @@ def main_cpu_share_pct(main_ns: int, decode_s: float, cpus: int) -> float:
     if decode_s <= 0 or cpus < 1:
         raise ValueError("decode_s must be > 0 and cpus >= 1")
     return main_ns / 1e9 / (decode_s * cpus) * 100.0
+
+
+def cpu_ns_within(samples: Sequence[tuple[float, int]], t0: float, t1: float) -> float | None:
+    """A process's run time between t0 and t1, from (time, cumulative ns) samples, linear between
+    samples; None unless the samples span the window."""
+    pts = sorted(samples)
+    if len(pts) < 2 or not pts[0][0] <= t0 <= t1 <= pts[-1][0]:
+        return None
+
+    def at(t: float) -> float:
+        for (ta, na), (tb, nb) in zip(pts, pts[1:], strict=False):
+            if ta <= t <= tb:
+                return na + (nb - na) * ((t - ta) / (tb - ta) if tb > ta else 1.0)
+        return float(pts[-1][1])
+
+    return at(t1) - at(t0)
