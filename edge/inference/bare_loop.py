@@ -2,8 +2,9 @@
 
 This file imports NOTHING of edge, on purpose: it is the independent baseline for `edge bench`'s
 overhead figure and for benchmarks/backend_bench.py: going through edge's backend would measure edge
-against itself. It sits in edge/inference (the package that owns the runtime SDKs) and is never
-imported by edge; `edge bench` runs it as a script, by its path:
+against itself. It sits in edge/inference (the package that owns the runtime SDKs); the only edge
+module that imports it is the bench's in-process probe (overhead_probe.py, its own process), which runs
+`ort_decode` on the backend's model object; `edge bench` runs this file as a script, by its path:
 
     python edge/inference/bare_loop.py --backend ort-genai --path MODEL [--provider cpu] [--num-crops 4]
 
