@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the sets of processes (default 0: one set)",
     )
     p.add_argument(
+        "--inproc-budget-s",
+        type=float,
+        default=150.0,
+        help="wall-clock cap of the in-process overhead rounds (default 150; they stop sooner once "
+        "the A/B and A/A intervals are within +/-0.5)",
+    )
+    p.add_argument(
         "--choose",
         action="store_true",
         help="sweep num_crops, threads, provider order and max_edge; write the chosen values as a drop-in config",
@@ -243,7 +250,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         from edge.cli.bench.command import bench_command
 
         return bench_command(
-            _load(args), args.json, args.jobs, args.max_pairs, args.budget_s or 240.0, args.rotate_every
+            _load(args),
+            args.json,
+            args.jobs,
+            args.max_pairs,
+            args.budget_s or 240.0,
+            args.rotate_every,
+            args.inproc_budget_s,
         )
     if cmd == "service":
         from edge.cli.service import service_command

@@ -2,8 +2,9 @@
 
 This file imports NOTHING of edge, on purpose: it is the independent baseline for `edge bench`'s
 overhead figure and for benchmarks/backend_bench.py: going through edge's backend would measure edge
-against itself. It sits in edge/inference (the package that owns the runtime SDKs) and is never
-imported by edge; `edge bench` runs it as a script, by its path:
+against itself. It sits in edge/inference (the package that owns the runtime SDKs); the only edge
+module that imports it is the bench's in-process probe (overhead_probe.py, its own process), which runs
+`ort_decode` on the backend's model object; `edge bench` runs this file as a script, by its path:
 
     python edge/inference/bare_loop.py --backend ort-genai --path MODEL [--provider cpu] [--num-crops 4]
 
@@ -104,17 +105,41 @@ def ort_generate_prepared(
             parts.append(np.full(int(arrays["num_image_tokens"][piece][0]), -(piece + 1), np.int32))
     ids = np.concatenate(parts)[None, :]
     prompt_len = int(ids.shape[-1])
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=prompt_len + max_new, do_sample=False)
-    gen = og.Generator(model, params)
     if "pixel_values" in arrays:
         named = og.NamedTensors()
         named["input_ids"] = ids
         for key in ("pixel_values", "image_sizes", "num_image_tokens"):
             named[key] = arrays[key]
-        gen.set_inputs(named)
+        return ort_decode(model, tokenizer, named, prompt_len, max_new, t0)
+    return ort_decode(model, tokenizer, ids, prompt_len, max_new, t0)
+
+
+def ort_decode(
+    model: Any,
+    tokenizer: Any,
+    inputs: Any,
+    prompt_len: int,
+    max_new: int,
+    t0: float | None = None,
+    sdk: Any = None,
+) -> dict[str, Any]:
+    """The bare generate_next_token loop on ready inputs (an ids array, or NamedTensors for images).
+
+    Split out so the bench's in-process probe (overhead_probe.py) can run this very loop on the model
+    object the daemon's backend holds; `t0` is when the caller started preparing the inputs, `sdk` a
+    stand-in for the onnxruntime_genai module (the probe's, which interleaves a partner's tokens)."""
+    import onnxruntime_genai
+
+    og = sdk if sdk is not None else onnxruntime_genai
+
+    t0 = time.perf_counter() if t0 is None else t0
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=prompt_len + max_new, do_sample=False)
+    gen = og.Generator(model, params)
+    if isinstance(inputs, np.ndarray):
+        gen.append_tokens(inputs)
     else:
-        gen.append_tokens(ids)
+        gen.set_inputs(inputs)
     n = 0
     t_first = 0.0
     stamps: list[float] = []  # each token's time, kept as the daemon's token clock keeps it for the bench

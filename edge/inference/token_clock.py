@@ -100,7 +100,10 @@ class TokenClock:
 
 
 def _append_token_times(path: str, stamps: list[float]) -> None:
-    """One line per generation: the decode steps (token k to token k+1) in milliseconds."""
+    """One line per generation: the decode steps (token k to token k+1) in milliseconds, and the
+    decode's window (the first and last token, perf_counter seconds: CLOCK_MONOTONIC on Linux, so the
+    bench can line other processes' CPU up with it)."""
     steps = [round((b - a) * 1000.0, 4) for a, b in zip(stamps, stamps[1:], strict=False)]
+    window = [stamps[0], stamps[-1]] if stamps else None
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"pid": os.getpid(), "steps_ms": steps}) + "\n")
+        fh.write(json.dumps({"pid": os.getpid(), "steps_ms": steps, "window_s": window}) + "\n")

@@ -67,7 +67,17 @@ def settings_for(tmp_path: Path, broker: Any, model: str = DEMO) -> dict[str, An
 def test_bench_json_on_the_fixture_model(
     tmp_path: Path, mosquitto: Any, collector_factory: Callable[..., Any]
 ) -> None:
-    res = bench(tmp_path, settings_for(tmp_path, mosquitto), "--json", "--jobs", "3", "--max-pairs", "6")
+    res = bench(
+        tmp_path,
+        settings_for(tmp_path, mosquitto),
+        "--json",
+        "--jobs",
+        "3",
+        "--max-pairs",
+        "6",
+        "--inproc-budget-s",
+        "1",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)
     missing = [k for k in KEYS if k not in report]
@@ -114,6 +124,20 @@ def test_bench_json_on_the_fixture_model(
     assert report["overhead_aa_pairs"] == 6 == report["overhead_runs"]
     lo, hi = report["ci95"]["overhead_aa_pct"]
     assert lo <= report["overhead_aa_pct"] <= hi
+    # in one process (the daemon's job path against the bare loop on one model object): the 12 rounds
+    # the budget of 1 s leaves, with their A/A, and the verdict of the overhead target
+    assert report["overhead_inproc_method"] == "per-token" and report["overhead_inproc_rounds"] == 12
+    for key in ("overhead_inproc_pct", "overhead_inproc_aa_pct"):
+        lo, hi = report["ci95"][key]
+        assert lo <= report[key] <= hi, key
+    assert len(report["overhead_inproc_rounds_pct"]) == 12
+    # what crosses processes: the main process's CPU during the daemon's jobs, one figure per job
+    lo, hi = report["ci95"]["overhead_main_cpu_pct"]
+    assert 0 <= lo <= report["overhead_main_cpu_pct"] <= hi
+    inproc = report["targets"]["overhead_inproc_pct"]
+    assert inproc["verdict"] in ("met", "missed", "inconclusive", "not judged")
+    assert inproc["ci95"] == report["ci95"]["overhead_inproc_pct"]
+    assert report["targets"]["overhead_pct"]["verdict"] == "not judged"  # informative beside it
     assert report["ci95"]["pipeline_ms_p95"][1] is None  # 3 jobs cannot bound a p95 from above
     assert report["targets"]["pipeline_ms_p95"]["verdict"] in ("inconclusive", "missed")
     assert all(
@@ -126,7 +150,7 @@ def test_bench_json_on_the_fixture_model(
 
 
 def test_bench_restarts_every_process_between_sets_of_rounds(tmp_path: Path, mosquitto: Any) -> None:
-    args = ("--json", "--jobs", "3", "--max-pairs", "12", "--rotate-every", "2")
+    args = ("--json", "--jobs", "3", "--max-pairs", "12", "--rotate-every", "2", "--inproc-budget-s", "1")
     res = bench(tmp_path, settings_for(tmp_path, mosquitto), *args)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads(res.stdout)

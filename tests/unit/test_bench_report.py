@@ -126,3 +126,69 @@ def test_with_restarts_the_interval_is_over_sets_of_processes_not_rounds() -> No
     assert method == "per-token" and len(rounds) == 6
     assert set_method == "per-token, per process set" and len(sets) == 3
     assert sets == pytest.approx([0.0, math.log(1.04), math.log(0.98)])
+
+
+# --------------------------------------------------------------------------- the in-process verdict
+
+
+@pytest.mark.parametrize(
+    ("overhead", "aa", "main", "expected"),
+    [
+        ([0.1, 0.9], [-0.3, 0.4], [0.5, 0.8], "met"),  # 0.9 + 0.8 <= 2, A/A within +/-0.5
+        ([0.1, 1.4], [-0.3, 0.4], [0.5, 0.8], "inconclusive"),  # 1.4 + 0.8 > 2: the sum decides
+        ([0.1, 0.9], [-0.9, 0.4], [0.5, 0.8], "inconclusive"),  # A/A half-width 0.65
+        ([0.1, 0.9], [0.1, 0.5], [0.5, 0.8], "inconclusive"),  # A/A excludes 0
+        ([0.1, 0.9], [-0.3, 0.4], None, "inconclusive"),  # no main-process share
+        ([2.3, 3.0], [-2.0, 2.0], None, "missed"),  # the lower end alone is above 2, whatever the A/A
+        ([2.0, 3.0], [-0.3, 0.4], [0.0, 0.1], "inconclusive"),  # "above", not "at"
+        ([None, None], [-0.3, 0.4], [0.5, 0.8], "not judged"),
+    ],
+)
+def test_the_in_process_verdict_adds_the_main_process_share_and_needs_its_a_a(
+    overhead: list[float | None], aa: list[float | None], main: list[float | None] | None, expected: str
+) -> None:
+    from edge.cli.bench.report import inproc_verdict
+
+    verdict, note = inproc_verdict(overhead, aa, main)
+    assert verdict == expected
+    assert note
+
+
+def inproc_report(**figures: Any) -> dict[str, Any]:
+    return report(
+        overhead_pct=6.0,  # the cross-process figure with a per-process offset in it
+        ci_overhead_pct=[4.0, 8.0],
+        ci_overhead_aa_pct=[-2.2, 2.2],
+        overhead_inproc_pct=0.3,
+        ci_overhead_inproc_pct=[0.0, 0.7],
+        overhead_inproc_aa_pct=0.0,
+        ci_overhead_inproc_aa_pct=[-0.4, 0.4],
+        overhead_main_cpu_pct=0.5,
+        ci_overhead_main_cpu_pct=[0.4, 0.6],
+        overhead_inproc_rounds=30,
+        cpus=[0, 1],
+        **figures,
+    )
+
+
+def test_with_in_process_figures_they_carry_the_verdict_and_the_cross_process_row_informs() -> None:
+    r = inproc_report()
+    v = verdicts(r)
+    assert v["overhead_inproc_pct"] == "met"
+    assert v["overhead_pct"] == "not judged"  # it would say "missed" on its own interval
+    assert "+/-2.2 points" in r["targets"]["overhead_pct"]["note"]
+    rows = render_table(r).splitlines()
+    at = next(i for i, line in enumerate(rows) if "in one process (30 rounds" in line)
+    assert "< 2 %: met" in rows[at] and "+0.30 % [+0.00, +0.70]" in rows[at]
+    assert "A/A in one process" in rows[at + 1] and "covers 0" in rows[at + 1]
+    assert "main process's CPU while" in rows[at + 2] and "0.50 % [0.40, 0.60]" in rows[at + 2]
+    assert "end-to-end, across processes" in rows[at + 3] and "informative" in rows[at + 3]
+
+
+def test_without_in_process_figures_the_cross_process_row_keeps_its_verdict() -> None:
+    r = report()
+    assert verdicts(r)["overhead_pct"] == "met" and "overhead_inproc_pct" not in r["targets"]
+
+
+def test_a_small_model_leaves_the_in_process_figure_unjudged() -> None:
+    assert verdicts(inproc_report(decode_ms_per_token=0.4))["overhead_inproc_pct"] == "not judged"

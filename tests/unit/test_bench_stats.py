@@ -187,3 +187,24 @@ def test_shift_interval_edges() -> None:
     assert abs(_walsh_cut(100) - normal_100) <= 2 and _walsh_cut(101) > _walsh_cut(100)
     pct = log_to_pct(Interval(math.log(1.02), 0.0, math.log(1.05), 10))
     assert pct.value == pytest.approx(2.0) and pct.low == 0.0 and pct.high == pytest.approx(5.0)
+
+
+def test_the_main_process_share_is_its_cpu_over_the_decode_on_every_core() -> None:
+    from edge.cli.bench.stats import main_cpu_share_pct
+
+    # 20 ms of main-process CPU during a 0.5 s decode on 2 cores: 2 % of the runtime's cores
+    assert main_cpu_share_pct(20_000_000, 0.5, 2) == pytest.approx(2.0)
+    assert main_cpu_share_pct(0, 0.5, 2) == 0.0
+    with pytest.raises(ValueError):
+        main_cpu_share_pct(1, 0.0, 2)
+
+
+def test_a_process_cpu_inside_a_window_is_read_off_its_samples() -> None:
+    from edge.cli.bench.stats import cpu_ns_within
+
+    # 10 ms of CPU per 100 ms, sampled every 100 ms: a 50 ms window between samples holds 5 ms
+    samples = [(0.0, 0), (0.1, 10_000_000), (0.2, 20_000_000), (0.3, 30_000_000)]
+    assert cpu_ns_within(samples, 0.125, 0.175) == pytest.approx(5_000_000)
+    assert cpu_ns_within(samples, 0.05, 0.25) == pytest.approx(20_000_000)
+    assert cpu_ns_within(samples, 0.25, 0.35) is None  # past the last sample: unknown, not zero
+    assert cpu_ns_within(samples[:1], 0.0, 0.0) is None

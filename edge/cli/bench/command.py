@@ -3,6 +3,12 @@
 One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd runs it):
 
 1. gating cost per frame, in this process (the camera's size and 640x480);
+1b. the overhead in one process (ORT GenAI): a child loads the model once through the worker's loader
+   and decodes with the worker's per-job path (run_job) and a bare generator on the same model object
+   interleaved token by token, each bare step timed and taken off the job path's; the A/A puts the bare
+   loop in run_job's place. No per-process speed offset can enter it, so it carries the overhead
+   verdict, with the main process's CPU during the daemon's jobs (phase 3) added as an upper bound of
+   what crosses processes;
 2. the daemon starts on a bench device id and loads the model (cold start: spawn -> READY -> the first
    result, as benchmarks/cold_start.py times it); its first frame runs one job (warm-up), then the gate
    stays shut: the idle phase measures its CPU per 1 s window with the camera running;
@@ -14,7 +20,8 @@ One run, in phases, on the real daemon (`edge run` as a subprocess, as systemd r
    daemon's mirror place of each round, gives the same figure for bare against bare (A/A): the noise
    floor, and the check that the schedule favours neither side, reported beside it. With
    --rotate-every N all three processes restart every N rounds and the intervals are over the sets
-   (two processes of one program can differ by a few percent per token: only fresh ones sample that);
+   (two processes of one program can differ by a few percent per token: only fresh ones sample that).
+   This end-to-end figure is informative where the in-process one exists;
 4. latency: the gate is opened to one job per interval, each on a fresh frame, and every result's
    capture -> broker time is taken, with and without the generation itself;
 5. RSS of the main process (sampled through the run) and the worker; the daemon is stopped with SIGTERM.
@@ -38,10 +45,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from edge import __version__
 from edge.capture.redact import redact_source
+from edge.capture.testsrc import render_frame
 from edge.cli.bench.daemon_run import (
     IDLE_AFTER_S,
     NEVER_S,
@@ -49,6 +58,7 @@ from edge.cli.bench.daemon_run import (
     DaemonProcess,
     Observer,
     ResultSample,
+    RunTimeSampler,
     bench_config,
     cpu_s,
     pin,
@@ -60,6 +70,7 @@ from edge.cli.bench.measure import (
     BareProcess,
     BenchError,
     LocalBroker,
+    ProbeProcess,
     bare_inputs,
     bare_provider,
     gate_cost_ms,
@@ -68,8 +79,10 @@ from edge.cli.bench.measure import (
 from edge.cli.bench.report import evaluate_targets, render_table
 from edge.cli.bench.stats import (
     Interval,
+    cpu_ns_within,
     finite,
     log_to_pct,
+    main_cpu_share_pct,
     mean_ci,
     pair_log_ratio,
     percentile_ci,
@@ -101,6 +114,15 @@ class BenchOptions:
     idle_s: float = 10.0
     force_local_broker: bool = False
     rss_sample_s: float | None = None  # benchmarks/pipeline.py: sample RSS during the job phase
+    # The in-process probe (one process, one model object: the daemon's job path vs the bare loop):
+    # rounds at least / at most, and its wall-clock cap; it stops once both intervals are narrow.
+    inproc_min_rounds: int = 2 * MIN_PAIRS
+    inproc_max_rounds: int = 200
+    inproc_budget_s: float = 150.0
+    # Answer length of the in-process rounds (the configured max_new_tokens if longer): the noise is
+    # per run, so more decode per prefill narrows the interval faster (per-round sd 7.6 % at 32
+    # tokens, 4.7 % at 96 on the loaded VM: ~1.7x less variance per second of rounds).
+    inproc_tokens: int = 128
 
 
 def _stderr(msg: str) -> None:
@@ -114,6 +136,7 @@ def bench_command(
     max_pairs: int = 40,
     budget_s: float = 240.0,
     rotate: int = 0,
+    inproc_budget_s: float = 150.0,
 ) -> int:
     if jobs < 1:
         raise BenchError("--jobs must be at least 1")
@@ -128,6 +151,8 @@ def bench_command(
         overhead_max_pairs=max(runs, max_pairs),
         overhead_budget_s=budget_s,
         overhead_rotate=rotate,
+        inproc_max_rounds=max(2 * MIN_PAIRS, 2 * max_pairs),
+        inproc_budget_s=inproc_budget_s,
     )
     report = run_bench(loaded.settings, opts, _stderr)
     if as_json:
@@ -224,6 +249,7 @@ def run_bench(settings: Settings, opts: BenchOptions, progress: Progress = _stde
     )
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as tmp:
         workdir = Path(tmp)
+        _inproc_phase(settings, opts, workdir, report, progress, width, height)
         mqtt, report["broker"], local = _broker(settings, opts.force_local_broker, workdir, notes)
         progress(f"broker: {report['broker']}")
         try:
@@ -382,6 +408,80 @@ def _idle_phase(
                 report["camera"]["measured_fps"] = round(sum(rates) / len(rates), 1)
 
 
+def _inproc_phase(
+    settings: Settings,
+    opts: BenchOptions,
+    workdir: Path,
+    report: dict[str, Any],
+    progress: Progress,
+    width: int,
+    height: int,
+) -> None:
+    """The overhead in one process, on one model object: the daemon's job path against the bare loop.
+
+    Runs before the daemon starts (nothing else of the bench's is loaded). The probe child loads the
+    model once through the worker's own loader; each round runs A (worker.run_job: heartbeat,
+    deadline, token clock, sanitising) with a bare generator on the same model interleaved token by
+    token (its steps timed and taken off A's), then the bare loop itself in A's place the same way
+    (the A/A), the pairs' order alternating. Two processes of one program can differ by a few percent
+    per token on a virtualised board; two generators of one process share weights, pages, sessions and
+    each moment's load, so only the code differs. ORT GenAI only (the OpenVINO pipeline has no
+    per-token loop to interleave).
+    """
+    model = settings.model
+    if not isinstance(model, LocalModelSettings) or model.backend != "ort-genai":
+        report["notes"].append("in-process overhead: measured on ort-genai models only; not run")
+        return
+    frame_path, model_path = workdir / "probe_frame.npy", workdir / "probe_model.json"
+    np.save(frame_path, render_frame(0, width, height, 15.0))
+    model_path.write_text(model.model_dump_json(), encoding="utf-8")
+    progress("in-process overhead: loading the model once for the daemon's job path and the bare loop")
+    t0 = time.monotonic()
+    probe = ProbeProcess(model_path, frame_path, _prompt(settings), settings.watchdog.load_timeout_s + 60)
+    runs: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "b2": [], "b2_ref": []}
+    try:
+        report["cpus"] = pin([probe.pid], report["cpus"])
+        tokens = max(model.max_new_tokens, opts.inproc_tokens)
+        report["overhead_inproc_max_new_tokens"] = tokens
+        probe.round(0, tokens)  # warm-up, not counted
+        t_rounds = time.monotonic()
+        for i in range(opts.inproc_max_rounds):
+            if i >= opts.inproc_min_rounds and i % 2 == 0:
+                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
+                narrow = ab is not None and aa is not None
+                if narrow and max(ab.half_width, aa.half_width) <= opts.overhead_half_width:  # type: ignore[union-attr]
+                    break
+                if time.monotonic() - t_rounds > opts.inproc_budget_s:
+                    break
+            reply = probe.round(i, tokens)
+            for arm in runs:
+                runs[arm].append(reply[arm])
+            if i % 10 == 9:
+                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
+                if ab is not None and aa is not None:
+                    progress(
+                        f"in-process overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
+                        f"A/A {aa.value:+.2f} % [{aa.low:+.2f}, {aa.high:+.2f}]"
+                    )
+    finally:
+        probe.close()
+    report["overhead_inproc_s"] = round(time.monotonic() - t0, 1)
+    ab_logs, method = _log_ratios(runs["a"], runs["b"])
+    aa_logs, _ = _log_ratios(runs["b2"], runs["b2_ref"])
+    report["overhead_inproc_method"] = method
+    report["overhead_inproc_rounds"] = len(ab_logs)
+    report["overhead_inproc_rounds_pct"] = [
+        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(ab_logs, aa_logs, strict=False)
+    ]
+    ci95 = report.setdefault("ci95", {})
+    for key, logs in (("overhead_inproc_pct", ab_logs), ("overhead_inproc_aa_pct", aa_logs)):
+        ci = shift_ci(logs)
+        if ci is not None:
+            pct = log_to_pct(ci)
+            report[key] = round(pct.value, 2)
+            ci95[key] = finite(pct, 2)
+
+
 def _restart_daemon(
     slot: list[DaemonProcess],
     doc: dict[str, Any],
@@ -429,17 +529,35 @@ def _overhead_phase(
     bare: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []  # a second bare loop's runs, in the daemon's mirror place: the A/A
     walls: list[float] = []
+    main_share: list[float] = []  # per daemon job: the main process's CPU, % of the bench's cores
+    main_share_job: list[float] = []  # ... its whole job's CPU over the same decode time
 
     block = 0  # which set of processes a round ran on
 
     def daemon_job() -> None:
         daemon = slot[0]
         seen = len(daemon.token_steps())
+        cpus = len(report["cpus"]) or os.cpu_count() or 1
+        sampler = RunTimeSampler(daemon.pid)
         t0 = time.monotonic()
         reply = observer.command("capture", {"task": TASK}, wd.total_s + 30)
         walls.append(time.monotonic() - t0)
         # the reply is small ({id, topic}); the stats come with the result on its own topic
         stats = observer.result(str(reply["result"]["id"]), 30).stats
+        samples = sampler.stop()
+        # The main process's CPU as a share of the runtime's cores while the worker decoded: all of
+        # its CPU in the decode's window (the worker's first to last token) is counted as taken from
+        # them, an upper bound. The whole job's (command, frame hand-over, publish included) over the
+        # same decode time is the looser bound beside it.
+        window = daemon.last_decode_window()
+        if window is not None and window[1] > window[0]:
+            ns = cpu_ns_within(samples, *window)
+            if ns is not None:
+                main_share.append(main_cpu_share_pct(int(ns), window[1] - window[0], cpus))
+        decode_s = (float(stats["total_ms"]) - float(stats["ttft_ms"])) / 1000.0
+        if len(samples) >= 2 and decode_s > 0:
+            job_ns = samples[-1][1] - samples[0][1]
+            main_share_job.append(main_cpu_share_pct(job_ns, decode_s, cpus))
         # the worker wrote the job's per-token times before it handed the result over
         steps = daemon.token_steps()
         if len(steps) > seen:
@@ -549,6 +667,11 @@ def _overhead_phase(
                 f"{width}x{height} frame {inputs.image_tokens}: the comparison is approximate"
             )
     report["overhead_runs"] = len(runtime)
+    for key, shares in (("overhead_main_cpu_pct", main_share), ("overhead_main_cpu_job_pct", main_share_job)):
+        share = mean_ci(shares)
+        if share is not None:
+            report[key] = round(share.value, 3)
+            report.setdefault("ci95", {})[key] = share.rounded(3)
     report["job_wall_ms"] = _round(median([w * 1000 for w in walls]), 1)
     report["image_tokens"] = runtime[0]["image_tokens"]
     report["prompt_tokens"] = runtime[0]["prompt_tokens"]

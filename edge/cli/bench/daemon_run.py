@@ -177,6 +177,16 @@ class DaemonProcess:
                 found.append([float(v) for v in json.loads(line)["steps_ms"]])
         return found
 
+    def last_decode_window(self) -> tuple[float, float] | None:
+        """The last generation's (first token, last token) on the monotonic clock; None without it."""
+        if self.token_times is None or not self.token_times.exists():
+            return None
+        lines = self.token_times.read_text(encoding="utf-8").splitlines()
+        with contextlib.suppress(ValueError, KeyError, TypeError, IndexError):
+            t0, t1 = json.loads(lines[-1])["window_s"]
+            return float(t0), float(t1)
+        return None
+
     def worker(self) -> psutil.Process | None:
         with contextlib.suppress(psutil.Error):
             for child in self.ps.children(recursive=True):
@@ -248,6 +258,34 @@ def run_ns(pid: int) -> int | None:
                 total += int(fh.read().split()[0])
                 seen = True
     return total if seen else None
+
+
+class RunTimeSampler:
+    """A thread that samples a process's run time (run_ns) on the monotonic clock every `every_s`,
+    so the CPU it spent inside another process's window can be read off afterwards."""
+
+    def __init__(self, pid: int, every_s: float = 0.02) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._pid, self._every = pid, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-run-ns", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ns = run_ns(self._pid)
+            if ns is not None:
+                self.samples.append((time.monotonic(), ns))
+            if self._stop.wait(self._every):
+                return
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stop.set()
+        self._thread.join(2)
+        ns = run_ns(self._pid)
+        if ns is not None:
+            self.samples.append((time.monotonic(), ns))
+        return self.samples
 
 
 def pin(pids: list[int], cpus: list[int]) -> list[int]:

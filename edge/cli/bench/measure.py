@@ -197,6 +197,60 @@ class BareProcess:
             self._proc.wait(5)
 
 
+class ProbeProcess:
+    """edge/inference/overhead_probe.py as a child process: the model loaded once through the
+    daemon's own loader, then one round (the daemon's job path, the bare loop, the bare loop again)
+    per request. Started with `-m`: unlike the bare loop it is edge code on purpose."""
+
+    def __init__(self, model_json: Path, frame: Path, prompt: str, timeout_s: float) -> None:
+        cmd = [sys.executable, "-m", "edge.inference.overhead_probe", "--model", str(model_json)]
+        cmd += ["--frame", str(frame), "--prompt", prompt]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_")}
+        self._timeout = timeout_s
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        )
+        hello = _read_line(self._proc, timeout_s, "in-process probe")
+        if not hello.get("ok"):
+            self.close()
+            raise BenchError(f"the in-process probe could not load the model: {hello.get('error')}")
+        self.load_ms = float(hello["load_ms"])
+        self.pid = int(hello["pid"])
+
+    def round(self, i: int, max_new: int) -> dict[str, Any]:
+        """{"a": the daemon's path, "b": the bare loop, "b2": the bare loop again}, each a run's stats."""
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps({"round": i, "max_new": max_new}) + "\n")
+        self._proc.stdin.flush()
+        reply = _read_line(self._proc, self._timeout, "in-process probe")
+        if not reply.get("ok"):
+            raise BenchError(f"the in-process probe failed: {reply.get('error')}")
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._proc.stdin is not None:
+                self._proc.stdin.close()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+
+
+def _read_line(proc: subprocess.Popen[str], timeout_s: float, what: str) -> dict[str, Any]:
+    out: list[str] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout_s)
+    if not out or not out[0]:
+        code = proc.poll()
+        why = f"exited with status {code}" if code is not None else f"no answer within {timeout_s:.0f} s"
+        return {"ok": False, "error": f"{what} process {why}"}
+    result: dict[str, Any] = json.loads(out[0])
+    return result
+
+
 # --------------------------------------------------------------------------- a local broker
 
 

@@ -244,3 +244,31 @@ def log_to_pct(ci: Interval) -> Interval:
         return math.expm1(x) * 100.0 if math.isfinite(x) else x
 
     return Interval(pct(ci.value), pct(ci.low), pct(ci.high), ci.n)
+
+
+def main_cpu_share_pct(main_ns: int, decode_s: float, cpus: int) -> float:
+    """The daemon main process's CPU during one job as a percentage of the runtime's cores during
+    that job's decode: the main process's run time (ns, every thread) over decode wall time x CPUs.
+
+    All of the job's main-process CPU (the command, the frame hand-over, the publish) is charged to
+    the decode, so this bounds from above what the main process could have taken from the decode.
+    """
+    if decode_s <= 0 or cpus < 1:
+        raise ValueError("decode_s must be > 0 and cpus >= 1")
+    return main_ns / 1e9 / (decode_s * cpus) * 100.0
+
+
+def cpu_ns_within(samples: Sequence[tuple[float, int]], t0: float, t1: float) -> float | None:
+    """A process's run time between t0 and t1, from (time, cumulative ns) samples, linear between
+    samples; None unless the samples span the window."""
+    pts = sorted(samples)
+    if len(pts) < 2 or not pts[0][0] <= t0 <= t1 <= pts[-1][0]:
+        return None
+
+    def at(t: float) -> float:
+        for (ta, na), (tb, nb) in zip(pts, pts[1:], strict=False):
+            if ta <= t <= tb:
+                return na + (nb - na) * ((t - ta) / (tb - ta) if tb > ta else 1.0)
+        return float(pts[-1][1])
+
+    return at(t1) - at(t0)
