@@ -128,11 +128,27 @@ def test_cancel_at_a_token(text: openvino_genai.OpenVINOBackend) -> None:
 
 
 def test_cancel_from_another_thread(text: openvino_genai.OpenVINOBackend) -> None:
+    """Another thread sets the event while the generation runs. The first token holds the generating
+    side until it has (a timer instead lost the race on a loaded machine: the answer reached its
+    end of sequence before the timer thread ran)."""
     cancel = threading.Event()
-    timer = threading.Timer(0.02, cancel.set)
-    timer.start()
-    g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=3000), cancel=cancel)
-    timer.join()
+    started = threading.Event()
+    waited: list[bool] = []
+
+    def on_token(n: int) -> None:
+        if n == 1:
+            started.set()
+            waited.append(cancel.wait(60))
+
+    def canceller() -> None:
+        if started.wait(60):
+            cancel.set()
+
+    other = threading.Thread(target=canceller)
+    other.start()
+    g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=3000), on_token=on_token, cancel=cancel)
+    other.join()
+    assert waited == [True]
     assert g.stats.stop_reason == "cancelled" and g.stats.new_tokens < 3000
 
 
