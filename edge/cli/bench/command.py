@@ -671,7 +671,9 @@ def _overhead_phase(
         share = mean_ci(shares)
         if share is not None:
             report[key] = round(share.value, 3)
-            report.setdefault("ci95", {})[key] = share.rounded(3)
+            # a share of the cores is >= 0: a t-interval on a few skewed jobs can reach below it
+            low, high = share.rounded(3)
+            report.setdefault("ci95", {})[key] = [max(0.0, low), high]
     report["job_wall_ms"] = _round(median([w * 1000 for w in walls]), 1)
     report["image_tokens"] = runtime[0]["image_tokens"]
     report["prompt_tokens"] = runtime[0]["prompt_tokens"]
