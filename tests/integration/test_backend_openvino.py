@@ -23,6 +23,7 @@ from edge.inference import openvino_genai
 from edge.inference.openvino_genai import ov_image_tokens
 from edge.inference.phi3v_preprocess import tokens_for_frame
 from edge.inference.structured import validate
+from tests.helpers.cancel import cancel_from_another_thread
 from tests.plugins.models import model_dir
 
 pytest.importorskip("openvino_genai")
@@ -128,26 +129,13 @@ def test_cancel_at_a_token(text: openvino_genai.OpenVINOBackend) -> None:
 
 
 def test_cancel_from_another_thread(text: openvino_genai.OpenVINOBackend) -> None:
-    """Another thread sets the event while the generation runs. The first token holds the generating
-    side until it has (a timer instead lost the race on a loaded machine: the answer reached its
-    end of sequence before the timer thread ran)."""
-    cancel = threading.Event()
-    started = threading.Event()
-    waited: list[bool] = []
-
-    def on_token(n: int) -> None:
-        if n == 1:
-            started.set()
-            waited.append(cancel.wait(60))
-
-    def canceller() -> None:
-        if started.wait(60):
-            cancel.set()
-
-    other = threading.Thread(target=canceller)
-    other.start()
-    g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=3000), on_token=on_token, cancel=cancel)
-    other.join()
+    """Another thread sets the event while the generation runs (tests/helpers/cancel.py: no timer
+    racing the decode; a timer lost to end-of-sequence on a loaded machine)."""
+    g, waited = cancel_from_another_thread(
+        lambda on_token, cancel: text.generate(
+            GenerationRequest(prompt=LONG, max_new_tokens=3000), on_token=on_token, cancel=cancel
+        )
+    )
     assert waited == [True]
     assert g.stats.stop_reason == "cancelled" and g.stats.new_tokens < 3000
 

@@ -24,6 +24,7 @@ from edge.inference import ort_genai
 from edge.inference.phi3v_preprocess import prepare, tokens_for_frame
 from edge.inference.prompts import ImageSlot, chat_prompt, split_image_tags
 from edge.inference.structured import validate
+from tests.helpers.cancel import cancel_from_another_thread
 from tests.plugins.models import model_dir
 
 og = pytest.importorskip("onnxruntime_genai")
@@ -137,26 +138,13 @@ def test_cancel_at_a_token(text: ort_genai.OrtGenAIBackend) -> None:
 
 
 def test_cancel_from_another_thread(text: ort_genai.OrtGenAIBackend) -> None:
-    """Another thread sets the event while the generation runs; the first token holds the generating
-    side until it has, so no timer races the decode on a loaded machine. ORT checks between tokens:
-    the next token is the last."""
-    cancel = threading.Event()
-    started = threading.Event()
-    waited: list[bool] = []
-
-    def on_token(n: int) -> None:
-        if n == 1:
-            started.set()
-            waited.append(cancel.wait(60))
-
-    def canceller() -> None:
-        if started.wait(60):
-            cancel.set()
-
-    other = threading.Thread(target=canceller)
-    other.start()
-    g = text.generate(GenerationRequest(prompt=LONG, max_new_tokens=200), on_token=on_token, cancel=cancel)
-    other.join()
+    """Another thread sets the event while the generation runs (tests/helpers/cancel.py); ORT checks
+    between tokens: the next token is the last."""
+    g, waited = cancel_from_another_thread(
+        lambda on_token, cancel: text.generate(
+            GenerationRequest(prompt=LONG, max_new_tokens=200), on_token=on_token, cancel=cancel
+        )
+    )
     assert waited == [True]
     assert g.stats.stop_reason == "cancelled" and g.stats.new_tokens < 200
 

@@ -112,7 +112,7 @@ def test_the_table_shows_the_a_a_row_beside_the_overhead_and_cold_start_unjudged
 
 
 def test_with_restarts_the_interval_is_over_sets_of_processes_not_rounds() -> None:
-    from edge.cli.bench.command import _log_ratios
+    from edge.cli.bench.overhead_estimate import log_ratios
 
     def run(step: float, block: int) -> dict[str, Any]:
         return {"new_tokens": 20, "decode_tok_s": 1000 / step, "steps_ms": [step] * 19, "block": block}
@@ -121,8 +121,8 @@ def test_with_restarts_the_interval_is_over_sets_of_processes_not_rounds() -> No
     offsets = {0: 1.00, 1: 1.04, 2: 0.98}
     daemon = [run(10.0 * offsets[b], b) for b in (0, 0, 1, 1, 2, 2)]
     bare = [run(10.0, b) for b in (0, 0, 1, 1, 2, 2)]
-    rounds, method = _log_ratios(daemon, bare)
-    sets, set_method = _log_ratios(daemon, bare, by_set=True)
+    rounds, method = log_ratios(daemon, bare)
+    sets, set_method = log_ratios(daemon, bare, by_set=True)
     assert method == "per-token" and len(rounds) == 6
     assert set_method == "per-token, per process set" and len(sets) == 3
     assert sets == pytest.approx([0.0, math.log(1.04), math.log(0.98)])

@@ -32,10 +32,8 @@ The numbers go to stdout as one table (or one JSON object with --json); progress
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -76,17 +74,21 @@ from edge.cli.bench.measure import (
     gate_cost_ms,
     median,
 )
+from edge.cli.bench.overhead_estimate import (
+    comparable_pairs,
+    log_ratios,
+    overhead_ci,
+    put_shift,
+    report_overhead,
+    settled,
+)
 from edge.cli.bench.report import evaluate_targets, render_table
 from edge.cli.bench.stats import (
-    Interval,
     cpu_ns_within,
     finite,
-    log_to_pct,
     main_cpu_share_pct,
     mean_ci,
-    pair_log_ratio,
     percentile_ci,
-    shift_ci,
 )
 from edge.config.settings import HttpModelSettings, LocalModelSettings, MqttSettings, Settings, TaskSettings
 from edge.config.sources import LoadedSettings
@@ -447,7 +449,7 @@ def _inproc_phase(
         t_rounds = time.monotonic()
         for i in range(opts.inproc_max_rounds):
             if i >= opts.inproc_min_rounds and i % 2 == 0:
-                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
+                ab, aa = overhead_ci(runs["a"], runs["b"]), overhead_ci(runs["b2"], runs["b2_ref"])
                 narrow = ab is not None and aa is not None
                 if narrow and max(ab.half_width, aa.half_width) <= opts.overhead_half_width:  # type: ignore[union-attr]
                     break
@@ -457,7 +459,7 @@ def _inproc_phase(
             for arm in runs:
                 runs[arm].append(reply[arm])
             if i % 10 == 9:
-                ab, aa = _overhead_ci(runs["a"], runs["b"]), _overhead_ci(runs["b2"], runs["b2_ref"])
+                ab, aa = overhead_ci(runs["a"], runs["b"]), overhead_ci(runs["b2"], runs["b2_ref"])
                 if ab is not None and aa is not None:
                     progress(
                         f"in-process overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
@@ -466,20 +468,15 @@ def _inproc_phase(
     finally:
         probe.close()
     report["overhead_inproc_s"] = round(time.monotonic() - t0, 1)
-    ab_logs, method = _log_ratios(runs["a"], runs["b"])
-    aa_logs, _ = _log_ratios(runs["b2"], runs["b2_ref"])
+    ab_logs, method = log_ratios(runs["a"], runs["b"])
+    aa_logs, _ = log_ratios(runs["b2"], runs["b2_ref"])
     report["overhead_inproc_method"] = method
     report["overhead_inproc_rounds"] = len(ab_logs)
     report["overhead_inproc_rounds_pct"] = [
         [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(ab_logs, aa_logs, strict=False)
     ]
-    ci95 = report.setdefault("ci95", {})
     for key, logs in (("overhead_inproc_pct", ab_logs), ("overhead_inproc_aa_pct", aa_logs)):
-        ci = shift_ci(logs)
-        if ci is not None:
-            pct = log_to_pct(ci)
-            report[key] = round(pct.value, 2)
-            ci95[key] = finite(pct, 2)
+        put_shift(report, key, logs)
 
 
 def _restart_daemon(
@@ -624,7 +621,7 @@ def _overhead_phase(
                     i >= opts.overhead_runs
                     and (not rotate or i % rotate == 0)
                     and (
-                        _settled(runtime, bare, again, opts.overhead_half_width, rotate)
+                        settled(runtime, bare, again, opts.overhead_half_width, rotate)
                         or time.monotonic() - t_pairs > opts.overhead_budget_s
                     )
                 ):
@@ -652,7 +649,7 @@ def _overhead_phase(
                     daemon_job()
                     length = max(2, int(runtime[-1]["new_tokens"]))
                 if i + 1 >= opts.overhead_runs and i % 5 == 4:
-                    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
+                    ab, aa = overhead_ci(runtime, bare, rotate), overhead_ci(again, bare, rotate)
                     if ab is not None and aa is not None:
                         progress(
                             f"overhead: {i + 1} rounds, {ab.value:+.2f} % [{ab.low:+.2f}, {ab.high:+.2f}]; "
@@ -689,115 +686,14 @@ def _overhead_phase(
             median([b["decode_tok_s"] for b in bare if b["new_tokens"] > 1]), 1
         )
         report["preprocess_ms"] = inputs.preprocess_ms
-        pairs = _pairs(runtime, bare)
+        pairs = comparable_pairs(runtime, bare)
         if pairs and len(pairs) < len(
             [1 for r, b in zip(runtime, bare, strict=False) if r["new_tokens"] > 1]
         ):
             report["notes"].append(
                 "answers differed in length between the two sides in some pairs: those were left out"
             )
-        _report_overhead(report, runtime, bare, again, opts.overhead_rotate)
-
-
-def _log_ratios(
-    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], by_set: bool = False
-) -> tuple[list[float], str]:
-    """Per round, log(a's per-token decode time / b's), and how it was measured: from the per-token
-    times when both sides have them ("per-token"), else from the two runs' decode tok/s ("tok/s").
-    by_set: one figure per set of processes instead (the mean of its rounds)."""
-    pairs = _pairs(a_side, b_side)
-    per_token = [
-        pair_log_ratio(a["steps_ms"], b["steps_ms"])
-        for a, b in pairs
-        if a.get("steps_ms") is not None and b.get("steps_ms") is not None
-    ]
-    if pairs and len(per_token) == len(pairs) and None not in per_token:
-        values, method = [x for x in per_token if x is not None], "per-token"
-    else:
-        pairs = [(a, b) for a, b in pairs if a["decode_tok_s"] > 0]
-        values, method = [math.log(b["decode_tok_s"] / a["decode_tok_s"]) for a, b in pairs], "tok/s"
-    if not by_set:
-        return values, method
-    sets: dict[int, list[float]] = {}
-    for (a, _b), value in zip(pairs, values, strict=True):
-        sets.setdefault(int(a.get("block", 0)), []).append(value)
-    return [statistics.fmean(v) for v in sets.values()], f"{method}, per process set"
-
-
-def _overhead_ci(
-    a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], rotate: int = 0
-) -> Interval | None:
-    """The overhead of a_side over b_side in percent of b's per-token time, with its 95 % interval."""
-    ci = shift_ci(_log_ratios(a_side, b_side, bool(rotate))[0])
-    return None if ci is None else log_to_pct(ci)
-
-
-def _settled(
-    runtime: list[dict[str, Any]],
-    bare: list[dict[str, Any]],
-    again: list[dict[str, Any]],
-    half_width: float,
-    rotate: int = 0,
-) -> bool:
-    """The stopping rule: both intervals (A/B and A/A) within +/-half_width points."""
-    ab, aa = _overhead_ci(runtime, bare, rotate), _overhead_ci(again, bare, rotate)
-    return ab is not None and aa is not None and max(ab.half_width, aa.half_width) <= half_width
-
-
-def _report_overhead(
-    report: dict[str, Any],
-    runtime: list[dict[str, Any]],
-    bare: list[dict[str, Any]],
-    again: list[dict[str, Any]],
-    rotate: int = 0,
-) -> None:
-    """A/B (daemon vs bare) and A/A (bare vs bare) with the same estimator, and the old tok/s one."""
-    ci95 = report.setdefault("ci95", {})
-    rounds_ab, _ = _log_ratios(runtime, bare)
-    rounds_aa, _ = _log_ratios(again, bare)
-    ab_logs, method = _log_ratios(runtime, bare, bool(rotate))
-    aa_logs, _ = _log_ratios(again, bare, bool(rotate))
-    report["overhead_method"] = method
-    report["overhead_pairs"] = len(rounds_ab)
-    report["overhead_aa_pairs"] = len(rounds_aa)
-    if rotate:
-        report["overhead_rotate"] = rotate
-        report["overhead_process_sets"] = len(ab_logs)
-    # each round's two log-ratios in percent, for a reader who wants to see the spread or the drift
-    report["overhead_rounds_pct"] = [
-        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(rounds_ab, rounds_aa, strict=False)
-    ]
-    for key, logs in (("overhead_pct", ab_logs), ("overhead_aa_pct", aa_logs)):
-        ci = shift_ci(logs)
-        if ci is not None:
-            pct = log_to_pct(ci)
-            report[key] = round(pct.value, 2)
-            ci95[key] = finite(pct, 2)
-        if len(logs) >= 2:  # one pair's spread: what the estimator has to average away
-            report.setdefault("overhead_pair_sd_pct", {})[key] = round(statistics.stdev(logs) * 100.0, 2)
-    # The previous estimator (the mean of per-run decode tok/s differences, t-interval) on the same
-    # pairs: it keeps every token, a preempted one included, so it is both wider and a check that
-    # trimming hides no overhead that comes as rare long stalls.
-    for key, a_side in (("overhead_pct_tok_s", runtime), ("overhead_aa_pct_tok_s", again)):
-        diffs = [(1.0 - a["decode_tok_s"] / b["decode_tok_s"]) * 100.0 for a, b in _pairs(a_side, bare)]
-        ci = mean_ci(diffs)
-        if ci is not None:
-            report[key] = round(ci.value, 2)
-            ci95[key] = ci.rounded(2)
-
-
-def _pairs(
-    runtime: list[dict[str, Any]], bare: list[dict[str, Any]]
-) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """Daemon/bare pairs that can be compared: both decoded, and (when enough of them) equally long
-    answers (the bare loop's own EOS may come first)."""
-    pairs = [
-        (r, b)
-        for r, b in zip(runtime, bare, strict=False)
-        if r["new_tokens"] > 1 and b["new_tokens"] > 1 and b["decode_tok_s"] > 0
-    ]
-    same = [(r, b) for r, b in pairs if r["new_tokens"] == b["new_tokens"]]
-    return same if len(same) >= max(3, len(pairs) // 3) else pairs
+        report_overhead(report, runtime, bare, again, opts.overhead_rotate)
 
 
 def _latency_phase(

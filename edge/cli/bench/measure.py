@@ -158,43 +158,21 @@ class BareProcess:
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
         )
-        hello = self._read(timeout_s)
+        hello = _read_line(self._proc, timeout_s, "bare loop")
         if not hello.get("ok"):
             self.close()
             raise BenchError(f"bare runtime loop could not load the model: {hello.get('error')}")
         self.load_ms = float(hello["load_ms"])
         self.pid = int(hello["pid"])
 
-    def _read(self, timeout_s: float) -> dict[str, Any]:
-        out: list[str] = []
-        reader = threading.Thread(target=lambda: out.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(timeout_s)
-        if not out or not out[0]:
-            code = self._proc.poll()
-            why = f"exited with status {code}" if code is not None else f"no answer within {timeout_s:.0f} s"
-            return {"ok": False, "error": f"bare loop process {why}"}
-        result: dict[str, Any] = json.loads(out[0])
-        return result
-
     def generate(self, inputs: BareInputs, max_new: int) -> dict[str, Any]:
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({"inputs": str(inputs.path), "max_new": max_new}) + "\n")
-        self._proc.stdin.flush()
-        reply = self._read(self._timeout)
+        reply = _ask(self._proc, {"inputs": str(inputs.path), "max_new": max_new}, self._timeout, "bare loop")
         if not reply.get("ok"):
             raise BenchError(f"bare runtime loop failed: {reply.get('error')}")
         return reply
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        _close(self._proc)
 
 
 class ProbeProcess:
@@ -219,23 +197,33 @@ class ProbeProcess:
 
     def round(self, i: int, max_new: int) -> dict[str, Any]:
         """{"a": the daemon's path, "b": the bare loop, "b2": the bare loop again}, each a run's stats."""
-        assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps({"round": i, "max_new": max_new}) + "\n")
-        self._proc.stdin.flush()
-        reply = _read_line(self._proc, self._timeout, "in-process probe")
+        reply = _ask(self._proc, {"round": i, "max_new": max_new}, self._timeout, "in-process probe")
         if not reply.get("ok"):
             raise BenchError(f"the in-process probe failed: {reply.get('error')}")
         return reply
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            if self._proc.stdin is not None:
-                self._proc.stdin.close()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        _close(self._proc)
+
+
+def _ask(proc: subprocess.Popen[str], request: dict[str, Any], timeout_s: float, what: str) -> dict[str, Any]:
+    """One JSON-lines request to a bench child and its one-line answer ({"ok": false, ...} if none)."""
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(request) + "\n")
+    proc.stdin.flush()
+    return _read_line(proc, timeout_s, what)
+
+
+def _close(proc: subprocess.Popen[str]) -> None:
+    """End a bench child: its stdin closed is its signal to exit; killed if it does not."""
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def _read_line(proc: subprocess.Popen[str], timeout_s: float, what: str) -> dict[str, Any]:
