@@ -87,7 +87,8 @@ def test_jpeg_decodes_to_opencvs_pixels_and_encodes_to_its_size() -> None:
     assert ok and abs(len(data) - len(reference)) <= 0.01 * len(reference)  # 4:2:0 like OpenCV
     ours = decode_image_bytes(data)
     assert ours.shape == (480, 640, 3) and ours.flags["C_CONTIGUOUS"]
-    assert np.array_equal(ours, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR))
+    reference_pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    assert reference_pixels is not None and np.array_equal(ours, reference_pixels)
     assert float(np.abs(ours.astype(int) - img).mean()) < 40  # it is the picture (noise compresses badly)
 
 
