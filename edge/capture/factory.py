@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from edge.capture.base import Camera, CameraConfigError, CameraError
@@ -78,6 +79,13 @@ def needs_opencv(source: int | str) -> bool:
     text = str(source).strip()
     path = Path(text[7:] if text.startswith("file://") else text).expanduser()
     return not (path.is_file() and is_still_image(path))
+
+
+def require_libraries(cameras: Sequence[CameraSettings]) -> None:
+    """Import OpenCV now if a configured source needs it, so that a missing or broken OpenCV is one
+    line at start (OpenCVUnavailable, exit 1) rather than a camera that fails and retries forever."""
+    if any(needs_opencv(camera.source) for camera in cameras):
+        import edge.imaging.opencv  # noqa: F401  (raises OpenCVUnavailable, naming the cause)
 
 
 def describe_source(source: int | str) -> str:
