@@ -23,11 +23,13 @@ import shutil
 import subprocess
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from edge.capture.base import CameraConfigError
-from edge.capture.opencv_source import OpenCVSource
 from edge.capture.redact import redact_source
-from edge.imaging.opencv import cv2
+
+if TYPE_CHECKING:
+    from edge.capture.opencv_source import OpenCVSource
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,8 @@ _warned_no_tools = False
 
 def has_gstreamer() -> bool:
     """Whether cv2 was built with the GStreamer video I/O backend."""
+    from edge.imaging.opencv import cv2  # a gst: source or `edge doctor` only: see edge.capture.factory
+
     for line in cv2.getBuildInformation().splitlines():
         if re.match(r"\s*GStreamer\s*:", line):
             return "YES" in line.upper()
@@ -143,6 +147,9 @@ def check_elements(pipeline: str, description: str) -> None:
 
 
 def gst_source(source: str, cancel: threading.Event | None = None) -> OpenCVSource:
+    from edge.capture.opencv_source import OpenCVSource
+    from edge.imaging.opencv import cv2
+
     pipeline = pipeline_of(source)
     if not has_gstreamer():
         raise CameraConfigError(INSTALL_HINT.format(version=cv2.__version__))

@@ -216,3 +216,8 @@ def _packets(cap: cv2.VideoCapture) -> bool:
 def v4l2_api() -> int:
     """V4L2 explicitly on Linux (CAP_ANY may pick GStreamer and ignore the requested format)."""
     return cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+
+
+def ffmpeg_api() -> int:
+    """OpenCV's FFmpeg backend (streams and video files), named here so callers need not import cv2."""
+    return int(cv2.CAP_FFMPEG)

@@ -26,7 +26,7 @@ from typing import Any
 from edge import __version__
 from edge.assets import package_file
 from edge.capture import Grabber
-from edge.capture.factory import describe_source, source_kind
+from edge.capture.factory import describe_source, require_libraries, source_kind
 from edge.config.model_settings import HttpModelSettings, path_of
 from edge.config.settings import CameraSettings, ModelSettings, Settings, WatchdogSettings, ZoneSettings
 from edge.config.sources import LoadedSettings
@@ -564,6 +564,7 @@ def _started(sup: Supervisor) -> Supervisor:
 
 def run(loaded: LoadedSettings, reload_loader: Callable[[], LoadedSettings] | None = None) -> int:
     """`edge run`: the daemon in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the settings."""
+    require_libraries(loaded.settings.cameras)
     daemon = Daemon(loaded, reload_loader)
 
     def on_term(signum: int, _frame: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from edge.imaging.imageio import validate_array
-from edge.imaging.opencv import cv2
+from edge.imaging.resize import shrink
 
 
 def prepare_image(raw: object, max_edge: int | None) -> np.ndarray:
@@ -23,5 +23,5 @@ def prepare_image(raw: object, max_edge: int | None) -> np.ndarray:
         if longest > max_edge:
             scale = max_edge / longest
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = validate_array(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
+            image = validate_array(shrink(image, size))
     return image

@@ -1,20 +1,22 @@
 """Frame validation and decoding: the only gate between untrusted bytes/arrays and a model runtime.
 
 The runtimes' own image decoders can kill the process (garbage, BMP) or spin forever (a truncated
-JPEG), and silently accept CHW or 1-channel arrays as garbage. So every image is decoded here by
-OpenCV and checked to be a contiguous uint8 HxWx3 array of sane size before anything else sees it.
+JPEG), and silently accept CHW or 1-channel arrays as garbage. So every image is decoded here (JPEG
+by edge.imaging.jpeg, any other format by OpenCV) and checked to be a contiguous uint8 HxWx3 array
+of sane size before anything else sees it.
 Bytes are checked before they are decoded: the header's width and height (edge.imaging.header) must
 be within the frame limits, so a small file that declares 20000x20000 pixels never allocates them.
 
-libjpeg reports a damaged scan only as a warning written straight to file descriptor 2 ("Corrupt
-JPEG data: premature end of data segment") and fills the rest of the picture with grey: a truncated
-JPEG with an end marker appended decodes "fine". So the decoder's stderr is captured around each
-decode (one decode at a time, a process-wide file descriptor): libjpeg's corruption warnings refuse
+Through OpenCV, libjpeg reports a damaged scan only as a warning written straight to file descriptor
+2 ("Corrupt JPEG data: premature end of data segment") and fills the rest of the picture with grey: a
+truncated JPEG with an end marker appended decodes "fine". edge.imaging.jpeg raises instead; for
+the other formats OpenCV decodes, the decoder's stderr is captured around each decode (one decode at a time, a process-wide file descriptor): libjpeg's corruption warnings refuse
 the image, the decoders' other lines go to the debug log, and anything else another thread wrote in
 that window is passed on to the real stderr. None of it reaches the journal on its own.
 
-OpenCV is imported by the first decode or encode, not with this module: the vision worker imports
-it for `validate_array` alone (its runtime takes arrays), and loading cv2 there cost ~30 MB of RSS.
+OpenCV is imported by the first decode of a format other than JPEG (a PNG in an image folder), not
+with this module: it costs a process ~33 MB of RSS, and the main process of a daemon whose cameras
+send JPEG, or are drawn, never loads it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from collections.abc import Iterator
 import numpy as np
 
 from edge.core.errors import FrameError
+from edge.imaging import jpeg
 from edge.imaging.header import MAX_EDGE, image_size
+from edge.imaging.resize import shrink
 
 MIN_EDGE = 16
 MAX_FILE_BYTES = 256 * 1024 * 1024  # an uncompressed 8192x8192 BMP is 192 MB
-_JPEG_SOI = b"\xff\xd8"
 _JPEG_EOI = b"\xff\xd9"
 # libjpeg's warnings that mean the picture is not what the camera took (jerror.h: JWRN_JPEG_EOF,
 # JWRN_HIT_MARKER, JWRN_MUST_RESYNC, JWRN_NOT_SEQUENTIAL, JWRN_EXTRANEOUS_DATA ...)
@@ -105,16 +108,23 @@ def check_declared_size(data: bytes) -> tuple[int, int]:
 
 
 def decode_image_bytes(data: bytes) -> np.ndarray:
-    """Decode JPEG/PNG/... bytes with OpenCV and validate; truncated JPEGs are refused, not guessed.
+    """Decode image bytes (JPEG here, other formats by OpenCV) and validate; damage is refused.
 
-    The declared size is checked first (a decompression bomb is refused unread). OpenCV fills a
-    truncated JPEG with grey and only warns, so the end-of-image marker is checked.
+    The declared size is checked first (a decompression bomb is refused unread). A JPEG without
+    its end-of-image marker is refused before decoding, and a damaged scan by the decoder.
     """
     if not data:
         raise FrameError("image is empty")
     check_declared_size(data)
-    if data[:2] == _JPEG_SOI and not data.rstrip(b"\x00").endswith(_JPEG_EOI):
-        raise FrameError("JPEG is truncated (no end-of-image marker)")
+    if jpeg.is_jpeg(data):
+        if not data.rstrip(b"\x00").endswith(_JPEG_EOI):
+            raise FrameError("JPEG is truncated (no end-of-image marker)")
+        return validate_array(jpeg.decode(data))
+    return _decode_other(data)
+
+
+def _decode_other(data: bytes) -> np.ndarray:
+    """PNG, BMP, WebP, TIFF ... through OpenCV, its warnings captured (see the module docstring)."""
     from edge.imaging.opencv import cv2  # on first use: see the module docstring
 
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -153,14 +163,13 @@ def read_image_file(path: str) -> np.ndarray:
 
 def encode_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes:
     """JPEG for {camera}/{task}/image, lowering quality then size until it fits `max_bytes`."""
-    from edge.imaging.opencv import cv2  # on first use: see the module docstring
-
     img = image
     while True:
         for q in (quality, *(x for x in (70, 55, 40) if x < quality)):
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])
-            if ok and len(buf) <= max_bytes:
-                return buf.tobytes()
+            data = jpeg.encode(img, q)
+            if len(data) <= max_bytes:
+                return data
         if min(img.shape[:2]) <= MIN_EDGE * 2:
             raise FrameError(f"frame does not fit in {max_bytes} bytes as JPEG")
-        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        h, w = img.shape[:2]
+        img = shrink(img[: h - h % 2, : w - w % 2], (w // 2, h // 2))

@@ -159,17 +159,28 @@ def check_model_load(
 
 
 def check_opencv(settings: CameraSettings) -> CheckResult:
-    """`import cv2` the way the daemon does: the camera and image preprocessing both need it, so a
-    missing OpenCV or one built against another numpy is named here, not blamed on the model."""
+    """`import cv2` the way the daemon does, so a missing OpenCV or one built against another numpy
+    is named here, not blamed on the model. A camera read through cv2.VideoCapture cannot work
+    without it (fail); testsrc, picamera2, MJPEG and JPEG folders can (warn: only images of other
+    formats would need it)."""
+    from edge.capture.factory import needs_opencv, source_kind
+
     name = "opencv"
     try:
         from edge.imaging.opencv import OpenCVUnavailable
     except ImportError as err:  # OpenCVUnavailable is an ImportError: the message names the cause
-        return CheckResult(name, "fail", str(err), OPENCV_FIX)
+        if needs_opencv(settings.source):
+            return CheckResult(name, "fail", str(err), OPENCV_FIX)
+        kind = source_kind(settings.source)
+        return CheckResult(
+            name,
+            "warn",
+            f"{err} (a {kind} camera does not need it; PNG and other non-JPEG images do)",
+            OPENCV_FIX,
+        )
     del OpenCVUnavailable
     import numpy
 
-    from edge.capture.factory import source_kind
     from edge.capture.gst import has_gstreamer, missing_tools
     from edge.imaging.opencv import cv2
 
