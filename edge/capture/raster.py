@@ -174,8 +174,7 @@ GLYPHS: dict[str, tuple[float, tuple[Polyline, ...]]] = {
     "3": (
         18.0,
         (
-            ((3.5, 21.0), (15.0, 21.0), (8.5, 13.0))
-            + ((10.0, 13.0),)
+            ((3.5, 21.0), (15.0, 21.0), (8.5, 13.0), (10.0, 13.0))
             + _oval(9.3, 6.6, 6.8, 6.6, 80.0, -130.0, 16)[1:],
         ),
     ),
@@ -214,7 +213,7 @@ def label_layout(img_w: int, img_h: int) -> tuple[float, int, int, int]:
     return scale, thick, max(4, s // 40), img_h - max(6, s // 30)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=128)  # 12 glyphs a frame size: several cameras' sizes stay cached
 def _glyph_distance(char: str, scale: float, pad: int) -> tuple[np.ndarray, int, int]:
     """(distance map, left, top) of one glyph at `scale`, drawn with its cell's origin at pixel (0, 0)
     on the baseline: each pixel's distance (px) to the nearest stroke centre line, over the strokes'
