@@ -99,7 +99,7 @@ def _blend_convex(img: np.ndarray, x0: int, y0: int, coverage: np.ndarray, color
         ys, xs = np.divmod(flat, coverage.shape[1])
         at = (ys + y0) * w + (xs + x0)
         pixels = img.reshape(h * w, 3)
-        px = pixels[at].astype(np.float32)
+        px = np.take(pixels, at, axis=0).astype(np.float32)  # take: a faster gather than pixels[at]
         pixels[at] = np.rint(px + (np.asarray(color, np.float32) - px) * c).astype(np.uint8)
 
 
