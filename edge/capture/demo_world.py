@@ -22,8 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from edge.imaging.opencv import cv2
-
 SHAPES = ("circle", "square", "triangle")
 COLORS = ("red", "green", "blue", "yellow", "white", "black")
 POSITIONS = ("left", "center", "right")
@@ -101,7 +99,9 @@ def centre_range(
 def draw_shape(
     img: np.ndarray, shape: str, cx: float, cy: float, r: float, color: tuple[int, ...], line: int
 ) -> None:
-    """One filled shape centred at (cx, cy) of radius / half side `r`, in BGR `color`."""
+    """One filled shape centred at (cx, cy) of radius / half side `r`, in BGR `color` (OpenCV `line` type)."""
+    from edge.imaging.opencv import cv2  # here, not at import: testsrc takes the grammar without OpenCV
+
     if shape == "circle":
         cv2.circle(img, (int(round(cx)), int(round(cy))), int(round(r)), color, -1, line)
     elif shape == "square":
@@ -116,6 +116,8 @@ def draw(
     scene: Scene, rng: np.random.Generator, *, overlay: bool | None = None, jpeg: bool = True
 ) -> np.ndarray:
     """The scene as an HxWx3 uint8 BGR frame (what the camera hands the daemon); random placement from `rng`."""
+    from edge.imaging.opencv import cv2
+
     w, h = scene.width, scene.height
     img: np.ndarray = np.full((h, w, 3), scene.background, np.uint8)
     noise = rng.uniform(0, 4)
@@ -150,6 +152,8 @@ def clock_label(t: float, n: int) -> str:
 
 def clock_text(img: np.ndarray, label: str) -> None:
     """The demo camera's digital clock label, bottom left (black outline, white text), in place."""
+    from edge.imaging.opencv import cv2
+
     h, w = img.shape[:2]
     s = min(w, h)
     scale = max(0.35, s / 600.0)

@@ -8,28 +8,21 @@ SCENE_S seconds of stream time the scene changes to another one, so the demo mod
 what is on screen and change as it changes. `scene_at(frame_number(...))` says what is on screen.
 
 Frame n depends only on n, the size and the fps (the clock shows stream time n/fps, not the wall
-clock), so tests and benchmarks are reproducible.
+clock), so tests and benchmarks are reproducible. It is drawn with numpy (edge.capture.raster), not
+OpenCV: the demo camera runs in the daemon's main process, which then never loads cv2 for it.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
+from edge.capture import raster
 from edge.capture.base import CameraInfo, Pacer
-from edge.capture.demo_world import (
-    COLOR_BGR,
-    Scene,
-    centre_range,
-    clock_label,
-    clock_text,
-    draw_shape,
-    random_scene,
-    size_range,
-)
-from edge.imaging.opencv import cv2
+from edge.capture.demo_world import COLOR_BGR, Scene, centre_range, clock_label, random_scene, size_range
 
 SCENE_S = 8.0  # stream seconds each scene stays on screen
 SEED = 20240915  # the test pattern's scene sequence
@@ -55,12 +48,30 @@ def scene_at(k: int, width: int, height: int) -> tuple[Scene, np.random.Generato
             return scene, rng
 
 
-def render_frame(n: int, width: int, height: int, fps: float) -> np.ndarray:
-    """Frame `n` of the synthetic scene (uint8 HxWx3 BGR)."""
+class Placed(NamedTuple):
+    """One shape of a frame where it is drawn: centre (cx, cy), radius / half side r, BGR colour."""
+
+    shape: str
+    cx: float
+    cy: float
+    r: float
+    color: tuple[int, int, int]
+
+
+class FrameLayout(NamedTuple):
+    """What frame n shows and where: the scene, its shapes placed, the clock's text."""
+
+    scene: Scene
+    placed: tuple[Placed, ...]
+    label: str
+
+
+def frame_layout(n: int, width: int, height: int, fps: float) -> FrameLayout:
+    """Where frame `n`'s shapes are and what its clock says (depends only on n, the size and the fps)."""
     t = n / fps
     scene, rng = scene_at(scene_index(n, fps), width, height)
-    img = np.full((height, width, 3), scene.background, np.uint8)
     r_min, r_max = size_range(width, height)
+    placed = []
     for s in scene.shapes:
         # Size and path are fixed per scene: a Lissajous drift inside the shape's third.
         r = rng.uniform(r_min + 0.15 * (r_max - r_min), r_max - 0.15 * (r_max - r_min))
@@ -69,8 +80,17 @@ def render_frame(n: int, width: int, height: int, fps: float) -> np.ndarray:
         (x0, x1), (y0, y1) = centre_range(width, height, s.position, r)
         cx = x0 + (x1 - x0) * (0.5 + 0.5 * math.sin(wx * t + px))
         cy = y0 + (y1 - y0) * (0.5 + 0.5 * math.sin(wy * t + py))
-        draw_shape(img, s.shape, cx, cy, r, COLOR_BGR[s.color], cv2.LINE_AA)
-    clock_text(img, clock_label(t, n))
+        placed.append(Placed(s.shape, cx, cy, r, COLOR_BGR[s.color]))
+    return FrameLayout(scene, tuple(placed), clock_label(t, n))
+
+
+def render_frame(n: int, width: int, height: int, fps: float) -> np.ndarray:
+    """Frame `n` of the synthetic scene (uint8 HxWx3 BGR)."""
+    layout = frame_layout(n, width, height, fps)
+    img = np.full((height, width, 3), layout.scene.background, np.uint8)
+    for p in layout.placed:
+        raster.draw_shape(img, p.shape, p.cx, p.cy, p.r, p.color)
+    raster.clock_text(img, layout.label)
     return img
 
 
