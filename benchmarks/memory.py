@@ -231,10 +231,11 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, dict[str, float]] | Non
 
 
 # What `edge run` imports, in the order it meets them; "pydantic.main" is where pydantic really loads
-# (`import pydantic` alone is lazy).
+# (`import pydantic` alone is lazy). OpenCV is not among them: only a camera read through
+# cv2.VideoCapture, a non-JPEG image or a shrink by another factor loads it (see `run`'s mappings).
 IMPORT_STEPS = (
     "numpy",
-    "cv2",
+    "simplejpeg",
     "pydantic",
     "pydantic.main",
     "paho.mqtt.client",

@@ -20,11 +20,8 @@ from pathlib import Path
 from edge.capture.base import Camera, CameraConfigError, CameraError
 from edge.capture.gst import PREFIX as GST_PREFIX
 from edge.capture.gst import gst_source
-from edge.capture.http_mjpeg import MjpegHttpSource
 from edge.capture.images_dir import ImagesDirSource, is_glob, is_still_image
-from edge.capture.picamera2_source import Picamera2Source
 from edge.capture.redact import redact_source
-from edge.capture.testsrc import TestSource
 from edge.config.settings import CameraSettings
 from edge.core.errors import FrameError
 from edge.core.messages import Frame
@@ -120,16 +117,22 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
             request=(settings.width, settings.height, fps),
         )
     if kind == "testsrc":
+        from edge.capture.testsrc import TestSource  # each source's module loads with its first camera
+
         return TestSource(
             settings.width or 640, settings.height or 480, fps, realtime=realtime, cancel=cancel
         )
     if kind == "picamera2":
         match = _PICAMERA2.match(text)
         num = int(match.group(1)) if match and match.group(1) else 0
+        from edge.capture.picamera2_source import Picamera2Source
+
         return Picamera2Source(settings.width, settings.height, fps, camera_num=num)
     if kind == "gst":
         return gst_source(text, cancel=cancel)
     if kind == "http-mjpeg":
+        from edge.capture.http_mjpeg import MjpegHttpSource
+
         return MjpegHttpSource(text, timeout_s=settings.stall_s, snapshot_fps=fps, cancel=cancel)
     if kind in ("rtsp", "stream"):
         from edge.capture.opencv_source import OpenCVSource, ffmpeg_api, stream_timeout_params

@@ -36,6 +36,7 @@ from edge.daemon.commands import DaemonCommands
 from edge.daemon.event_relay import EventRelay
 from edge.daemon.health import HealthReporter, HealthSources, Meters
 from edge.daemon.liveness import Liveness
+from edge.daemon.malloc import return_large_buffers
 from edge.daemon.metrics import MetricsServer
 from edge.daemon.reload import Reloader
 from edge.daemon.reloadable import Lane, LaneName, Reloadable, ReloadableRef, queue_size
@@ -565,6 +566,7 @@ def _started(sup: Supervisor) -> Supervisor:
 def run(loaded: LoadedSettings, reload_loader: Callable[[], LoadedSettings] | None = None) -> int:
     """`edge run`: the daemon in the foreground until SIGTERM/SIGINT; SIGHUP re-reads the settings."""
     require_libraries(loaded.settings.cameras)
+    return_large_buffers()
     daemon = Daemon(loaded, reload_loader)
 
     def on_term(signum: int, _frame: Any) -> None:
