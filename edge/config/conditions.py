@@ -8,11 +8,10 @@ JMESPath's truth is JSON's: false, null, an empty list, object or string are fal
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jmespath
-from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
+if TYPE_CHECKING:
+    from jmespath.parser import ParsedResult
 
 
 class ConditionError(ValueError):
@@ -20,6 +19,9 @@ class ConditionError(ValueError):
 
 
 def compile_condition(text: str) -> ParsedResult:
+    import jmespath  # with the first alert: a daemon without alerts does not load it
+    from jmespath.exceptions import JMESPathError
+
     try:
         return jmespath.compile(text)
     except JMESPathError as err:
@@ -29,6 +31,8 @@ def compile_condition(text: str) -> ParsedResult:
 def evaluate(condition: ParsedResult, data: Any) -> tuple[bool, Any]:
     """(truth, the value the expression gave). ConditionError when it fails on this answer (a
     function given the wrong type, e.g. `length(null)`): counted by the caller, never raised on."""
+    from jmespath.exceptions import JMESPathError
+
     try:
         value = condition.search(data)
     except JMESPathError as err:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from edge.mqtt.outbox import Outbox
@@ -82,6 +80,9 @@ class WebhookSender:
             self.outbox.delete([batch[0].row])
 
     def _send(self, stored: StoredMessage) -> str:
+        import urllib.error  # urllib.request brings http.client and email: only where a webhook is set
+        import urllib.request
+
         m = stored.message
         req = urllib.request.Request(
             m.topic,
