@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import ctypes.util
 import math
 import os
 import statistics
@@ -65,7 +64,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=30)
     ap.add_argument("--tokens", type=int, default=48)
     args = ap.parse_args()
-    mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
+    mallopt = ctypes.CDLL(None).mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     model, tokenizer = ort_load(os.path.expanduser(args.path))
     ids = list(tokenizer.encode("Describe what you see in one sentence, then list every object."))

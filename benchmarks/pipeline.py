@@ -21,7 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edge.cli.bench.command import BenchOptions, run_bench  # noqa: E402
+from edge.cli.bench.command import run_bench  # noqa: E402
+from edge.cli.bench.options import BenchOptions  # noqa: E402
 from edge.cli.bench.report import evaluate_targets, render_table  # noqa: E402
 from edge.config.settings import Settings  # noqa: E402
 

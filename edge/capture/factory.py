@@ -73,9 +73,13 @@ def needs_opencv(source: int | str) -> bool:
         return True
     if kind != "file":
         return False
-    text = str(source).strip()
-    path = Path(text[7:] if text.startswith("file://") else text).expanduser()
+    path = _local_path(str(source).strip())
     return not (path.is_file() and is_still_image(path))
+
+
+def _local_path(text: str) -> Path:
+    """A file or folder source as a path: `file://` taken off, `~` expanded."""
+    return Path(text[7:] if text.startswith("file://") else text).expanduser()
 
 
 def require_libraries(cameras: Sequence[CameraSettings]) -> None:
@@ -147,19 +151,20 @@ def build_camera(settings: CameraSettings, cancel: threading.Event | None = None
     path = text[7:] if text.startswith("file://") else text
     if kind == "images":
         return ImagesDirSource(path, fps=fps, realtime=realtime, loop=settings.loop, cancel=cancel)
-    if not Path(path).expanduser().is_file():
-        what = "not a regular file" if Path(path).expanduser().exists() else "no such file or directory"
+    local = _local_path(text)
+    if not local.is_file():
+        what = "not a regular file" if local.exists() else "no such file or directory"
         raise CameraConfigError(
             f"camera source {redact_source(text)!r}: {what} (a source is a device, file, directory, "
             "URL, 'gst:<pipeline>', 'picamera2' or 'testsrc')"
         )
-    if is_still_image(Path(path).expanduser()):
+    if is_still_image(local):
         # Not through FFmpeg: it would decode whatever size the file declares on every read.
         return ImagesDirSource(path, fps=fps, realtime=realtime, loop=settings.loop, cancel=cancel)
     from edge.capture.opencv_source import OpenCVSource, ffmpeg_api
 
     return OpenCVSource(
-        str(Path(path).expanduser()),
+        str(local),
         kind="file",
         description=redact_source(path),
         api=ffmpeg_api(),

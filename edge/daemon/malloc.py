@@ -14,7 +14,6 @@ is not glibc, nothing is done.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -25,12 +24,8 @@ THRESHOLD_BYTES = 128 * 1024  # glibc's own starting value
 
 def return_large_buffers() -> bool:
     """Fix glibc's mmap threshold at 128 KB in this process; False where that is not possible."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:  # the process's own symbols, libc's among them (find_library would run ldconfig at start)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)

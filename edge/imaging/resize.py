@@ -24,7 +24,8 @@ def whole_factor(src: tuple[int, int], dst: tuple[int, int]) -> int | None:
 
 
 def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` (HxWxC uint8) averaged down to `size` = (width, height); a copy, C-contiguous."""
+    """`image` (HxWxC uint8) averaged down to `size` = (width, height), C-contiguous (`image` itself
+    when it is contiguous and already that size)."""
     h, w = image.shape[:2]
     k = whole_factor((w, h), size)
     if k == 1:

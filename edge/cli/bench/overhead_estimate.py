@@ -13,6 +13,11 @@ from typing import Any
 from edge.cli.bench.stats import Interval, finite, log_to_pct, mean_ci, pair_log_ratio, shift_ci
 
 
+def rounds_pct(ab: list[float], aa: list[float]) -> list[list[float]]:
+    """Each round's A/B and A/A log-ratios in percent, for a reader who wants to see the spread or the drift."""
+    return [[round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(ab, aa, strict=False)]
+
+
 def log_ratios(
     a_side: list[dict[str, Any]], b_side: list[dict[str, Any]], by_set: bool = False
 ) -> tuple[list[float], str]:
@@ -77,10 +82,7 @@ def report_overhead(
     if rotate:
         report["overhead_rotate"] = rotate
         report["overhead_process_sets"] = len(ab_logs)
-    # each round's two log-ratios in percent, for a reader who wants to see the spread or the drift
-    report["overhead_rounds_pct"] = [
-        [round(a * 100.0, 2), round(b * 100.0, 2)] for a, b in zip(rounds_ab, rounds_aa, strict=False)
-    ]
+    report["overhead_rounds_pct"] = rounds_pct(rounds_ab, rounds_aa)
     for key, logs in (("overhead_pct", ab_logs), ("overhead_aa_pct", aa_logs)):
         put_shift(report, key, logs)
         if len(logs) >= 2:  # one pair's spread: what the estimator has to average away
